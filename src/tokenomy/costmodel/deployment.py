@@ -266,6 +266,16 @@ class Deployment:
     def numbers(self) -> Numbers:
         return self._numbers
 
+    @cached_property
+    def _step_cost(self):  # noqa: ANN202
+        from tokenomy.costmodel.perf import StepCost  # perf builds on Deployment
+
+        return StepCost(self)
+
+    def step_cost(self):  # noqa: ANN201
+        """The step-time formula of costmodel.perf with this deployment's constants (cached)."""
+        return self._step_cost
+
 
 def auto_tensor_parallel(
     base: Deployment, max_gpus: int, prompt_tokens: int, output_tokens: int, min_sequences: int = 64

@@ -47,6 +47,58 @@ def attention_flops(n: Numbers, new_tokens: ArrayLike, keys_per_token: ArrayLike
     )
 
 
+class StepCost:
+    """One deployment's step-time formula with its constants unpacked.
+
+    `seconds` uses only arithmetic, so it takes plain floats (the simulator calls it millions of
+    times) as well as numpy arrays (the planner's curves).
+    """
+
+    def __init__(self, d: Deployment):
+        n, prof = d.numbers(), d.profile
+        self.dense_s = n.dense_bytes / n.bytes_per_s
+        self.expert_s = n.expert_bytes / n.bytes_per_s
+        self.n_experts = float(n.n_experts)
+        self.expert_miss = 1.0 - n.experts_per_token / n.n_experts if n.n_experts else 1.0
+        self.kv_full_s_per_token = n.kv_full_bytes_per_token / n.bytes_per_s
+        self.kv_window_s_per_token = n.kv_window_bytes_per_token / n.bytes_per_s
+        self.window_tokens = float(n.window_tokens)
+        self.matmul_s_per_token = n.matmul_flops_per_token / n.matmul_flops_per_s
+        self.lm_head_s_per_seq = n.lm_head_flops_per_seq / n.matmul_flops_per_s
+        self.attn_full_s_per_pair = n.attn_full_flops_per_pair / n.attn_flops_per_s
+        self.attn_window_s_per_pair = n.attn_window_flops_per_pair / n.attn_flops_per_s
+        self.k = prof.overlap_k
+        self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
+        self.seq_s = prof.seq_overhead_s
+        self.comm_fixed_s = 0.0
+        self.comm_s_per_token = 0.0
+        if n.tp > 1:
+            self.comm_fixed_s += 2 * n.n_layers * prof.allreduce_latency_s
+            self.comm_s_per_token += 2 * n.n_layers * 2 * (n.tp - 1) / n.tp * n.allreduce_bytes_per_token / n.link_bytes_per_s
+        if n.pp > 1:
+            self.comm_fixed_s += (n.pp - 1) * prof.allreduce_latency_s
+            self.comm_s_per_token += (n.pp - 1) * n.allreduce_bytes_per_token / n.link_bytes_per_s
+
+    def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
+        """Time of one step computing `new_tokens` tokens of `seqs` sequences.
+
+        kv_tokens: cached tokens the step reads, summed over its sequences; attn_pairs: (query,
+        key) pairs its attention computes. Sliding-window layers cap both at the window.
+        """
+        t_mem = self.dense_s + self.kv_full_s_per_token * kv_tokens
+        t_comp = self.matmul_s_per_token * new_tokens + self.lm_head_s_per_seq * seqs
+        t_comp = t_comp + self.attn_full_s_per_pair * attn_pairs
+        if self.n_experts:
+            t_mem = t_mem + self.n_experts * (1.0 - self.expert_miss**new_tokens) * self.expert_s
+        if self.window_tokens:
+            t_mem = t_mem + self.kv_window_s_per_token * np.minimum(kv_tokens, seqs * self.window_tokens)
+            t_comp = t_comp + self.attn_window_s_per_pair * np.minimum(attn_pairs, new_tokens * self.window_tokens)
+        k = self.k
+        t_roof = t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k)
+        t_comm = self.comm_fixed_s + self.comm_s_per_token * new_tokens if self.comm_s_per_token else 0.0
+        return self.fixed_s + self.seq_s * seqs + t_roof + t_comm
+
+
 def step_seconds(
     d: Deployment,
     new_tokens: ArrayLike,
@@ -59,26 +111,11 @@ def step_seconds(
     kv_context_tokens: mean cached context each sequence reads; keys_per_token: mean keys each
     new token attends to (decode: its context; a prefill chunk from scratch: half its length).
     """
-    n, prof = d.numbers(), d.profile
     tokens = np.asarray(new_tokens, dtype=float)
     seqs = np.asarray(seqs, dtype=float)
-    bytes_read = n.dense_bytes + experts_touched(n, tokens) * n.expert_bytes
-    bytes_read = bytes_read + kv_read_bytes(n, seqs, kv_context_tokens)
-    t_mem = bytes_read / n.bytes_per_s
-    t_comp = (tokens * n.matmul_flops_per_token + seqs * n.lm_head_flops_per_seq) / n.matmul_flops_per_s
-    t_comp = t_comp + attention_flops(n, tokens, keys_per_token) / n.attn_flops_per_s
-    k = prof.overlap_k
-    t_roof = (t_mem**k + t_comp**k) ** (1.0 / k)
-    t_comm = 0.0
-    if n.tp > 1:
-        ring = 2 * (n.tp - 1) / n.tp * tokens * n.allreduce_bytes_per_token / n.link_bytes_per_s
-        t_comm = 2 * n.n_layers * (prof.allreduce_latency_s + ring)
-    if n.pp > 1:
-        t_comm = t_comm + (n.pp - 1) * (
-            prof.allreduce_latency_s + tokens * n.allreduce_bytes_per_token / n.link_bytes_per_s
-        )
-    overhead = prof.step_overhead_s + prof.seq_overhead_s * seqs + n.n_layers * prof.layer_overhead_s
-    return overhead + t_roof + t_comm
+    kv_tokens = seqs * np.asarray(kv_context_tokens, dtype=float)
+    pairs = tokens * np.asarray(keys_per_token, dtype=float)
+    return np.asarray(d.step_cost().seconds(tokens, seqs, kv_tokens, pairs))
 
 
 def decode_step_seconds(d: Deployment, batch: ArrayLike, context_tokens: ArrayLike) -> Array:

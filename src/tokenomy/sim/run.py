@@ -1,0 +1,213 @@
+"""Run a workload through one replica and summarise it in the units of DESIGN.md."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.economics import board_power_w
+from tokenomy.costmodel.perf import roofline_utilisation
+from tokenomy.sim.metrics import (
+    GapHistogram,
+    ReplicaStats,
+    RequestLog,
+    Timeline,
+    histogram_stats,
+    summary_stats,
+)
+from tokenomy.sim.replica import Replica, ReplicaConfig
+from tokenomy.sim.workload import Workload
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Service-level objectives a request must meet to count towards goodput (None: not checked)."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2e_s: float | None = None
+
+    def met(self, log: RequestLog) -> np.ndarray:
+        """Per request: finished and within every objective given."""
+        ok = log.done.copy()
+        ttft = log.first_token_s - log.arrival_s
+        tpot = np.where(
+            log.output_tokens > 1, (log.finish_s - log.first_token_s) / np.maximum(log.output_tokens - 1, 1), 0
+        )
+        with np.errstate(invalid="ignore"):
+            if self.ttft_s is not None:
+                ok &= ttft <= self.ttft_s
+            if self.tpot_s is not None:
+                ok &= tpot <= self.tpot_s
+            if self.e2e_s is not None:
+                ok &= log.finish_s - log.arrival_s <= self.e2e_s
+        return ok
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.ttft_s, self.tpot_s, self.e2e_s))
+
+
+@dataclass
+class SimResult:
+    """Everything a run recorded, and the summary DESIGN.md names."""
+
+    log: RequestLog
+    itl: GapHistogram
+    stats: ReplicaStats
+    timelines: list[Timeline]
+    duration_s: float
+    gpu_count: int
+    usd_per_hour: float  # all replicas
+    power_w_busy: float
+    power_w_idle: float
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, slo: SLO | None = None) -> dict[str, Any]:
+        log, st = self.log, self.stats
+        done = log.done
+        out_tokens = float(log.output_tokens[done].sum())
+        in_tokens = float(log.input_tokens[done].sum())
+        span = max(self.duration_s, 1e-12)
+        replicas = max(len(self.timelines), 1)
+        busy = st.busy_s / (span * replicas)
+        energy_j = self.power_w_busy * st.busy_s + self.power_w_idle * max(span * replicas - st.busy_s, 0.0)
+        usd = self.usd_per_hour * span / 3600.0
+        prefill_share = st.prefill_s / st.busy_s if st.busy_s else 0.0
+        result: dict[str, Any] = {
+            "requests": {
+                "total": len(log.arrival_s),
+                "completed": int(done.sum()),
+                "rejected": int((log.where < 0).sum()),
+                "preempted": int((log.preemptions > 0).sum()),
+            },
+            "duration_s": self.duration_s,
+            "throughput": {
+                "output_tokens_per_s": out_tokens / span,
+                "input_tokens_per_s": in_tokens / span,
+                "requests_per_s": float(done.sum()) / span,
+            },
+            "ttft_s": summary_stats(log.ttft_s()),
+            "itl_s": histogram_stats(self.itl),
+            "tpot_s": summary_stats(log.tpot_s()),
+            "e2e_s": summary_stats(log.e2e_s()),
+            "preemptions": st.preemptions,
+            "prefix_cache_hit_tokens": int(log.cached_tokens.sum()),
+            "kv": {
+                "utilisation": st.live_token_seconds / st.allocated_token_seconds
+                if st.allocated_token_seconds
+                else 0.0,
+                "fragmentation": 1 - st.live_token_seconds / st.allocated_token_seconds
+                if st.allocated_token_seconds
+                else 0.0,
+            },
+            "mean_decode_batch": st.decode_batch_seconds / st.busy_s if st.busy_s else 0.0,
+            "gpu_busy_fraction": busy,
+            "energy": {
+                "joules": energy_j,
+                "joules_per_output_token": energy_j / out_tokens if out_tokens else math.nan,
+            },
+            "cost": {"usd": usd, "gpu_hours": self.gpu_count * span / 3600.0},
+        }
+        if out_tokens:
+            result["usd_per_mtok"] = {
+                "input": usd * prefill_share / in_tokens * 1e6 if in_tokens else 0.0,
+                "output": usd * (1 - prefill_share) / out_tokens * 1e6,
+                "blended": usd / (in_tokens + out_tokens) * 1e6,
+            }
+        if slo is not None and slo.given:
+            met = slo.met(log)
+            result["goodput_rps"] = float(met.sum()) / span
+            result["slo_attainment"] = float(met.sum()) / max(len(log.arrival_s), 1)
+        if self.rejected_reasons:
+            result["rejected_reasons"] = self.rejected_reasons
+        result.update(self.extra)
+        return result
+
+
+def replica_power_w(d: Deployment, stats: ReplicaStats) -> tuple[float, float]:
+    """(busy, idle) board power of a replica: busy at the roofline activity of its mean decode step."""
+    batch = stats.decode_batch_seconds / stats.busy_s if stats.busy_s else 1.0
+    ctx = stats.decode_ctx_seconds / stats.decode_batch_seconds if stats.decode_batch_seconds else 1.0
+    mbu, mfu = roofline_utilisation(d, max(batch, 1.0), max(ctx, 1.0))
+    activity = max(float(mbu), float(mfu))
+    idle = d.profile.idle_power_fraction
+    busy_w = float(board_power_w(d.gpu.tdp_w, d.n_gpus, activity, idle))
+    return busy_w, float(board_power_w(d.gpu.tdp_w, d.n_gpus, 0.0, idle))
+
+
+def simulate(
+    d: Deployment,
+    workload: Workload,
+    config: ReplicaConfig | None = None,
+    seed: int = 0,
+    price: str = "on_demand",
+) -> SimResult:
+    """Replay `workload` on one replica of deployment `d`."""
+    config = config or ReplicaConfig()
+    log = RequestLog.for_workload(workload)
+    replica = Replica(d, config, log, seed=seed)
+    prefixes = workload.prefix_ids
+    reasons: dict[str, int] = {}
+
+    def submit(rid: int) -> None:
+        if not replica.submit(rid, tuple(prefixes[rid]) if prefixes else ()):
+            why = replica.rejection(int(log.input_tokens[rid]), int(log.output_tokens[rid]))
+            reasons[why] = reasons.get(why, 0) + 1
+
+    n = len(workload)
+    if workload.concurrency:  # closed loop: each finish sends the next request at once
+        next_rid = min(workload.concurrency, n)
+
+        def on_finish(_rid: int, now: float) -> None:
+            nonlocal next_rid
+            if next_rid < n:
+                log.arrival_s[next_rid] = now
+                submit(next_rid)
+                next_rid += 1
+
+        replica.on_finish = on_finish
+        for rid in range(next_rid):
+            submit(rid)
+        while next_rid < n or replica.outstanding:
+            if not replica.step():
+                if next_rid >= n:
+                    break
+                log.arrival_s[next_rid] = replica.now  # everything before it was rejected
+                submit(next_rid)
+                next_rid += 1
+    else:
+        arrivals = log.arrival_s
+        for rid in range(n):
+            replica.run_until(float(arrivals[rid]))
+            submit(rid)
+        replica.run_until(math.inf)
+    return _result(d, log, [replica], reasons, price)
+
+
+def _result(d: Deployment, log: RequestLog, replicas: list[Replica], reasons: dict[str, int], price: str) -> SimResult:
+    itl, stats = GapHistogram(), ReplicaStats()
+    for r in replicas:
+        itl.merge(r.itl)
+        stats.merge(r.stats)
+    start = float(np.nanmin(log.arrival_s)) if len(log.arrival_s) else 0.0
+    end = max([r.now for r in replicas] + [float(np.nanmax(log.finish_s)) if log.done.any() else start])
+    busy_w, idle_w = replica_power_w(d, stats)
+    usd_per_hour = (d.gpu.usd_per_gpu_hour(price) or 0.0) * d.n_gpus
+    return SimResult(
+        log=log,
+        itl=itl,
+        stats=stats,
+        timelines=[r.timeline for r in replicas],
+        duration_s=end - start,
+        gpu_count=d.n_gpus * len(replicas),
+        usd_per_hour=usd_per_hour * len(replicas),
+        power_w_busy=busy_w,
+        power_w_idle=idle_w,
+        rejected_reasons=reasons,
+    )
