@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, minimize_scalar
 
 from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.predict import predict
@@ -20,18 +20,17 @@ BOUNDS = {
 }
 
 
+ONLINE_LOADS = ("rate", "concurrency")
+
+
 def _residuals(values: np.ndarray, base: EngineProfile, rows: list[Measurement]) -> np.ndarray:
-    profile = base.with_values(**dict(zip(FITTED, values, strict=True)))
-    out = []
-    for row in rows:
-        pred = predict(row, profile).value
-        out.append(np.log(pred / row.value) if pred and row.value > 0 else 0.0)
-    return np.asarray(out)
+    return _residuals_with(base, rows, **dict(zip(FITTED, values, strict=True)))
 
 
 def fit_profile(base: EngineProfile, rows: list[Measurement]) -> EngineProfile:
     """Fit the FITTED parameters of `base` to the rows the cost model can predict; other fields kept."""
-    usable = [r for r in rows if predict(r, base).value is not None and r.value > 0]
+    offline = [r for r in rows if r.load_kind not in ONLINE_LOADS]  # online rows go through fit_step_overhead
+    usable = [r for r in offline if predict(r, base).value is not None and r.value > 0]
     if not usable:
         raise ValueError("no measurement rows the cost model can predict for this engine")
     start = EngineProfile()  # always start from the same defaults, so a refit is reproducible
@@ -48,3 +47,35 @@ def fit_profile(base: EngineProfile, rows: list[Measurement]) -> EngineProfile:
         **fitted,
         fit={"rows": len(usable), "median_ape": float(np.median(ape)), "p90_ape": float(np.percentile(ape, 90))},
     )
+
+
+def fit_step_overhead(base: EngineProfile, rows: list[Measurement]) -> EngineProfile:
+    """Fit the per-step overhead to the online (rate/concurrency) latency rows, through the simulator.
+
+    Offline throughput barely constrains a fixed cost per step; the inter-token latency at low load
+    is mostly that cost, so it is fitted there (1-D bounded search on the median absolute log error).
+    """
+    online = [r for r in rows if r.load_kind in ONLINE_LOADS and r.metric.endswith(("_itl", "_ttft")) and r.value > 0]
+    online = [r for r in online if predict(r, base).value is not None]
+    if not online:
+        return base
+
+    def median_log_error(step_overhead_s: float) -> float:
+        return float(np.median(np.abs(_residuals_with(base, online, step_overhead_s=step_overhead_s))))
+
+    # The error is not convex in the overhead (queueing sets in at high rates): a coarse grid first.
+    grid = np.arange(0.0, 0.0101, 0.0005)
+    start = float(grid[int(np.argmin([median_log_error(x) for x in grid]))])
+    bounds = (max(start - 0.0005, 0.0), start + 0.0005)
+    best = minimize_scalar(median_log_error, bounds=bounds, method="bounded", options={"xatol": 2e-5})
+    fit = dict(base.fit, online_rows=len(online), online_median_ape=float(np.expm1(best.fun)))
+    return base.with_values(step_overhead_s=float(best.x), fit=fit)
+
+
+def _residuals_with(base: EngineProfile, rows: list[Measurement], **values: float) -> np.ndarray:
+    out = []
+    profile = base.with_values(**values)
+    for row in rows:
+        pred = predict(row, profile).value
+        out.append(np.log(pred / row.value) if pred and row.value > 0 else 0.0)
+    return np.asarray(out)

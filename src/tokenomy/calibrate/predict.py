@@ -12,8 +12,24 @@ from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import batch_latency_seconds, max_batch, offline_throughput
 from tokenomy.costmodel.profile import EngineProfile
+from tokenomy.sim.run import simulate
+from tokenomy.sim.workload import WorkloadSpec, build_workload
 
 THROUGHPUT_METRICS = ("output_throughput", "total_throughput", "request_throughput")
+# Online-load metrics the simulator predicts: (summary key, statistic).
+SIM_METRICS = {
+    "mean_ttft": ("ttft_s", "mean"),
+    "median_ttft": ("ttft_s", "p50"),
+    "p99_ttft": ("ttft_s", "p99"),
+    "mean_itl": ("itl_s", "mean"),
+    "median_itl": ("itl_s", "p50"),
+    "p99_itl": ("itl_s", "p99"),
+    "mean_tpot": ("tpot_s", "mean"),
+    "median_tpot": ("tpot_s", "p50"),
+    "mean_e2e": ("e2e_s", "mean"),
+    "median_e2e": ("e2e_s", "p50"),
+}
+SIM_REQUESTS = 500  # requests per simulated load point (the TensorRT-LLM online runs used 500)
 
 
 @dataclass(frozen=True)
@@ -43,10 +59,70 @@ def _throughput(metric: str, out_tps: float, isl: int, osl: int) -> float:
     return out_tps / osl
 
 
+def _profile_for(row: Measurement, profile: EngineProfile | None) -> EngineProfile:
+    try:
+        return profile or load_profile(row.engine)
+    except CatalogError:
+        return load_profile("generic")
+
+
+def _predict_online(row: Measurement, profile: EngineProfile | None) -> Prediction:
+    """A rate- or concurrency-load row, through the simulator (Poisson arrivals, fixed or ShareGPT lengths)."""
+    if row.metric not in SIM_METRICS and row.metric not in THROUGHPUT_METRICS:
+        return Prediction(None, f"metric '{row.metric}' under {row.load_kind} load is not predicted")
+    if row.dataset in ("", "fixed"):
+        if not row.isl or not row.osl:
+            return Prediction(None, "fixed-length row without isl/osl")
+        lengths = (str(row.isl), str(row.osl))
+    elif row.dataset == "sharegpt":
+        lengths = ("sharegpt", "sharegpt")
+    else:
+        return Prediction(None, f"no length distribution known for dataset '{row.dataset}'")
+    if not row.load_value or row.load_value <= 0:
+        return Prediction(None, f"{row.load_kind} load without a positive load_value")
+    try:
+        d = deployment_for(row, _profile_for(row, profile))
+    except CatalogError as exc:
+        return Prediction(None, str(exc))
+    if not d.memory.fits:
+        return Prediction(None, "model does not fit this deployment in the cost model")
+    replicas = max(row.num_gpus // d.n_gpus, 1)
+    per_replica = row.load_value / replicas
+    load = {"rate": per_replica} if row.load_kind == "rate" else {"concurrency": max(int(round(per_replica)), 1)}
+    summary = _simulated(d, lengths, tuple(load.items()))
+    if row.metric in SIM_METRICS:
+        key, stat = SIM_METRICS[row.metric]
+        return Prediction(summary[key][stat])
+    out_tps = summary["throughput"]["output_tokens_per_s"] * replicas
+    osl = summary["mean_output_tokens"]
+    isl = summary["mean_input_tokens"]
+    return Prediction(_throughput(row.metric, out_tps, isl, osl))
+
+
+_SIM_CACHE: dict[tuple, dict] = {}
+
+
+def _simulated(d: Deployment, lengths: tuple[str, str], load: tuple) -> dict:
+    """Summary of the simulated load point (cached: one row per metric shares a run)."""
+    key = (id(d.profile), d.model.id, d.gpu.id, d.tp, d.pp, d.precision, d.kv_precision, lengths, load)
+    if key not in _SIM_CACHE:
+        spec = WorkloadSpec(isl=lengths[0], osl=lengths[1], num_requests=SIM_REQUESTS, seed=0, **dict(load))
+        w = build_workload(spec)
+        summary = simulate(d, w).summary()
+        summary["mean_input_tokens"] = float(w.input_tokens.mean())
+        summary["mean_output_tokens"] = float(w.output_tokens.mean())
+        _SIM_CACHE[key] = summary
+    return _SIM_CACHE[key]
+
+
 def predict(row: Measurement, profile: EngineProfile | None = None) -> Prediction:
     """Predicted value of a row in its base unit (s, tokens/s, req/s), or the reason it is skipped."""
+    if row.load_kind in ("rate", "concurrency"):
+        return _predict_online(row, profile)
     if row.isl is None or row.osl is None or row.isl <= 0 or row.osl <= 0:
         return Prediction(None, f"dataset '{row.dataset}' has no fixed isl/osl")
+    if row.load_kind in ("rate", "concurrency"):
+        return _predict_online(row, profile)
     if row.dataset not in ("", "fixed"):
         return Prediction(None, f"length distribution of dataset '{row.dataset}' needs the simulator")
     try:
@@ -75,6 +151,4 @@ def predict(row: Measurement, profile: EngineProfile | None = None) -> Predictio
             return Prediction(e2e)
         if row.metric in THROUGHPUT_METRICS:
             return Prediction(_throughput(row.metric, batch * osl / e2e * replicas, isl, osl))
-    if row.load_kind in ("rate", "concurrency") or row.metric not in THROUGHPUT_METRICS:
-        return Prediction(None, f"{row.load_kind} load / {row.metric} needs the simulator")
     return Prediction(None, f"metric '{row.metric}' under '{row.load_kind}' load is not predicted")

@@ -112,6 +112,170 @@ def plan(
 
 
 @app.command()
+def simulate(
+    model: Annotated[str, typer.Option(help="catalogue model id or path to a config.json")] = "llama-3.1-8b",
+    gpu: Annotated[str, typer.Option(help="accelerator id, e.g. H100-SXM")] = DEFAULT_GPU,
+    tp: Annotated[int | None, typer.Option(help="tensor-parallel degree (default: smallest that fits)")] = None,
+    pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
+    precision: Annotated[str, typer.Option(help="weights: native, bf16, fp8, int4, ...")] = "native",
+    kv_precision: Annotated[str, typer.Option(help="KV cache: auto, bf16, fp8, int8, fp4")] = "auto",
+    engine: Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic")] = "vllm",
+    accelerators_file: Annotated[Path | None, typer.Option("--accelerators", help="extra accelerators YAML")] = None,
+    isl: Annotated[
+        str, typer.Option(help="input tokens: N, uniform:A:B, lognormal:MEAN:SIGMA, empirical:FILE")
+    ] = "512",
+    osl: Annotated[str, typer.Option(help="output tokens, same forms as --isl")] = "256",
+    rate: Annotated[float | None, typer.Option(help="requests/s (Poisson; gamma with --burstiness)")] = None,
+    burstiness: Annotated[float, typer.Option(help="gamma shape of inter-arrivals: 1 Poisson, <1 burstier")] = 1.0,
+    concurrency: Annotated[int | None, typer.Option(help="closed loop: requests kept in flight")] = None,
+    num_requests: Annotated[int, typer.Option(help="requests to simulate")] = 1000,
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            help="trace file (Azure CSV, Mooncake or tokenomy JSONL) or azure-conv, azure-code, mooncake-conv"
+        ),
+    ] = None,
+    time_scale: Annotated[float, typer.Option(help="multiply trace arrival times (0.5 = twice as fast)")] = 1.0,
+    daily_rates: Annotated[str | None, typer.Option(help="24 comma-separated hourly rates (req/s): one day")] = None,
+    classes: Annotated[str | None, typer.Option(help="class mix for fleets, e.g. chat=0.7,batch=0.3")] = None,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same run")] = 0,
+    scheduler: Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")] = "chunked",
+    kv: Annotated[str, typer.Option(help="paged or contiguous (max-length reservation)")] = "paged",
+    block_size: Annotated[int, typer.Option(help="paged KV block size in tokens")] = 16,
+    max_num_seqs: Annotated[int | None, typer.Option(help="scheduler limit on running sequences")] = None,
+    max_batched_tokens: Annotated[int | None, typer.Option(help="token budget per step")] = None,
+    prefix_caching: Annotated[bool, typer.Option(help="reuse cached prefix blocks (traces with prefix ids)")] = True,
+    draft_model: Annotated[str | None, typer.Option(help="speculative decoding with this draft model")] = None,
+    draft_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (γ)")] = 4,
+    acceptance: Annotated[float, typer.Option(help="speculative decoding: per-token acceptance (α)")] = 0.7,
+    exact: Annotated[bool, typer.Option(help="take every step one by one (reference mode; slower)")] = False,
+    slo_ttft: Annotated[float | None, typer.Option(help="SLO on TTFT, seconds (for goodput)")] = None,
+    slo_tpot: Annotated[float | None, typer.Option(help="SLO on TPOT, seconds (for goodput)")] = None,
+    fleet: Annotated[Path | None, typer.Option(help="fleet YAML: tiers (GPU or API) and routes per class")] = None,
+    compare_day: Annotated[bool, typer.Option(help="with --fleet: hybrid vs all-API vs all-self-hosted")] = False,
+    sweep_rates: Annotated[str | None, typer.Option(help="comma-separated rates: latency-throughput curve")] = None,
+    executor: Annotated[str, typer.Option(help="sweep executor: local (processes) or ray")] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
+    requests_csv: Annotated[Path | None, typer.Option(help="write one row per request")] = None,
+) -> None:
+    """Replay a workload on one replica or a fleet: latency percentiles, throughput, goodput, KV, cost."""
+    from tokenomy.cli.simulating import (
+        check_runnable,
+        deployment_for,
+        load_fleet,
+        parse_classes,
+        parse_floats,
+        write_requests_csv,
+    )
+    from tokenomy.report.tables import comparison_table, simulation_lines, simulation_table, tiers_table
+    from tokenomy.sim import fleet as fleet_sim
+    from tokenomy.sim.replica import ReplicaConfig, SpecDecoding
+    from tokenomy.sim.run import SLO
+    from tokenomy.sim.run import simulate as run_simulation
+    from tokenomy.sim.sweep import sweep_rates as run_sweep
+    from tokenomy.sim.workload import TraceError, WorkloadSpec, build_workload
+
+    slo = SLO(ttft_s=slo_ttft, tpot_s=slo_tpot)
+    try:
+        spec = WorkloadSpec(
+            isl=isl,
+            osl=osl,
+            rate=rate,
+            burstiness=burstiness,
+            concurrency=concurrency,
+            num_requests=num_requests,
+            trace=trace,
+            time_scale=time_scale,
+            daily_rates=parse_floats(daily_rates, "--daily-rates"),
+            classes=parse_classes(classes),
+            seed=seed,
+        )
+        d = deployment_for(
+            model,
+            gpu,
+            tp,
+            pp,
+            precision,
+            kv_precision,
+            engine,
+            0,
+            str(accelerators_file) if accelerators_file else None,
+        )
+        spec_dec = None
+        if draft_model:
+            draft = deployment_for(draft_model, gpu, d.tp, 1, "native", "auto", engine)
+            spec_dec = SpecDecoding(draft, draft_tokens, acceptance)
+        config = ReplicaConfig(
+            scheduler, kv, block_size, max_num_seqs, max_batched_tokens, prefix_caching, spec_dec, exact
+        )
+        workload = build_workload(spec)
+        fleet_spec = load_fleet(fleet, config) if fleet else None
+        if fleet_spec is None:
+            check_runnable(d, workload, slo)
+    except (CatalogError, TraceError, ValueError) as exc:
+        fail(str(exc).replace("\n", " "))
+        return
+    slo_arg = slo if slo.given else None
+    sweep = None
+    if sweep_rates:
+        rates = parse_floats(sweep_rates, "--sweep-rates") or []
+        with console.status(f"sweeping {len(rates)} rates on {executor}"):
+            sweep = run_sweep(d, spec, config, rates, slo_arg, executor)
+    result = None
+    if fleet_spec is not None:
+        with console.status("simulating the fleet"):
+            if compare_day:
+                variants = fleet_sim.compare_day(fleet_spec, workload, seed, slo_arg)
+                summary = variants["hybrid"]
+                summary["comparison"] = {k: v for k, v in variants.items() if k != "hybrid"}
+            else:
+                run = fleet_sim.simulate_fleet(fleet_spec, workload, seed, slo_arg)
+                result, summary = run.result, run.summary
+    else:
+        with console.status(f"simulating {len(workload):,} requests"):
+            result = run_simulation(d, workload, config, seed)
+            summary = result.summary(slo_arg)
+        summary["deployment"] = {
+            "model": d.model.id,
+            "gpu": d.gpu.id,
+            "tp": d.tp,
+            "pp": d.pp,
+            "precision": d.fmt.name,
+            "engine": d.profile.name,
+        }
+    if sweep is not None:
+        summary["sweep"] = sweep
+    if requests_csv and result is not None:
+        write_requests_csv(result.log, requests_csv)
+    if html:
+        from tokenomy.report.sim_html import simulation_report
+
+        html.write_text(simulation_report(summary, result, sweep))
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(simulation_table(summary))
+    for line in simulation_lines(summary):
+        console.print(line)
+    if "tiers" in summary:
+        console.print(tiers_table(summary))
+    if "comparison" in summary:
+        console.print(comparison_table({"hybrid": summary, **summary["comparison"]}))
+    for reason, n in summary.get("rejected_reasons", {}).items():
+        err_console.print(f"[yellow]warning:[/] {n:,} requests rejected: {reason}")
+    if sweep:
+        for s in sweep:
+            console.print(
+                f"rate {s['rate']:g} req/s: {s['throughput']['output_tokens_per_s']:,.0f} tok/s, "
+                f"TTFT p99 {s['ttft_s']['p99'] * 1e3:,.0f} ms, ITL p99 {s['itl_s']['p99'] * 1e3:,.1f} ms"
+            )
+    for path in (html, requests_csv):
+        if path:
+            console.print(f"written: {path}")
+
+
+@app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="measurement CSV (schema in DESIGN.md)")],
     engine_profile: Annotated[

@@ -74,7 +74,9 @@ class StepCost:
         self.comm_s_per_token = 0.0
         if n.tp > 1:
             self.comm_fixed_s += 2 * n.n_layers * prof.allreduce_latency_s
-            self.comm_s_per_token += 2 * n.n_layers * 2 * (n.tp - 1) / n.tp * n.allreduce_bytes_per_token / n.link_bytes_per_s
+            self.comm_s_per_token += (
+                2 * n.n_layers * 2 * (n.tp - 1) / n.tp * n.allreduce_bytes_per_token / n.link_bytes_per_s
+            )
         if n.pp > 1:
             self.comm_fixed_s += (n.pp - 1) * prof.allreduce_latency_s
             self.comm_s_per_token += (n.pp - 1) * n.allreduce_bytes_per_token / n.link_bytes_per_s

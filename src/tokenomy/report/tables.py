@@ -106,3 +106,78 @@ def list_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     for r in rows:
         table.add_row(*r)
     return table
+
+
+def simulation_table(summary: dict[str, Any], title: str = "tokenomy simulate") -> Table:
+    """Latency percentiles, then the throughput, memory, energy and cost lines of a simulated run."""
+    table = Table(title=title, header_style="bold")
+    for col in ("", "mean", "p50", "p90", "p99"):
+        table.add_column(col, justify="right" if col else "left")
+    for key, label in (("ttft_s", "TTFT"), ("itl_s", "ITL"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
+        stats = summary[key]
+        table.add_row(
+            label, *(seconds(stats[q]) if stats[q] == stats[q] else "—" for q in ("mean", "p50", "p90", "p99"))
+        )
+    return table
+
+
+def simulation_lines(summary: dict[str, Any]) -> list[str]:
+    """The headline figures under the latency table, one per line."""
+    req, thr = summary["requests"], summary["throughput"]
+    lines = [
+        f"requests: {req['completed']:,} completed of {req['total']:,}"
+        + (f", {req['rejected']:,} rejected" if req["rejected"] else "")
+        + f" in {summary['duration_s']:,.1f} s simulated",
+        f"throughput: {thr['output_tokens_per_s']:,.0f} output tok/s, {thr['requests_per_s']:,.2f} req/s",
+    ]
+    if "goodput_rps" in summary:
+        lines.append(f"goodput: {summary['goodput_rps']:,.2f} req/s ({summary['slo_attainment']:.1%} met the SLOs)")
+    if "kv" in summary and summary.get("gpu_busy_fraction"):
+        lines.append(
+            f"KV: {summary['kv']['utilisation']:.1%} of allocated blocks hold live tokens; "
+            f"preemptions {summary['preemptions']:,}; mean decode batch {summary['mean_decode_batch']:.1f}; "
+            f"GPU busy {summary['gpu_busy_fraction']:.1%}"
+        )
+        lines.append(f"energy: {summary['energy']['joules_per_output_token']:.2f} J per output token")
+    if "spilled" in summary:
+        lines.append(f"spilled to a later tier: {summary['spilled']:,}; dropped: {summary['dropped']:,}")
+    if "usd_per_mtok" in summary:
+        usd = summary["usd_per_mtok"]
+        parts = [f"{k} {money(v)}" for k, v in usd.items()]
+        lines.append(f"$/Mtok: {', '.join(parts)} (total {money(summary['cost']['usd'], 2)})")
+    return lines
+
+
+def tiers_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="tiers", header_style="bold")
+    for col in ("tier", "requests", "spilled in", "GPU-hours", "USD", "$/Mtok", "TTFT p99"):
+        table.add_column(col, justify="left" if col == "tier" else "right")
+    for name, t in summary["tiers"].items():
+        table.add_row(
+            name,
+            count(t["requests"]),
+            count(t["spilled_in"]),
+            f"{t['gpu_hours']:,.1f}",
+            money(t["usd"], 2),
+            money(t["usd_per_mtok"]),
+            seconds(t["ttft_s"]["p99"]),
+        )
+    return table
+
+
+def comparison_table(variants: dict[str, dict[str, Any]]) -> Table:
+    """Hybrid against all-API and all-self-hosted: cost and latency side by side."""
+    table = Table(title="one day: hybrid vs all-API vs all-self-hosted", header_style="bold")
+    for col in ("fleet", "USD", "$/Mtok", "GPU-hours", "TTFT p50", "TTFT p99", "spilled"):
+        table.add_column(col, justify="left" if col == "fleet" else "right")
+    for name, s in variants.items():
+        table.add_row(
+            name,
+            money(s["cost"]["usd"], 2),
+            money(s["usd_per_mtok"]["blended"]),
+            f"{s['cost']['gpu_hours']:,.1f}",
+            seconds(s["ttft_s"]["p50"]),
+            seconds(s["ttft_s"]["p99"]),
+            count(s["spilled"]),
+        )
+    return table

@@ -63,8 +63,7 @@ class SimResult:
     duration_s: float
     gpu_count: int
     usd_per_hour: float  # all replicas
-    power_w_busy: float
-    power_w_idle: float
+    energy_j: float
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -74,16 +73,15 @@ class SimResult:
         out_tokens = float(log.output_tokens[done].sum())
         in_tokens = float(log.input_tokens[done].sum())
         span = max(self.duration_s, 1e-12)
-        replicas = max(len(self.timelines), 1)
-        busy = st.busy_s / (span * replicas)
-        energy_j = self.power_w_busy * st.busy_s + self.power_w_idle * max(span * replicas - st.busy_s, 0.0)
+        busy = st.busy_s / (span * max(len(self.timelines), 1))
+        energy_j = self.energy_j
         usd = self.usd_per_hour * span / 3600.0
         prefill_share = st.prefill_s / st.busy_s if st.busy_s else 0.0
         result: dict[str, Any] = {
             "requests": {
                 "total": len(log.arrival_s),
                 "completed": int(done.sum()),
-                "rejected": int((log.where < 0).sum()),
+                "rejected": int(((log.where == -1) & ~done).sum()),
                 "preempted": int((log.preemptions > 0).sum()),
             },
             "duration_s": self.duration_s,
@@ -187,27 +185,32 @@ def simulate(
             replica.run_until(float(arrivals[rid]))
             submit(rid)
         replica.run_until(math.inf)
-    return _result(d, log, [replica], reasons, price)
+    return pooled_result(log, [replica], reasons, price)
 
 
-def _result(d: Deployment, log: RequestLog, replicas: list[Replica], reasons: dict[str, int], price: str) -> SimResult:
+def pooled_result(log: RequestLog, replicas: list[Replica], reasons: dict[str, int], price: str) -> SimResult:
+    """One result over all replicas: pooled gaps and counters, summed energy and price."""
     itl, stats = GapHistogram(), ReplicaStats()
     for r in replicas:
         itl.merge(r.itl)
         stats.merge(r.stats)
     start = float(np.nanmin(log.arrival_s)) if len(log.arrival_s) else 0.0
-    end = max([r.now for r in replicas] + [float(np.nanmax(log.finish_s)) if log.done.any() else start])
-    busy_w, idle_w = replica_power_w(d, stats)
-    usd_per_hour = (d.gpu.usd_per_gpu_hour(price) or 0.0) * d.n_gpus
+    ends = [r.now for r in replicas] + [float(np.nanmax(log.finish_s)) if log.done.any() else start]
+    span = max(ends) - start
+    energy_j, usd_per_hour, gpus = 0.0, 0.0, 0
+    for r in replicas:
+        busy_w, idle_w = replica_power_w(r.d, r.stats)
+        energy_j += busy_w * r.stats.busy_s + idle_w * max(span - r.stats.busy_s, 0.0)
+        usd_per_hour += (r.d.gpu.usd_per_gpu_hour(price) or 0.0) * r.d.n_gpus
+        gpus += r.d.n_gpus
     return SimResult(
         log=log,
         itl=itl,
         stats=stats,
         timelines=[r.timeline for r in replicas],
-        duration_s=end - start,
-        gpu_count=d.n_gpus * len(replicas),
-        usd_per_hour=usd_per_hour * len(replicas),
-        power_w_busy=busy_w,
-        power_w_idle=idle_w,
+        duration_s=span,
+        gpu_count=gpus,
+        usd_per_hour=usd_per_hour,
+        energy_j=energy_j,
         rejected_reasons=reasons,
     )

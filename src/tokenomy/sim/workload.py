@@ -27,10 +27,13 @@ TRACE_FORMATS = (
     "tokenomy JSONL (arrival_s, input_tokens, output_tokens, optional class and prefix_ids)"
 )
 LENGTH_FORMS = "N | uniform:MIN:MAX | lognormal:MEAN:SIGMA | empirical:TRACE | sharegpt"
-# (mean tokens, sigma of the underlying normal) approximating ShareGPT as sampled by vLLM's benchmark_serving.
-# PLACEHOLDERS, to be checked against a sourced figure before anyone relies on them.
-SHAREGPT_INPUT = (220.0, 1.0)
-SHAREGPT_OUTPUT = (200.0, 1.0)
+# (mean tokens, sigma of the underlying normal) approximating ShareGPT as vLLM's benchmark_serving samples it
+# (first turn, prompt <= 1024, prompt + output <= 2048, Llama-3.1 tokenizer). Means: 1000 prompts total
+# 215,196 input and ~197,000 generated tokens (vllm-project/vllm PRs #8335, #14152, #14431); SGLang's run with
+# ignore_eos in benchmark/benchmark_vllm_060/README.md implies ~194 output tokens per request. No published
+# spread was found: sigma 1.0 (a heavy right tail) is an assumption.
+SHAREGPT_INPUT = (215.0, 1.0)
+SHAREGPT_OUTPUT = (197.0, 1.0)
 
 
 class TraceError(ValueError):

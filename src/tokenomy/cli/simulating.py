@@ -1,0 +1,232 @@
+"""Glue between `tokenomy simulate` and the simulator: deployments, fleet files, checks, CSV output."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tokenomy.catalog.errors import CatalogError, unknown_name_error
+from tokenomy.catalog.prices import api_prices
+from tokenomy.cli.planning import build_deployment, validated_request
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.perf import single_stream
+from tokenomy.sim.fleet import ApiTier, Fleet, GpuTier
+from tokenomy.sim.metrics import RequestLog
+from tokenomy.sim.replica import ReplicaConfig
+from tokenomy.sim.run import SLO
+from tokenomy.sim.workload import Workload
+
+
+def deployment_for(
+    model: str,
+    gpu: str,
+    tp: int | None,
+    pp: int,
+    precision: str,
+    kv_precision: str,
+    engine: str,
+    max_context: int = 0,
+    accelerators_file: str | None = None,
+) -> Deployment:
+    """The replica a simulation runs: the options of `plan` for one precision (tp chosen when not given)."""
+    req = validated_request(
+        model=model,
+        gpu=gpu,
+        gpus=None,
+        tp=tp,
+        pp=pp,
+        precisions=[precision],
+        kv_precision=kv_precision,
+        engine=engine,
+        max_context=max_context,
+        accelerators_file=accelerators_file,
+    )
+    d, _ = build_deployment(req, precision)
+    return d
+
+
+def check_runnable(d: Deployment, workload: Workload, slo: SLO | None) -> None:
+    """Refuse configurations no load can serve: a model that does not fit, an SLO below the unloaded latency."""
+    mem = d.memory
+    if not mem.fits:
+        need = (mem.weights_bytes + mem.activation_bytes + mem.runtime_overhead_bytes) / 2**30
+        raise CatalogError(
+            f"{d.model.id} at {d.fmt.name} does not fit {d.n_gpus}× {d.gpu.id}: weights and runtime need "
+            f"{need:.1f} GiB, the engine may use {mem.usable_bytes / 2**30:.1f} GiB; raise --tp or lower --precision"
+        )
+    if slo is None or not len(workload):
+        return
+    isl = int(np.median(workload.input_tokens))
+    osl = int(np.median(workload.output_tokens))
+    ttft, itl = single_stream(d, isl, osl)
+    if slo.ttft_s is not None and slo.ttft_s < ttft:
+        raise CatalogError(
+            f"--slo-ttft {slo.ttft_s * 1e3:.1f} ms is below the unloaded TTFT of this deployment "
+            f"({ttft * 1e3:.1f} ms for a {isl}-token prompt): no load can meet it"
+        )
+    if slo.tpot_s is not None and slo.tpot_s < itl:
+        raise CatalogError(
+            f"--slo-tpot {slo.tpot_s * 1e3:.1f} ms is below the unloaded time per output token "
+            f"({itl * 1e3:.1f} ms): no load can meet it"
+        )
+
+
+class GpuTierFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    model: str
+    gpu: str = "H100-SXM"
+    tp: int | None = Field(None, gt=0)
+    pp: int = Field(1, gt=0)
+    precision: str = "native"
+    kv_precision: str = "auto"
+    engine: str = "vllm"
+    replicas: int = Field(1, gt=0)
+    reserved: int = Field(0, ge=0)
+    policy: str = "least_outstanding"
+    ttft_slo_s: float | None = Field(None, gt=0)
+    scheduler: str = "chunked"
+
+
+class ApiTierFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    api: str | None = None  # "provider/model" from the price catalogue
+    usd_per_mtok_input: float | None = Field(None, ge=0)
+    usd_per_mtok_output: float | None = Field(None, ge=0)
+    ttft_median_s: float = Field(0.5, gt=0)
+    ttft_sigma: float = Field(0.4, ge=0)
+    tpot_median_s: float = Field(0.02, gt=0)
+    tpot_sigma: float = Field(0.25, ge=0)
+    rate_limit_rps: float | None = Field(None, gt=0)
+    ttft_slo_s: float | None = Field(None, gt=0)
+
+
+class FleetFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tiers: list[GpuTierFile | ApiTierFile]
+    routes: dict[str, list[str]]
+
+
+def _api_tier(t: ApiTierFile) -> ApiTier:
+    usd_in, usd_out = t.usd_per_mtok_input, t.usd_per_mtok_output
+    if t.api:
+        offers = {p.name: p for p in api_prices()}
+        if t.api not in offers:
+            raise unknown_name_error("API", t.api, list(offers))
+        offer = offers[t.api]
+        usd_in = offer.usd_per_mtok_input if usd_in is None else usd_in
+        usd_out = offer.usd_per_mtok_output if usd_out is None else usd_out
+    if usd_in is None or usd_out is None:
+        raise CatalogError(f"tier '{t.name}': give 'api' (provider/model) or both usd_per_mtok_input and _output")
+    return ApiTier(
+        t.name,
+        usd_in,
+        usd_out,
+        t.ttft_median_s,
+        t.ttft_sigma,
+        t.tpot_median_s,
+        t.tpot_sigma,
+        t.rate_limit_rps,
+        t.ttft_slo_s,
+    )
+
+
+def load_fleet(path: Path, replica: ReplicaConfig) -> Fleet:
+    """A fleet from a YAML file; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        spec = FleetFile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"] if not str(p).endswith("File"))
+        raise CatalogError(f"{path}: field '{where}': {err['msg']}") from exc
+    tiers: list[GpuTier | ApiTier] = []
+    try:
+        for t in spec.tiers:
+            if isinstance(t, ApiTierFile):
+                tiers.append(_api_tier(t))
+                continue
+            d = deployment_for(t.model, t.gpu, t.tp, t.pp, t.precision, t.kv_precision, t.engine)
+            config = ReplicaConfig(t.scheduler, replica.kv, replica.block_tokens, prefix_caching=replica.prefix_caching)
+            tiers.append(GpuTier(t.name, d, t.replicas, t.reserved, t.policy, t.ttft_slo_s, config))
+        return Fleet(tuple(tiers), {k: tuple(v) for k, v in spec.routes.items()})
+    except (CatalogError, ValueError) as exc:
+        raise CatalogError(f"{path}: {exc}") from exc
+
+
+def write_requests_csv(log: RequestLog, path: Path) -> None:
+    """One row per request: its lengths, times and where it ran."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(
+            [
+                "id",
+                "arrival_s",
+                "input_tokens",
+                "output_tokens",
+                "ttft_s",
+                "e2e_s",
+                "tpot_s",
+                "preemptions",
+                "cached_tokens",
+                "served_by",
+            ]
+        )
+        ttft = log.first_token_s - log.arrival_s
+        e2e = log.finish_s - log.arrival_s
+        tpot = np.where(
+            log.output_tokens > 1, (log.finish_s - log.first_token_s) / np.maximum(log.output_tokens - 1, 1), np.nan
+        )
+        for i in range(len(log.arrival_s)):
+            out.writerow(
+                [
+                    i,
+                    f"{log.arrival_s[i]:.6f}",
+                    int(log.input_tokens[i]),
+                    int(log.output_tokens[i]),
+                    _fmt(ttft[i]),
+                    _fmt(e2e[i]),
+                    _fmt(tpot[i]),
+                    int(log.preemptions[i]),
+                    int(log.cached_tokens[i]),
+                    int(log.where[i]),
+                ]
+            )
+
+
+def _fmt(x: float) -> str:
+    return "" if np.isnan(x) else f"{x:.6f}"
+
+
+def parse_floats(text: str | None, flag: str) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise CatalogError(f"{flag}: expected comma-separated numbers, got '{text}'") from exc
+
+
+def parse_classes(text: str | None) -> dict[str, float] | None:
+    """'chat=0.7,batch=0.3' -> {'chat': 0.7, 'batch': 0.3}."""
+    if not text:
+        return None
+    out: dict[str, Any] = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        try:
+            out[name.strip()] = float(weight)
+        except ValueError as exc:
+            raise CatalogError(f"--classes: expected name=weight pairs, got '{part}'") from exc
+    return out
