@@ -68,6 +68,7 @@ class StepCost:
         self.attn_full_s_per_pair = n.attn_full_flops_per_pair / n.attn_flops_per_s
         self.attn_window_s_per_pair = n.attn_window_flops_per_pair / n.attn_flops_per_s
         self.k = prof.overlap_k
+        self.step_overhead_s = prof.step_overhead_s  # scheduling and sampling, once per engine step
         self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
         self.seq_s = prof.seq_overhead_s
         self.comm_fixed_s = 0.0
@@ -118,6 +119,12 @@ def step_seconds(
     kv_tokens = seqs * np.asarray(kv_context_tokens, dtype=float)
     pairs = tokens * np.asarray(keys_per_token, dtype=float)
     return np.asarray(d.step_cost().seconds(tokens, seqs, kv_tokens, pairs))
+
+
+def draft_step_seconds(draft: Deployment, batch: ArrayLike, context_tokens: ArrayLike) -> Array:
+    """One draft-model decode step inside a speculative round: its forward pass without the engine's
+    per-step scheduling overhead, which the round pays once (in the verify step)."""
+    return decode_step_seconds(draft, batch, context_tokens) - draft.profile.step_overhead_s
 
 
 def decode_step_seconds(d: Deployment, batch: ArrayLike, context_tokens: ArrayLike) -> Array:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import decode_step_seconds, step_seconds
+from tokenomy.costmodel.perf import decode_step_seconds, draft_step_seconds, step_seconds
 
 
 def expected_tokens_per_step(acceptance: ArrayLike, draft_tokens: int) -> np.ndarray:
@@ -45,7 +45,7 @@ def speculative_decode(
     """Per-token time and speedup of draft-model speculative decoding at a batch size."""
     b = np.asarray(batch, dtype=float)
     tokens = expected_tokens_per_step(acceptance, draft_tokens)
-    draft_time = draft_tokens * decode_step_seconds(draft, b, context_tokens)
+    draft_time = draft_tokens * draft_step_seconds(draft, b, context_tokens)
     verify = step_seconds(target, b * (draft_tokens + 1), b, context_tokens, context_tokens)
     step = draft_time + verify
     itl = step / tokens

@@ -85,6 +85,11 @@ class PagedKV:
         return self.free_blocks + self.evictable_blocks
 
     @property
+    def caches_prefixes(self) -> bool:
+        """Prefix ids map onto whole KV blocks only when the block size divides the prefix block."""
+        return self.prefix_block_tokens % self.block_tokens == 0
+
+    @property
     def used_blocks(self) -> int:
         return self.total_blocks - self.free_blocks
 
@@ -116,7 +121,7 @@ class PagedKV:
 
     def admit(self, seq: Seq) -> bool:
         """Allocate the prompt's blocks, reusing cached prefix blocks; False if memory is short."""
-        cached, hits = self.cached_prefix_tokens(seq) if seq.prefix_ids else (0, [])
+        cached, hits = self.cached_prefix_tokens(seq) if seq.prefix_ids and self.caches_prefixes else (0, [])
         own = blocks_for(seq.prompt_tokens + 1 - cached, self.block_tokens)
         hits_evictable = sum(self.prefix_blocks[p] for p in hits if self.prefix_refs[p] == 0)
         if own > self.free_blocks + self.evictable_blocks - hits_evictable:
@@ -140,6 +145,8 @@ class PagedKV:
 
     def publish_prefix(self, seq: Seq) -> None:
         """After a prompt is computed, hand its not-yet-cached prefix blocks to the cache for later requests."""
+        if not self.caches_prefixes:
+            return
         tokens = seq.shared_tokens
         for pid in seq.prefix_ids[len(seq.shared_ids) :]:
             if tokens + self.prefix_block_tokens > seq.prompt_tokens - 1 or pid in self.prefix_blocks:

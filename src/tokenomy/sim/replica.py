@@ -257,7 +257,7 @@ class Replica:
         cost = self.cost.seconds
         t = cost(new, seqs, kv_tokens, pairs)
         if spec and b:
-            t += spec.draft_tokens * self.draft_cost.seconds(b, b, ctx, ctx)
+            t += spec.draft_tokens * (self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s)
         if chunks:
             share = 1.0
             if b:  # a mixed step: charge prompts by what each part would cost alone
@@ -306,7 +306,8 @@ class Replica:
                 blocks_before = -(-(batch.g + seq.ctx_off + 1 - seq.shared_tokens) // batch.block_tokens)
                 batch.bump(seq, extra)
                 if batch.paged:
-                    self.kv.take(seq.blocks - blocks_before)
+                    blocks_after = blocks_for(batch.g + seq.ctx_off + 1 - seq.shared_tokens, batch.block_tokens)
+                    self.kv.take(blocks_after - blocks_before)
 
     def _prompt_done(self, seq: Seq) -> None:
         """A prompt finished: publish its prefix blocks, emit its next token, and start decoding it."""

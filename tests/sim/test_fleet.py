@@ -1,0 +1,169 @@
+"""Fleets: load-balancing policies, spill to an API tier, rate limits, the daily cost comparison, route checks.
+
+Every test prints the simulated figures it checks (`pytest -s` shows them).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from tokenomy.catalog.accelerators import load_accelerator
+from tokenomy.catalog.models import load_model
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.sim.fleet import POLICIES, ApiTier, Fleet, GpuTier, compare_day, simulate_fleet
+from tokenomy.sim.run import simulate
+from tokenomy.sim.workload import Workload, daily_profile_arrivals, parse_lengths, poisson_arrivals
+
+API_IN, API_OUT = 0.2, 0.6  # $/Mtok
+
+
+@cache
+def d8() -> Deployment:
+    return Deployment(
+        load_model("llama-3.1-8b"), load_accelerator("H100-SXM"), 1, 1, "bf16", "auto", load_profile("vllm")
+    )
+
+
+def poisson(n: int, rate: float, seed: int = 0) -> Workload:
+    rng = np.random.default_rng(seed)
+    arrivals = poisson_arrivals(rate, n, rng)
+    isl = parse_lengths("lognormal:512:0.8", "input").sample(n, rng)
+    return Workload(arrivals, isl, parse_lengths("lognormal:256:0.8", "output").sample(n, rng))
+
+
+def api_usd(log, served: np.ndarray) -> float:
+    return (log.input_tokens[served].sum() * API_IN + log.output_tokens[served].sum() * API_OUT) / 1e6
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_serves_every_request(policy: str) -> None:
+    n = 2000
+    run = simulate_fleet(Fleet((GpuTier("gpu", d8(), replicas=2, policy=policy),), {"*": ("gpu",)}), poisson(n, 30))
+    s, where = run.summary, run.result.log.where
+    counts = np.bincount(where[where >= 0], minlength=2)
+    print(
+        f"\n  {policy:17s}: {s['requests']['completed']}/{n} done, per replica {counts.tolist()}, "
+        f"mean TTFT {s['ttft_s']['mean'] * 1e3:.2f} ms, {s['cost']['gpu_hours']:.4f} GPU-h, ${s['cost']['usd']:.4f}"
+    )
+    assert s["requests"]["completed"] == n and s["dropped"] == 0 and s["spilled"] == 0
+    assert np.all(run.tier_of == 0) and counts.sum() == n and len(counts) == 2
+    if policy == "round_robin":
+        assert counts.tolist() == [n // 2, n // 2]
+    if policy == "least_outstanding":
+        assert abs(counts[0] - counts[1]) <= 0.1 * n
+    assert counts.min() > 0.3 * n
+    # two replicas on demand for the run's span
+    hours = run.result.duration_s / 3600
+    assert s["cost"]["gpu_hours"] == pytest.approx(2 * hours)
+    assert s["cost"]["usd"] == pytest.approx(2 * hours * d8().gpu.usd_per_gpu_hour("on_demand"))
+
+
+def test_one_replica_fleet_is_the_single_replica_simulation() -> None:
+    w = poisson(1000, 20)
+    alone = simulate(d8(), w).summary()
+    fleet = simulate_fleet(Fleet((GpuTier("gpu", d8()),), {"*": ("gpu",)}), w).summary
+    print(
+        f"\n  fleet of one: out {fleet['throughput']['output_tokens_per_s']:.1f} tok/s, TTFT p99 "
+        f"{fleet['ttft_s']['p99'] * 1e3:.2f} ms; simulate(): {alone['throughput']['output_tokens_per_s']:.1f}, "
+        f"{alone['ttft_s']['p99'] * 1e3:.2f} ms"
+    )
+    for key in ("requests", "throughput", "ttft_s", "itl_s", "tpot_s", "e2e_s", "duration_s", "preemptions"):
+        assert repr(fleet[key]) == repr(alone[key]), key
+
+
+def gpu_then_api(ttft_slo_s: float | None, rate_limit_rps: float | None = None) -> Fleet:
+    return Fleet(
+        (GpuTier("gpu", d8(), ttft_slo_s=ttft_slo_s), ApiTier("api", API_IN, API_OUT, rate_limit_rps=rate_limit_rps)),
+        {"*": ("gpu", "api")},
+    )
+
+
+def test_tight_ttft_slo_spills_to_the_api() -> None:
+    n, w = 2000, poisson(2000, 80)
+    run = simulate_fleet(gpu_then_api(0.2), w)
+    kept = simulate_fleet(Fleet((GpuTier("gpu", d8()),), {"*": ("gpu",)}), w).summary
+    s, log = run.summary, run.result.log
+    gpu, api = s["tiers"]["gpu"], s["tiers"]["api"]
+    print(
+        f"\n  80 req/s on one H100 with a 200 ms TTFT SLO: {s['spilled']} of {n} spilled to the API "
+        f"(${api['usd']:.4f}); GPU-served mean TTFT {gpu['ttft_s']['mean'] * 1e3:.1f} ms vs "
+        f"{kept['ttft_s']['mean'] * 1e3:.1f} ms with no spill; total ${s['cost']['usd']:.4f}"
+    )
+    assert s["requests"]["completed"] == n and s["dropped"] == 0
+    assert s["requests"]["rejected"] == 0  # answered by the API is not rejected
+    assert s["spilled"] > 0
+    assert api["requests"] == api["spilled_in"] == s["spilled"] and gpu["spilled_in"] == 0
+    assert gpu["requests"] + api["requests"] == n
+    on_api = run.tier_of == 1
+    assert api["usd"] == pytest.approx(api_usd(log, on_api))
+    assert s["cost"]["usd"] == pytest.approx(gpu["usd"] + api["usd"])
+    assert gpu["ttft_s"]["mean"] < kept["ttft_s"]["mean"]
+
+
+def test_rate_limited_api_without_fallback_drops_the_excess() -> None:
+    n, limit = 1000, 5
+    w = poisson(n, 20)
+    run = simulate_fleet(Fleet((ApiTier("api", API_IN, API_OUT, rate_limit_rps=limit),), {"*": ("api",)}), w)
+    s, log = run.summary, run.result.log
+    served = run.tier_of == 0
+    t = w.arrival_s[served]
+    in_window = np.arange(len(t)) - np.searchsorted(t, t - 1.0, side="right") + 1  # served in (t − 1 s, t]
+    print(
+        f"\n  20 req/s at a {limit} req/s limit: {int(served.sum())} served, {s['dropped']} dropped over "
+        f"{w.arrival_s[-1]:.1f} s; most served in any 1 s window {int(in_window.max())}; ${s['cost']['usd']:.5f}"
+    )
+    assert s["dropped"] > 0 and s["dropped"] + int(served.sum()) == n
+    assert s["requests"]["rejected"] == s["dropped"]
+    assert s["requests"]["completed"] == int(served.sum())
+    assert in_window.max() <= limit
+    assert int(served.sum()) <= limit * (w.arrival_s[-1] + 1)
+    assert np.isnan(log.finish_s[~served]).all()
+    assert s["cost"]["usd"] == pytest.approx(api_usd(log, served))
+
+
+def test_compare_day() -> None:
+    rng = np.random.default_rng(0)
+    rates = [0.02] * 7 + [0.1] * 10 + [0.05] * 7  # req/s per hour: a quiet night, a busy day
+    arrivals = daily_profile_arrivals(rates, rng)
+    n = len(arrivals)
+    isl = parse_lengths("lognormal:512:0.8", "input").sample(n, rng)
+    w = Workload(arrivals, isl, parse_lengths("lognormal:256:0.8", "output").sample(n, rng))
+    out = compare_day(gpu_then_api(0.05), w)
+    tokens_usd = (w.input_tokens.sum() * API_IN + w.output_tokens.sum() * API_OUT) / 1e6  # all on the API
+    assert set(out) == {"hybrid", "all_api", "all_self_hosted"}
+    gpu = d8().gpu
+    print(f"\n  a day of {n} requests:")
+    for name, s in out.items():
+        print(
+            f"    {name:16s} ${s['cost']['usd']:9.4f}  {s['cost']['gpu_hours']:6.2f} GPU-h  "
+            f"{s['requests']['completed']} done  {s['spilled']} spilled"
+        )
+        assert s["cost"]["usd"] > 0
+        assert s["requests"]["completed"] == n and s["dropped"] == 0
+    hybrid, all_api, self_hosted = out["hybrid"], out["all_api"], out["all_self_hosted"]
+    assert all_api["cost"]["usd"] == pytest.approx(tokens_usd)
+    assert all_api["cost"]["gpu_hours"] == 0
+    assert self_hosted["cost"]["usd"] == pytest.approx(
+        self_hosted["cost"]["gpu_hours"] * gpu.usd_per_gpu_hour("reserved")
+    )
+    assert self_hosted["cost"]["gpu_hours"] >= hybrid["cost"]["gpu_hours"] > 23  # a day's span of GPUs
+    assert hybrid["spilled"] > 0
+    api = hybrid["tiers"]["api"]
+    assert api["requests"] == hybrid["spilled"]
+    assert hybrid["cost"]["usd"] == pytest.approx(
+        hybrid["cost"]["gpu_hours"] * gpu.usd_per_gpu_hour("on_demand") + api["usd"]
+    )
+
+
+def test_route_to_an_unknown_tier_is_refused() -> None:
+    api = ApiTier("api", API_IN, API_OUT)
+    with pytest.raises(ValueError, match="unknown tier.*'nope'"):
+        Fleet((api,), {"*": ("api", "nope")})
+    with pytest.raises(ValueError, match="'\\*' route"):
+        Fleet((api,), {"chat": ("api",)})
+    with pytest.raises(ValueError, match="unknown policy 'random'"):
+        GpuTier("gpu", d8(), policy="random")
