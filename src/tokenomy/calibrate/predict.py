@@ -104,7 +104,8 @@ _SIM_CACHE: dict[tuple, dict] = {}
 
 def _simulated(d: Deployment, lengths: tuple[str, str], load: tuple) -> dict:
     """Summary of the simulated load point (cached: one row per metric shares a run)."""
-    key = (id(d.profile), d.model.id, d.gpu.id, d.tp, d.pp, d.precision, d.kv_precision, lengths, load)
+    # The profile's values (not its id: a fit creates and drops thousands of them) are part of the key.
+    key = (d.profile, d.model.id, d.gpu.id, d.tp, d.pp, d.precision, d.kv_precision, lengths, load)
     if key not in _SIM_CACHE:
         spec = WorkloadSpec(isl=lengths[0], osl=lengths[1], num_requests=SIM_REQUESTS, seed=0, **dict(load))
         w = build_workload(spec)

@@ -87,7 +87,7 @@ class Fleet:
 def predicted_ttft_s(r: Replica, input_tokens: int) -> float:
     """TTFT a new request would see: the prompt tokens queued ahead of it plus its own, computed in
     chunked steps alongside the running batch (step time from the cost model)."""
-    b = len(r.batch)
+    b = len(r.batch.seqs)
     tokens = r.queued_prefill_tokens() + input_tokens
     per_step = max(r.budget - b, 1)
     chunk = min(tokens, per_step)
@@ -122,15 +122,17 @@ class Router:
     def all_replicas(self) -> list[Replica]:
         return [r for rs in self.replicas.values() for r in rs]
 
-    def pick(self, tier: GpuTier, input_tokens: int) -> Replica:
+    def pick(self, tier: GpuTier, input_tokens: int) -> tuple[Replica, float | None]:
+        """The replica the tier's policy picks, and its predicted TTFT when the policy computed it."""
         replicas = self.replicas[tier.name]
         if tier.policy == "round_robin":
             i = self.round_robin[tier.name]
             self.round_robin[tier.name] = (i + 1) % len(replicas)
-            return replicas[i]
+            return replicas[i], None
         if tier.policy == "least_outstanding":
-            return min(replicas, key=lambda r: r.outstanding)
-        return min(replicas, key=lambda r: predicted_ttft_s(r, input_tokens))
+            return min(replicas, key=lambda r: r.outstanding), None
+        ttft, i = min((predicted_ttft_s(r, input_tokens), i) for i, r in enumerate(replicas))
+        return replicas[i], ttft
 
     def dispatch(self, rid: int, now: float) -> None:
         log, w = self.log, self.workload
@@ -142,8 +144,10 @@ class Router:
             tier = self.fleet.tiers[self.tier_index[name]]
             last = position == len(route) - 1
             if isinstance(tier, GpuTier):
-                replica = self.pick(tier, isl)
-                in_time = tier.ttft_slo_s is None or predicted_ttft_s(replica, isl) <= tier.ttft_slo_s
+                replica, ttft = self.pick(tier, isl)
+                if tier.ttft_slo_s is not None and ttft is None:
+                    ttft = predicted_ttft_s(replica, isl)
+                in_time = tier.ttft_slo_s is None or ttft <= tier.ttft_slo_s
                 if (in_time or last) and replica.submit(rid, prefixes):
                     self._taken(rid, name, position)
                     return

@@ -121,7 +121,7 @@ class Replica:
 
     @property
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.prefilling) + len(self.batch)
+        return len(self.waiting) + len(self.prefilling) + len(self.batch.seqs)
 
     def queued_prefill_tokens(self) -> int:
         return sum(s.remaining_prefill for s in self.waiting) + sum(s.remaining_prefill for s in self.prefilling)
@@ -164,14 +164,7 @@ class Replica:
                 return chunks, False
             return [], bool(self.batch.seqs)
         # chunked: decodes first, then prompt chunks fill the token budget
-        budget = self.budget - len(self.batch)
-        chunks = []
-        for seq in self.prefilling:
-            if budget <= 0:
-                break
-            n = min(seq.remaining_prefill, budget)
-            chunks.append((seq, n))
-            budget -= n
+        chunks, budget = self._continue_prompts(self.budget - len(self.batch.seqs))
         if self.waiting:
             chunks += self._admit(whole_prompts=False, budget=budget)
         return chunks, bool(self.batch.seqs)
@@ -180,7 +173,7 @@ class Replica:
         """Move waiting requests into the batch while sequences, tokens and KV blocks allow."""
         budget = self.budget if budget is None else budget
         chunks: list[tuple[Seq, int]] = []
-        while self.waiting and budget > 0 and len(self.prefilling) + len(self.batch) < self.max_seqs:
+        while self.waiting and budget > 0 and len(self.prefilling) + len(self.batch.seqs) < self.max_seqs:
             seq = self.waiting[0]
             if whole_prompts and seq.prompt_tokens > budget and chunks:
                 break
@@ -200,22 +193,27 @@ class Replica:
                 self.kv.release(seq)
             self.padding, self.padding_ctx = [], 0
             self._admit(whole_prompts=True, budget=1 << 60)
-        chunks, budget = [], self.budget
+        chunks, _ = self._continue_prompts(self.budget)
+        if chunks:
+            return chunks, False
+        return [], bool(self.batch.seqs)
+
+    def _continue_prompts(self, budget: int) -> tuple[list[tuple[Seq, int]], int]:
+        """Next chunks of the prompts already admitted, within `budget` tokens; and the budget left."""
+        chunks = []
         for seq in self.prefilling:
             if budget <= 0:
                 break
             n = min(seq.remaining_prefill, budget)
             chunks.append((seq, n))
             budget -= n
-        if chunks:
-            return chunks, False
-        return [], bool(self.batch.seqs)
+        return chunks, budget
 
     # ---- executing ---------------------------------------------------------------------------
 
     def _make_room(self, tokens_each: int) -> None:
         """Preempt the newest sequences until the decoding ones have KV room for `tokens_each` more tokens."""
-        if self.kv.available_blocks >= len(self.batch) * (tokens_each // self.config.block_tokens + 1):
+        if self.kv.available_blocks >= len(self.batch.seqs) * (tokens_each // self.config.block_tokens + 1):
             return  # enough for any sequence
         while self.batch.seqs and self.batch.new_blocks(tokens_each) > self.kv.available_blocks:
             self._preempt(self.prefilling[-1] if self.prefilling else self.batch.seqs[-1])
@@ -245,7 +243,7 @@ class Replica:
             if len(chunks) and any(s not in self.prefilling for s, _ in chunks):
                 chunks = [(s, n) for s, n in chunks if s in self.prefilling]  # a preempted prompt leaves the step
         batch = self.batch
-        b_live = len(batch) if decode else 0
+        b_live = len(batch.seqs) if decode else 0
         b = b_live + len(self.padding) if decode else 0
         ctx = batch.ctx_sum + self.padding_ctx if decode else 0
         new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
@@ -284,7 +282,7 @@ class Replica:
     def _record_first_gaps(self, end_s: float) -> None:
         """Gaps of the batch's next token: since the last decode step, or since a newcomer's last token."""
         batch = self.batch
-        synced = len(batch) - len(batch.fresh)
+        synced = len(batch.seqs) - len(batch.fresh)
         if synced:
             self.itl.add(end_s - batch.last_step_end_s, synced)
         for seq in batch.fresh:
@@ -360,7 +358,7 @@ class Replica:
             return False
         if self.config.scheduler == "static" or not self.waiting:
             return True
-        if len(self.batch) >= self.max_seqs:
+        if len(self.batch.seqs) >= self.max_seqs:
             return True
         head = self.waiting[0]
         if isinstance(self.kv, ContiguousKV):
@@ -373,7 +371,7 @@ class Replica:
         """Take m identical decode steps at once: up to the next completion, the step that crosses
         t_limit (the next arrival), or the last step the free KV blocks surely cover."""
         batch = self.batch
-        b_live = len(batch)
+        b_live = len(batch.seqs)
         b = b_live + len(self.padding)
         ctx0 = batch.ctx_sum + self.padding_ctx
         m = batch.steps_to_next_finish()
@@ -411,7 +409,7 @@ class Replica:
         if t < self.next_sample_s:
             return
         live = self._live_tokens()
-        running = len(self.batch) + len(self.prefilling)
+        running = len(self.batch.seqs) + len(self.prefilling)
         allocated = self.kv.used_blocks * self.kv.block_tokens
         interval = self.config.sample_interval_s
         while self.next_sample_s <= t:

@@ -180,9 +180,8 @@ def simulate(
                 submit(next_rid)
                 next_rid += 1
     else:
-        arrivals = log.arrival_s
-        for rid in range(n):
-            replica.run_until(float(arrivals[rid]))
+        for rid, arrival_s in enumerate(log.arrival_s.tolist()):
+            replica.run_until(arrival_s)
             submit(rid)
         replica.run_until(math.inf)
     return pooled_result(log, [replica], reasons, price)
