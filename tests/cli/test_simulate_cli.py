@@ -104,3 +104,11 @@ def test_malformed_fleet_file_names_file_and_field(tmp_path: Path) -> None:
     res = run("--fleet", str(bad))
     assert res.exit_code == 2
     assert "fleet.yaml" in res.output and "replicas" in res.output
+
+
+def test_unknown_api_in_fleet_file_suggests_names(tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text("tiers:\n  - name: api\n    api: OpenAI/gpt-4o-minni\nroutes:\n  '*': [api]\n")
+    res = run("--fleet", str(bad), "--rate", "1", "--num-requests", "5")
+    assert res.exit_code == 2
+    assert "fleet.yaml" in res.output and "OpenAI/gpt-4o-mini" in res.output
