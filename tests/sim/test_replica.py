@@ -462,3 +462,26 @@ def test_goodput_under_an_slo() -> None:
     assert res.summary(SLO(ttft_s=1e-6))["goodput_rps"] == 0.0
     assert res.summary(SLO(e2e_s=1e9))["goodput_rps"] == pytest.approx(rps)
     assert "goodput_rps" not in res.summary(SLO())
+
+
+def test_cancel_frees_the_kv_of_a_request_in_any_queue() -> None:
+    """A cancelled request (the twin's client hung up) leaves its queue, frees its blocks and never finishes."""
+    d = d8()
+    w = Workload(np.zeros(3), np.array([600, 700, 800]), np.array([50, 60, 70]))
+    log = RequestLog.for_workload(w)
+    r = Replica(d, ReplicaConfig(exact=True, max_num_seqs=2), log)
+    for rid in range(3):
+        assert r.submit(rid)
+    r.step()  # admits two prompts; the third waits for a sequence slot
+    while not r.batch.seqs:
+        r.step()
+    decoding, waiting = r.batch.seqs[0], r.waiting[0]
+    held = r.kv.used_blocks
+    r.cancel(decoding)
+    assert r.kv.used_blocks < held and decoding not in r.batch.seqs
+    r.cancel(waiting)
+    assert not r.waiting
+    r.run_until(math.inf)
+    assert np.isnan(log.finish_s[[decoding.rid, waiting.rid]]).all()
+    assert not np.isnan(log.finish_s).all()  # the remaining request ran to the end
+    assert r.kv.used_blocks == 0 or r.kv.available_blocks == r.kv.total_blocks

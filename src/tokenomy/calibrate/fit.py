@@ -28,11 +28,19 @@ def _residuals(values: np.ndarray, base: EngineProfile, rows: list[Measurement])
 
 
 def fit_profile(base: EngineProfile, rows: list[Measurement]) -> EngineProfile:
-    """Fit the FITTED parameters of `base` to the rows the cost model can predict; other fields kept."""
+    """Fit the FITTED parameters of `base` to the rows the cost model can predict; other fields kept.
+
+    With online rows only (e.g. `tokenomy bench` at a rate or concurrency), only the per-step overhead is fitted.
+    """
     offline = [r for r in rows if r.load_kind not in ONLINE_LOADS]  # online rows go through fit_step_overhead
     usable = [r for r in offline if predict(r, base).value is not None and r.value > 0]
     if not usable:
-        raise ValueError("no measurement rows the cost model can predict for this engine")
+        fitted = fit_step_overhead(base.with_values(fit={}), rows)
+        if "online_rows" not in fitted.fit:
+            raise ValueError("no measurement rows the cost model can predict for this engine")
+        return fitted.with_values(
+            fit={**fitted.fit, "rows": fitted.fit["online_rows"], "median_ape": fitted.fit["online_median_ape"]}
+        )
     start = EngineProfile()  # always start from the same defaults, so a refit is reproducible
     x0 = np.array([getattr(start, k) for k in FITTED], dtype=float)
     lo = np.array([BOUNDS[k][0] for k in FITTED])

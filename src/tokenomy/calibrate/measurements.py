@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +71,16 @@ def _convert(value: float, unit: str) -> float:
 
 
 def read_measurements(path: Path) -> list[Measurement]:
-    """Read a measurement CSV; a missing column or an unreadable field names the file, line and field."""
+    """Read a measurement CSV (or a `tokenomy bench --json` summary); errors name the file, line and field."""
     try:
         fh = path.open(newline="")
     except FileNotFoundError as exc:
         raise CatalogError(f"{path}: no such file") from exc
+    if path.suffix.lower() == ".json":
+        from tokenomy.bench.measurements import bench_json_csv_text
+
+        fh.close()
+        fh = io.StringIO(bench_json_csv_text(path))
     with fh:
         reader = csv.DictReader(fh)
         missing = [c for c in ("id", "model", "gpu", "metric", "value") if c not in (reader.fieldnames or [])]

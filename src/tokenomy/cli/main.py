@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from tokenomy.catalog.errors import CatalogError
+from tokenomy.cli import options as opt
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="What every LLM token costs.")
 console = Console()
@@ -113,29 +114,22 @@ def plan(
 
 @app.command()
 def simulate(
-    model: Annotated[str, typer.Option(help="catalogue model id or path to a config.json")] = "llama-3.1-8b",
-    gpu: Annotated[str, typer.Option(help="accelerator id, e.g. H100-SXM")] = DEFAULT_GPU,
-    tp: Annotated[int | None, typer.Option(help="tensor-parallel degree (default: smallest that fits)")] = None,
-    pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
-    precision: Annotated[str, typer.Option(help="weights: native, bf16, fp8, int4, ...")] = "native",
-    kv_precision: Annotated[str, typer.Option(help="KV cache: auto, bf16, fp8, int8, fp4")] = "auto",
-    engine: Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic")] = "vllm",
-    accelerators_file: Annotated[Path | None, typer.Option("--accelerators", help="extra accelerators YAML")] = None,
-    isl: Annotated[
-        str, typer.Option(help="input tokens: N, uniform:A:B, lognormal:MEAN:SIGMA, empirical:FILE")
-    ] = "512",
+    model: opt.Model = "llama-3.1-8b",
+    gpu: opt.Gpu = DEFAULT_GPU,
+    tp: opt.Tp = None,
+    pp: opt.Pp = 1,
+    precision: opt.Precision = "native",
+    kv_precision: opt.KvPrecision = "auto",
+    engine: opt.Engine = "vllm",
+    accelerators_file: opt.AcceleratorsFile = None,
+    isl: opt.Isl = "512",
     osl: Annotated[str, typer.Option(help="output tokens, same forms as --isl")] = "256",
-    rate: Annotated[float | None, typer.Option(help="requests/s (Poisson; gamma with --burstiness)")] = None,
-    burstiness: Annotated[float, typer.Option(help="gamma shape of inter-arrivals: 1 Poisson, <1 burstier")] = 1.0,
-    concurrency: Annotated[int | None, typer.Option(help="closed loop: requests kept in flight")] = None,
+    rate: opt.Rate = None,
+    burstiness: opt.Burstiness = 1.0,
+    concurrency: opt.Concurrency = None,
     num_requests: Annotated[int, typer.Option(help="requests to simulate")] = 1000,
-    trace: Annotated[
-        str | None,
-        typer.Option(
-            help="trace file (Azure CSV, Mooncake or tokenomy JSONL) or azure-conv, azure-code, mooncake-conv"
-        ),
-    ] = None,
-    time_scale: Annotated[float, typer.Option(help="multiply trace arrival times (0.5 = twice as fast)")] = 1.0,
+    trace: opt.Trace = None,
+    time_scale: opt.TimeScale = 1.0,
     daily_rates: Annotated[str | None, typer.Option(help="24 comma-separated hourly rates (req/s): one day")] = None,
     classes: Annotated[str | None, typer.Option(help="class mix for fleets, e.g. chat=0.7,batch=0.3")] = None,
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same run")] = 0,
@@ -312,12 +306,28 @@ def validate(
 
 @app.command()
 def calibrate(
-    file: Annotated[Path, typer.Argument(help="measurement CSV to fit to")],
+    file: Annotated[Path | None, typer.Argument(help="measurement CSV to fit to (not with --host)")] = None,
     engine: Annotated[str, typer.Option(help="fit the rows of this engine (and save as its profile)")] = "tensorrt-llm",
-    output: Annotated[Path | None, typer.Option(help="where to write the profile JSON (default: print it)")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="where to write the profile JSON, or with --host the YAML (default: print it)")
+    ] = None,
     all_engines: Annotated[bool, typer.Option("--all-rows", help="fit to every row whatever its engine")] = False,
+    host: Annotated[bool, typer.Option("--host", help="measure this machine into an accelerators-YAML entry")] = False,
+    threads: Annotated[int | None, typer.Option(help="--host: threads to measure on (default: half the CPUs)")] = None,
+    usd_per_hour: Annotated[float, typer.Option(help="--host: the host's price per hour")] = 0.0,
+    host_id: Annotated[str, typer.Option(help="--host: the entry's id (--gpu ID)")] = "host",
 ) -> None:
-    """Fit an engine profile's efficiencies and overheads to measurements."""
+    """Fit an engine profile's efficiencies and overheads to measurements, or measure this host (--host)."""
+    if host or file is None:
+        from tokenomy.cli.hostcal import calibrate_host
+
+        if not host or file is not None:
+            fail("give a measurement FILE to fit, or --host to measure this machine (not both)")
+        try:
+            calibrate_host(output, threads, usd_per_hour, host_id, console)
+        except ValueError as exc:
+            fail(str(exc))
+        return
     from tokenomy.calibrate.fit import fit_profile
     from tokenomy.calibrate.measurements import read_measurements
     from tokenomy.catalog.profiles import load_profile
@@ -365,6 +375,170 @@ def catalog(
     from tokenomy.report.tables import list_table
 
     console.print(list_table(title, columns, rows))
+
+
+from tokenomy.cli.bench import bench_command  # noqa: E402 (options and logic live in cli/bench.py)
+
+app.command(name="bench")(bench_command)
+
+from tokenomy.cli.gateway import gateway_app, ledger_app  # noqa: E402
+
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(ledger_app, name="ledger")
+
+
+@app.command()
+def twin(
+    model: opt.Model = "llama-3.1-8b",
+    gpu: opt.Gpu = DEFAULT_GPU,
+    tp: opt.Tp = None,
+    pp: opt.Pp = 1,
+    precision: opt.Precision = "native",
+    kv_precision: opt.KvPrecision = "auto",
+    engine: opt.Engine = "vllm",
+    accelerators_file: opt.AcceleratorsFile = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free port)")] = 8000,
+    speedup: Annotated[float, typer.Option(help="run K times faster than real time")] = 1.0,
+    fail_mode: Annotated[
+        str | None, typer.Option("--fail", help="fault to inject: refuse, http500, cut, stall")
+    ] = None,
+    after_tokens: Annotated[int, typer.Option(help="cut/stall after this many output tokens")] = 0,
+    served_model_name: Annotated[str | None, typer.Option(help="model name clients must send")] = None,
+    scheduler: Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")] = "chunked",
+    kv: Annotated[str, typer.Option(help="paged or contiguous (max-length reservation)")] = "paged",
+    block_size: Annotated[int, typer.Option(help="paged KV block size in tokens")] = 16,
+    max_num_seqs: Annotated[int | None, typer.Option(help="scheduler limit on running sequences")] = None,
+    max_batched_tokens: Annotated[int | None, typer.Option(help="token budget per step")] = None,
+    default_max_tokens: Annotated[int, typer.Option(help="output tokens when a request sets no max_tokens")] = 256,
+    max_model_len: Annotated[int, typer.Option(help="context limit (0: the model's)")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    answer_pass_rate: Annotated[
+        float | None, typer.Option(help="answer evaluation-set prompts, correctly with this probability")
+    ] = None,
+    answer_pass_rate_by_type: Annotated[
+        str | None, typer.Option(help="per task type, e.g. 'arithmetic=0.5,code=0.9'")
+    ] = None,
+) -> None:
+    """Serve an OpenAI-compatible stand-in for a deployment: the simulator's scheduler in real time, no GPU."""
+    from tokenomy.cli.twin import parse_pass_rates, serve, twin_server
+    from tokenomy.sim.replica import ReplicaConfig
+
+    try:
+        answers = (answer_pass_rate, parse_pass_rates(answer_pass_rate_by_type))
+        replica = ReplicaConfig(scheduler, kv, block_size, max_num_seqs, max_batched_tokens)
+        server = twin_server(
+            model,
+            gpu,
+            tp,
+            pp,
+            precision,
+            kv_precision,
+            engine,
+            str(accelerators_file) if accelerators_file else None,
+            speedup,
+            fail_mode,
+            after_tokens,
+            served_model_name,
+            replica,
+            default_max_tokens,
+            max_model_len,
+            seed,
+            *answers,
+        )
+    except (CatalogError, ValueError) as exc:
+        fail(str(exc).replace("\n", " "))
+        return
+    serve(server, host, port, console)
+
+
+@app.command(name="plan-chain")
+def plan_chain(
+    tier: Annotated[
+        list[str] | None, typer.Option(help="NAME:usd=…,latency=…,pass=… (cheapest first; repeat per tier)")
+    ] = None,
+    from_ledger: Annotated[Path | None, typer.Option(help="gateway.yaml: measure the tiers from its ledger")] = None,
+    request_class: Annotated[str, typer.Option("--class", help="request class, with --from-ledger")] = "complex",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
+    """Expected cost and latency per valid answer of an escalation chain, and the break-even pass rate."""
+    from tokenomy.cli.chain import chain_lines, chain_report, parse_tier_spec, tiers_from_ledger
+
+    try:
+        if from_ledger is not None:
+            from tokenomy.gateway.config import load_config
+            from tokenomy.gateway.ledger import Database
+
+            cfg = load_config(from_ledger)
+            tiers = tiers_from_ledger(Database(cfg.ledger.url, cfg.state_dir).attempts(), request_class)
+        else:
+            tiers = [parse_tier_spec(spec) for spec in tier or []]
+        if not tiers:
+            raise ValueError("give --tier at least once, or --from-ledger gateway.yaml")
+        report = chain_report(tiers)
+    except (CatalogError, ValueError) as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        emit_json(report)
+        return
+    for line in chain_lines(report):
+        typer.echo(line)
+
+
+@app.command()
+def advise(
+    workload: Annotated[Path | None, typer.Argument(help="workload YAML (default: the built-in example)")] = None,
+    requests_per_day: Annotated[float | None, typer.Option(help="override the daily volume (keeps the shape)")] = None,
+    models: Annotated[str | None, typer.Option(help="comma-separated candidate models")] = None,
+    gpus: Annotated[str | None, typer.Option(help="comma-separated candidate accelerators")] = None,
+    precisions: Annotated[str | None, typer.Option(help="comma-separated weight precisions")] = None,
+    apis: Annotated[str | None, typer.Option(help="comma-separated APIs (provider/model)")] = None,
+    verify: Annotated[int, typer.Option(help="candidates to verify with the simulator")] = 20,
+    sim_requests: Annotated[int, typer.Option(help="requests per verification run")] = 3000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    executor: Annotated[str, typer.Option(help="verification: local (processes) or ray")] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
+    emit_gateway_config: Annotated[Path | None, typer.Option(help="write a gateway config for the plan")] = None,
+) -> None:
+    """The cheapest deployment that meets the SLOs and quality floors: tiers, routes, replicas per hour, $."""
+    from rich.progress import Progress
+
+    from tokenomy.cli.advising import load_with_overrides, run
+
+    try:
+        wl = load_with_overrides(workload, requests_per_day, models, gpus, precisions, apis)
+        with Progress(console=err_console, transient=True, disable=as_json) as progress:
+            task = progress.add_task("simulating candidates", total=None)
+            report = run(
+                wl, executor, verify, sim_requests, seed, lambda d, t: progress.update(task, completed=d, total=t)
+            )
+    except CatalogError as exc:
+        fail(str(exc).replace("\n", " "))
+        return
+    if emit_gateway_config:
+        from tokenomy.advise.gateway import write_gateway_config
+
+        write_gateway_config(report, wl, emit_gateway_config)
+    if html:
+        from tokenomy.report.advise_html import advise_report
+
+        html.write_text(advise_report(report))
+    if as_json:
+        emit_json(report)
+        return
+    from tokenomy.report import advise_tables as t
+
+    console.print(t.plan_table(report))
+    for line in t.summary_lines(report) + t.explain_lines(report):
+        console.print(line)
+    console.print(t.hours_table(report))
+    console.print(t.pareto_table(report))
+    console.print(t.estimates_table(report))
+    for path in (html, emit_gateway_config):
+        if path:
+            console.print(f"written: {path}")
 
 
 if __name__ == "__main__":

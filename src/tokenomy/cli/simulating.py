@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tokenomy.catalog.errors import CatalogError, unknown_name_error
@@ -20,6 +19,7 @@ from tokenomy.sim.metrics import RequestLog
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import SLO
 from tokenomy.sim.workload import Workload
+from tokenomy.yamlfile import read_yaml
 
 
 def deployment_for(
@@ -139,12 +139,7 @@ def _api_tier(t: ApiTierFile) -> ApiTier:
 
 def load_fleet(path: Path, replica: ReplicaConfig) -> Fleet:
     """A fleet from a YAML file; errors name the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
+    raw = read_yaml(path)
     try:
         spec = FleetFile.model_validate(raw)
     except ValidationError as exc:

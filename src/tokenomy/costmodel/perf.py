@@ -12,6 +12,7 @@ Every function broadcasts over numpy arrays of batch sizes and context lengths.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ class StepCost:
         self.lm_head_s_per_seq = n.lm_head_flops_per_seq / n.matmul_flops_per_s
         self.attn_full_s_per_pair = n.attn_full_flops_per_pair / n.attn_flops_per_s
         self.attn_window_s_per_pair = n.attn_window_flops_per_pair / n.attn_flops_per_s
-        self.k = prof.overlap_k
+        self.k = 1.0 if abs(prof.overlap_k - 1.0) < 1e-9 else prof.overlap_k  # a fitted 1.0000000000000002 adds
         self.step_overhead_s = prof.step_overhead_s  # scheduling and sampling, once per engine step
         self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
         self.seq_s = prof.seq_overhead_s
@@ -81,6 +82,14 @@ class StepCost:
         if n.pp > 1:
             self.comm_fixed_s += (n.pp - 1) * prof.allreduce_latency_s
             self.comm_s_per_token += (n.pp - 1) * n.allreduce_bytes_per_token / n.link_bytes_per_s
+
+    def decode_line(self, seqs: int) -> tuple[float, float] | None:
+        """A decode step of `seqs` sequences as intercept + slope · summed context (seconds, seconds per
+        token), or None where the step time is not linear in the context (k ≠ 1 or sliding windows)."""
+        if self.k != 1.0 or self.window_tokens:
+            return None
+        slope_s = self.kv_full_s_per_token + self.attn_full_s_per_pair
+        return float(self.seconds(seqs, seqs, 0.0, 0.0)), slope_s
 
     def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
         """Time of one step computing `new_tokens` tokens of `seqs` sequences.
@@ -223,3 +232,16 @@ def roofline_utilisation(d: Deployment, batch: ArrayLike, context_tokens: ArrayL
     fmt_compute = d.fmt.compute if d.gpu.supports(d.fmt.compute) else "bf16"
     peak_flops = d.gpu.flops_per_s(fmt_compute)
     return bytes_read / t / peak_bytes, flops / t / peak_flops
+
+
+def queued_ttft_s(
+    cost: StepCost, budget_tokens: int, running_seqs: int, running_context_tokens: float, queued_prompt_tokens: int
+) -> float:
+    """TTFT of a new request behind `queued_prompt_tokens` of prompts (its own included), computed in chunked
+    steps of `budget_tokens` alongside `running_seqs` decoding sequences holding `running_context_tokens` of KV."""
+    b = running_seqs
+    per_step = max(budget_tokens - b, 1)
+    chunk = min(queued_prompt_tokens, per_step)
+    ctx = running_context_tokens
+    step = cost.seconds(chunk + b, b + 1, ctx, ctx + chunk * chunk / 2)
+    return math.ceil(queued_prompt_tokens / per_step) * step

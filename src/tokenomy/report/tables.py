@@ -61,6 +61,7 @@ def plan_table(plans: list[dict[str, Any]]) -> Table:
     )
     row("TTFT (single stream)", lambda p: seconds(p["ttft_s"]))
     row("ITL (single stream)", lambda p: seconds(p["itl_s"]))
+    row("decode (single stream)", lambda p: f"{1 / p['itl_s']:,.1f} tok/s" if p["itl_s"] else "—")
     row("ITL at max batch", lambda p: seconds(p.get("itl_at_max_batch_s")))
     row("max output throughput", lambda p: f"{p['max_output_tokens_per_s']:,.0f} tok/s")
     row(

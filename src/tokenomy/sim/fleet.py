@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.perf import queued_ttft_s
 from tokenomy.sim.metrics import GapHistogram, RequestLog, summary_stats
 from tokenomy.sim.replica import Replica, ReplicaConfig
 from tokenomy.sim.run import SLO, SimResult, pooled_result
@@ -87,13 +88,8 @@ class Fleet:
 def predicted_ttft_s(r: Replica, input_tokens: int) -> float:
     """TTFT a new request would see: the prompt tokens queued ahead of it plus its own, computed in
     chunked steps alongside the running batch (step time from the cost model)."""
-    b = len(r.batch.seqs)
-    tokens = r.queued_prefill_tokens() + input_tokens
-    per_step = max(r.budget - b, 1)
-    chunk = min(tokens, per_step)
-    ctx = r.batch.ctx_sum
-    step = r.cost.seconds(chunk + b, b + 1, ctx, ctx + chunk * chunk / 2)
-    return math.ceil(tokens / per_step) * step
+    queued = r.queued_prefill_tokens() + input_tokens
+    return queued_ttft_s(r.cost, r.budget, len(r.batch.seqs), r.batch.ctx_sum, queued)
 
 
 class Router:

@@ -93,8 +93,9 @@ class PagedKV:
     def used_blocks(self) -> int:
         return self.total_blocks - self.free_blocks
 
-    def _take(self, n: int) -> bool:
-        """Take n free blocks, evicting the least recently used cached prefixes if needed."""
+    def take(self, n: int) -> bool:
+        """Take n free blocks (prompts, or growing sequences), evicting the least recently used cached
+        prefixes if needed; False if memory is short."""
         if n > self.free_blocks + self.evictable_blocks:
             return False
         while self.free_blocks < n:
@@ -131,17 +132,13 @@ class PagedKV:
                 del self.evictable[pid]
                 self.evictable_blocks -= self.prefix_blocks[pid]
             self.prefix_refs[pid] += 1
-        self._take(own)
+        self.take(own)
         seq.blocks = own
         seq.shared_ids = hits
         seq.shared_tokens = cached
         seq.prefilled = cached
         seq.ctx = cached
         return True
-
-    def take(self, n: int) -> bool:
-        """Hand out n more blocks to growing sequences; False if memory is short."""
-        return self._take(n)
 
     def publish_prefix(self, seq: Seq) -> None:
         """After a prompt is computed, hand its not-yet-cached prefix blocks to the cache for later requests."""

@@ -28,8 +28,8 @@ class GapHistogram:
 
     def add(self, value_s: float, weight: float = 1.0) -> None:
         if value_s > 1e-6:
-            i = int((math.log10(value_s) - self.LOG10_LOW) * self.BINS_PER_DECADE) + 1
-            self.counts[i if i < self.N_BINS else self.N_BINS - 1] += weight
+            i = int((math.log10(value_s) + 6.0) * 200.0) + 1  # (log10 − LOG10_LOW) · BINS_PER_DECADE + 1
+            self.counts[i if i < 2001 else 2000] += weight
         else:
             self.counts[0] += weight
         self.weight += weight

@@ -75,6 +75,8 @@ class Replica:
         self.index = index
         self.cost = d.step_cost()
         self.draft_cost = config.spec.draft.step_cost() if config.spec else None
+        self.fast = not config.exact and config.spec is None  # spans of identical decode steps allowed
+        self.decode_lines: dict[int, tuple[float, float] | None] = {}  # batch size -> cost.decode_line(b)
         self.rng = np.random.default_rng(seed)
         prof = d.profile
         self.max_seqs = config.max_num_seqs or prof.max_num_seqs
@@ -84,6 +86,7 @@ class Replica:
             self.kv: PagedKV | ContiguousKV = PagedKV(total_blocks, config.block_tokens)
         else:
             self.kv = ContiguousKV(total_blocks, config.block_tokens, d.static_context_tokens)
+        self.longest_request_tokens = self._longest_request_tokens()
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []  # admitted, prompt not finished (admission order)
         self.batch = DecodeBatch(config.block_tokens, paged=self.kv.grows)  # producing output tokens
@@ -97,6 +100,15 @@ class Replica:
         self.on_finish: Callable[[int, float], None] | None = None
 
     # ---- requests in -------------------------------------------------------------------------
+
+    def _longest_request_tokens(self) -> int:
+        """Input + output tokens of the longest request that can ever run here (−1: none can)."""
+        if not self.d.memory.fits:
+            return -1
+        longest = self.kv.total_blocks * self.config.block_tokens - 1
+        if isinstance(self.kv, ContiguousKV):
+            longest = min(longest, self.kv.reserved_tokens)
+        return longest
 
     def rejection(self, input_tokens: int, output_tokens: int) -> str:
         """Why a request can never run here ('' when it can)."""
@@ -113,11 +125,25 @@ class Replica:
         """Queue request `rid` of the log; False if it can never run here."""
         log = self.log
         isl, osl = int(log.input_tokens[rid]), int(log.output_tokens[rid])
-        if self.rejection(isl, osl):
+        if isl + osl > self.longest_request_tokens:
             return False
         log.where[rid] = self.index
         self.waiting.append(Seq(rid, isl, osl, prefix_ids if self.config.prefix_caching else ()))
         return True
+
+    def cancel(self, seq: Seq) -> None:
+        """Take a request out of whichever queue holds it and free its KV blocks (between steps; the
+        twin calls it when a client disconnects)."""
+        if seq in self.waiting:
+            self.waiting.remove(seq)  # queued sequences hold no blocks
+            return
+        if seq in self.prefilling:
+            self.prefilling.remove(seq)
+        elif seq in self.batch.seqs:
+            self.batch.remove(seq)
+        else:
+            return  # already finished
+        self.kv.release(seq)
 
     @property
     def outstanding(self) -> int:
@@ -143,7 +169,7 @@ class Replica:
         chunks, decode = self.schedule()
         if not chunks and not decode:
             return False
-        if not chunks and not self.config.exact and self.config.spec is None and self._can_span():
+        if not chunks and self.fast and self._can_span():
             self._decode_span(t_limit)
         else:
             self._execute(chunks, decode)
@@ -181,7 +207,8 @@ class Replica:
                 break
             self.waiting.popleft()
             self.prefilling.append(seq)
-            self.log.cached_tokens[seq.rid] += seq.prefilled
+            if seq.prefilled:  # prompt tokens found in the prefix cache
+                self.log.cached_tokens[seq.rid] += seq.prefilled
             n = seq.remaining_prefill if whole_prompts else min(seq.remaining_prefill, budget)
             chunks.append((seq, n))
             budget -= n
@@ -211,12 +238,16 @@ class Replica:
 
     # ---- executing ---------------------------------------------------------------------------
 
-    def _make_room(self, tokens_each: int) -> None:
-        """Preempt the newest sequences until the decoding ones have KV room for `tokens_each` more tokens."""
+    def _make_room(self, tokens_each: int) -> bool:
+        """Preempt the newest sequences until the decoding ones have KV room for `tokens_each` more tokens;
+        True if any was preempted."""
         if self.kv.available_blocks >= len(self.batch.seqs) * (tokens_each // self.config.block_tokens + 1):
-            return  # enough for any sequence
+            return False  # enough for any sequence
+        preempted = False
         while self.batch.seqs and self.batch.new_blocks(tokens_each) > self.kv.available_blocks:
             self._preempt(self.prefilling[-1] if self.prefilling else self.batch.seqs[-1])
+            preempted = True
+        return preempted
 
     def _preempt(self, seq: Seq) -> None:
         """Recompute preemption: drop the sequence's KV; it re-queues first with its output so far as prompt."""
@@ -238,14 +269,12 @@ class Replica:
         """One step: decode every running sequence (if `decode`) and compute the prompt chunks."""
         spec = self.config.spec
         per_seq = spec.draft_tokens + 1 if spec else 1
-        if decode:
-            self._make_room(per_seq)
-            if len(chunks) and any(s not in self.prefilling for s, _ in chunks):
-                chunks = [(s, n) for s, n in chunks if s in self.prefilling]  # a preempted prompt leaves the step
+        if decode and self._make_room(per_seq) and chunks:
+            chunks = [(s, n) for s, n in chunks if s in self.prefilling]  # a preempted prompt leaves the step
         batch = self.batch
         b_live = len(batch.seqs) if decode else 0
         b = b_live + len(self.padding) if decode else 0
-        ctx = batch.ctx_sum + self.padding_ctx if decode else 0
+        ctx = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx if decode else 0
         new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
         for seq, n in chunks:
             new += n
@@ -262,12 +291,12 @@ class Replica:
                 t_pf = cost(new - b * per_seq, len(chunks), kv_tokens - ctx, pairs - ctx * per_seq)
                 share = t_pf / (t_pf + cost(b * per_seq, b, ctx, ctx * per_seq))
             self.stats.prefill_s += t * share
-        if b_live:
+        if b_live and batch.paged:
             self.kv.take(batch.new_blocks(1))
         self._advance(t, b_live, ctx)
         if b_live:
             self._record_first_gaps(self.now)
-            batch.advance(1)
+            batch.g += 1
             if spec:
                 self._speculate()
             batch.last_step_end_s = self.now
@@ -310,7 +339,8 @@ class Replica:
     def _prompt_done(self, seq: Seq) -> None:
         """A prompt finished: publish its prefix blocks, emit its next token, and start decoding it."""
         self.prefilling.remove(seq)
-        self.kv.publish_prefix(seq)
+        if seq.prefix_ids:
+            self.kv.publish_prefix(seq)
         end = self.now
         if seq.generated == 0:
             self.log.first_token_s[seq.rid] = end
@@ -335,17 +365,18 @@ class Replica:
 
     def _advance(self, seconds: float, decode_seqs: int, decode_ctx: float) -> None:
         """Move the clock by a step (or span) and integrate the busy, KV and batch counters."""
-        st = self.stats
+        st, kv = self.stats, self.kv
         st.busy_s += seconds
         st.steps += 1
         st.live_token_seconds += seconds * self._live_tokens()
-        st.allocated_token_seconds += seconds * self.kv.used_blocks * self.kv.block_tokens
+        st.allocated_token_seconds += seconds * (kv.total_blocks - kv.free_blocks) * kv.block_tokens
         st.decode_batch_seconds += seconds * decode_seqs
         st.decode_ctx_seconds += seconds * decode_ctx
         self.now += seconds
 
     def _live_tokens(self) -> int:
-        live = self.batch.ctx_sum + self.padding_ctx
+        batch = self.batch
+        live = len(batch.seqs) * batch.g + batch.ctx_off_sum + self.padding_ctx
         if self.prefilling:
             live += sum(seq.ctx for seq in self.prefilling)
         return live
@@ -368,41 +399,60 @@ class Replica:
         return need > self.kv.available_blocks  # blocked on KV until a completion frees some
 
     def _decode_span(self, t_limit: float) -> None:
-        """Take m identical decode steps at once: up to the next completion, the step that crosses
-        t_limit (the next arrival), or the last step the free KV blocks surely cover."""
-        batch = self.batch
-        b_live = len(batch.seqs)
-        b = b_live + len(self.padding)
-        ctx0 = batch.ctx_sum + self.padding_ctx
-        m = batch.steps_to_next_finish()
-        cost = self.cost.seconds
-        t0 = cost(b, b, ctx0, ctx0)
-        if m > 1 and self.now + m * t0 > t_limit:  # the span would pass the next arrival: stop there
-            slope = cost(b, b, ctx0 + b_live, ctx0 + b_live) - t0
-            m = min(m, _steps_to_cover(t_limit - self.now, t0, slope))
-        new_blocks = batch.new_blocks(m) if batch.paged else 0
-        if new_blocks > self.kv.available_blocks:
-            m = self.config.block_tokens * (self.kv.available_blocks // b_live)
-            new_blocks = batch.new_blocks(m)
-        if m <= 1:
-            self._execute([], True)
-            return
-        ctx_mid = ctx0 + (m - 1) * b_live / 2
-        ctx_last = ctx0 + (m - 1) * b_live
-        t_mid, t_last = cost(b, b, ctx_mid, ctx_mid), cost(b, b, ctx_last, ctx_last)
-        total = m * (t0 + 4 * t_mid + t_last) / 6  # Simpson's rule over the m step times
-        self.kv.take(new_blocks)
-        start = self.now
-        self._advance(total, b_live, ctx_mid)
-        self.stats.steps += m - 1
-        self._record_first_gaps(start + t0)
-        weight = (m - 1) * b_live / 2  # the other m−1 gaps of each sequence, at two points
-        self.itl.add((t0 + t_mid) / 2, weight)
-        self.itl.add((t_mid + t_last) / 2, weight)
-        batch.advance(m)
-        batch.last_step_end_s = self.now
-        for seq in batch.pop_finished():
-            self._finish(seq)
+        """Take decode steps in spans of identical steps, each up to the next completion, the step that
+        crosses t_limit (the next arrival) or the last step the free KV blocks surely cover; go on past
+        completions while nothing waiting could join the batch."""
+        batch, cost = self.batch, self.cost.seconds
+        while True:
+            b_live = len(batch.seqs)
+            b = b_live + len(self.padding)
+            ctx0 = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx
+            line = self.decode_lines.get(b, False)
+            if line is False:
+                line = self.decode_lines[b] = self.cost.decode_line(b)
+            if line:  # the step time grows linearly with the context: t0 + slope·j
+                t0 = line[0] + line[1] * ctx0
+                slope = line[1] * b_live
+            else:
+                t0 = cost(b, b, ctx0, ctx0)
+                slope = cost(b, b, ctx0 + b_live, ctx0 + b_live) - t0
+            m = batch.steps_to_next_finish()
+            if m > 1 and self.now + m * t0 > t_limit:  # the span would pass the next arrival: stop there
+                m = min(m, _steps_to_cover(t_limit - self.now, t0, slope))
+            new_blocks = batch.new_blocks(m) if batch.paged else 0
+            if new_blocks and new_blocks > self.kv.available_blocks:
+                m = self.config.block_tokens * (self.kv.available_blocks // b_live)
+                new_blocks = batch.new_blocks(m)
+            if m <= 1:
+                self._execute([], True)
+            else:
+                ctx_mid = ctx0 + (m - 1) * b_live / 2
+                if line:
+                    t_mid, t_last = t0 + slope * (m - 1) / 2, t0 + slope * (m - 1)
+                else:
+                    ctx_last = ctx0 + (m - 1) * b_live
+                    t_mid, t_last = cost(b, b, ctx_mid, ctx_mid), cost(b, b, ctx_last, ctx_last)
+                total = m * (t0 + 4 * t_mid + t_last) / 6  # Simpson's rule over the m step times (exact if linear)
+                if new_blocks:
+                    self.kv.take(new_blocks)
+                start = self.now
+                self._advance(total, b_live, ctx_mid)
+                self.stats.steps += m - 1
+                self._record_first_gaps(start + t0)
+                weight = (m - 1) * b_live / 2  # the other m−1 gaps of each sequence, at two points
+                self.itl.add((t0 + t_mid) / 2, weight)
+                self.itl.add((t_mid + t_last) / 2, weight)
+                batch.g += m
+                batch.last_step_end_s = self.now
+                if batch.finish_heap[0][0] <= batch.g:
+                    for seq in batch.pop_finished():
+                        self._finish(seq)
+            if self.now >= t_limit:
+                return
+            if (self.waiting or self.prefilling or not batch.seqs) and not self._can_span():
+                return
+            if self.now >= self.next_sample_s:
+                self._sample(self.now)
 
     def _sample(self, t: float) -> None:
         """Record the timeline at every sample time the clock has passed."""

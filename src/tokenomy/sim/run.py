@@ -65,6 +65,7 @@ class SimResult:
     usd_per_hour: float  # all replicas
     energy_j: float
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    gpu_busy_s: float = 0.0  # busy seconds of each replica times its GPUs, summed
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self, slo: SLO | None = None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class SimResult:
         out_tokens = float(log.output_tokens[done].sum())
         in_tokens = float(log.input_tokens[done].sum())
         span = max(self.duration_s, 1e-12)
-        busy = st.busy_s / (span * max(len(self.timelines), 1))
+        busy = self.gpu_busy_s / (span * self.gpu_count) if self.gpu_count else 0.0
         energy_j = self.energy_j
         usd = self.usd_per_hour * span / 3600.0
         prefill_share = st.prefill_s / st.busy_s if st.busy_s else 0.0
@@ -196,8 +197,9 @@ def pooled_result(log: RequestLog, replicas: list[Replica], reasons: dict[str, i
     start = float(np.nanmin(log.arrival_s)) if len(log.arrival_s) else 0.0
     ends = [r.now for r in replicas] + [float(np.nanmax(log.finish_s)) if log.done.any() else start]
     span = max(ends) - start
-    energy_j, usd_per_hour, gpus = 0.0, 0.0, 0
+    energy_j, usd_per_hour, gpus, gpu_busy_s = 0.0, 0.0, 0, 0.0
     for r in replicas:
+        gpu_busy_s += r.stats.busy_s * r.d.n_gpus
         busy_w, idle_w = replica_power_w(r.d, r.stats)
         energy_j += busy_w * r.stats.busy_s + idle_w * max(span - r.stats.busy_s, 0.0)
         usd_per_hour += (r.d.gpu.usd_per_gpu_hour(price) or 0.0) * r.d.n_gpus
@@ -212,4 +214,5 @@ def pooled_result(log: RequestLog, replicas: list[Replica], reasons: dict[str, i
         usd_per_hour=usd_per_hour,
         energy_j=energy_j,
         rejected_reasons=reasons,
+        gpu_busy_s=gpu_busy_s,
     )

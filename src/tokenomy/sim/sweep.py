@@ -1,12 +1,15 @@
 """Rate sweeps: the same deployment under a list of request rates, run in local processes or on Ray.
 
 Each point is a pure function of (deployment, workload spec with its rate, seed), so the two
-executors give identical results for the same seed.
+executors give identical results for the same seed. `run_parallel` is the executor part, shared with
+the advisor's verification (`tokenomy.advise.verify`).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any
 
 from tokenomy.costmodel.deployment import Deployment
@@ -34,19 +37,48 @@ def sweep_rates(
     workers: int | None = None,
 ) -> list[dict[str, Any]]:
     """One summary per rate, in the order given."""
+    specs = [spec.model_copy(update={"rate": float(r), "concurrency": None}) for r in rates]
+    return run_parallel(sweep_point, [(d, s, config, slo) for s in specs], executor, workers)
+
+
+def run_parallel(
+    fn: Callable[..., Any],
+    args: list[tuple],
+    executor: str = "local",
+    workers: int | None = None,
+    on_done: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """`fn(*a)` for each `a` in `args`, in the order given, in local processes or on Ray (`fn` must be a
+    module-level function); `on_done(result)` is called as each one finishes (for a progress bar)."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; choose from {', '.join(EXECUTORS)}")
-    specs = [spec.model_copy(update={"rate": float(r), "concurrency": None}) for r in rates]
+    if not args:
+        return []
     if executor == "ray":
-        return _on_ray(d, specs, config, slo)
-    if workers == 1 or len(specs) == 1:
-        return [sweep_point(d, s, config, slo) for s in specs]
+        return _on_ray(fn, args, on_done)
+    if workers == 1 or len(args) == 1:
+        results = []
+        for a in args:
+            results.append(fn(*a))
+            if on_done:
+                on_done(results[-1])
+        return results
+    out: list[Any] = [None] * len(args)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(sweep_point, d, s, config, slo) for s in specs]
-        return [f.result() for f in futures]
+        futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
+        for future in as_completed(futures):
+            out[futures[future]] = future.result()
+            if on_done:
+                on_done(out[futures[future]])
+    return out
 
 
-def _on_ray(d: Deployment, specs: list[WorkloadSpec], config: ReplicaConfig, slo: SLO | None) -> list[dict[str, Any]]:
+@contextmanager
+def executor_session(executor: str) -> Iterator[None]:
+    """Keep one Ray instance up for what runs inside (started here unless one is running); nothing for local."""
+    if executor != "ray":
+        yield
+        return
     try:
         import ray
     except ImportError as exc:
@@ -55,8 +87,25 @@ def _on_ray(d: Deployment, specs: list[WorkloadSpec], config: ReplicaConfig, slo
     if started:
         ray.init(num_cpus=None, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(sweep_point)
-        return ray.get([remote.remote(d, s, config, slo) for s in specs])
+        yield
     finally:
         if started:
             ray.shutdown()
+
+
+def _on_ray(fn: Callable[..., Any], args: list[tuple], on_done: Callable[[Any], None] | None) -> list[Any]:
+    with executor_session("ray"):
+        import ray
+
+        remote = ray.remote(fn)
+        refs = [remote.remote(*a) for a in args]
+        index = {ref: i for i, ref in enumerate(refs)}
+        out: list[Any] = [None] * len(args)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                out[index[ref]] = ray.get(ref)
+                if on_done:
+                    on_done(out[index[ref]])
+        return out

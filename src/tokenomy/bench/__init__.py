@@ -1,0 +1,6 @@
+"""`tokenomy bench`: measure any OpenAI-compatible endpoint in the units of DESIGN.md.
+
+client (one streamed request, SSE parsing) → load (arrival schedules, closed loop) → metrics
+(summary shared with `simulate`) → search (highest rate meeting an SLO) → economics ($/Mtok,
+MBU/MFU, the cost model's prediction beside the measurement) → measurements (rows for calibrate).
+"""

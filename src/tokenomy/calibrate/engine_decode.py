@@ -1,0 +1,142 @@
+"""Single-stream decode speed of a GGUF model under llama.cpp (llama-cpp-python, in process): the figure that a
+`calibrate --host` entry plus the llama.cpp engine profile predict.
+
+Each run evaluates a short prompt, then decodes greedily (top-k 1) for a fixed number of tokens, ignoring
+end-of-sequence so every run produces the same count. Decode speed comes from llama.cpp's own timings
+(`llama_perf_context`: eval time and eval count, prompt evaluation excluded); the wall-clock rate between the
+first and last token the Python loop receives (sampling and Python included) is kept beside it.
+Needs the optional engine extra (`pip install -e '.[engine]'`).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+DEFAULT_OUTPUT_TOKENS = 128
+DEFAULT_RUNS = 5
+CLEAN_CPU_SHARE = 0.95  # a run that had its threads' CPUs at least this much of its wall time
+N_CTX = 512
+
+
+@dataclass(frozen=True)
+class DecodeRun:
+    """One greedy generation: llama.cpp's decode timing and the loop's wall clock."""
+
+    prompt_tokens: int
+    decode_steps: int  # llama.cpp eval calls after the prompt (output tokens − 1: the prompt pass makes the first)
+    eval_seconds: float  # llama.cpp's decode time for those steps
+    wall_seconds: float  # first to last output token, as the Python loop saw them
+    cpu_share: float  # process CPU time / (wall × threads) over the decode: below 1 when other processes ran
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode tokens/s from llama.cpp's timings: eval count / eval time (prompt evaluation excluded)."""
+        return self.decode_steps / self.eval_seconds
+
+    @property
+    def wall_tokens_per_s(self) -> float:
+        return self.decode_steps / self.wall_seconds
+
+
+@dataclass(frozen=True)
+class DecodeMeasurement:
+    """Several runs of the same generation and their summary."""
+
+    gguf: str
+    threads: int
+    output_tokens: int
+    runs: tuple[DecodeRun, ...]
+    load_average: tuple[float, float, float]  # at the end
+
+    @property
+    def best_run(self) -> DecodeRun:
+        return max(self.runs, key=lambda r: r.tokens_per_s)
+
+    @property
+    def best_tokens_per_s(self) -> float:
+        return self.best_run.tokens_per_s
+
+    @property
+    def clean(self) -> bool:
+        """Whether the best run had its CPUs to itself (CPU share ≥ CLEAN_CPU_SHARE)."""
+        return self.best_run.cpu_share >= CLEAN_CPU_SHARE
+
+    @property
+    def median_tokens_per_s(self) -> float:
+        return statistics.median(r.tokens_per_s for r in self.runs)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.runs[0].prompt_tokens
+
+
+def _one_run(llm: Any, prompt: list[int], output_tokens: int, threads: int) -> DecodeRun:
+    """Evaluate `prompt` from an empty cache and decode `output_tokens` tokens greedily."""
+    from llama_cpp import llama_cpp as lib
+
+    llm.reset()
+    lib.llama_perf_context_reset(llm.ctx)
+    produced = 0
+    first_s = last_s = cpu_start = 0.0
+    for _token in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+        produced += 1
+        last_s = time.perf_counter()
+        if produced == 1:
+            first_s, cpu_start = last_s, time.process_time()
+        if produced >= output_tokens:
+            break
+    cpu_s = time.process_time() - cpu_start
+    perf = lib.llama_perf_context(llm.ctx)
+    if perf.n_eval < 1 or perf.t_eval_ms <= 0:
+        raise RuntimeError("llama.cpp reported no decode timings (was the context created with no_perf?)")
+    wall_s = max(last_s - first_s, 1e-9)
+    return DecodeRun(
+        prompt_tokens=len(prompt),
+        decode_steps=int(perf.n_eval),
+        eval_seconds=perf.t_eval_ms / 1e3,
+        wall_seconds=wall_s,
+        cpu_share=cpu_s / (wall_s * threads),
+    )
+
+
+def measure_decode(
+    gguf: Path,
+    threads: int,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    runs: int = DEFAULT_RUNS,
+    prompt: str = DEFAULT_PROMPT,
+    max_runs: int | None = None,
+) -> DecodeMeasurement:
+    """Load `gguf` with `threads` threads and time at least `runs` greedy generations of `output_tokens` tokens
+    (after one untimed warm-up of 8 tokens). On a shared machine, up to `max_runs` (default 3 × runs) are made
+    until one ran undisturbed (CPU share ≥ CLEAN_CPU_SHARE), so that the best run is the host's own speed."""
+    max_runs = max(max_runs or 3 * runs, runs)
+    if threads < 1 or output_tokens < 2 or runs < 1:
+        raise ValueError("threads and runs must be positive, output_tokens at least 2")
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=str(gguf), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False, no_perf=False
+    )
+    tokens = llm.tokenize(prompt.encode())
+    if len(tokens) + output_tokens > N_CTX:
+        llm.close()
+        raise ValueError(f"prompt ({len(tokens)} tokens) + {output_tokens} output tokens exceed n_ctx {N_CTX}")
+    results: list[DecodeRun] = []
+    try:
+        _one_run(llm, tokens, 8, threads)
+        while len(results) < runs or (len(results) < max_runs and not _has_clean_run(results)):
+            results.append(_one_run(llm, tokens, output_tokens, threads))
+    finally:
+        llm.close()
+    return DecodeMeasurement(str(gguf), threads, output_tokens, tuple(results), os.getloadavg())
+
+
+def _has_clean_run(results: list[DecodeRun]) -> bool:
+    return any(r.cpu_share >= CLEAN_CPU_SHARE for r in results)

@@ -1,0 +1,140 @@
+"""`tokenomy gateway` and `tokenomy ledger`: serve the gateway, manage keys, report on the ledger."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tokenomy.catalog.errors import CatalogError
+
+gateway_app = typer.Typer(
+    add_completion=False,
+    invoke_without_command=True,
+    help="OpenAI-compatible gateway: route to the cheapest good-enough tier, with budgets and a ledger.",
+)
+keys_app = typer.Typer(add_completion=False, help="Virtual API keys (stored hashed in the gateway's database).")
+ledger_app = typer.Typer(add_completion=False, help="What the gateway's traffic cost, and what it could have cost.")
+gateway_app.add_typer(keys_app, name="keys")
+
+ConfigOption = Annotated[Path, typer.Option("--config", help="gateway.yaml")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _config(path: Path):  # noqa: ANN202
+    from tokenomy.gateway.config import load_config
+
+    try:
+        return load_config(path)
+    except CatalogError as exc:
+        _fail(str(exc))
+
+
+@gateway_app.callback()
+def serve(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", help="gateway.yaml")] = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default: the config's)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default: the config's)")] = None,
+) -> None:
+    """Serve the gateway (SIGINT/SIGTERM shut it down gracefully, writing every ledger row)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        _fail("--config gateway.yaml is required (see examples/gateway.yaml)")
+        return
+    import uvicorn
+
+    from tokenomy.gateway.app import build_app
+
+    cfg = _config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = build_app(cfg)
+    except CatalogError as exc:
+        _fail(str(exc))
+        return
+    uvicorn.run(
+        app,
+        host=host or cfg.host,
+        port=cfg.port if port is None else port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # the gateway never uses the client's address
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _keystore(config: Path):  # noqa: ANN202
+    from tokenomy.gateway.keys import KeyStore
+    from tokenomy.gateway.ledger import Database
+
+    cfg = _config(config)
+    return KeyStore(Database(cfg.ledger.url, cfg.state_dir), cfg.state_dir)
+
+
+@keys_app.command("create")
+def keys_create(
+    config: ConfigOption,
+    team: Annotated[str, typer.Option(help="the team the key's spend counts against")],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+) -> None:
+    """Create a key; it is printed once (only its HMAC digest is stored)."""
+    record, key = _keystore(config).create(team, name)
+    typer.echo(f"key_id: {record.key_id}\nteam:   {record.team}\nkey:    {key}")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption) -> None:
+    """List active keys (ids and teams, never the keys)."""
+    for k in _keystore(config).list():
+        typer.echo(f"{k.key_id}  team={k.team}  name={k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(config: ConfigOption, key_id: Annotated[str, typer.Argument(help="key id")]) -> None:
+    """Revoke a key."""
+    if not _keystore(config).revoke(key_id):
+        _fail(f"no active key '{key_id}'")
+    typer.echo(f"revoked {key_id}")
+
+
+@ledger_app.command("report")
+def ledger_report(
+    config: ConfigOption,
+    html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML report")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+    since_hours: Annotated[float | None, typer.Option(help="only the last N hours")] = None,
+) -> None:
+    """Spend by team, tier and class; the workload; savings vs the most capable tier; what-ifs via the planner."""
+    import json
+    import time
+
+    from tokenomy.gateway.ledger import Database
+    from tokenomy.gateway.report import ledger_summary, summary_lines
+
+    cfg = _config(config)
+    db = Database(cfg.ledger.url, cfg.state_dir)
+    since = time.time() - since_hours * 3600 if since_hours else 0.0
+    try:
+        summary = ledger_summary(cfg, db.attempts(since))
+    except CatalogError as exc:
+        _fail(str(exc))
+        return
+    if html:
+        from tokenomy.report.ledger_html import ledger_report as write_html
+
+        html.write_text(write_html(summary))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    for line in summary_lines(summary):
+        typer.echo(line)
+    if html:
+        typer.echo(f"written: {html}")

@@ -1,0 +1,92 @@
+"""`tokenomy calibrate --host`: turn a host measurement into an accelerators-YAML entry and a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from tokenomy.calibrate.host import BANDWIDTH_KERNEL, FLOPS_KERNEL, MIB, HostMeasurement
+
+HOST_ID = "host"
+
+
+def host_entry(m: HostMeasurement, host_id: str = HOST_ID, usd_per_hour: float = 0.0) -> dict[str, Any]:
+    """The measurement as one entry of the accelerators YAML schema (catalog/accelerators.py), decimal GB/s and
+    TFLOP/s; memory_gb is binary (the loader multiplies by 2**30) so the planner sees the host's RAM exactly."""
+    date = m.measured_at.split(" ")[0]
+    kernels = (
+        f"bandwidth: {BANDWIDTH_KERNEL}, {m.stream_bytes / MIB:.0f} MiB array, {m.threads} thread(s); "
+        f"FLOP rate: {FLOPS_KERNEL}, n={m.matmul_n}, {m.blas}, {m.threads} thread(s); best of the repeats"
+    )
+    load = ", ".join(f"{x:.2f}" for x in m.load_average)
+    return {
+        "id": host_id,
+        "name": f"{m.cpu_name} ({m.threads} of {m.logical_cpus} logical CPUs)",
+        "vendor": m.vendor,
+        "memory_gb": round(m.memory_bytes / 2**30, 3),
+        "memory_bandwidth_gb_s": round(m.read_bytes_per_s / 1e9, 3),
+        "dense_tflops": {"fp32": round(m.fp32_flops_per_s / 1e12, 5)},
+        "interconnect_gb_s": 32.0,
+        "interconnect": "none (one host; tp/pp > 1 not meaningful)",
+        "usd_per_hour": {"on_demand": usd_per_hour, "reserved": None},
+        "sources": {
+            "specs": f"measured by tokenomy calibrate --host on {m.measured_at}; {kernels}",
+            "price": "--usd-per-hour" if usd_per_hour else "none given (0: the host is already paid for)",
+        },
+        "as_of": date,
+        "notes": (
+            f"threads={m.threads}: run the engine with the same thread count. Only fp32 is listed: GGUF formats "
+            f"(q4_1 …) fall back to it and the llama.cpp engine profile scales it to its quantised dot-product "
+            f"kernels. Load average (1/5/15 min) at the end of the measurement: {load}; CPU share "
+            f"{m.cpu_share:.0%} of {m.threads} thread(s); took {m.seconds:.1f} s."
+        ),
+    }
+
+
+def write_host_yaml(entry: dict[str, Any], path: Path) -> None:
+    """Write one entry as a YAML list, the shape `--accelerators FILE` and $TOKENOMY_ACCELERATORS read."""
+    header = "# A CPU host measured by `tokenomy calibrate --host`; use with --accelerators FILE --gpu host.\n"
+    path.write_text(header + yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=120))
+
+
+def host_table(m: HostMeasurement, host_id: str = HOST_ID) -> Table:
+    """What was measured, one row per figure."""
+    table = Table(title=f"tokenomy calibrate --host → '{host_id}'", header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("how")
+    table.add_row("CPU", m.cpu_name, f"{m.threads} of {m.logical_cpus} logical CPUs used")
+    table.add_row("memory", f"{m.memory_bytes / 2**30:,.1f} GiB", "sysconf pages × page size")
+    table.add_row("memory bandwidth", f"{m.read_bytes_per_s / 1e9:,.1f} GB/s", f"{BANDWIDTH_KERNEL}")
+    table.add_row("", "", f"{m.stream_bytes / MIB:.0f} MiB array (last-level cache {m.llc_bytes / MIB:.0f} MiB)")
+    table.add_row("fp32 FLOP rate", f"{m.fp32_flops_per_s / 1e9:,.1f} GFLOP/s", f"{FLOPS_KERNEL}, n={m.matmul_n}")
+    table.add_row("", "", m.blas)
+    load = " / ".join(f"{x:.2f}" for x in m.load_average)
+    table.add_row("load average", load, "1 / 5 / 15 min, at the end")
+    table.add_row("CPU share", f"{m.cpu_share:.0%}", "process CPU time / (wall × threads) while measuring")
+    return table
+
+
+def calibrate_host(
+    output: Path | None, threads: int | None, usd_per_hour: float, host_id: str, console: Any
+) -> dict[str, Any]:
+    """Measure this host, print the table and write (or print) the YAML entry; returns the entry."""
+    import sys
+
+    from tokenomy.calibrate.host import measure_host
+
+    if usd_per_hour < 0:
+        raise ValueError(f"--usd-per-hour must be ≥ 0, got {usd_per_hour}")
+    with console.status("measuring memory bandwidth and FLOP rate…"):
+        m = measure_host(threads=threads)
+    entry = host_entry(m, host_id, usd_per_hour)
+    if output is None:
+        sys.stdout.write(yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=120))
+        return entry
+    console.print(host_table(m, host_id))
+    write_host_yaml(entry, output)
+    console.print(f"host entry written to {output}: tokenomy plan --gpu {host_id} --accelerators {output} …")
+    return entry

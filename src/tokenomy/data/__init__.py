@@ -1,0 +1,1 @@
+"""Bundled data files (the SmolLM2 tokenizer)."""

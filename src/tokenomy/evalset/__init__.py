@@ -1,0 +1,1 @@
+"""The shipped evaluation set (prompts with machine-checkable answers) and its checker."""

@@ -1,0 +1,153 @@
+"""`tokenomy bench` against real `tokenomy twin` servers on 127.0.0.1: counts, timing, send lag, errors, SLO search.
+
+The twin serves in this process on a background thread, faster than real time (`speedup`); bench
+measures wall-clock time, so predictions are compared after dividing them by the speedup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from tokenomy.bench.client import Endpoint
+from tokenomy.bench.economics import predicted_summary
+from tokenomy.bench.load import LiveCounts
+from tokenomy.bench.runner import BenchOutcome, BenchPlan, SearchSettings, probe_requests, run_bench, with_load
+from tokenomy.bench.search import RateSearch, parse_slo
+from tokenomy.cli.simulating import deployment_for
+from tokenomy.sim.replica import ReplicaConfig
+from tokenomy.sim.run import simulate
+from tokenomy.sim.workload import WorkloadSpec, build_workload
+from tokenomy.twin.server import running_twin
+
+MODEL, GPU = "llama-3.1-8b", "H100-SXM"
+SPEEDUP = 10.0
+# The twin answers a request a few ms (wall) after the cost model's prefill time: HTTP parsing, prompt
+# tokenisation and the step boundary, with client and server sharing this process. Measured ≈ 6–10 ms here.
+TWIN_TTFT_OVERHEAD_MAX_S = 0.025
+N_RATE_RUN = 40
+# Long enough outputs that a late first or last token (a busy machine: the client shares this process and the
+# CPUs with other work) moves a request's decode time by a few percent at most: ~90 ms of decode per request.
+OSL_RATE_RUN = 128
+
+
+@pytest.fixture(scope="module")
+def twin_url() -> Iterator[str]:
+    with running_twin(MODEL, GPU, speedup=SPEEDUP) as url:
+        yield url
+
+
+def bench(url: str, spec: WorkloadSpec, **plan: object) -> BenchOutcome:
+    return run_bench(BenchPlan(Endpoint(url + "/v1", MODEL), spec, **plan))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def rate_run(twin_url: str) -> BenchOutcome:
+    spec = WorkloadSpec(isl="256", osl=str(OSL_RATE_RUN), rate=20, num_requests=N_RATE_RUN, seed=1)
+    return bench(twin_url, spec)
+
+
+def test_token_counts_match_the_server_usage_and_the_client_count(rate_run: BenchOutcome) -> None:
+    s = rate_run.main.summary
+    n = N_RATE_RUN
+    assert s["requests"] == {"total": n, "completed": n, "failed": 0}
+    assert s["errors"]["total"] == 0
+    tok = s["tokens"]
+    assert tok["usage_reported"] == n
+    assert tok["output"] == n * OSL_RATE_RUN == tok["output_client_count"]  # max_tokens honoured, counted exactly
+    assert tok["output_mismatched_requests"] == 0
+    assert tok["input"] == n * 256 == tok["input_requested"]  # chat prompts sized for the template
+    assert tok["chunks"] == n * OSL_RATE_RUN and tok["mean_tokens_per_chunk"] == 1.0  # one event per step
+    assert int(rate_run.main.arrays.itl_s.size) == n * (OSL_RATE_RUN - 1)  # one gap per token after the first
+
+
+def test_measured_timing_agrees_with_the_prediction_divided_by_the_speedup(rate_run: BenchOutcome) -> None:
+    d = deployment_for(MODEL, GPU, 1, 1, "native", "auto", "vllm")
+    s = rate_run.main.summary
+    p = predicted_summary(d, rate_run.main.workload, SPEEDUP)
+    # Means over whole decodes and medians over requests: one late write cannot move them by much.
+    assert s["itl_s"]["mean"] == pytest.approx(p["itl_s"]["mean"], rel=0.10)
+    assert s["tpot_s"]["p50"] == pytest.approx(p["tpot_s"]["p50"], rel=0.10)
+    assert s["throughput"]["output_tokens_per_s"] == pytest.approx(p["throughput"]["output_tokens_per_s"], rel=0.10)
+    excess = s["ttft_s"]["p50"] - p["ttft_s"]["p50"]
+    assert 0 < excess < TWIN_TTFT_OVERHEAD_MAX_S
+
+
+def test_a_slow_client_shows_as_send_lag_and_latency_counts_from_the_intended_time(twin_url: str) -> None:
+    def blocking_progress(_label: str, _n: int):
+        def watch(_counts: LiveCounts) -> None:
+            time.sleep(0.08)  # a progress display that hogs the event loop
+
+        return watch
+
+    spec = WorkloadSpec(isl="64", osl="8", rate=60, num_requests=60, seed=2)
+    out = run_bench(BenchPlan(Endpoint(twin_url + "/v1", MODEL), spec), blocking_progress)
+    a = out.main.arrays
+    lag = a.send_lag_s
+    assert lag.max() >= 0.05
+    assert out.main.summary["client"]["bottleneck"] is True
+    assert out.main.summary["client"]["loop_lag_s"]["p99"] >= 0.05
+    late = lag > 0.03
+    assert late.sum() >= 3
+    # TTFT counts from the intended send time, so it includes the lag; from the actual send it would not
+    assert np.all(a.ttft_s[late] >= lag[late])
+    assert np.all(a.first_token_s - a.sent_s < a.ttft_s)
+
+
+def post_fail(url: str, mode: str | None, after_tokens: int = 0) -> None:
+    httpx.post(f"{url}/twin/fail", json={"mode": mode, "after_tokens": after_tokens}, timeout=5).raise_for_status()
+
+
+@pytest.mark.parametrize(
+    ("mode", "after", "kind", "status"),
+    [
+        ("http500", 0, "http", "500"),
+        ("refuse", 0, "http", "503"),
+        ("cut", 3, "stream_cut", None),
+        ("stall", 2, "timeout", None),
+    ],
+)
+def test_twin_faults_are_counted_by_kind_without_ending_the_run(
+    twin: Callable[..., str], mode: str, after: int, kind: str, status: str | None
+) -> None:
+    url = twin(model=MODEL, gpu=GPU, speedup=SPEEDUP)
+    spec = WorkloadSpec(isl="32", osl="8", num_requests=4, seed=3)
+    post_fail(url, mode, after)
+    failed = bench(url, spec, timeout_s=0.5)
+    post_fail(url, None)
+    healthy = bench(url, spec)
+    errors = failed.main.summary["errors"]
+    assert errors["total"] == errors[kind] == 4
+    if status:
+        assert errors["http_status"] == {status: 4}
+    if mode in ("cut", "stall"):
+        assert all(len(r.chunk_s) == after for r in failed.main.records)  # tokens before the fault were received
+    assert healthy.main.summary["errors"]["total"] == 0 and healthy.main.summary["requests"]["completed"] == 4
+
+
+def test_slo_search_lands_in_the_simulators_bracket(twin: Callable[..., str]) -> None:
+    """Against a twin with 4 sequences at most, the highest rate with E2E p90 ≤ 250 ms (wall; 2× the unloaded
+    E2E) is near what the same search finds on the simulator (lower, not higher: the twin's overheads count)."""
+    speedup, terms = 2.0, parse_slo("e2e_p90<=250ms")
+    spec = WorkloadSpec(isl="256", osl="32", num_requests=60, seed=0)
+    settings = SearchSettings(start_rps=16, max_probes=5, rel_tol=0.15, probe_s=0.8)
+    d = deployment_for(MODEL, GPU, 1, 1, "native", "auto", "vllm")
+    sim = RateSearch(settings.start_rps, settings.min_rps, settings.max_rps, settings.max_probes, settings.rel_tol)
+    rate = sim.next_rate()
+    while rate is not None:
+        w = build_workload(with_load(spec, rate, probe_requests(rate, settings, spec.num_requests)))
+        w.arrival_s = w.arrival_s * speedup
+        e2e_p90 = float(np.percentile(simulate(d, w, ReplicaConfig(max_num_seqs=4)).log.e2e_s(), 90)) / speedup
+        sim.record(rate, e2e_p90 <= terms[0].limit_s)
+        rate = sim.next_rate()
+    assert sim.best_ok is not None and sim.lowest_fail is not None
+    out = bench(twin(model=MODEL, gpu=GPU, speedup=speedup, max_num_seqs=4), spec, slo=terms, search=settings)
+    found = out.search
+    assert found is not None and found.best_ok is not None
+    assert 0.4 * sim.best_ok <= found.best_ok <= sim.lowest_fail
+    assert len(found.probes) <= settings.max_probes
+    assert out.main.summary["rate"] == found.best_ok and out.main.summary["slo"]["met"] is True

@@ -1,0 +1,54 @@
+"""`tokenomy twin`: clear errors on bad options, and a real server that starts, answers and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from typer.testing import CliRunner
+
+from tokenomy.cli.main import app
+
+runner = CliRunner()
+
+
+def test_unknown_model_gpu_or_fault_exit_2_with_suggestions() -> None:
+    res = runner.invoke(app, ["twin", "--model", "llama-3.1-8x"])
+    assert res.exit_code == 2 and "Did you mean: llama-3.1-8b" in res.output
+    res = runner.invoke(app, ["twin", "--gpu", "H100-SMX"])
+    assert res.exit_code == 2 and "H100-SXM" in res.output
+    res = runner.invoke(app, ["twin", "--fail", "explode"])
+    assert res.exit_code == 2 and "refuse, http500, cut, stall" in res.output
+    res = runner.invoke(app, ["twin", "--model", "llama-3.1-405b", "--gpu", "L4", "--tp", "1"])
+    assert res.exit_code == 2 and "does not fit" in res.output
+
+
+def test_serves_until_interrupted() -> None:
+    cmd = [sys.executable, "-m", "tokenomy.cli.main", "twin", "--port", "0", "--speedup", "20"]
+    cmd += ["--served-model-name", "eight-b", "--max-num-seqs", "8"]
+    env = {**os.environ, "COLUMNS": "400"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
+        assert match, line
+        assert "predicted unloaded TTFT" in line and "ITL" in line
+        url = match.group(1)
+        body = {"model": "eight-b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
+        assert httpx.get(f"{url}/twin/stats").json()["max_num_seqs"] == 8
+    finally:
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "twin stopped" in proc.stdout.read()

@@ -1,0 +1,207 @@
+"""The replica driven in wall-clock time: tokens at the cost model's step times, queueing on KV, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.perf import single_stream
+from tokenomy.sim.replica import ReplicaConfig
+from tokenomy.twin.engine import INITIAL_SLOTS, LiveRequest, TokenListener, TwinEngine
+
+# Llama-3.1-8B on one L4: slow steps (TTFT ~0.26 s for 1k tokens, ITL ~62 ms) and a KV cache of ~33k tokens.
+L4_8B = deployment_for("llama-3.1-8b", "L4", 1, 1, "native", "auto", "vllm")
+
+
+class Recorder(TokenListener):
+    """Keeps what the engine delivered, and when."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        self.times_s: list[float] = []
+        self.finished = asyncio.Event()
+
+    def on_tokens(self, req: LiveRequest, start: int, stop: int) -> None:
+        self.ranges.append((start, stop))
+        self.times_s.append(time.perf_counter())
+
+    def on_finish(self, req: LiveRequest) -> None:
+        self.finished.set()
+
+    @property
+    def tokens(self) -> int:
+        return sum(b - a for a, b in self.ranges)
+
+
+def run_with(engine: TwinEngine, body: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        driver = asyncio.create_task(engine.run())
+        try:
+            await asyncio.wait_for(body(), timeout=20)
+        finally:
+            engine.close()
+            await driver
+
+    asyncio.run(main())
+
+
+def test_a_lone_request_gets_the_predicted_ttft_and_itl_at_speedup() -> None:
+    speedup, isl, osl = 5.0, 1000, 40  # a low speedup: a scheduling hiccup of the test process counts 5×, not 20×
+    engine = TwinEngine(L4_8B, speedup=speedup)
+    rec = Recorder()
+
+    reqs: list[LiveRequest] = []
+
+    async def body() -> None:
+        reqs.append(engine.add(isl, osl, rec))
+        await rec.finished.wait()
+
+    run_with(engine, body)
+    (req,) = reqs
+    ttft_s, itl_s = single_stream(L4_8B, isl, osl)
+    assert rec.tokens == osl
+    assert rec.ranges == [(i, i + 1) for i in range(osl)]  # in order, one per step
+    # The schedule is the cost model's, exactly (scaled by the speedup) ...
+    assert (req.first_token_wall_s - req.arrival_wall_s) * speedup == pytest.approx(ttft_s, rel=0.02)
+    assert (req.finish_wall_s - req.first_token_wall_s) / (osl - 1) * speedup == pytest.approx(itl_s, rel=0.02)
+    # ... and tokens are delivered on it (loosely: other processes share this machine's CPUs).
+    delivered_ttft_s = (rec.times_s[0] - req.arrival_wall_s) * speedup
+    delivered_itl_s = (rec.times_s[-1] - rec.times_s[0]) / (osl - 1) * speedup
+    assert delivered_ttft_s == pytest.approx(ttft_s, abs=0.01 * speedup)
+    assert delivered_itl_s == pytest.approx(itl_s, rel=0.15)
+
+
+def test_requests_queue_when_the_kv_cache_is_full() -> None:
+    engine = TwinEngine(L4_8B, speedup=200.0)
+    capacity = engine.replica.kv.total_blocks * engine.replica.kv.block_tokens
+    isl = capacity * 45 // 100  # two fit, the third waits for a completion
+    recs = [Recorder() for _ in range(3)]
+    waiting_seen: list[int] = []
+
+    async def body() -> None:
+        reqs = [engine.add(isl, 20, rec) for rec in recs]
+        while not recs[0].times_s:
+            waiting_seen.append(engine.waiting)
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*(rec.finished.wait() for rec in recs))
+        assert all(r.finished for r in reqs)
+
+    run_with(engine, body)
+    assert max(waiting_seen) >= 1
+    first_finish_s = min(recs[0].times_s[-1], recs[1].times_s[-1])
+    assert recs[2].times_s[0] > first_finish_s
+    assert [r.tokens for r in recs] == [20, 20, 20]
+    assert engine.replica.kv.used_blocks == 0
+
+
+def test_cancelled_requests_stop_and_free_their_kv() -> None:
+    engine = TwinEngine(L4_8B, speedup=50.0, config=ReplicaConfig(max_num_seqs=2))
+    keep, drop, queued = Recorder(), Recorder(), Recorder()
+
+    async def body() -> None:
+        engine.add(500, 30, keep)
+        dropped = engine.add(500, 1000, drop)
+        never = engine.add(500, 1000, queued)  # max_num_seqs=2: it waits
+        while drop.tokens < 3:
+            await asyncio.sleep(0.001)
+        engine.cancel(dropped)
+        engine.cancel(never)
+        delivered = drop.tokens
+        await keep.finished.wait()
+        assert drop.tokens == delivered
+
+    run_with(engine, body)
+    assert keep.tokens == 30 and not drop.finished.is_set() and queued.tokens == 0
+    assert engine.counters.requests_cancelled == 2 and engine.counters.requests_finished == 1
+    assert engine.replica.outstanding == 0 and engine.replica.kv.used_blocks == 0
+    assert not engine.live
+
+
+def test_more_requests_than_slots_all_complete() -> None:
+    d = deployment_for("llama-3.1-8b", "H100-SXM", 1, 1, "native", "auto", "vllm")
+    engine = TwinEngine(d, speedup=1000.0)
+    n = INITIAL_SLOTS + 200
+    recs = [Recorder() for _ in range(n)]
+
+    async def body() -> None:
+        for rec in recs:
+            engine.add(16, 2, rec)
+        await asyncio.gather(*(rec.finished.wait() for rec in recs))
+
+    run_with(engine, body)
+    assert all(rec.tokens == 2 for rec in recs)
+    assert engine.counters.generation_tokens == 2 * n and engine.counters.prompt_tokens == 16 * n
+    assert len(engine.log.arrival_s) == 2 * INITIAL_SLOTS and not engine.live
+
+
+def test_requests_that_can_never_fit_are_refused() -> None:
+    engine = TwinEngine(L4_8B)
+    with pytest.raises(ValueError, match="exceed the KV cache"):
+        engine.add(100_000, 10, Recorder())
+    with pytest.raises(ValueError):
+        engine.add(10, 0, Recorder())
+    with pytest.raises(ValueError):
+        TwinEngine(L4_8B, speedup=0)
+
+
+def test_a_slot_freed_between_a_step_and_its_emission_is_not_reused_by_it() -> None:
+    """A request that finishes in a step and is cancelled before the step's tokens go out (its client left
+    while the driver slept) must not hand its finish to a newcomer that took its slot."""
+    engine = TwinEngine(L4_8B)
+    first, second = Recorder(), Recorder()
+    a = engine.add(100, 1, first)
+    engine._submit_pending()
+    engine.replica.step()  # prefill: a's one token, and a finishes
+    assert engine.finished_in_step == [a.rid]
+    engine.cancel(a)
+    b = engine.add(100, 5, second)
+    assert b.rid != a.rid
+    engine._emit(engine.wall_of(engine.replica.now))
+    assert not b.finished and second.tokens == 0 and first.tokens == 0
+
+
+class HoldRecorder(Recorder):
+    """Also counts the writes: each on_tokens, flush with something held, or on_finish is one socket write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = 0
+        self.writes = 0
+
+    def on_tokens(self, req: LiveRequest, start: int, stop: int) -> None:
+        super().on_tokens(req, start, stop)
+        self.writes += 1
+
+    def hold(self, req: LiveRequest, start: int, stop: int) -> None:
+        self.ranges.append((start, stop))
+        self.held += 1
+
+    def flush(self, req: LiveRequest) -> None:
+        if self.held:
+            self.writes += 1
+            self.held = 0
+
+    def on_finish(self, req: LiveRequest) -> None:
+        self.writes += 1
+        super().on_finish(req)
+
+
+def test_overdue_steps_keep_one_event_per_step_but_share_a_write() -> None:
+    engine = TwinEngine(L4_8B, speedup=1e6)  # steps of ~60 ns: every step is overdue when taken
+    recs = [HoldRecorder() for _ in range(3)]
+
+    async def body() -> None:
+        for rec in recs:
+            engine.add(100, 64, rec)
+        for rec in recs:
+            await rec.finished.wait()
+
+    run_with(engine, body)
+    for rec in recs:
+        assert rec.ranges == [(i, i + 1) for i in range(64)]  # one range (one SSE event) per step, in order
+        assert rec.writes <= 3  # 64 steps' tokens and the closing events in a write or few, not 65
+    assert engine.lateness.n == sum(rec.writes for rec in recs)  # each write's lateness is recorded
