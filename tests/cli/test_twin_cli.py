@@ -30,7 +30,7 @@ def test_unknown_model_gpu_or_fault_exit_2_with_suggestions() -> None:
 
 def test_serves_until_interrupted() -> None:
     cmd = [sys.executable, "-m", "tokenomy.cli.main", "twin", "--port", "0", "--speedup", "20"]
-    cmd += ["--served-model-name", "eight-b", "--max-num-seqs", "8"]
+    cmd += ["--served-model-name", "eight-b", "--max-num-seqs", "8", "--busy-wait"]
     env = {**os.environ, "COLUMNS": "400"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -42,7 +42,8 @@ def test_serves_until_interrupted() -> None:
         body = {"model": "eight-b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
         r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
-        assert httpx.get(f"{url}/twin/stats").json()["max_num_seqs"] == 8
+        stats = httpx.get(f"{url}/twin/stats").json()
+        assert stats["max_num_seqs"] == 8 and stats["busy_wait"] is True
     finally:
         proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 10

@@ -6,12 +6,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 import pytest
 
 from tokenomy.cli.simulating import deployment_for
 from tokenomy.costmodel.perf import single_stream
 from tokenomy.sim.replica import ReplicaConfig
-from tokenomy.twin.engine import INITIAL_SLOTS, LiveRequest, TokenListener, TwinEngine
+from tokenomy.twin.engine import (
+    INITIAL_SLOTS,
+    PACE_FACTOR,
+    PACE_MAX_STEP_FRACTION,
+    LiveRequest,
+    TokenListener,
+    TwinEngine,
+)
 
 # Llama-3.1-8B on one L4: slow steps (TTFT ~0.26 s for 1k tokens, ITL ~62 ms) and a KV cache of ~33k tokens.
 L4_8B = deployment_for("llama-3.1-8b", "L4", 1, 1, "native", "auto", "vllm")
@@ -49,9 +57,10 @@ def run_with(engine: TwinEngine, body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def test_a_lone_request_gets_the_predicted_ttft_and_itl_at_speedup() -> None:
+@pytest.mark.parametrize("busy_wait", [False, True], ids=["sleeping", "busy-wait"])
+def test_a_lone_request_gets_the_predicted_ttft_and_itl_at_speedup(busy_wait: bool) -> None:
     speedup, isl, osl = 5.0, 1000, 40  # a low speedup: a scheduling hiccup of the test process counts 5×, not 20×
-    engine = TwinEngine(L4_8B, speedup=speedup)
+    engine = TwinEngine(L4_8B, speedup=speedup, busy_wait=busy_wait)
     rec = Recorder()
 
     reqs: list[LiveRequest] = []
@@ -205,3 +214,60 @@ def test_overdue_steps_keep_one_event_per_step_but_share_a_write() -> None:
         assert rec.ranges == [(i, i + 1) for i in range(64)]  # one range (one SSE event) per step, in order
         assert rec.writes <= 3  # 64 steps' tokens and the closing events in a write or few, not 65
     assert engine.lateness.n == sum(rec.writes for rec in recs)  # each write's lateness is recorded
+
+
+class SlowWriter(Recorder):
+    """A listener whose every write takes `write_s` of CPU, like a socket write."""
+
+    def __init__(self, write_s: float) -> None:
+        super().__init__()
+        self.write_s = write_s
+
+    def on_tokens(self, req: LiveRequest, start: int, stop: int) -> None:
+        end = time.perf_counter() + self.write_s
+        while time.perf_counter() < end:
+            pass
+        super().on_tokens(req, start, stop)
+
+
+def pass_gaps_s(engine: TwinEngine, streams: int, write_s: float) -> tuple[list[float], list[float]]:
+    """Serve `streams` requests; (gaps between consecutive writes within a step's pass, each write's lateness)."""
+    recs = [SlowWriter(write_s) for _ in range(streams)]
+
+    async def body() -> None:
+        for rec in recs:
+            engine.add(100, 24, rec)
+        for rec in recs:
+            await rec.finished.wait()
+
+    run_with(engine, body)
+    gaps_s = []
+    for step in range(4, 23):  # steady steps: every stream decoding, write cost measured
+        times_s = sorted(rec.times_s[step] for rec in recs)
+        gaps_s += [b - a for a, b in zip(times_s, times_s[1:], strict=False)]
+    held = engine.lateness.values_s[: engine.lateness.n]
+    return gaps_s, list(held)
+
+
+def test_a_pass_spaces_its_writes_so_a_slow_write_does_not_shift_the_others() -> None:
+    write_s = 100e-6
+    paced = TwinEngine(L4_8B, speedup=5.0)
+    paced.write_cost_s = write_s  # as if measured already (the running mean takes dozens of passes to settle)
+    gaps_s, lateness_s = pass_gaps_s(paced, 16, write_s)
+    # Writes sit PACE_FACTOR mean write costs apart ...
+    assert np.median(gaps_s) == pytest.approx(PACE_FACTOR * write_s, rel=0.15)
+    # ... and the pass is centred on the step's end.
+    assert abs(np.median(lateness_s)) < 2 * write_s
+    back_to_back = TwinEngine(L4_8B, speedup=5.0)
+    back_to_back.pace_factor = 0.0
+    gaps_s, _ = pass_gaps_s(back_to_back, 16, write_s)
+    assert np.median(gaps_s) == pytest.approx(write_s, rel=0.15)
+
+
+def test_a_pass_is_paced_only_when_it_fits_in_the_step() -> None:
+    engine = TwinEngine(L4_8B)
+    engine.write_cost_s = 10e-6
+    fits_s = 256 * PACE_FACTOR * 10e-6 / PACE_MAX_STEP_FRACTION
+    assert engine._slot_s(256, fits_s) == pytest.approx(PACE_FACTOR * 10e-6)
+    assert engine._slot_s(256, 0.9 * fits_s) == 0.0  # too short a step: back to back
+    assert engine._slot_s(256, float("nan")) == 0.0  # the first step: no previous step end to go by

@@ -400,6 +400,9 @@ def twin(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0: any free port)")] = 8000,
     speedup: Annotated[float, typer.Option(help="run K times faster than real time")] = 1.0,
+    busy_wait: Annotated[
+        bool, typer.Option(help="spin between steps instead of sleeping: the most even token timing, one CPU busy")
+    ] = False,
     fail_mode: Annotated[
         str | None, typer.Option("--fail", help="fault to inject: refuse, http500, cut, stall")
     ] = None,
@@ -445,6 +448,7 @@ def twin(
             max_model_len,
             seed,
             *answers,
+            busy_wait=busy_wait,
         )
     except (CatalogError, ValueError) as exc:
         fail(str(exc).replace("\n", " "))

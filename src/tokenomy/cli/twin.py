@@ -39,6 +39,7 @@ def twin_server(
     seed: int,
     answer_pass_rate: float | None = None,
     answer_pass_rate_by_type: dict[str, float] | None = None,
+    busy_wait: bool = False,
 ) -> TwinServer:
     """The twin for these options; CatalogError or ValueError when they are wrong."""
     d = deployment_for(model, gpu, tp, pp, precision, kv_precision, engine, 0, accelerators_file)
@@ -50,6 +51,7 @@ def twin_server(
         fail=fail,
         seed=seed,
         replica=replica,
+        busy_wait=busy_wait,
         default_max_tokens=default_max_tokens,
         max_model_len=max_model_len,
         after_tokens=after_tokens,

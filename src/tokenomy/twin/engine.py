@@ -11,9 +11,15 @@ Steps whose end has already passed when they are taken (a tiny step time, e.g. a
 back to back for up to CATCH_UP_S: their tokens are held (still one SSE event per step) and each stream gets
 one socket write for all of them.
 
-Writing a step's tokens to many streams takes time (a socket write each), so the pass is centred on the
-step's end: it starts half its expected duration early, the expectation being the number of writes times a
-running mean of the CPU time of one (CPU, not wall, so that a pass the OS interrupted does not skew it).
+Writing a step's tokens to many streams takes time (a socket write each, ~10-15 µs here), so the pass is
+centred on the step's end: it starts half its expected duration early. Its writes are paced: write k is due
+k slots after the pass starts, a slot being PACE_FACTOR times a running mean of the CPU time of one write
+(CPU, not wall, so that a pass the OS interrupted does not skew it). Back to back, a write that takes longer
+than usual would shift every write after it, and how long a pass takes varies by a third from step to step;
+paced, each stream's write stays at its slot and the slack absorbs a slow write within a few slots. A pass
+is paced only when it fits in PACE_MAX_STEP_FRACTION of the step (large speedups write back to back).
+With `busy_wait` the driver spins until a step's end instead of sleeping: on a virtual machine an idle CPU
+can take milliseconds to get back, so this gives the most even timing for the price of one busy CPU.
 Each write records its lateness (signed: negative when early) and, per stream, its delay variation: the
 change in lateness since the stream's previous write, i.e. |actual gap − scheduled gap| between consecutive
 token events (RFC 3393's jitter). Streams are written in the batch's order, which is stable from step to step,
@@ -46,6 +52,8 @@ INITIAL_WRITE_COST_S = 10e-6
 WRITE_COST_SMOOTHING = 0.05  # weight of the newest pass in the running mean of one write's cost
 TIMED_PASS_WRITES = 8  # passes with fewer writes need no lead and are not timed (a CPU clock read is a syscall)
 CATCH_UP_S = 0.001  # longest run of back-to-back steps whose ends have passed, before their tokens are written
+PACE_FACTOR = 1.7  # a paced pass spaces its writes this many mean write costs apart
+PACE_MAX_STEP_FRACTION = 0.5  # pace a pass only if its paced duration fits in this fraction of the step
 
 
 class TokenListener:
@@ -166,6 +174,7 @@ class TwinEngine:
         speedup: float = 1.0,
         seed: int = 0,
         clock: Callable[[], float] = time.perf_counter,
+        busy_wait: bool = False,
     ):
         if speedup <= 0:
             raise ValueError(f"speedup must be positive, got {speedup}")
@@ -197,6 +206,13 @@ class TwinEngine:
         self.counters = EngineCounters()
         self.origin_wall_s = clock()
         self.write_cost_s = INITIAL_WRITE_COST_S
+        self.busy_wait = busy_wait
+        self.pace_factor = PACE_FACTOR  # 0: every pass back to back
+        self.last_target_wall_s = math.nan  # the previous pass's step end
+        self.pass_start_s = 0.0  # when the current pass's first write is due
+        self.pass_slot_s = 0.0  # spacing of the current pass's writes (0: back to back)
+        self.pass_writes = 0  # writes of the current pass so far
+        self.pass_waited_s = 0.0  # time the current pass spent waiting for slots
         self.wake = asyncio.Event()
         self.closed = False
         self.released_rids: list[int] = []  # reusable from the next step boundary (a step's finishes name rids)
@@ -318,14 +334,26 @@ class TwinEngine:
                 await asyncio.sleep(0.001)
                 continue
             writes = len(replica.batch.seqs) + len(self.finished_in_step) + len(self.held)
-            await self._sleep_until(target_wall_s, 0.5 * writes * self.write_cost_s)
             timed = writes >= TIMED_PASS_WRITES
+            slot_s = self._slot_s(writes, target_wall_s - self.last_target_wall_s) if timed else 0.0
+            self.last_target_wall_s = target_wall_s
+            lead_s = 0.5 * writes * (slot_s or self.write_cost_s)
+            await self._sleep_until(target_wall_s, lead_s)
+            self.pass_start_s, self.pass_slot_s = target_wall_s - lead_s, slot_s
+            self.pass_writes, self.pass_waited_s = 0, 0.0
             pass_cpu_s = time.thread_time() if timed else 0.0
             self._emit(target_wall_s)
             self._flush_held(target_wall_s)
+            self.pass_slot_s = 0.0
             if timed:
-                cost_s = (time.thread_time() - pass_cpu_s) / writes
+                cost_s = (time.thread_time() - pass_cpu_s - self.pass_waited_s) / writes
                 self.write_cost_s += WRITE_COST_SMOOTHING * (min(cost_s, 10 * self.write_cost_s) - self.write_cost_s)
+
+    def _slot_s(self, writes: int, step_wall_s: float) -> float:
+        """Spacing of a pass's writes: PACE_FACTOR mean write costs, or 0 (back to back) when the paced pass would
+        not fit in PACE_MAX_STEP_FRACTION of the step (`step_wall_s`, NaN for the first step)."""
+        slot_s = self.pace_factor * self.write_cost_s
+        return slot_s if writes * slot_s <= PACE_MAX_STEP_FRACTION * step_wall_s else 0.0
 
     def _take_steps(self) -> float | None:
         """Take the next step, and more while their ends have already passed (tokens held); the last one's wall end.
@@ -357,10 +385,13 @@ class TwinEngine:
         clock = self.clock
         wake_s = target_wall_s - lead_s
         delay = wake_s - clock()
-        if delay > SPIN_S:
+        busy = self.busy_wait
+        if delay > SPIN_S and not busy:
             await asyncio.sleep(delay - SPIN_S)  # loop timers have a 1 ms resolution
         while (left_s := wake_s - clock()) > 0:
-            if left_s > BLOCKING_SLEEP_MARGIN_S:  # short blocking naps: the GIL and the CPU go to others meanwhile
+            if (
+                left_s > BLOCKING_SLEEP_MARGIN_S and not busy
+            ):  # short blocking naps: the GIL and the CPU go to others meanwhile
                 time.sleep(min(left_s - BLOCKING_SLEEP_MARGIN_S, BLOCKING_SLEEP_MAX_S))
             await asyncio.sleep(0)  # and the loop serves its sockets between them
         late = clock() - wake_s
@@ -368,11 +399,25 @@ class TwinEngine:
             self.origin_wall_s += late
             self.counters.resyncs += 1
             self.counters.behind_s += late
-        if delay <= SPIN_S:
+        if delay <= SPIN_S or busy:
             await asyncio.sleep(0)  # always let the server's other tasks run between steps
 
     def _on_replica_finish(self, rid: int, _now: float) -> None:
         self.finished_in_step.append(rid)
+
+    def _pace(self) -> None:
+        """Wait (spinning) for the next write's slot in a paced pass; no wait once the pass runs late."""
+        slot_s = self.pass_slot_s
+        if not slot_s:
+            return
+        clock = self.clock
+        due_s = self.pass_start_s + self.pass_writes * slot_s
+        self.pass_writes += 1
+        now_s = clock()
+        if now_s < due_s:
+            while clock() < due_s:
+                pass
+            self.pass_waited_s += due_s - now_s
 
     def _record_write(self, req: LiveRequest, target_wall_s: float) -> None:
         """Lateness of a write that just completed, and its change since the stream's previous write."""
@@ -385,7 +430,7 @@ class TwinEngine:
 
     def _emit(self, target_wall_s: float, hold: bool = False) -> None:
         """Hand every sequence the tokens of the step that ended at `target_wall_s` (written, or held back)."""
-        live, held, record = self.live, self.held, self._record_write
+        live, held, record, pace = self.live, self.held, self._record_write, self._pace
         g = self.replica.batch.g
         produced = 0
         for seq in self.replica.batch.seqs:
@@ -401,6 +446,7 @@ class TwinEngine:
                     req.listener.hold(req, start, generated)
                     held.append(req)
                 else:
+                    pace()
                     req.listener.on_tokens(req, start, generated)
                     record(req, target_wall_s)
         for rid in self.finished_in_step:
@@ -415,6 +461,7 @@ class TwinEngine:
                     req.first_token_wall_s = target_wall_s
                 req.listener.hold(req, start, req.output_tokens)
             req.finish_wall_s = target_wall_s
+            pace()
             self._finish(req)  # on_finish writes what was held with the closing events
             record(req, target_wall_s)
         self.finished_in_step = []
@@ -430,6 +477,7 @@ class TwinEngine:
             if req.finished or req.cancelled or id(req) in seen:
                 continue
             seen.add(id(req))
+            self._pace()
             req.listener.flush(req)
             self._record_write(req, target_wall_s)
 

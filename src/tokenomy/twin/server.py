@@ -385,6 +385,8 @@ class TwinServer:
             "precision": d.fmt.name,
             "engine": d.profile.name,
             "speedup": e.speedup,
+            "busy_wait": e.busy_wait,
+            "write_cost_s": e.write_cost_s,
             "running": e.running,
             "waiting": e.waiting,
             "kv_usage": e.kv_usage,
@@ -421,10 +423,11 @@ def build_twin(
     fail: str | None = None,
     seed: int = 0,
     replica: ReplicaConfig | None = None,
+    busy_wait: bool = False,
     **settings: Any,
 ) -> TwinServer:
-    """A twin server for deployment `d` (not yet listening)."""
-    engine = TwinEngine(d, replica, speedup=speedup, seed=seed)
+    """A twin server for deployment `d` (not yet listening); `busy_wait`: spin between steps (see twin/engine.py)."""
+    engine = TwinEngine(d, replica, speedup=speedup, seed=seed, busy_wait=busy_wait)
     settings.setdefault("answer_seed", seed)
     return TwinServer(engine, TwinSettings(served_model_name or d.model.id, fail=fail, **settings))
 
