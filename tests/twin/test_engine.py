@@ -264,10 +264,13 @@ def test_a_pass_spaces_its_writes_so_a_slow_write_does_not_shift_the_others() ->
     assert np.median(gaps_s) == pytest.approx(write_s, rel=0.15)
 
 
-def test_a_pass_is_paced_only_when_it_fits_in_the_step() -> None:
+def test_a_pass_is_paced_within_its_share_of_the_step() -> None:
     engine = TwinEngine(L4_8B)
-    engine.write_cost_s = 10e-6
-    fits_s = 256 * PACE_FACTOR * 10e-6 / PACE_MAX_STEP_FRACTION
-    assert engine._slot_s(256, fits_s) == pytest.approx(PACE_FACTOR * 10e-6)
-    assert engine._slot_s(256, 0.9 * fits_s) == 0.0  # too short a step: back to back
+    engine.write_cost_s = cost_s = 10e-6
+    fits_s = 256 * PACE_FACTOR * cost_s / PACE_MAX_STEP_FRACTION  # the shortest step the full spacing fits in
+    assert engine._slot_s(256, 2 * fits_s) == pytest.approx(PACE_FACTOR * cost_s)
+    assert engine._slot_s(256, 0.8 * fits_s) == pytest.approx(0.8 * PACE_FACTOR * cost_s)  # shrunk to fit
+    assert engine._slot_s(256, 0.9 / PACE_FACTOR * fits_s) == 0.0  # what fits is less than a write: back to back
     assert engine._slot_s(256, float("nan")) == 0.0  # the first step: no previous step end to go by
+    engine.pace_factor = 0.0
+    assert engine._slot_s(256, 2 * fits_s) == 0.0

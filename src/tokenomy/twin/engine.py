@@ -17,7 +17,7 @@ k slots after the pass starts, a slot being PACE_FACTOR times a running mean of 
 (CPU, not wall, so that a pass the OS interrupted does not skew it). Back to back, a write that takes longer
 than usual would shift every write after it, and how long a pass takes varies by a third from step to step;
 paced, each stream's write stays at its slot and the slack absorbs a slow write within a few slots. A pass
-is paced only when it fits in PACE_MAX_STEP_FRACTION of the step (large speedups write back to back).
+is paced over at most PACE_MAX_STEP_FRACTION of the step (with large speedups, back to back).
 With `busy_wait` the driver spins until a step's end instead of sleeping: on a virtual machine an idle CPU
 can take milliseconds to get back, so this gives the most even timing for the price of one busy CPU.
 Each write records its lateness (signed: negative when early) and, per stream, its delay variation: the
@@ -52,8 +52,8 @@ INITIAL_WRITE_COST_S = 10e-6
 WRITE_COST_SMOOTHING = 0.05  # weight of the newest pass in the running mean of one write's cost
 TIMED_PASS_WRITES = 8  # passes with fewer writes need no lead and are not timed (a CPU clock read is a syscall)
 CATCH_UP_S = 0.001  # longest run of back-to-back steps whose ends have passed, before their tokens are written
-PACE_FACTOR = 1.7  # a paced pass spaces its writes this many mean write costs apart
-PACE_MAX_STEP_FRACTION = 0.5  # pace a pass only if its paced duration fits in this fraction of the step
+PACE_FACTOR = 2.5  # a paced pass spaces its writes this many mean write costs apart
+PACE_MAX_STEP_FRACTION = 0.5  # a paced pass takes at most this fraction of the step
 
 
 class TokenListener:
@@ -350,10 +350,14 @@ class TwinEngine:
                 self.write_cost_s += WRITE_COST_SMOOTHING * (min(cost_s, 10 * self.write_cost_s) - self.write_cost_s)
 
     def _slot_s(self, writes: int, step_wall_s: float) -> float:
-        """Spacing of a pass's writes: PACE_FACTOR mean write costs, or 0 (back to back) when the paced pass would
-        not fit in PACE_MAX_STEP_FRACTION of the step (`step_wall_s`, NaN for the first step)."""
-        slot_s = self.pace_factor * self.write_cost_s
-        return slot_s if writes * slot_s <= PACE_MAX_STEP_FRACTION * step_wall_s else 0.0
+        """Spacing of a pass's writes: PACE_FACTOR mean write costs, less if that would not fit the pass in
+        PACE_MAX_STEP_FRACTION of the step (`step_wall_s`, NaN for the first); 0 (back to back) when what fits
+        is no more than a write's cost. Shrinking, not switching pacing off, keeps every stream's place in the
+        pass nearly the same from one step to the next when the step time or the write cost drifts."""
+        if not step_wall_s > 0:
+            return 0.0
+        slot_s = min(self.pace_factor * self.write_cost_s, PACE_MAX_STEP_FRACTION * step_wall_s / writes)
+        return slot_s if slot_s > self.write_cost_s else 0.0
 
     def _take_steps(self) -> float | None:
         """Take the next step, and more while their ends have already passed (tokens held); the last one's wall end.
