@@ -102,6 +102,7 @@ def client_process(
     kind: str,
     out: mp.Queue,
 ) -> None:
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))  # any CPU, even if the twin was pinned (taskset)
     if nice:
         os.nice(nice)
     client = _httpx_client if kind == "httpx" else _client

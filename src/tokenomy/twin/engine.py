@@ -11,7 +11,7 @@ Steps whose end has already passed when they are taken (a tiny step time, e.g. a
 back to back for up to CATCH_UP_S: their tokens are held (still one SSE event per step) and each stream gets
 one socket write for all of them.
 
-Writing a step's tokens to many streams takes time (a socket write each, ~10-15 µs here), so the pass is
+Writing a step's tokens to many streams takes time (a socket write each, ~12-20 µs here), so the pass is
 centred on the step's end: it starts half its expected duration early. Its writes are paced: write k is due
 k slots after the pass starts, a slot being PACE_FACTOR times a running mean of the CPU time of one write
 (CPU, not wall, so that a pass the OS interrupted does not skew it). Back to back, a write that takes longer
