@@ -393,9 +393,8 @@ class TwinEngine:
         if delay > SPIN_S and not busy:
             await asyncio.sleep(delay - SPIN_S)  # loop timers have a 1 ms resolution
         while (left_s := wake_s - clock()) > 0:
-            if (
-                left_s > BLOCKING_SLEEP_MARGIN_S and not busy
-            ):  # short blocking naps: the GIL and the CPU go to others meanwhile
+            # Short blocking naps (unless busy-waiting): the GIL and the CPU go to others meanwhile.
+            if left_s > BLOCKING_SLEEP_MARGIN_S and not busy:
                 time.sleep(min(left_s - BLOCKING_SLEEP_MARGIN_S, BLOCKING_SLEEP_MAX_S))
             await asyncio.sleep(0)  # and the loop serves its sockets between them
         late = clock() - wake_s
