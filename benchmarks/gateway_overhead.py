@@ -148,9 +148,38 @@ def free_port() -> int:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its live descendants (`--workers` processes) have used (Linux /proc)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_s(int(child))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    """The live child processes of `pid` and theirs (Linux /proc)."""
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return found
+
+
+def signal_tree(proc: subprocess.Popen, sig: int) -> None:
+    """Send `sig` to a server and its `--workers` processes (a worker left running keeps its timers going)."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> str | None:
@@ -281,7 +310,7 @@ def table(results: dict[tuple[float, str], dict], rates: list[float], skipped: d
     for rate in rates:
         d = results[(rate, "direct")]
         base = {q: (pct(d["ttft_s"], q), pct(d["e2e_s"], q)) for q in (50, 99)}
-        names = [n for n in ("direct", "gateway", "litellm") if (rate, n) in results]
+        names = [n for n in ("direct", "gateway", "gateway×2", "litellm") if (rate, n) in results]
         for name in names:
             r = results[(rate, name)]
             t50, t99, e50, e99 = pct(r["ttft_s"], 50), pct(r["ttft_s"], 99), pct(r["e2e_s"], 50), pct(r["e2e_s"], 99)
@@ -320,6 +349,10 @@ def main() -> None:
         "--low-rate", type=float, default=10.0, help="also compare all three at this rate, which LiteLLM sustains"
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument(
+        "--workers", default="1", help="gateway worker counts to measure, e.g. 1,2 (more than 1 needs --redis-url)"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="shared budgets for --workers > 1")
     parser.add_argument(
         "--nice",
         type=int,
@@ -364,6 +397,25 @@ def main() -> None:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=niceness(args.nice),
     )  # fmt: skip
     procs = [gateway, twin]
+    worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    multi = None
+    if 2 in worker_counts:
+        multi_port = free_port()
+        multi_config = state / "gateway-workers.yaml"
+        multi_state = state / "workers"
+        multi_cfg = {"state_dir": str(multi_state), "tiers": [tier], "limits": {"max_tokens": 4096}}
+        multi_cfg["shared"] = {"redis_url": args.redis_url, "namespace": f"bench-{secrets.token_hex(4)}"}
+        multi_config.write_text(yaml.safe_dump(multi_cfg))
+        secret = secrets.token_hex(32)
+        env["TOKENOMY_KEY_SECRET"] = os.environ["TOKENOMY_KEY_SECRET"] = secret  # one secret for both workers
+        multi_key = KeyStore(Database("sqlite", multi_state), multi_state, "TOKENOMY_KEY_SECRET").create("bench")[1]
+        multi_log = state / "gateway-workers.log"  # a file, not a pipe: a pipe nobody reads blocks the workers
+        with multi_log.open("w") as log:
+            multi = subprocess.Popen(
+                [exe, "gateway", "--config", str(multi_config), "--port", str(multi_port), "--workers", "2"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=niceness(args.nice),
+            )  # fmt: skip
+        procs.append(multi)
     litellm_note = "skipped (--no-litellm)"
     targets = {
         "direct": (f"http://127.0.0.1:{twin_port}/v1/chat/completions", None, "bench", twin),
@@ -376,9 +428,9 @@ def main() -> None:
         url, k, model, proc = targets[name]
         for other, (_, _, _, p) in targets.items():  # a proxy not being measured is paused, so its timers stay quiet
             if other not in ("direct", name):
-                p.send_signal(signal.SIGSTOP)
+                signal_tree(p, signal.SIGSTOP)
         if name != "direct":
-            proc.send_signal(signal.SIGCONT)
+            signal_tree(proc, signal.SIGCONT)
         time.sleep(0.5)
         cpu0 = cpu_s(proc.pid)
         r = run_load(url, k, model, rate, args.seconds, args.max_tokens, args.nice)
@@ -397,6 +449,13 @@ def main() -> None:
             path = "/v1/models" if name == "twin" else "/healthz"
             if (why := wait_up(f"http://127.0.0.1:{port}{path}", proc)) is not None:
                 raise SystemExit(f"{name} {why}")
+        if multi is not None:
+            if (why := wait_up(f"http://127.0.0.1:{multi_port}/healthz", multi)) is None:
+                url = f"http://127.0.0.1:{multi_port}/v1/chat/completions"
+                targets["gateway×2"] = (url, multi_key, "auto", multi)
+            else:
+                tail = multi_log.read_text()[-500:].strip().replace("\n", " | ")
+                print(f"gateway --workers 2 not measured: {why}: {tail}", file=sys.stderr)
         if not args.no_litellm:
             litellm, port, litellm_note = start_litellm(state, twin_port, args.nice)
             if litellm is not None:
@@ -417,7 +476,7 @@ def main() -> None:
                         litellm_saturated_at = rate
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGCONT)
+            signal_tree(proc, signal.SIGCONT)
             proc.terminate()
         for proc in procs:
             try:
@@ -439,6 +498,13 @@ def main() -> None:
     )
     client_cpu = np.mean([c for r in results.values() for c in r["client_cpu"]])
     print(f"load generator CPU: {client_cpu:.2f} ms per request")
+    one = [results[(rate, "gateway")] for rate in rates]
+    gateway_cpu_ms = sum(r["cpu_s"] for r in one) / sum(r["served"] for r in one) * 1e3
+    if all((rate, "gateway×2") in results for rate in rates):
+        two = [results[(rate, "gateway×2")] for rate in rates]
+        two_ms = sum(r["cpu_s"] for r in two) / sum(r["served"] for r in two) * 1e3
+        print(f"gateway_workers2_cpu_per_streamed_request_ms: {two_ms:.2f} ms (--workers 2, all processes)")
+    print(f"gateway_cpu_per_streamed_request_ms: {gateway_cpu_ms:.2f} ms (one worker, over {args.rates} req/s)")
     print(f"gateway_overhead_p50_ms: {added_p50[rates[0]]:.2f} ms")
 
 

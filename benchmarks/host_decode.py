@@ -2,7 +2,8 @@
 
 Three steps; the two measurements run back to back:
 
-1. `tokenomy calibrate --host --threads N --output host.yaml`: memory bandwidth and fp32 FLOP rate of this host;
+1. `tokenomy calibrate --host --threads N --output host.yaml`: memory bandwidth of this host, and the compute rate
+   llama.cpp's own kernels reach on it (timed on synthetic models of other shapes, calibrate/engine_kernels.py);
 2. llama.cpp (llama-cpp-python, in process, N threads) decodes T tokens greedily after a P-token prompt, `--runs`
    times; decode tokens/s from llama.cpp's own timings (prompt evaluation excluded);
 3. `tokenomy plan --model smollm2-135m --precision q4_1 --gpu host --accelerators host.yaml --engine llama.cpp
@@ -107,7 +108,7 @@ def report(r: dict[str, Any]) -> None:
     print(f"threads: {r['threads']} (cores on this machine: {os.cpu_count()})")
     print(
         f"host (calibrate --host): read bandwidth {host['memory_bandwidth_gb_s']:.1f} GB/s, "
-        f"fp32 matmul {host['fp32_tflops'] * 1e3:.1f} GFLOP/s, memory {host['memory_gb']:.1f} GiB; "
+        f"fp32 (llama.cpp kernels) {host['fp32_tflops'] * 1e3:.1f} GFLOP/s, memory {host['memory_gb']:.1f} GiB; "
         f"load average {load(r['load_average_after_calibrate'])}"
     )
     print(f"  {host['notes']}")

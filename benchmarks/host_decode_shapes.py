@@ -24,24 +24,18 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from host_decode import locate_gguf, tokenomy
-from tokenomy.calibrate.engine_decode import DEFAULT_OUTPUT_TOKENS, measure_decode
+from tokenomy.calibrate.engine_decode import DEFAULT_OUTPUT_TOKENS
+from tokenomy.calibrate.engine_kernels import Shape, ShapeResult, measure_shapes, predicted_tokens_per_s
 from tokenomy.calibrate.host import default_threads
 from tokenomy.catalog.accelerators import Accelerator, load_accelerator
-from tokenomy.catalog.models import ModelArch, load_model
 from tokenomy.catalog.profiles import load_profile
-from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import single_stream
 from tokenomy.costmodel.profile import EngineProfile
 
-VOCAB = 49152  # SmolLM2's tokenizer, copied from its GGUF
-HEAD_DIM = 64
 FIT_PARAMS = ("flops_efficiency", "overlap_k", "step_overhead_s", "layer_overhead_s")
 FIT_BOUNDS = {
     "flops_efficiency": (0.05, 1.0),
@@ -70,17 +64,6 @@ PROFILE_NOTES = [
 ]
 
 
-@dataclass(frozen=True)
-class Shape:
-    name: str
-    hidden: int
-    ffn: int
-    layers: int
-    heads: int
-    kv_heads: int
-    weights: str  # GGUF type of the linear layers: "q4_1" or "q8_0" (the embedding is always Q8_0)
-
-
 # Fitted on: q4_1 shapes of four widths, none of them SmolLM2's 576, shallow and deep.
 FIT_SHAPES = (
     Shape("w384-8L", 384, 1024, 8, 6, 2, "q4_1"),
@@ -94,120 +77,6 @@ FIT_SHAPES = (
 )
 # Predicted only: another weight format (the profile has one compute efficiency for every GGUF format).
 CHECK_SHAPES = (Shape("w576-30L-q8_0", 576, 1536, 30, 9, 3, "q8_0"),)
-
-
-def hf_config(s: Shape) -> dict[str, object]:
-    """The config.json `tokenomy plan --model PATH` reads for this shape (tied embeddings, like SmolLM2)."""
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": s.hidden,
-        "intermediate_size": s.ffn,
-        "num_hidden_layers": s.layers,
-        "num_attention_heads": s.heads,
-        "num_key_value_heads": s.kv_heads,
-        "vocab_size": VOCAB,
-        "max_position_embeddings": 8192,
-        "tie_word_embeddings": True,
-        "torch_dtype": "bfloat16",
-    }
-
-
-def template_pools(reader: Any) -> dict[str, np.ndarray]:
-    """The template's values to draw synthetic weights from: its raw Q4_1 and Q8_0 blocks (one row of bytes each)
-    and its RMS-norm weights."""
-    from gguf import GGML_QUANT_SIZES
-    from gguf import GGMLQuantizationType as Q
-
-    pools: dict[str, list[np.ndarray]] = {"q4_1": [], "q8_0": [], "norm": []}
-    for t in reader.tensors:
-        if t.tensor_type in (Q.Q4_1, Q.Q8_0):
-            block_bytes = GGML_QUANT_SIZES[t.tensor_type][1]
-            pools[t.tensor_type.name.lower()].append(np.asarray(t.data).reshape(-1, block_bytes))
-        elif t.name.endswith("norm.weight"):
-            pools["norm"].append(np.asarray(t.data, dtype=np.float32).ravel())
-    return {k: np.concatenate(v) for k, v in pools.items()}
-
-
-def write_gguf(s: Shape, template: Path, path: Path, weights: str = "resampled", seed: int = 0) -> None:
-    """A llama GGUF of shape `s` with the template's tokenizer and chat metadata. weights="resampled": every
-    quantised block and norm weight drawn at random from the template's own (trained values, new arrangement);
-    "random": normal(0, 0.02) quantised by gguf-py, norms 1."""
-    import gguf
-    from gguf import GGMLQuantizationType as Q
-    from gguf import quants
-
-    reader = gguf.GGUFReader(template)
-    writer = gguf.GGUFWriter(str(path), "llama")
-    hparams = {
-        "llama.block_count": s.layers,
-        "llama.embedding_length": s.hidden,
-        "llama.feed_forward_length": s.ffn,
-        "llama.attention.head_count": s.heads,
-        "llama.attention.head_count_kv": s.kv_heads,
-        "llama.rope.dimension_count": HEAD_DIM,
-    }
-    for field in reader.fields.values():
-        if field.name == "general.architecture" or field.name.startswith("GGUF."):
-            continue
-        kind = field.types[0]
-        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-        value = hparams.get(field.name, field.contents())
-        writer.add_key_value(field.name, value, kind, sub_type=sub)
-    rng = np.random.default_rng(seed)
-    pools = template_pools(reader) if weights == "resampled" else {}
-    linear = {"q4_1": Q.Q4_1, "q8_0": Q.Q8_0}[s.weights]
-
-    def quantised(rows: int, cols: int, kind: Q) -> np.ndarray:
-        if not pools:
-            return quants.quantize((rng.standard_normal((rows, cols)) * 0.02).astype(np.float32), kind)
-        pool = pools[kind.name.lower()]
-        return pool[rng.integers(0, len(pool), rows * cols // 32)].reshape(rows, -1)
-
-    def norm() -> np.ndarray:
-        return rng.choice(pools["norm"], s.hidden) if pools else np.ones(s.hidden, dtype=np.float32)
-
-    tensors: list[tuple[str, np.ndarray, Q]] = [("token_embd.weight", quantised(VOCAB, s.hidden, Q.Q8_0), Q.Q8_0)]
-    kv = s.kv_heads * HEAD_DIM
-    for i in range(s.layers):
-        for name, rows, cols in (
-            ("attn_q", s.hidden, s.hidden),
-            ("attn_k", kv, s.hidden),
-            ("attn_v", kv, s.hidden),
-            ("attn_output", s.hidden, s.hidden),
-            ("ffn_gate", s.ffn, s.hidden),
-            ("ffn_up", s.ffn, s.hidden),
-            ("ffn_down", s.hidden, s.ffn),
-        ):
-            tensors.append((f"blk.{i}.{name}.weight", quantised(rows, cols, linear), linear))
-        for name in ("attn_norm", "ffn_norm"):
-            tensors.append((f"blk.{i}.{name}.weight", norm(), Q.F32))
-    tensors.append(("output_norm.weight", norm(), Q.F32))
-    for name, data, kind in tensors:
-        writer.add_tensor(name, data, raw_dtype=kind)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
-@dataclass(frozen=True)
-class ShapeResult:
-    """One shape's measured decode speed, with what the cost model needs to predict it."""
-
-    shape: Shape
-    model: ModelArch
-    prompt_tokens: int
-    best_tokens_per_s: float
-    median_tokens_per_s: float
-    load_average: tuple[float, float, float]
-    clean: bool  # the best run had its CPU to itself (no preemption by other processes)
-
-
-def predicted_tokens_per_s(r: ShapeResult, host: Accelerator, profile: EngineProfile, output_tokens: int) -> float:
-    """1 / single-stream ITL, as `tokenomy plan` computes it."""
-    d = Deployment(r.model, host, precision=r.shape.weights, profile=profile)
-    return 1.0 / single_stream(d, r.prompt_tokens, output_tokens)[1]
 
 
 def fit_profile(
@@ -232,23 +101,6 @@ def fit_profile(
         bw_efficiency=1.0,
         fit={"rows": len(results), "median_ape": float(np.median(errors)), "max_ape": float(errors.max())},
     )
-
-
-def measure_shapes(shapes: tuple[Shape, ...], template: Path, work: Path, threads: int, output_tokens: int,
-                   runs: int) -> list[ShapeResult]:  # fmt: skip
-    """Write each shape's GGUF and config.json under `work` and measure its decode speed."""
-    out = []
-    for s in shapes:
-        gguf_path, config = work / f"{s.name}.gguf", work / f"{s.name}.json"
-        write_gguf(s, template, gguf_path)
-        config.write_text(json.dumps(hf_config(s)))
-        m = measure_decode(gguf_path, threads, output_tokens, runs)
-        gguf_path.unlink()
-        model = load_model(str(config))
-        out.append(
-            ShapeResult(s, model, m.prompt_tokens, m.best_tokens_per_s, m.median_tokens_per_s, m.load_average, m.clean)
-        )
-    return out
 
 
 def _error(r: ShapeResult, host: Accelerator, profile: EngineProfile, osl: int) -> float:
@@ -284,7 +136,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         host_yaml = work / "host.yaml"
-        tokenomy("calibrate", "--host", "--threads", str(args.threads), "--output", str(host_yaml))
+        sgemm_only = ("--engine-kernels", "off")  # the profile's flops_efficiency is relative to the sgemm peak
+        tokenomy("calibrate", "--host", *sgemm_only, "--threads", str(args.threads), "--output", str(host_yaml))
         host = load_accelerator("host", str(host_yaml))
         fit_rows = measure_shapes(FIT_SHAPES, template, work, args.threads, args.output_tokens, args.runs)
         check_rows = measure_shapes(CHECK_SHAPES, template, work, args.threads, args.output_tokens, args.runs)

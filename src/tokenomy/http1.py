@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -43,6 +45,10 @@ class ReadTimeout(HttpError, TimeoutError):
     pass
 
 
+class PoolTimeout(HttpError, TimeoutError):
+    """Every connection the pool may open to the upstream stayed busy for `connect_s` (the upstream is not at fault)."""
+
+
 class RemoteProtocolError(HttpError):
     """The upstream closed the connection early or sent something that is not HTTP/1.1."""
 
@@ -65,6 +71,9 @@ class Response:
         self.waiter: asyncio.Future | None = None
         self.waiting_since: float | None = None  # while waiting for bytes: since when (loop time)
         self.timer: asyncio.TimerHandle | None = None  # checks the read timeout; re-armed lazily, not per read
+        # While set, called after each read that brought body bytes while the caller waits: True when it took them
+        # (Response.take) and passed them on itself, so the caller's wait goes on; False wakes the caller as usual.
+        self.sink: Callable[[Response], bool] | None = None
 
     # ---- called by the connection -------------------------------------------------------------------
 
@@ -102,6 +111,11 @@ class Response:
             await waiter
         finally:
             self.waiter = self.waiting_since = None
+
+    def set_read_timeout(self, read_s: float) -> None:
+        """From now on wait at most `read_s` for each byte (e.g. shorter after a stream's first token)."""
+        self.read_s = read_s
+        self._stop_timer()  # the next wait arms it with the new limit
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -207,6 +221,15 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             response._fail(RemoteProtocolError(f"the upstream's response is not valid HTTP/1.1: {exc}"))
             self.close()
+            return
+        sink = response.sink
+        if sink is not None and response.chunks:  # on_body left the waiter to us: one hand-over per read
+            waiter = response.waiter
+            if waiter is not None and not waiter.done():
+                if sink(response):
+                    response.waiting_since = self.loop.time()  # bytes arrived: the read timeout starts again
+                else:
+                    waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -264,7 +287,7 @@ class _Connection(asyncio.Protocol):
         if response.buffered > HIGH_WATER:  # type: ignore[union-attr]
             self.pause()
         waiter = response.waiter  # type: ignore[union-attr]
-        if waiter is not None and not waiter.done():
+        if waiter is not None and response.sink is None and not waiter.done():  # type: ignore[union-attr]
             waiter.set_result(None)
 
     def on_message_complete(self) -> None:
@@ -289,8 +312,10 @@ class Pool:
         read_s: float = 60.0,
         keepalive_s: float = KEEPALIVE_S,
         ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
     ):
-        """`ssl_context`: for https, instead of the system's trusted CAs (certificates are always verified)."""
+        """`ssl_context`: for https, instead of the system's trusted CAs (certificates are always verified);
+        `max_connections`: at most this many connections open at once (a request waits up to `connect_s` for one)."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http:// or https:// URL: {base_url!r}")
@@ -306,6 +331,10 @@ class Pool:
         self.read_s = read_s
         self.keepalive_s = keepalive_s
         self.idle: list[_Connection] = []
+        self.max_connections = max_connections
+        self.open: set[_Connection] = set()  # every connection not yet closed
+        self.connecting = 0  # connections being opened
+        self.waiting: list[asyncio.Future] = []  # requests waiting for a connection under max_connections
         self.heads: dict[tuple[str, str], bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -327,9 +356,18 @@ class Pool:
         return head
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json", read_s: float = 0.0
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        read_s: float = 0.0,
+        resend: bool = True,
     ) -> Response:
-        """Send a request; returns once the response's status and headers are in (raises HttpError)."""
+        """Send a request; returns once the response's status and headers are in (raises HttpError).
+
+        `resend=False`: never send it twice (a POST that may already have reached the upstream): a kept-alive
+        connection found closed is then an error, not a retry."""
         data = self.head(method, path)
         if body:
             data += f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
@@ -344,7 +382,7 @@ class Pool:
                 return response
             except RemoteProtocolError:
                 response.close()
-                if conn.reused and not response.received:
+                if resend and conn.reused and not response.received:
                     continue  # a kept-alive connection the upstream had just closed: again on another one
                 raise
             except BaseException:
@@ -363,6 +401,9 @@ class Pool:
                 continue
             conn.reused = True
             return conn
+        if self.max_connections is not None and len(self.open) + self.connecting >= self.max_connections:
+            return await self._wait_for_connection()
+        self.connecting += 1
         try:
             async with asyncio.timeout(self.connect_s):
                 _, conn = await self.loop.create_connection(
@@ -376,16 +417,51 @@ class Pool:
             raise ConnectTimeout(f"no connection to {self.origin} within {self.connect_s:g} s") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.origin}: {exc.strerror or exc}") from None
+        finally:
+            self.connecting -= 1
+            if self.waiting and sys.exc_info()[0] is not None:
+                self._wake_one()  # a failed connect frees its place
+        if not conn.closed:  # type: ignore[attr-defined]
+            self.open.add(conn)  # type: ignore[arg-type]
         return conn  # type: ignore[return-value]
+
+    async def _wait_for_connection(self) -> _Connection:
+        """Wait (up to connect_s) until a connection is put back or one closes, then acquire again."""
+        waiter = self.loop.create_future()
+        self.waiting.append(waiter)
+        try:
+            async with asyncio.timeout(self.connect_s):
+                await waiter
+        except TimeoutError:
+            raise PoolTimeout(
+                f"all {self.max_connections} connections to {self.origin} stayed busy for {self.connect_s:g} s"
+            ) from None
+        finally:
+            if waiter in self.waiting:
+                self.waiting.remove(waiter)
+        return await self._acquire()
+
+    def _wake_one(self) -> None:
+        while self.waiting:
+            waiter = self.waiting.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def put(self, conn: _Connection) -> None:
         conn.idle_since = self.loop.time()
         conn.reused = False
         self.idle.append(conn)
+        if self.waiting:
+            self._wake_one()
 
     def forget(self, conn: _Connection) -> None:
         if conn in self.idle:
             self.idle.remove(conn)
+        if conn in self.open:
+            self.open.discard(conn)
+            if self.waiting:
+                self._wake_one()
 
     def close(self) -> None:
         for conn in list(self.idle):

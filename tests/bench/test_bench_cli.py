@@ -1,4 +1,4 @@
-"""`tokenomy bench` on the command line: DESIGN.md keys, files, economics, errors, and measure → calibrate → plan."""
+"""`tokenomy bench` on the command line: docs/design.md keys, files, economics, errors, measure → calibrate → plan."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tokenomy.bench.search import MIN_WINDOW_ARRIVALS
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.cli.main import app
 from tokenomy.twin.server import running_twin
@@ -75,17 +76,63 @@ def test_sweep_with_html_and_a_table_on_the_terminal(twin_url: str, tmp_path: Pa
     assert "prediction-vs-measurement" not in page  # no catalogue model and GPU: nothing predicted
 
 
-def test_slo_alone_searches_the_highest_rate(twin_url: str) -> None:
+def test_slo_alone_searches_the_highest_rate(twin_url: str, tmp_path: Path) -> None:
+    html = tmp_path / "search.html"
     res = bench(
-        "--url", twin_url, "--isl", "64", "--osl", "8", "--slo", "e2e_p99<=10s", "--search-start", "10",
-        "--search-max", "20", "--search-probes", "3", "--probe-seconds", "1", "--num-requests", "20", "--json",
+        "--url", twin_url, "--isl", "64", "--osl", "8", "--slo", "e2e_p99<=10s", "--search-start", "20",
+        "--search-max", "40", "--search-probes", "3", "--probe-seconds", "1", "--verify-seconds", "2",
+        "--num-requests", "10", "--json", "--html", str(html), "--requests-csv", str(tmp_path / "r.csv"),
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
     search = s["slo_search"]
-    assert [p["rate_rps"] for p in search["probes"]] == [10, 20]  # doubles to the upper bound, all pass
-    assert search["best_rate_rps"] == 20 and search["bounds_rps"] == [0.05, 20]
-    assert s["rate"] == 20 and [p["rate"] for p in s["sweep"]] == [10, 20] and s["slo"]["met"] is True
+    assert [p["rate_rps"] for p in search["probes"]] == [20, 40]  # doubles to the upper bound, all pass
+    assert search["best_rate_rps"] == 40 and search["bounds_rps"] == [0.05, 40]
+    for p in search["probes"]:  # probes size themselves to steady state: not capped by --num-requests
+        assert p["ok"] and p["reasons"] == [] and p["measured_requests"] >= MIN_WINDOW_ARRIVALS > 10
+        assert p["served_fraction"] >= 0.95
+    v = search["verification"]
+    assert v["rate_rps"] == 40 and v["served_rps"] > 0 and v["goodput_rps"] > 0
+    assert s["rate"] == 40 and [p["rate"] for p in s["sweep"]] == [20, 40] and s["slo"]["met"] is True
+    assert s["requests"]["total"] == v["measured_requests"]  # the headline is the verification's window
+    assert "id='slo-search'" in html.read_text()
+    with (tmp_path / "r.csv").open() as fh:
+        runs = [r["run"] for r in csv.DictReader(fh)]
+    assert set(runs) == {"20", "40", "verify 40"}  # every request of every probe, and the verification's
+    assert runs.count("verify 40") > v["measured_requests"]  # its warm-up requests too
+
+
+def test_search_output_says_why_a_probe_failed_and_what_the_verification_served(twin_url: str) -> None:
+    res = bench(
+        "--url", twin_url, "--isl", "64", "--osl", "8", "--slo", "ttft_p99<=1us", "--search-start", "40",
+        "--search-min", "20", "--search-probes", "2", "--probe-seconds", "1", "--verify-seconds", "2",
+    )  # fmt: skip
+    out = " ".join(res.stdout.split())
+    assert "SLO search: highest rate meeting the SLO none down to 20 req/s" in out
+    assert "probe 40 req/s: FAIL (SLO missed: ttft_p99" in out and "> 0.001 ms" in out
+    assert "verification" not in out  # nothing found, nothing to verify
+
+
+def test_no_request_succeeding_exits_non_zero_with_the_status_and_the_servers_message(twin: Callable[..., str]) -> None:
+    url = twin(model=MODEL, gpu=GPU, speedup=10.0, fail="http500")
+    res = bench("--url", url, "--model", MODEL, "--isl", "16", "--osl", "4", "--num-requests", "3")
+    assert res.exit_code == 1, res.output
+    err = " ".join(res.stderr.split())
+    assert "no request succeeded (3 sent): 3× HTTP 500: twin: internal error (fault injection: http500)" in err
+    assert "Traceback" not in res.output
+    assert "requests: 0 completed of 3" in res.stdout  # the results are still shown (and written) first
+
+
+def test_max_error_rate_fails_a_run_with_more_errors_than_allowed(twin: Callable[..., str]) -> None:
+    url = twin(model=MODEL, gpu=GPU, speedup=10.0, fail="refuse")
+    res = bench("--url", url, "--model", MODEL, "--num-requests", "2", "--max-error-rate", "0.5", "--json")
+    assert res.exit_code == 1 and "HTTP 503: twin: refusing requests" in " ".join(res.stderr.split())
+    s = json.loads(res.stdout)
+    assert s["errors"]["messages"] == [
+        {"kind": "http", "http_status": 503, "message": "twin: refusing requests (fault injection: refuse)", "count": 2}
+    ]
+    res = bench("--url", "http://127.0.0.1:9", "--model", "m", "--max-error-rate", "1.5")
+    assert res.exit_code == 2 and "--max-error-rate must be a share between 0 and 1" in res.output
 
 
 def test_unreachable_url_is_a_clear_error() -> None:
@@ -110,6 +157,8 @@ def test_unreachable_url_is_a_clear_error() -> None:
         (["--catalog-model", "llama-9"], "unknown model"),
         (["--timeout", "0"], "--timeout must be positive"),
         (["--slo", "ttft_p99<=1s", "--search-min", "5", "--search-max", "1"], "need 0 < min <= max"),
+        (["--slo", "ttft_p99<=1s", "--probe-seconds", "0"], "--probe-seconds must be positive"),
+        (["--gpu", "my-gpu", "--accelerators", "/nonexistent/acc.yaml"], "accelerator file not found"),
     ],
 )
 def test_bad_options_say_what_is_wrong(args: list[str], message: str) -> None:
@@ -156,3 +205,63 @@ def test_measure_calibrate_plan_recovers_the_twins_step_overhead(twin: Callable[
     res = runner.invoke(app, ["validate", str(measured), "--engine-profile", str(fitted), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["metrics"]["median_itl"]["median_ape"] < 0.1
+
+
+ACCELERATOR_YAML = """
+- id: my-gpu
+  name: an H100 by another name
+  vendor: test
+  memory_gb: 80
+  memory_bandwidth_gb_s: 3350
+  dense_tflops: {bf16: 989.4, fp16: 989.4, fp8: 1978.9}
+  interconnect_gb_s: 450
+  tdp_w: 700
+  usd_per_hour: {on_demand: 2.0}
+"""
+
+
+@pytest.fixture
+def own_accelerator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A user accelerators file with 'my-gpu'; the process's accelerator table is restored afterwards."""
+    from tokenomy.catalog import accelerators
+
+    path = tmp_path / "accelerators.yaml"
+    path.write_text(ACCELERATOR_YAML)
+    monkeypatch.setenv(accelerators.USER_FILE_ENV, "")  # restored (unset) at teardown
+    accelerators._catalogue.cache_clear()
+    yield path
+    accelerators._catalogue.cache_clear()
+
+
+def test_bench_and_calibrate_take_an_accelerators_file(
+    twin: Callable[..., str], own_accelerator: Path, tmp_path: Path
+) -> None:
+    url = twin(model=MODEL, gpu=GPU, speedup=5.0)
+    rows = tmp_path / "rows.csv"
+    res = bench(
+        "--url", url, "--model", MODEL, "--gpu", "my-gpu", "--accelerators", str(own_accelerator), "--speedup", "5",
+        "--isl", "256", "--osl", "16", "--concurrency", "2", "--num-requests", "8", "--measurements-csv", str(rows),
+        "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["deployment"]["gpu"] == "my-gpu" and "my-gpu" in s["usd_per_mtok"]["price_source"]
+    res = runner.invoke(app, ["calibrate", str(rows), "--engine", "vllm"])  # the loop without the file
+    assert res.exit_code == 2
+    err = " ".join(res.output.split())
+    assert "no measurement rows the cost model can predict" in err and "unknown accelerator(s) 'my-gpu'" in err
+    assert "--accelerators FILE" in err
+    res = runner.invoke(app, ["calibrate", str(rows), "--engine", "vllm", "--accelerators", str(own_accelerator)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["step_overhead_s"] >= 0
+
+
+def test_requests_csv_counts_output_tokens_itself_when_the_server_sends_no_usage() -> None:
+    from tokenomy.bench.client import RequestRecord
+    from tokenomy.cli.bench import record_row
+
+    rec = RequestRecord(0, 0.0, 10, 3, sent_s=0.0, chunk_s=[0.5, 0.7, 0.9], chunk_text=["one", " two", " three"])
+    rec.first_token_s, rec.end_s, rec.finish_reason = 0.5, 0.9, "length"
+    row = record_row("main", rec)
+    assert rec.completion_tokens is None and row["output_tokens"] == row["output_tokens_client"] == 3
+    assert row["tpot_s"] == pytest.approx((0.9 - 0.5) / 2)

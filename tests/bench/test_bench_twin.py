@@ -16,20 +16,21 @@ import pytest
 from tokenomy.bench.client import Endpoint
 from tokenomy.bench.economics import predicted_summary
 from tokenomy.bench.load import LiveCounts
-from tokenomy.bench.runner import BenchOutcome, BenchPlan, SearchSettings, probe_requests, run_bench, with_load
-from tokenomy.bench.search import RateSearch, parse_slo
+from tokenomy.bench.runner import BenchOutcome, BenchPlan, SearchSettings, run_bench
+from tokenomy.bench.search import CapacitySettings, parse_slo
+from tokenomy.bench.simprobe import simulate_capacity, unloaded_latency_s
 from tokenomy.cli.simulating import deployment_for
 from tokenomy.sim.replica import ReplicaConfig
-from tokenomy.sim.run import simulate
-from tokenomy.sim.workload import WorkloadSpec, build_workload
+from tokenomy.sim.workload import WorkloadSpec
 from tokenomy.twin.server import running_twin
 
 MODEL, GPU = "llama-3.1-8b", "H100-SXM"
 SPEEDUP = 10.0
 # The twin answers a request a few ms (wall) after the cost model's prefill time: HTTP parsing, prompt
-# tokenisation and the step boundary, with client and server sharing this process. Measured ≈ 6–10 ms here.
-TWIN_TTFT_OVERHEAD_MAX_S = 0.025
+# tokenisation and the step boundary, with client and server sharing this process. Measured ≈ 6–10 ms idle.
+TWIN_TTFT_OVERHEAD_MAX_S = 0.05  # ~5x the idle figure: holds at load average 5 on 2 cores
 N_RATE_RUN = 40
+TIMING_REL = 0.15  # measured vs predicted ÷ speedup, at load average 5 on 2 cores
 # Long enough outputs that a late first or last token (a busy machine: the client shares this process and the
 # CPUs with other work) moves a request's decode time by a few percent at most: ~90 ms of decode per request.
 OSL_RATE_RUN = 128
@@ -69,10 +70,14 @@ def test_measured_timing_agrees_with_the_prediction_divided_by_the_speedup(rate_
     d = deployment_for(MODEL, GPU, 1, 1, "native", "auto", "vllm")
     s = rate_run.main.summary
     p = predicted_summary(d, rate_run.main.workload, SPEEDUP)
-    # Means over whole decodes and medians over requests: one late write cannot move them by much.
-    assert s["itl_s"]["mean"] == pytest.approx(p["itl_s"]["mean"], rel=0.10)
-    assert s["tpot_s"]["p50"] == pytest.approx(p["tpot_s"]["p50"], rel=0.10)
-    assert s["throughput"]["output_tokens_per_s"] == pytest.approx(p["throughput"]["output_tokens_per_s"], rel=0.10)
+    # Means over whole decodes and medians over requests: one late write cannot move them by much. The margin
+    # holds on a busy machine (a ~2 s run: a 0.2 s stall of this process moves the throughput by 10%); how close
+    # they come on a quiet one is benchmarks/bench_vs_simulate.py's figure.
+    assert s["itl_s"]["mean"] == pytest.approx(p["itl_s"]["mean"], rel=TIMING_REL)
+    assert s["tpot_s"]["p50"] == pytest.approx(p["tpot_s"]["p50"], rel=TIMING_REL)
+    assert s["throughput"]["output_tokens_per_s"] == pytest.approx(
+        p["throughput"]["output_tokens_per_s"], rel=TIMING_REL
+    )
     excess = s["ttft_s"]["p50"] - p["ttft_s"]["p50"]
     assert 0 < excess < TWIN_TTFT_OVERHEAD_MAX_S
 
@@ -129,25 +134,43 @@ def test_twin_faults_are_counted_by_kind_without_ending_the_run(
     assert healthy.main.summary["errors"]["total"] == 0 and healthy.main.summary["requests"]["completed"] == 4
 
 
-def test_slo_search_lands_in_the_simulators_bracket(twin: Callable[..., str]) -> None:
-    """Against a twin with 4 sequences at most, the highest rate with E2E p90 ≤ 250 ms (wall; 2× the unloaded
-    E2E) is near what the same search finds on the simulator (lower, not higher: the twin's overheads count)."""
-    speedup, terms = 2.0, parse_slo("e2e_p90<=250ms")
-    spec = WorkloadSpec(isl="256", osl="32", num_requests=60, seed=0)
-    settings = SearchSettings(start_rps=16, max_probes=5, rel_tol=0.15, probe_s=0.8)
+def test_slo_search_agrees_with_the_same_search_on_the_simulator(twin: Callable[..., str]) -> None:
+    """Against a twin with 4 sequences at most, bench's search for E2E p90 <= 2x the unloaded E2E lands near the
+    same search run on the simulator (bench.simprobe); a busy machine slows the twin, so lower is allowed."""
+    speedup = 4.0
+    spec = WorkloadSpec(isl="256", osl="32", seed=0)
     d = deployment_for(MODEL, GPU, 1, 1, "native", "auto", "vllm")
-    sim = RateSearch(settings.start_rps, settings.min_rps, settings.max_rps, settings.max_probes, settings.rel_tol)
-    rate = sim.next_rate()
-    while rate is not None:
-        w = build_workload(with_load(spec, rate, probe_requests(rate, settings, spec.num_requests)))
-        w.arrival_s = w.arrival_s * speedup
-        e2e_p90 = float(np.percentile(simulate(d, w, ReplicaConfig(max_num_seqs=4)).log.e2e_s(), 90)) / speedup
-        sim.record(rate, e2e_p90 <= terms[0].limit_s)
-        rate = sim.next_rate()
-    assert sim.best_ok is not None and sim.lowest_fail is not None
-    out = bench(twin(model=MODEL, gpu=GPU, speedup=speedup, max_num_seqs=4), spec, slo=terms, search=settings)
+    config = ReplicaConfig(max_num_seqs=4)
+    unloaded = unloaded_latency_s(d, spec, config)
+    terms = parse_slo(f"e2e_p90<={2 * unloaded:.4f}s")
+    sim = simulate_capacity(d, spec, config, terms, CapacitySettings(start_rps=8, max_probes=12, min_window_s=5.0))
+    assert sim.search.best_ok is not None and sim.search.lowest_fail is not None
+    wall_terms = parse_slo(f"e2e_p90<={2 * unloaded / speedup:.4f}s")
+    settings = SearchSettings(
+        start_rps=sim.search.best_ok * speedup * 0.7, max_probes=3, rel_tol=0.15, probe_s=1.0, verify_s=2.0,
+        min_window_arrivals=60,
+    )  # fmt: skip
+    out = bench(twin(model=MODEL, gpu=GPU, speedup=speedup, max_num_seqs=4), spec, slo=wall_terms, search=settings)
     found = out.search
-    assert found is not None and found.best_ok is not None
-    assert 0.4 * sim.best_ok <= found.best_ok <= sim.lowest_fail
-    assert len(found.probes) <= settings.max_probes
-    assert out.main.summary["rate"] == found.best_ok and out.main.summary["slo"]["met"] is True
+    assert found is not None and found.best_ok is not None and len(found.probes) <= settings.max_probes
+    assert 0.5 * sim.search.best_ok <= found.best_ok / speedup <= 1.2 * sim.search.lowest_fail
+    for p in found.probes:  # every probe ran to steady state on its own schedule, not a --num-requests burst
+        assert p.measured_requests >= 60 and (p.ok or p.reasons)
+    assert out.verification is not None and out.verification.rate_rps == found.best_ok
+    assert out.main.summary["rate"] == found.best_ok and out.main.summary["probe"]["rate_rps"] == found.best_ok
+
+
+def test_the_progress_rate_ends_on_the_summarys_request_rate(twin_url: str) -> None:
+    """The bar shows completed requests per second from the first intended send to the latest completion:
+    by its last update that is exactly the summary's requests_per_s (not the last seconds' completions)."""
+    seen: list[float] = []
+
+    def progress(_label: str, _n: int):
+        def watch(counts: LiveCounts) -> None:
+            seen.append(counts.rate_rps())
+
+        return watch
+
+    spec = WorkloadSpec(isl="64", osl="16", rate=40, num_requests=30, seed=4)
+    out = run_bench(BenchPlan(Endpoint(twin_url + "/v1", MODEL), spec), progress)
+    assert seen and seen[-1] == pytest.approx(out.main.summary["throughput"]["requests_per_s"], rel=1e-9)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tokenomy.calibrate import host
+from tokenomy.calibrate import engine_kernels, host
 from tokenomy.calibrate.host import (
     HostMeasurement,
     last_level_cache_bytes,
@@ -37,7 +37,9 @@ def quick_measurement(threads: int | None = 1) -> HostMeasurement:
 
 @pytest.fixture
 def quick_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make `calibrate --host` measure with small sizes (the same code path, seconds less)."""
+    """Make `calibrate --host` measure with small sizes (the same code path, seconds less); llama.cpp's kernels are
+    not timed here (tests/calibrate/test_engine_kernels.py and the engine tests do that)."""
+    monkeypatch.setattr(engine_kernels, "missing_parts", lambda: ["llama-cpp-python (not timed in unit tests)"])
     real = host.measure_host
     monkeypatch.setattr(
         host,
@@ -155,10 +157,13 @@ def test_calibrate_host_writes_yaml_that_plan_runs_on(tmp_path: Path, quick_host
     plan = json.loads(res.output)
     assert plan["fits"] and plan["gpu"] == "host" and plan["engine"] == "llama.cpp" and plan["tp"] == 1
     assert 1e-4 < plan["itl_s"] < 10.0
+    # the KV cache holds thousands of such requests, but llama.cpp's server runs one at a time, and plan says so
+    assert plan["max_concurrency"]["paged"] > 1 and plan["max_concurrency"]["engine"] == 1
     assert plan["memory"]["capacity_bytes"] == pytest.approx(entry["memory_gb"] * 2**30)
     table = runner.invoke(app, plan_args)
     assert table.exit_code == 0, table.output
     assert "decode (single stream)" in table.output and f"{1 / plan['itl_s']:,.1f} tok/s" in table.output
+    assert "scheduler's max_num_seqs" in table.output
 
 
 def test_calibrate_host_without_output_prints_the_yaml(quick_host: None) -> None:

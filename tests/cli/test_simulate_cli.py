@@ -1,4 +1,4 @@
-"""`tokenomy simulate`: the DESIGN.md summary keys, outputs, fleets and clear errors on bad input."""
+"""`tokenomy simulate`: the docs/design.md summary keys, outputs, fleets and clear errors on bad input."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ instead, so a broken engine build can never pass as a skipped test.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -27,9 +28,10 @@ import pytest
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVED_MODEL = "smollm2-135m"  # the alias the server answers to; also the catalogue's name for the model
 N_CTX = 2048
-# llama.cpp threads: the machine's cores, at most 2 (SmolLM2-135M gains nothing from more, and the load generator
-# needs some CPU too). TOKENOMY_ENGINE_THREADS overrides it.
-N_THREADS = int(os.environ.get("TOKENOMY_ENGINE_THREADS", "0")) or max(1, min(2, os.cpu_count() or 1))
+# llama.cpp threads: half the machine's CPUs, at most 2, as llama-cpp-python and `calibrate --host` default to: the
+# load generator keeps the other half (on 2 cores, a 2-thread server's decode swings between 12 and 32 ms/token
+# whenever the client runs). TOKENOMY_ENGINE_THREADS overrides it.
+N_THREADS = int(os.environ.get("TOKENOMY_ENGINE_THREADS", "0")) or max(1, min(2, (os.cpu_count() or 1) // 2))
 STARTUP_TIMEOUT_S = 120.0
 INSTALL_HINT = "install the engine extra: pip install -e '.[engine]' (builds llama.cpp, ~10 min on 2 cores)"
 # Python modules `python -m llama_cpp.server` needs, by the pip requirement that provides them.
@@ -162,16 +164,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout
     )
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    """Start the llama.cpp server once per session; skip (or fail in CI) when the engine is not installed."""
-    require_engine()
-    gguf = find_gguf()
-    assert gguf is not None
+@contextlib.contextmanager
+def running_server(gguf: Path, log_path: Path, n_threads: int = N_THREADS, n_ctx: int = N_CTX) -> Iterator[LlamaServer]:
+    """A llama.cpp server on a free port of 127.0.0.1 for the duration of the block (benchmarks use it too)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    command = server_command(gguf, port)
+    command = server_command(gguf, port, n_threads, n_ctx)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -181,8 +179,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
             base_url=f"{url}/v1",
             model=SERVED_MODEL,
             gguf=gguf,
-            n_threads=N_THREADS,
-            n_ctx=N_CTX,
+            n_threads=n_threads,
+            n_ctx=n_ctx,
             log_path=log_path,
             command=tuple(command),
         )
@@ -193,3 +191,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """Start the llama.cpp server once per session; skip (or fail in CI) when the engine is not installed."""
+    require_engine()
+    gguf = find_gguf()
+    assert gguf is not None
+    with running_server(gguf, tmp_path_factory.mktemp("llama_server") / "server.log") as server:
+        yield server

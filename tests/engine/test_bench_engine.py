@@ -98,12 +98,13 @@ def test_bench_closed_loop(llama_server: LlamaServer, tmp_path: Path) -> None:
 
 
 def test_bench_slo_search_one_probe(llama_server: LlamaServer) -> None:
-    """`--slo` with no load given searches the highest rate; one probe (the bench's minimum of 20 requests at
-    1 req/s, ~25 s here) checks that the search judges a real run by its measured TTFT p99 and reports goodput."""
+    """`--slo` with no load given searches the highest rate; one probe at 1 req/s (sized to steady state: about a
+    minute of arrivals here; no verification run) checks that the search judges a real run by the TTFT p99 of its
+    measured window and reports goodput."""
     summary, _, _ = run_bench(
         llama_server,
         "--isl", str(ISL), "--osl", "8", "--slo", "ttft_p99<=3s", "--search-start", "1", "--search-probes", "1",
-        "--probe-seconds", "5", "--num-requests", "20",
+        "--probe-seconds", "5", "--num-requests", "20", "--verify-seconds", "0",
     )  # fmt: skip
     assert summary["errors"]["total"] == 0, summary["errors"]
     assert summary["requests"]["completed"] == summary["requests"]["total"] >= 20
@@ -111,9 +112,9 @@ def test_bench_slo_search_one_probe(llama_server: LlamaServer) -> None:
     assert [p["rate_rps"] for p in search["probes"]] == [1.0]
     probe = search["probes"][0]
     assert probe["ttft_p99"] == pytest.approx(summary["ttft_s"]["p99"])
-    assert probe["ok"] == (probe["ttft_p99"] <= 3.0)
+    assert probe["ok"] <= (probe["ttft_p99"] <= 3.0)
     assert search["best_rate_rps"] == (1.0 if probe["ok"] else None)
     assert search["lowest_failing_rate_rps"] == (None if probe["ok"] else 1.0)
-    assert summary["slo"]["met"] == probe["ok"]
+    assert summary["slo"]["met"] or not probe["ok"]  # a probe also fails when the server fell behind the rate
     assert 0.0 <= summary["slo_attainment"] <= 1.0
     assert summary["goodput_rps"] <= summary["throughput"]["requests_per_s"] + 1e-9

@@ -164,8 +164,10 @@ def test_circuit_breaker_opens_then_half_open_probe_closes_it(three_tiers) -> No
     g, client, twin_urls = three_tiers
     breaker = next(t for t in g.gateway.tiers if t.name == "small").upstream.breaker
     set_fail(twin_urls["small"], "http500")
-    for _ in range(2):  # failures_to_open = 2
-        assert client.post("/v1/chat/completions", json=chat()).headers["x-tokenomy-tier"] == "large"
+    _, other_key = g.new_key("team-b")  # failures from two keys (distinct_keys_to_open = 2)
+    for headers in ({}, {"authorization": f"Bearer {other_key}"}):  # failures_to_open = 2
+        r = client.post("/v1/chat/completions", json=chat(), headers=headers)
+        assert r.headers["x-tokenomy-tier"] == "large"
     assert breaker.state == "open"
     assert client.post("/v1/chat/completions", json=chat()).headers["x-tokenomy-tier"] == "large"  # skipped
     time.sleep(0.6)  # open_s = 0.5: the next request is a probe; it fails, so the breaker re-opens
@@ -227,9 +229,11 @@ def test_clients_cannot_choose_upstream_urls_and_upstream_keys_stay_secret(twins
     g = gateway({"tiers": [api_tier("api", api, ["simple", "complex"], 1.0, 2.0, api_key_env="UPSTREAM_SECRET_KEY")]})
     _, key = g.new_key()
     h = {"authorization": f"Bearer {key}"}
-    body = chat(base_url="http://evil.example", api_base="http://evil.example", url="http://evil.example")
-    r = httpx.post(f"{g.url}/v1/chat/completions", json=body, headers=h)
-    assert r.status_code == 200 and r.headers["x-tokenomy-tier"] == "api"  # extra fields never pick an upstream
+    for field in ("base_url", "api_base", "url"):  # fields outside the allow-list are refused, never forwarded
+        refused = httpx.post(f"{g.url}/v1/chat/completions", json=chat(**{field: "http://evil.example"}), headers=h)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == field
+    r = httpx.post(f"{g.url}/v1/chat/completions", json=chat(), headers=h)
+    assert r.status_code == 200 and r.headers["x-tokenomy-tier"] == "api"
     seen = [httpx.get(f"{g.url}{p}", headers=h).text for p in ("/v1/models", "/healthz", "/metrics")]
     seen.append(httpx.get(f"{g.url}/admin/keys", headers={"authorization": f"Bearer {ADMIN_KEY}"}).text)
     seen.append(r.text + str(dict(r.headers)))

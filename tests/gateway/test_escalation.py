@@ -18,7 +18,7 @@ from tokenomy.gateway.ledger import Database
 from tokenomy.gateway.report import escalation_summary
 
 from .conftest import api_tier, sse_events
-from .test_ledger import postgres_url  # noqa: F401 - a fixture
+from .services import pg_url  # noqa: F401 - a fixture
 
 CHEAP_PASS_RATE, TOP_PASS_RATE = 0.7, 1.0
 # $/Mtok: the cheap tier costs exactly a tenth of the top tier per token, input and output
@@ -251,14 +251,15 @@ OLD_COLUMNS = (
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_an_older_ledger_gets_the_validation_columns_at_startup(backend: str, tmp_path, request) -> None:
-    url = request.getfixturevalue("postgres_url") if backend == "postgres" else str(tmp_path / "old.sqlite")
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "old.sqlite")
     old = Database(url, tmp_path)
     old.execute("DROP TABLE attempts")
     types = {"attempt": "INTEGER", "stream": "INTEGER", "tokens_in": "BIGINT", "tokens_out": "BIGINT"}
     columns = ", ".join(
         f"{c} {types.get(c, 'DOUBLE PRECISION' if c.endswith('_s') else 'TEXT')}" for c in OLD_COLUMNS.split(", ")
     )
-    old.execute(f"CREATE TABLE attempts ({columns.replace('cost_usd TEXT', 'cost_usd DOUBLE PRECISION')})")
+    columns = columns.replace("cost_usd TEXT", "cost_usd DOUBLE PRECISION")
+    old.execute(f"CREATE TABLE attempts ({columns}, PRIMARY KEY (request_id, attempt))")  # as older ledgers had it
     old.execute(
         f"INSERT INTO attempts ({OLD_COLUMNS}) VALUES "
         "('r0', 0, 1.0, 'k', 't', 'auto', 'simple', 0.1, 'small', 'm', 0, 10, 5, 0.001, 0.1, 0.2, 'ok', 200, '')"
@@ -308,7 +309,7 @@ def _validated_attempt():  # noqa: ANN202
 
 
 def test_validated_requests_through_a_postgres_ledger(twins, gateway, request) -> None:
-    url = request.getfixturevalue("postgres_url")
+    url = request.getfixturevalue("pg_url")
     small = twins("small", speedup=SPEEDUP, answer_pass_rate=0.5)
     big = twins("big", speedup=SPEEDUP, answer_pass_rate=1.0)
     g = gateway({**chain_config(small, big), "ledger": {"url": url}})

@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.gateway import services
 from tests.gateway.conftest import api_tier, asgi_request, chat, twin_process
 from tokenomy.gateway.app import build_app
 from tokenomy.gateway.config import parse_config
 from tokenomy.gateway.ledger import Attempt, Database, LedgerWriter
 
-POSTGRES_URL = os.environ.get("TOKENOMY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL database; skips when none is reachable."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed: pip install 'tokenomy[postgres]'")
-    try:
-        conn = psycopg.connect(POSTGRES_URL, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {str(exc).splitlines()[0]}")
-    schema = "tokenomy_gw_" + secrets.token_hex(4)
-    conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
+pg_url = services.pg_url  # fixture
 
 
 def attempt(i: int) -> Attempt:
@@ -66,7 +46,7 @@ def attempt(i: int) -> Attempt:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_writer_batches_rows_and_close_writes_every_one(backend: str, tmp_path: Path, request) -> None:
-    url = request.getfixturevalue("postgres_url") if backend == "postgres" else "sqlite"
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else "sqlite"
     db = Database(url, tmp_path)
     writer = LedgerWriter(db, flush_interval_s=0.05, batch_rows=100)
     rows = [attempt(i) for i in range(1234)]
@@ -84,15 +64,15 @@ def test_writer_batches_rows_and_close_writes_every_one(backend: str, tmp_path: 
     db.close()
 
 
-def test_rows_through_a_postgres_ledger(postgres_url: str, twins, gateway) -> None:
+def test_rows_through_a_postgres_ledger(pg_url: str, twins, gateway) -> None:
     api = twins("api")
-    g = gateway({"tiers": [api_tier("api", api, ["simple", "complex"], 1.0, 2.0)], "ledger": {"url": postgres_url}})
+    g = gateway({"tiers": [api_tier("api", api, ["simple", "complex"], 1.0, 2.0)], "ledger": {"url": pg_url}})
     _, key = g.new_key("team-pg")
     h = {"authorization": f"Bearer {key}"}
     for stream in (False, True):
         assert httpx.post(f"{g.url}/v1/chat/completions", json=chat(stream=stream), headers=h).status_code == 200
     g.stop()
-    rows = Database(postgres_url, g.config.state_dir).attempts()
+    rows = Database(pg_url, g.config.state_dir).attempts()
     assert [(r["team"], r["tier"], r["status"], r["tokens_out"]) for r in rows] == [("team-pg", "api", "ok", 16)] * 2
     assert all(r["cost_usd"] == pytest.approx((r["tokens_in"] * 1.0 + 16 * 2.0) / 1e6) for r in rows)
 

@@ -150,6 +150,26 @@ def test_circuit_breaker_states() -> None:
     assert b.state == "closed" and b.allow()
 
 
+def test_circuit_breaker_needs_failures_from_several_keys_or_a_keyless_one() -> None:
+    b = CircuitBreaker(failures_to_open=2, open_s=5.0, clock=lambda: 0.0, name="small", distinct_keys_to_open=2)
+    assert b.failure("key-a") is False
+    assert b.failure("key-a") is True  # enough failures, one key: a health probe should decide
+    assert b.failure("key-a") is True and b.state == "closed"
+    b.probe_failed("HTTP 503")
+    assert b.state == "open" and "health probe failed" in b.last_reason
+    b = CircuitBreaker(failures_to_open=2, open_s=5.0, clock=lambda: 0.0, name="small", distinct_keys_to_open=2)
+    b.failure("key-a")
+    b.success()  # another tenant's success: the upstream works
+    b.failure("key-b")
+    assert b.state == "closed"
+    b.failure("key-c")
+    assert b.state == "open" and "from 2 key(s)" in b.last_reason
+    b = CircuitBreaker(failures_to_open=2, open_s=5.0, clock=lambda: 0.0, name="small", distinct_keys_to_open=2)
+    b.failure("key-a")
+    b.failure(None)  # no connection: nobody's request caused it
+    assert b.state == "open"
+
+
 def test_upstream_metrics_are_parsed() -> None:
     up = router().tiers[0].upstream
     up._read_metrics(

@@ -142,3 +142,25 @@ def test_ledger_report_with_validation_renders_offline_in_chromium(
         WHAT_IF_ID,
         VALID_ID,
     }
+
+
+def test_page_shows_real_times_no_python_dict_and_the_busiest_window_as_peak() -> None:
+    """A 5-minute ledger with a one-minute burst at 12.5 req/s: the peak is the burst, not the 2.5 req/s mean."""
+    base = rows()[0]
+    burst = [{**base, "request_id": f"b{i}", "ts_s": 1_700_000_000.0 + 120 + i * 0.08} for i in range(750)]
+    edges = [{**base, "request_id": f"e{i}", "ts_s": 1_700_000_000.0 + t} for i, t in enumerate((0.0, 300.0))]
+    summary = ledger_summary(CONFIG, burst + edges)
+    assert len(burst + edges) / 300 == pytest.approx(2.5, rel=0.01)  # the ledger's mean rate
+    w = summary["workload"]
+    assert w["peak_requests_per_s"] == pytest.approx(12.5, rel=0.02)
+    page = ledger_report(summary)
+    assert "since the epoch" not in page and "2023-11-14" in page  # a real UTC time on the rate chart
+    assert "{'simple'" not in page and "{&#x27;simple" not in page  # classes as a table, not a Python dict
+    assert "busiest 60-second window" in page
+
+
+def test_a_negative_saving_reads_as_costing_more() -> None:
+    summary = ledger_summary(CONFIG, rows())
+    summary["savings"] = {**summary["savings"], "usd_saved": -1.16, "fraction_saved": -11.6}
+    page = ledger_report(summary)
+    assert "costs 12.6× more" in page and "-1160%" not in page

@@ -53,7 +53,7 @@ def test_report_has_every_chart_and_the_headline_tables(run, sweep) -> None:
     page = simulation_report(summary, result, sweep)
     assert chart_ids(page) == {LATENCY_ID, KV_ID, SWEEP_ID}
     assert page.count("<script") == 1 + 3  # plotly.js once, then one per chart
-    for label in ("TTFT", "ITL", "TPOT", "E2E", "goodput", "KV utilisation", "GPU busy", "$/Mtok output"):
+    for label in ("TTFT", "ITL", "TPOT", "E2E", "goodput", "KV utilisation", "engine stepping", "$/Mtok output"):
         assert label in page
     assert r"30 req\u002fs" in page  # sweep rates reach the hover text (plotly escapes "/" in its JSON)
 

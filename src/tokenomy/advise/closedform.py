@@ -2,10 +2,10 @@
 
 At an occupancy of n requests in the engine (chunked prefill, continuous batching), with prompt
 lengths x and output lengths o:
-- TPOT(n): one mixed step of costmodel's `steady_state` (the decodes plus the prefill chunks that
-  replace finished requests). With a draft model the decode part shrinks to the speculative
-  time per token (`costmodel.spec.speculative_decode`, Leviathan et al. 2023) while the prefill
-  part per output token stays: TPOT_spec = TPOT − decode(n) + ITL_spec(n).
+- TPOT(n): costmodel's `steady_state` at n requests, built from the simulator's scheduler rules
+  (prompts as discrete chunks beside the decodes, pp micro-batches, γ+1 verify tokens per decoding
+  sequence in the token budget); with a draft model the same steady state with speculative
+  decoding (Leviathan et al. 2023).
 - Per-request TPOT spread: prompts arriving during a request's life add c_p·x each (c_p: the
   prefill seconds per prompt token alongside n decodes), a compound-Poisson sum, so
   Var = c_p²·λ·TPOT·E[x²]·E[1/(o−1)]; and the occupancy drifts slowly around n: a birth-death
@@ -30,8 +30,7 @@ import numpy as np
 from scipy.special import gammaln, ndtri, pdtr
 
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import decode_step_seconds, max_batch, steady_state, step_seconds
-from tokenomy.costmodel.spec import speculative_decode
+from tokenomy.costmodel.perf import Scheduling, max_batch, steady_state, step_seconds
 
 OPERATING_FRACTIONS = np.geomspace(1 / 256, 1.0, 33)  # operating occupancies as fractions of the slots
 
@@ -70,9 +69,9 @@ class Curves:
     """One deployment's per-occupancy step times on `grid` (requests in the engine), in seconds."""
 
     grid: np.ndarray
-    tpot_s: np.ndarray  # mixed step (decodes + prefill chunks), no draft
+    tpot_s: np.ndarray  # mean TPOT (decode steps and the prompt chunks among them), no draft
     decode_s: np.ndarray  # decode-only step
-    spec_itl_s: np.ndarray | None  # speculative time per token (None without a draft)
+    spec_tpot_s: np.ndarray | None  # the same with speculative decoding (None without a draft)
     ttft_mean_s: np.ndarray  # service of a mean prompt
     ttft_tail_s: np.ndarray  # service of the tail prompt
     prefill_s_per_token: np.ndarray  # c_p: what one prompt token adds to a step alongside n decodes
@@ -80,9 +79,9 @@ class Curves:
     slots_kv_spec: int  # the same with the draft model's weights in memory too
 
     def tpot_rows(self, spec: bool) -> np.ndarray:
-        """TPOT per occupancy: plain, or with the decode part replaced by speculative decoding."""
-        if spec and self.spec_itl_s is not None:
-            return self.tpot_s - self.decode_s + self.spec_itl_s
+        """TPOT per occupancy: plain, or with speculative decoding."""
+        if spec and self.spec_tpot_s is not None:
+            return self.spec_tpot_s
         return self.tpot_s
 
 
@@ -91,13 +90,22 @@ def occupancy_grid(largest: int) -> np.ndarray:
     return np.geomspace(1.0, float(max(largest, 2)), 48)
 
 
+@dataclass(frozen=True)
+class _Draft:
+    draft: Deployment
+    draft_tokens: int
+    acceptance: float
+
+
 def _chunk_steps(d: Deployment, n: np.ndarray, prompt_tokens: float, ctx: float) -> tuple[np.ndarray, np.ndarray]:
-    """(chunks a prompt needs, seconds of one chunk step alongside n decodes of `ctx` context)."""
+    """(chunks a prompt needs, seconds of one chunk step beside n decodes of `ctx` context), by the
+    simulator's rules: decodes first in each of pp micro-batches, the prompt's chunk in the largest."""
     budget = float(d.profile.max_num_batched_tokens)
-    per_step = np.maximum(budget - n, 1.0)
+    rows = np.where(n >= d.pp, n / d.pp, np.minimum(n, 1.0))
+    per_step = np.maximum(budget - rows, 1.0)
     chunk = np.minimum(prompt_tokens, per_step)
-    keys = (n * ctx + chunk * chunk / 2) / (n + chunk)
-    return np.ceil(prompt_tokens / per_step), step_seconds(d, chunk + n, n + 1, ctx * n / (n + 1), keys)
+    keys = (rows * ctx + chunk * chunk / 2) / (rows + chunk)
+    return np.ceil(prompt_tokens / per_step), step_seconds(d, chunk + rows, rows + 1, ctx * rows / (rows + 1), keys)
 
 
 def replica_curves(
@@ -106,24 +114,28 @@ def replica_curves(
     """Step-time curves of one deployment for a request shape; None when no request fits in its memory."""
     if not d.memory.fits:
         return None
-    slots = max_batch(d, round(shape.isl_mean), round(shape.osl_mean))
+    isl, osl = round(shape.isl_mean), round(shape.osl_mean)
+    slots = max_batch(d, isl, osl)
     if slots < 1:
         return None
     ctx = shape.isl_mean + shape.osl_mean / 2
-    decode = decode_step_seconds(d, grid, ctx)
+    ss = steady_state(d, isl, osl, grid)
+    decode = ss.decode_seconds
     steps_mean, chunk_mean = _chunk_steps(d, grid, shape.isl_mean, ctx)
     steps_tail, chunk_tail = _chunk_steps(d, grid, shape.isl_tail, ctx)
-    chunk_tokens = np.minimum(shape.isl_mean, np.maximum(d.profile.max_num_batched_tokens - grid, 1.0))
-    spec_itl, slots_spec = None, 0
+    rows = np.where(grid >= d.pp, grid / d.pp, np.minimum(grid, 1.0))
+    chunk_tokens = np.minimum(shape.isl_mean, np.maximum(d.profile.max_num_batched_tokens - rows, 1.0))
+    spec_tpot, slots_spec = None, 0
     if draft is not None:
-        spec_itl = speculative_decode(d, draft, grid, ctx, spec.acceptance, spec.draft_tokens).itl_seconds
+        rules = Scheduling(spec=_Draft(draft, spec.draft_tokens, spec.acceptance))
+        spec_tpot = steady_state(d, isl, osl, grid, rules).tpot_s
         room = 1.0 - draft.weight_bytes / max(d.memory.kv_bytes, 1.0)
         slots_spec = int(slots * max(room, 0.0))
     return Curves(
         grid=grid,
-        tpot_s=steady_state(d, round(shape.isl_mean), round(shape.osl_mean), grid).step_seconds,
+        tpot_s=ss.tpot_s,
         decode_s=decode,
-        spec_itl_s=spec_itl,
+        spec_tpot_s=spec_tpot,
         ttft_mean_s=steps_mean * chunk_mean + decode,
         ttft_tail_s=steps_tail * chunk_tail + decode,
         prefill_s_per_token=np.maximum(chunk_mean - decode, 0.0) / chunk_tokens,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from tokenomy.advise.quality import QualityTable, load_quality
 from tokenomy.catalog.accelerators import accelerators, load_accelerator
@@ -63,6 +63,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _lengths_text(value: object) -> object:
+    """A length given as a YAML number (isl: 800) means the fixed length "800"; strings pass as they are."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return value
+
+
+# A length form of `tokenomy simulate --isl`: N (a YAML number or string), uniform:A:B, lognormal:MEAN:SIGMA, ...
+Lengths = Annotated[str, BeforeValidator(_lengths_text)]
+
+
 class Slo(Strict):
     """Per request: TTFT ≤ ttft_s and TPOT ≤ tpot_s; at least `attainment` of requests must meet both."""
 
@@ -73,8 +84,8 @@ class Slo(Strict):
 
 class TaskClass(Strict):
     share: float = Field(gt=0)
-    isl: str = "lognormal:1000:0.6"
-    osl: str = "lognormal:200:0.6"
+    isl: Lengths = "lognormal:1000:0.6"
+    osl: Lengths = "lognormal:200:0.6"
     quality: dict[str, float] = {}  # benchmark -> minimum score (0-100)
     slo: Slo = Slo()
     allow_api: bool = True

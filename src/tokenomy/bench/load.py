@@ -82,17 +82,19 @@ class LiveCounts:
     total: int
     done: int = 0
     errors: int = 0
-    started_at: float = field(default_factory=time.perf_counter)
-    recent: list[tuple[float, int]] = field(default_factory=list)  # (time, done) samples for the current rate
+    started_at: float = field(default_factory=time.perf_counter)  # the first request's intended send time
+    last_ok_at: float | None = None  # when the latest successful request ended
 
-    def rate_rps(self, window_s: float = 2.0) -> float:
-        """Completions per second over the last `window_s`."""
-        now = time.perf_counter()
-        self.recent.append((now, self.done))
-        while len(self.recent) > 2 and self.recent[1][0] < now - window_s:
-            self.recent.pop(0)
-        t, d = self.recent[0]
-        return (self.done - d) / (now - t) if now > t else 0.0
+    def rate_rps(self) -> float:
+        """Successful requests per second from the first intended send to the latest success: the summary's
+        requests_per_s (completed / (last end − first intended send)), so the bar ends on the final figure.
+
+        (It used to be completions over the last 2 s, which falls towards zero while the last requests drain
+        and counts failures: far from the final rate.)"""
+        ok = self.done - self.errors
+        if not ok or self.last_ok_at is None or self.last_ok_at <= self.started_at:
+            return 0.0
+        return ok / (self.last_ok_at - self.started_at)
 
 
 @dataclass
@@ -136,6 +138,7 @@ async def run_load(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     t0 = perf()
+    counts.started_at = t0 + (0.0 if concurrency or not requests else min(r.intended_s for r in requests))
     ticker = asyncio.create_task(_ticker(counts, lags, watch))
 
     async def one(pos: int, req: PlannedRequest, intended_s: float) -> None:
@@ -143,7 +146,10 @@ async def run_load(
         records[pos] = rec
         await stream_request(pool, endpoint, rec, req.prompt, t0)
         counts.done += 1
-        counts.errors += rec.error is not None
+        if rec.ok:
+            counts.last_ok_at = t0 + rec.end_s
+        else:
+            counts.errors += 1
 
     try:
         if concurrency:

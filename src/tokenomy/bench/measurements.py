@@ -1,4 +1,4 @@
-"""Bench summaries as measurement rows (DESIGN.md schema), so `validate` and `calibrate` take what bench measured.
+"""Bench summaries as measurement rows (docs/design.md schema), so `validate` and `calibrate` take what bench measured.
 
 A bench summary records its deployment (catalogue model and GPU, GPUs, tp, precision, engine),
 lengths and load in deployment time (see `bench.economics`); each run gives one row per metric.

@@ -1,4 +1,4 @@
-"""From request records to the summary `simulate` and `bench` share (DESIGN.md), plus bench-only figures.
+"""From request records to the summary `simulate` and `bench` share (docs/design.md), plus bench-only figures.
 
 Latencies count from each request's *intended* send time (its arrival in the schedule), so a
 client that falls behind cannot hide queueing. ITL with multi-token chunks (speculative decoding
@@ -12,6 +12,7 @@ as ours, smoother percentiles).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,8 +139,13 @@ def run_arrays(records: Sequence[RequestRecord], count_tokens: Callable[[str], i
     )
 
 
-def error_counts(errors: Sequence[str | None], statuses: Sequence[int | None] = ()) -> dict[str, Any]:
-    """Failed requests by kind (every kind listed, zeros included), the total and HTTP statuses seen."""
+def error_counts(
+    errors: Sequence[str | None],
+    statuses: Sequence[int | None] = (),
+    records: Sequence[RequestRecord] = (),
+) -> dict[str, Any]:
+    """Failed requests by kind (every kind listed, zeros included), the total, HTTP statuses seen and, from the
+    records, each distinct failure with its count and the server's message (`messages`, most frequent first)."""
     counts = {k: 0 for k in ERROR_KINDS}
     for e in errors:
         if e is not None:
@@ -148,7 +154,46 @@ def error_counts(errors: Sequence[str | None], statuses: Sequence[int | None] = 
     for s in statuses:
         if s is not None:
             by_status[str(s)] = by_status.get(str(s), 0) + 1
-    return {"total": sum(counts.values()), **counts, "http_status": by_status}
+    out: dict[str, Any] = {"total": sum(counts.values()), **counts, "http_status": by_status}
+    if records:
+        seen: dict[tuple[str, int | None, str], int] = {}
+        for r in records:
+            if r.error is not None:
+                key = (r.error, r.http_status, server_message(r.error_detail))
+                seen[key] = seen.get(key, 0) + 1
+        out["messages"] = [
+            {"kind": k, "http_status": st, "message": msg, "count": n}
+            for (k, st, msg), n in sorted(seen.items(), key=lambda kv: -kv[1])[:MAX_ERROR_MESSAGES]
+        ]
+    return out
+
+
+MAX_ERROR_MESSAGES = 5
+
+
+def server_message(detail: str) -> str:
+    """The message in an error body: an OpenAI JSON error's error.message (or a string error), else the text."""
+    text = (detail or "").strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:200]
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err
+            return " ".join(str(msg).split())[:200]
+        if isinstance(err, str):
+            return " ".join(err.split())[:200]
+    return " ".join(text.split())[:200]
+
+
+def describe_error(kind: str, http_status: int | None, detail: str) -> str:
+    """One failure in words: 'HTTP 500: out of memory', 'timeout (ReadTimeout)', 'stream_cut: …'."""
+    msg = server_message(detail)
+    if kind == "http" and http_status is not None:
+        return f"HTTP {http_status}: {msg}" if msg else f"HTTP {http_status}"
+    return f"{kind}: {msg}" if msg else kind
 
 
 def met_slo(a: RunArrays, limits: dict[str, float]) -> np.ndarray:
@@ -186,8 +231,9 @@ def summarise(
     terms: Sequence[SloTerm] = (),
     statuses: Sequence[int | None] = (),
     loop_lag_s: np.ndarray | None = None,
+    records: Sequence[RequestRecord] = (),
 ) -> dict[str, Any]:
-    """The summary of one run: DESIGN.md's shared keys, then tokens, errors and the client's own lag."""
+    """The summary of one run: docs/design.md's shared keys, then tokens, errors and the client's own lag."""
     ok = a.ok
     n_ok = int(ok.sum())
     ends = a.end_s[ok]
@@ -211,7 +257,7 @@ def summarise(
         "tpot_s": summary_stats(tpot[~np.isnan(tpot)]),
         "e2e_s": summary_stats(a.e2e_s[ok]),
         "tokens": token_check(a),
-        "errors": error_counts(a.errors, statuses),
+        "errors": error_counts(a.errors, statuses, records),
         "client": client_lag(lag, loop_lag_s),
     }
     if terms:

@@ -36,6 +36,9 @@ MIB = 2**20
 DEFAULT_LLC_BYTES = 32 * MIB  # when sysfs does not say
 LLC_MULTIPLE = 8  # stream an array this many times the last-level cache, so the cache holds at most 1/8 of it
 MIN_STREAM_BYTES = 256 * MIB
+# …and at most this much: a VM may report a huge shared cache (480 MiB seen), and 8× that is gigabytes of RAM. At the
+# cap a chunk was last read three chunks (768 MiB) earlier, still more than such a cache holds.
+MAX_STREAM_BYTES = 1024 * MIB
 STREAM_CHUNKS = 4  # the array is read a quarter at a time (each quarter 2× the last-level cache by default)
 DEFAULT_REPEATS = 10  # at least this many timed calls per kernel…
 DEFAULT_MIN_SECONDS = 1.5  # …and for at least this long, so a preempted call does not set the figure
@@ -191,7 +194,7 @@ def measure_host(
         raise ValueError(f"threads must be positive, got {threads}")
     llc = last_level_cache_bytes()
     memory = total_memory_bytes()
-    size = stream_bytes or max(MIN_STREAM_BYTES, LLC_MULTIPLE * llc)
+    size = stream_bytes or min(max(MIN_STREAM_BYTES, LLC_MULTIPLE * llc), MAX_STREAM_BYTES)
     if size > memory // 4:
         raise ValueError(f"a {size / MIB:.0f} MiB stream array needs more than a quarter of this host's memory")
     name, vendor = cpu_identity()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenomy.calibrate.measurements import Measurement
+from tokenomy.calibrate.measurements import LOAD_KINDS, Measurement
 from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import load_model
@@ -118,12 +118,12 @@ def _simulated(d: Deployment, lengths: tuple[str, str], load: tuple) -> dict:
 
 def predict(row: Measurement, profile: EngineProfile | None = None) -> Prediction:
     """Predicted value of a row in its base unit (s, tokens/s, req/s), or the reason it is skipped."""
+    if row.load_kind not in LOAD_KINDS:
+        return Prediction(None, f"load kind '{row.load_kind}' is not one of {', '.join(LOAD_KINDS)}")
     if row.load_kind in ("rate", "concurrency"):
         return _predict_online(row, profile)
     if row.isl is None or row.osl is None or row.isl <= 0 or row.osl <= 0:
-        return Prediction(None, f"dataset '{row.dataset}' has no fixed isl/osl")
-    if row.load_kind in ("rate", "concurrency"):
-        return _predict_online(row, profile)
+        return Prediction(None, f"dataset '{row.dataset or '(none)'}' has no fixed isl/osl")
     if row.dataset not in ("", "fixed"):
         return Prediction(None, f"length distribution of dataset '{row.dataset}' needs the simulator")
     try:

@@ -93,6 +93,9 @@ def _read_yaml_list(path: Path | str, text: str) -> list[Accelerator]:
         where = f" line {mark.line + 1}" if mark else ""
         raise CatalogError(f"{path}:{where}: not valid YAML ({exc})") from exc
     if isinstance(raw, dict):
+        bad = [k for k, v in raw.items() if not isinstance(v, dict)]
+        if bad:
+            raise CatalogError(f"{path}: accelerator '{bad[0]}' must be a mapping of fields (memory_gb, …)")
         raw = [{"id": k, **v} for k, v in raw.items()]
     if not isinstance(raw, list):
         raise CatalogError(f"{path}: expected a list of accelerators")
@@ -134,3 +137,17 @@ def load_accelerator(name: str, user_file: str | None = None) -> Accelerator:
     if name.lower() in by_lower:
         return by_lower[name.lower()]
     raise unknown_name_error("GPU", name, sorted(table))
+
+
+def use_user_file(path: str) -> None:
+    """Make `path` the user accelerators file of every later lookup in this process, as $TOKENOMY_ACCELERATORS
+    does (it takes that variable's place), for code that looks accelerators up by id alone (calibration)."""
+    accelerators(path)  # a missing or unreadable file fails here, naming it
+    os.environ[USER_FILE_ENV] = path
+    _catalogue.cache_clear()
+
+
+def unknown_accelerators(ids: list[str]) -> list[str]:
+    """The ids, sorted and once each, that neither the catalogue nor the user file knows (case-insensitive)."""
+    known = {k.lower() for k in accelerators()}
+    return sorted({i for i in ids if i and i.lower() not in known})

@@ -112,8 +112,12 @@ def arch_from_config(cfg: dict[str, Any], model_id: str, source: str = "config.j
     top = {**MODEL_TYPE_DEFAULTS.get(str(top.get("model_type", "")), {}), **top}
 
     def num(*names: str, default: Any = None, required: bool = True) -> int:
+        """A positive integer field; an optional one may be absent or 0 (then 0), a required one never 0."""
         value = _get(cfg, source, *names, default=default, required=required)
-        return _positive_int(value, source, names[0]) if value else 0
+        if value is None or (not required and value == 0):
+            return 0
+        name = next((n for n in names if n in cfg), names[0])
+        return _positive_int(value, source, name)
 
     hidden = num("hidden_size", "d_model", "n_embd")
     n_layers = num("num_hidden_layers", "n_layer", "num_layers")
@@ -197,7 +201,7 @@ def arch_from_config(cfg: dict[str, Any], model_id: str, source: str = "config.j
     elif isinstance(quant, dict) and quant.get("quant_method") == "fp8":
         kw["native_precision"] = "fp8"
 
-    return ModelArch(
+    arch = ModelArch(
         id=model_id,
         n_layers=n_layers,
         hidden_size=hidden,
@@ -210,6 +214,25 @@ def arch_from_config(cfg: dict[str, Any], model_id: str, source: str = "config.j
         max_context_tokens=max_ctx,
         **kw,
     )
+    check_arch(arch, source)
+    return arch
+
+
+def check_arch(m: ModelArch, source: str) -> None:
+    """Refuse an architecture no engine could build (the cost model would divide by zero or count nonsense)."""
+    problems = []
+    if m.n_kv_heads > m.n_heads or m.n_heads % m.n_kv_heads:
+        problems.append(
+            f"num_key_value_heads {m.n_kv_heads} must divide num_attention_heads {m.n_heads} (grouped-query attention)"
+        )
+    if m.is_moe and not 0 < m.experts_per_token <= m.n_experts:
+        problems.append(f"experts per token {m.experts_per_token} must lie in 1..{m.n_experts} (the experts)")
+    if m.n_sliding_layers > m.n_layers:
+        problems.append(f"{m.n_sliding_layers} sliding-window layers but only {m.n_layers} layers")
+    if m.n_moe_layers > m.n_layers:
+        problems.append(f"{m.n_moe_layers} MoE layers but only {m.n_layers} layers")
+    if problems:
+        raise CatalogError(f"{source}: " + "; ".join(problems))
 
 
 @cache

@@ -27,7 +27,10 @@ def load_profile(name: str) -> EngineProfile:
             raise unknown_name_error("engine profile", name, profile_names())
         text, where = (PROFILE_DIR / f"{key}.json").read_text(), f"catalogue profiles/{key}.json"
     try:
-        return EngineProfile.from_dict(json.loads(text))
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object of profile fields, got a {type(data).__name__}")
+        return EngineProfile.from_dict(data)
     except (json.JSONDecodeError, TypeError) as exc:
         raise CatalogError(f"{where}: not a valid engine profile ({exc})") from exc
 

@@ -65,12 +65,14 @@ def bench_command(
     rate: opt.Rate = None,
     burstiness: opt.Burstiness = 1.0,
     concurrency: opt.Concurrency = None,
-    num_requests: Annotated[int, typer.Option(help="requests to send (per sweep point; cap per probe)")] = 200,
+    num_requests: Annotated[
+        int, typer.Option(help="requests to send (per sweep point; SLO search probes size themselves)")
+    ] = 200,
     trace: Annotated[
         str | None, typer.Option(help="replay a trace: file (Azure CSV, Mooncake or tokenomy JSONL) or built-in name")
     ] = None,
     time_scale: opt.TimeScale = 1.0,
-    seed: Annotated[int, typer.Option(help="random seed: arrivals, lengths and prompts")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="random seed (>= 0): arrivals, lengths and prompts")] = 0,
     warmup: Annotated[int, typer.Option(help="requests sent (all at once) before measuring; not counted")] = 0,
     timeout: Annotated[float, typer.Option(help="seconds to wait to connect and for each chunk")] = 300.0,
     sweep_rates: Annotated[str | None, typer.Option(help="comma-separated rates: latency-throughput curve")] = None,
@@ -81,8 +83,17 @@ def bench_command(
     search_start: Annotated[float, typer.Option(help="SLO search: first rate probed (req/s)")] = 1.0,
     search_min: Annotated[float, typer.Option(help="SLO search: lowest rate probed (req/s)")] = 0.05,
     search_max: Annotated[float, typer.Option(help="SLO search: highest rate probed (req/s)")] = 1e4,
-    search_probes: Annotated[int, typer.Option(help="SLO search: most probes (short runs)")] = 10,
-    probe_seconds: Annotated[float, typer.Option(help="SLO search: seconds of arrivals per probe")] = 15.0,
+    search_probes: Annotated[int, typer.Option(help="SLO search: most probes")] = 10,
+    probe_seconds: Annotated[
+        float, typer.Option(help="SLO search: shortest measured window per probe, s (longer for steady state)")
+    ] = 15.0,
+    verify_seconds: Annotated[
+        float, typer.Option(help="SLO search: seconds of the verification run at the rate found (0: none)")
+    ] = 40.0,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(help="exit 1 when more than this share of requests failed (default: only when all failed)"),
+    ] = None,
     gpu: Annotated[
         str | None, typer.Option(help="accelerator the endpoint runs on (catalogue id): price, MBU/MFU")
     ] = None,
@@ -93,6 +104,7 @@ def bench_command(
     engine: Annotated[
         str, typer.Option(help="engine profile for predictions: vllm, sglang, … or a JSON file")
     ] = "vllm",
+    accelerators_file: opt.AcceleratorsFile = None,
     usd_per_hour: Annotated[
         float | None, typer.Option(help="the endpoint's $/hour, all GPUs (overrides --gpu)")
     ] = None,
@@ -125,6 +137,13 @@ def bench_command(
             raise CatalogError(f"--speedup must be a positive number, got {speedup}")
         if not timeout > 0 or warmup < 0:
             raise CatalogError(f"--timeout must be positive and --warmup at least 0, got {timeout} and {warmup}")
+        if max_error_rate is not None and not 0 <= max_error_rate <= 1:
+            raise CatalogError(f"--max-error-rate must be a share between 0 and 1, got {max_error_rate}")
+        if not (probe_seconds > 0 and math.isfinite(probe_seconds)) or not 0 <= verify_seconds < math.inf:
+            raise CatalogError(
+                f"--probe-seconds must be positive and --verify-seconds at least 0, got {probe_seconds} and "
+                f"{verify_seconds}"
+            )
         terms = parse_slo(slo) if slo else []
         spec = WorkloadSpec(
             isl=isl,
@@ -142,7 +161,9 @@ def bench_command(
             raise CatalogError(f"--sweep-rates: rates must be positive, got '{sweep_rates}'")
         search = None
         if terms and not rates and rate is None and concurrency is None and trace is None:
-            search = SearchSettings(search_start, search_min, search_max, search_probes, probe_s=probe_seconds)
+            search = SearchSettings(
+                search_start, search_min, search_max, search_probes, probe_s=probe_seconds, verify_s=verify_seconds
+            )
             RateSearch(search.start_rps, search.min_rps, search.max_rps, search.max_probes)  # bad bounds fail here
         api_key = None
         if api_key_env:
@@ -150,13 +171,14 @@ def bench_command(
             if not api_key:
                 raise CatalogError(f"--api-key-env: environment variable {api_key_env} is not set")
         base_url = normalise_base_url(url)
-        deployment_options = (gpu, gpus, tp, precision, kv_precision, engine)
+        acc_file = str(accelerators_file) if accelerators_file else None
+        deployment_options = (gpu, gpus, tp, precision, kv_precision, engine, acc_file)
         _deployment(catalog_model, True, *deployment_options)  # bad --gpu, --tp or --catalog-model fail here
         from tokenomy.bench.economics import endpoint_price
 
-        price = endpoint_price(gpu, gpus, usd_per_hour, pricing)
+        price = endpoint_price(gpu, gpus, usd_per_hour, pricing, acc_file)
     except (SloError, CatalogError, TraceError, ValueError) as exc:
-        fail(str(exc).replace("\n", " "))
+        fail(exc)  # an exception: pydantic's errors are mapped to the options they came from
         return
 
     plan = BenchPlan(
@@ -167,6 +189,7 @@ def bench_command(
         slo=terms,
         sweep_rates=rates,
         search=search,
+        max_error_rate=max_error_rate or 0.0,
     )
     started = time.time()
     try:
@@ -185,15 +208,46 @@ def bench_command(
     _write_outputs(outcome, summary, requests_csv, requests_jsonl, measurements_csv, html, fail)
     if as_json:
         emit_json(summary)
-        return
-    from tokenomy.report.tables import simulation_table
+    else:
+        from rich.markup import escape
 
-    console.print(simulation_table(summary, title=f"tokenomy bench {base_url} ({outcome.endpoint.model})"))
-    for line in bench_lines(summary):
-        console.print(line)
-    for path in (html, requests_csv, requests_jsonl, measurements_csv):
-        if path:
-            console.print(f"written: {path}")
+        from tokenomy.report.tables import simulation_table
+
+        title = f"tokenomy bench {base_url} ({outcome.endpoint.model})"
+        console.print(simulation_table(summary, title=escape(title)))
+        for line in bench_lines(summary):
+            console.print(escape(line))
+        for path in (html, requests_csv, requests_jsonl, measurements_csv):
+            if path:
+                console.print(f"written: {escape(str(path))}")
+    failure = run_failure(summary, max_error_rate)
+    if failure:
+        fail(failure, 1)  # after the outputs are written: nothing measured is lost
+
+
+def run_failure(summary: dict[str, Any], max_error_rate: float | None) -> str:
+    """Why the bench must exit non-zero: no request succeeded, or more failed than --max-error-rate allows."""
+    req = summary["requests"]
+    if req["total"] and not req["completed"]:
+        return f"no request succeeded ({req['total']:,} sent): {error_text(summary['errors'])}"
+    if max_error_rate is not None and req["total"] and req["failed"] / req["total"] > max_error_rate:
+        return (
+            f"{req['failed']:,} of {req['total']:,} requests failed ({req['failed'] / req['total']:.1%} > "
+            f"--max-error-rate {max_error_rate:g}): {error_text(summary['errors'])}"
+        )
+    return ""
+
+
+def error_text(errors: dict[str, Any]) -> str:
+    """Failures in words: each distinct one with its count, HTTP status and the server's message."""
+    from tokenomy.bench.metrics import describe_error
+
+    messages = errors.get("messages") or []
+    if messages:
+        return "; ".join(
+            f"{m['count']:,}× {describe_error(m['kind'], m['http_status'], m['message'])}" for m in messages
+        )
+    return ", ".join(f"{k} {v}" for k, v in errors.items() if k not in ("total", "http_status", "messages") and v)
 
 
 def _deployment(
@@ -205,6 +259,7 @@ def _deployment(
     precision: str,
     kv_precision: str,
     engine: str,
+    accelerators_file: str | None = None,
 ) -> Deployment | None:
     """The catalogue deployment the endpoint stands for (None without --gpu or a catalogue model)."""
     from tokenomy.catalog.accelerators import load_accelerator
@@ -215,7 +270,7 @@ def _deployment(
     if gpus < 1 or (tp is not None and tp < 1):
         raise CatalogError(f"--gpus and --tp must be positive, got {gpus} and {tp}")
     if gpu is not None:
-        load_accelerator(gpu)  # an unknown GPU fails here, with the nearest names
+        load_accelerator(gpu, accelerators_file)  # an unknown GPU fails here, with the nearest names
     if model_id is None:
         return None
     try:
@@ -229,7 +284,7 @@ def _deployment(
     tp = tp or gpus
     if gpus % tp:
         raise CatalogError(f"--gpus {gpus} is not a multiple of --tp {tp}")
-    return deployment_for(model_id, gpu, tp, 1, precision, kv_precision, engine)
+    return deployment_for(model_id, gpu, tp, 1, precision, kv_precision, engine, 0, accelerators_file)
 
 
 class ProgressDisplay:
@@ -326,6 +381,8 @@ def bench_summary(
         summary["sweep"] = [run.summary for run in outcome.sweep]
     if outcome.search is not None:
         summary["slo_search"] = outcome.search.outcome()
+        summary["slo_search"]["rate_unit"] = "req/s, wall clock, whole endpoint"
+        summary["slo_search"]["verification"] = outcome.verification.as_dict() if outcome.verification else None
     return summary
 
 
@@ -355,8 +412,7 @@ def bench_warnings(summary: dict[str, Any]) -> list[str]:
         )
     errors = summary["errors"]
     if errors["total"]:
-        kinds = ", ".join(f"{k} {v}" for k, v in errors.items() if k not in ("total", "http_status") and v)
-        out.append(f"{errors['total']} requests failed ({kinds})")
+        out.append(f"{errors['total']:,} requests failed: {error_text(errors)}")
     tokens = summary["tokens"]
     if tokens["usage_reported"] < summary["requests"]["completed"]:
         out.append("the server did not report usage for every request: output tokens counted by the client")
@@ -412,17 +468,50 @@ def bench_lines(summary: dict[str, Any]) -> list[str]:
         ]
         lines.append("measured vs predicted: " + "; ".join(parts))
     if "slo_search" in summary:
-        s = summary["slo_search"]
-        best, bad = s["best_rate_rps"], s["lowest_failing_rate_rps"]
-        found = f"{best:,.3g} req/s" if best is not None else f"none down to {s['bounds_rps'][0]:g} req/s"
-        above = f", lowest failing {bad:,.3g} req/s" if bad is not None else ""
-        lines.append(f"SLO search: highest rate meeting the SLO {found}{above} ({len(s['probes'])} probes)")
+        lines += search_lines(summary["slo_search"], float(summary.get("speedup") or 1.0))
     for point in summary.get("sweep", []) if "slo_search" not in summary else []:
         lines.append(
             f"rate {point['rate']:g} req/s: {point['throughput']['output_tokens_per_s']:,.0f} tok/s, "
             f"TTFT p99 {point['ttft_s']['p99'] * 1e3:,.0f} ms, ITL p99 {point['itl_s']['p99'] * 1e3:,.1f} ms"
         )
     return lines
+
+
+def search_lines(search: dict[str, Any], speedup: float = 1.0, unit: str = "req/s") -> list[str]:
+    """The SLO search in words: the rate found, each probe's verdict (why it failed) and the verification run."""
+    best, bad = search["best_rate_rps"], search["lowest_failing_rate_rps"]
+    scaled = (
+        f" ({best / speedup:,.4g} {unit} in deployment time at speedup {speedup:g})" if best and speedup != 1 else ""
+    )
+    found = f"{best:,.4g} {unit}{scaled}" if best is not None else f"none down to {search['bounds_rps'][0]:g} {unit}"
+    above = f"; lowest failing {bad:,.4g} {unit}" if bad is not None else ""
+    lines = [
+        f"SLO search: highest rate meeting the SLO {found}{above} ({len(search['probes'])} probes; a probe passes "
+        f"when served >= {search.get('served_fraction_required', 0.95):.0%} of the rate offered, every SLO term is "
+        "met and no request failed)"
+    ]
+    for p in search["probes"]:
+        lines.append(f"  {probe_line(p, unit)}")
+    v = search.get("verification")
+    if v:
+        verdict = "holds" if v["ok"] else "does NOT hold: " + "; ".join(v["reasons"])
+        lines.append(
+            f"verification at {v['rate_rps']:,.4g} {unit}, {v['window_s']:,.3g} s measured: served "
+            f"{v['served_rps']:,.4g} {unit} of {v['offered_rps']:,.4g} offered, goodput {v['goodput_rps']:,.4g} "
+            f"{unit}; the rate {verdict}"
+        )
+    return lines
+
+
+def probe_line(p: dict[str, Any], unit: str = "req/s") -> str:
+    """One probe: its rate, pass or fail with the reasons, what was served and over how long a window."""
+    head = f"probe {p['rate_rps']:,.4g} {unit}: " + ("pass" if p["ok"] else "FAIL (" + "; ".join(p["reasons"]) + ")")
+    if p.get("served_rps") is None:
+        return head
+    return (
+        f"{head}; served {p['served_rps']:,.4g} of {p['offered_rps']:,.4g} {unit} offered, "
+        f"{p['measured_requests']:,} requests in a {p['window_s']:,.3g} s window"
+    )
 
 
 # ---------------------------------------------------------------- files
@@ -433,7 +522,9 @@ def record_row(run: str, rec: RequestRecord) -> dict[str, Any]:
     from tokenomy.tokenizer import count_tokens
 
     ok = rec.ok
-    n_out = rec.completion_tokens
+    client_tokens = count_tokens("".join(rec.chunk_text)) if rec.chunk_text else 0
+    # the server's usage, else the client's own count of what streamed (as the summary does)
+    n_out = rec.completion_tokens if rec.completion_tokens is not None else (client_tokens if ok else None)
     tpot = (rec.end_s - rec.first_token_s) / (n_out - 1) if ok and n_out and n_out > 1 else None
     return {
         "run": run,
@@ -449,7 +540,7 @@ def record_row(run: str, rec: RequestRecord) -> dict[str, Any]:
         "input_tokens": rec.input_tokens,
         "prompt_tokens": rec.prompt_tokens,
         "output_tokens": n_out,
-        "output_tokens_client": count_tokens("".join(rec.chunk_text)) if rec.chunk_text else 0,
+        "output_tokens_client": client_tokens,
         "max_tokens": rec.max_tokens,
         "chunks": len(rec.chunk_s),
         "finish_reason": rec.finish_reason,
@@ -460,12 +551,12 @@ def record_row(run: str, rec: RequestRecord) -> dict[str, Any]:
 
 
 def _all_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
-    runs = outcome.sweep or [outcome.main]
-    out = []
-    for run in runs:
-        label = f"{run.summary['rate']:g}" if "rate" in run.summary else "main"
-        out += [record_row(label, r) for r in run.records]
-    return out
+    """Every request of every run: the sweep points or search probes (run = their rate), the verification run
+    of a search (run = 'verify RATE'), else the one run (run = 'main')."""
+    runs = [(f"{r.summary['rate']:g}" if "rate" in r.summary else "main", r) for r in outcome.sweep or [outcome.main]]
+    if outcome.verification is not None:
+        runs.append((f"verify {outcome.verification.rate_rps:g}", outcome.main))
+    return [record_row(label, rec) for label, run in runs for rec in run.records]
 
 
 def _write_outputs(

@@ -7,11 +7,13 @@ the share that passed validation, ordered cheapest first.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import asdict
 from typing import Any
 
 from tokenomy.costmodel.escalation import EscalationTier, estimate_chain
+from tokenomy.report.tables import saving
 
 TIER_FIELDS = {
     "usd": "usd_per_request",
@@ -37,6 +39,8 @@ def parse_tier_spec(spec: str) -> EscalationTier:
             values[field] = float(value)
         except ValueError:
             raise ValueError(f"--tier '{spec}': '{key}' needs a number, got '{value}'") from None
+        if not math.isfinite(values[field]) or values[field] < 0:
+            raise ValueError(f"--tier '{spec}': '{key}' must be a finite number >= 0, got '{value}'")
     missing = [k for k, f in TIER_FIELDS.items() if f in ("usd_per_request", "pass_rate") and f not in values]
     if missing:
         raise ValueError(f"--tier '{spec}': missing {', '.join(missing)}")
@@ -120,13 +124,20 @@ def chain_lines(report: dict[str, Any]) -> list[str]:
         f"  escalations / request   {c['escalations_per_request']:.3f}",
     ]
     if len(c["tiers"]) > 1:
-        lines.append(
-            f"  break-even pass rate    {c['break_even_pass_rate']:.1%} for {c['tiers'][0]} "
-            "(below it, trying it first costs more per valid answer)"
-        )
-        saving = report["saving_vs_top_tier"]
+        be = c["break_even_pass_rate"]
+        if be is not None and be > 1.0:
+            lines.append(
+                f"  break-even pass rate    none for {c['tiers'][0]}: even passing every answer, trying it first "
+                "costs more per valid answer"
+            )
+        else:
+            lines.append(
+                f"  break-even pass rate    {'—' if be is None else f'{be:.1%}'} for {c['tiers'][0]} "
+                "(below it, trying it first costs more per valid answer)"
+            )
+        saving_text = saving(report["saving_vs_top_tier"])
         lines.append(
             f"top tier only ({top['tiers'][0]}): ${top['usd_per_valid_answer']:.6f} per valid answer, "
-            f"{top['latency_of_valid_s']:.3f} s; the chain saves {saving:.1%}"
+            f"{top['latency_of_valid_s']:.3f} s; the chain {saving_text}"
         )
     return lines

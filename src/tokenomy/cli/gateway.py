@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ ledger_app = typer.Typer(add_completion=False, help="What the gateway's traffic 
 gateway_app.add_typer(keys_app, name="keys")
 
 ConfigOption = Annotated[Path, typer.Option("--config", help="gateway.yaml")]
+CONFIG_ENV = "TOKENOMY_GATEWAY_CONFIG"  # how `--workers N` tells each worker process its gateway.yaml
 
 
 def _fail(message: str) -> None:
@@ -42,6 +44,9 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="gateway.yaml")] = None,
     host: Annotated[str | None, typer.Option(help="listen address (default: the config's)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default: the config's)")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="worker processes on one port; more than 1 needs shared.redis_url (budgets)")
+    ] = 1,
 ) -> None:
     """Serve the gateway (SIGINT/SIGTERM shut it down gracefully, writing every ledger row)."""
     if ctx.invoked_subcommand is not None:
@@ -55,20 +60,33 @@ def serve(
 
     cfg = _config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tokenomy.gateway.serve import run_server, server_options  # slow-client limits, "listening on" line
+
+    options = {"host": host or cfg.host, "port": cfg.port if port is None else port, **server_options(cfg)}
+    if workers > 1:
+        if not cfg.shared.redis_url:
+            _fail(
+                f"--workers {workers} needs shared budgets: set shared.redis_url in {config} "
+                "(e.g. redis://127.0.0.1:6379/0); each worker is a separate process"
+            )
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        uvicorn.run("tokenomy.cli.gateway:worker_app", factory=True, workers=workers, **options)
+        return
     try:
         app = build_app(cfg)
-    except CatalogError as exc:
+    except (CatalogError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         return
-    uvicorn.run(
-        app,
-        host=host or cfg.host,
-        port=cfg.port if port is None else port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # the gateway never uses the client's address
-        timeout_graceful_shutdown=10,
-    )
+    run_server(app, options)
+
+
+def worker_app():  # noqa: ANN201
+    """The app of one `--workers` process, built from the gateway.yaml named in $TOKENOMY_GATEWAY_CONFIG."""
+    from tokenomy.gateway.app import build_app
+    from tokenomy.gateway.config import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return build_app(load_config(Path(os.environ[CONFIG_ENV])))
 
 
 def _keystore(config: Path):  # noqa: ANN202
@@ -76,7 +94,10 @@ def _keystore(config: Path):  # noqa: ANN202
     from tokenomy.gateway.ledger import Database
 
     cfg = _config(config)
-    return KeyStore(Database(cfg.ledger.url, cfg.state_dir), cfg.state_dir)
+    try:
+        return KeyStore(Database(cfg.ledger.url, cfg.state_dir), cfg.state_dir, cfg.key_secret_env)
+    except (RuntimeError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @keys_app.command("create")
@@ -99,7 +120,7 @@ def keys_list(config: ConfigOption) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(config: ConfigOption, key_id: Annotated[str, typer.Argument(help="key id")]) -> None:
-    """Revoke a key."""
+    """Revoke a key (running gateways on the same database drop it within shared.poll_s, 0.25 s by default)."""
     if not _keystore(config).revoke(key_id):
         _fail(f"no active key '{key_id}'")
     typer.echo(f"revoked {key_id}")
@@ -120,7 +141,11 @@ def ledger_report(
     from tokenomy.gateway.report import ledger_summary, summary_lines
 
     cfg = _config(config)
-    db = Database(cfg.ledger.url, cfg.state_dir)
+    try:
+        db = Database(cfg.ledger.url, cfg.state_dir)
+    except RuntimeError as exc:
+        _fail(str(exc))
+        return
     since = time.time() - since_hours * 3600 if since_hours else 0.0
     try:
         summary = ledger_summary(cfg, db.attempts(since))

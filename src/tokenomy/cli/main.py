@@ -11,11 +11,20 @@ import typer
 from rich.console import Console
 
 from tokenomy.catalog.errors import CatalogError
+from tokenomy.cli import errors
 from tokenomy.cli import options as opt
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="What every LLM token costs.")
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# rich_markup_mode=None: --help prints option help as written ('uniform:A:B' stays text, never markup or emoji).
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    help="What every LLM token costs.",
+    cls=errors.GuardedGroup,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+console = Console(emoji=False)
+err_console = errors.err_console
 
 DEFAULT_MODEL = "llama-3.1-70b"
 DEFAULT_GPU = "H100-SXM"
@@ -23,20 +32,42 @@ DEFAULT_PRECISIONS = ("fp16", "fp8", "int4")
 DEFAULT_GPUS = 8  # one HGX node: each precision gets the smallest tp that serves well, replicated
 
 
-def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+def fail(problem: str | BaseException, code: int = errors.EXIT_BAD_INPUT) -> None:
+    """One line "error: …" on stderr (escaped: never rendered as markup), then exit `code`.
+
+    Give the exception itself where it may be pydantic's: its errors are mapped to the options they came from.
+    """
+    errors.fail(problem if isinstance(problem, str) else errors.message_of(problem), code)
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Print data as strict JSON: NaN and infinities become null (allow_nan=False checks none is left)."""
+    from tokenomy.results import dumps
+
+    sys.stdout.write(dumps(data) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"tokenomy {version('tokenomy')}")
+        except PackageNotFoundError:
+            typer.echo("tokenomy (version unknown: not installed as a package)")
+        raise typer.Exit()
 
 
 @app.callback(invoke_without_command=True)
-def main(ctx: typer.Context) -> None:
+def main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     """tokenomy: plan, validate and calibrate LLM serving costs."""
     if ctx.invoked_subcommand is None:
-        console.print(ctx.get_help())
+        typer.echo(ctx.get_help())  # as written: no markup or emoji rendering
 
 
 @app.command()
@@ -76,7 +107,7 @@ def plan(
     options = dict(
         model=model or DEFAULT_MODEL,
         gpu=gpu,
-        gpus=gpus or (DEFAULT_GPUS if default_run else None),
+        gpus=gpus if gpus is not None else (DEFAULT_GPUS if default_run else None),
         tp=tp,
         pp=pp,
         precisions=precision.split(",") if precision else list(DEFAULT_PRECISIONS if default_run else ["native"]),
@@ -102,12 +133,14 @@ def plan(
     if as_json:
         emit_json(plans if (default_run or len(plans) > 1) else plans[0])
         return
+    from rich.markup import escape
+
     from tokenomy.report.tables import plan_table
 
     console.print(plan_table(plans))
     for p in plans:
         for warning in p.get("warnings", []):
-            err_console.print(f"[yellow]warning:[/] {p['precision']}: {warning}")
+            err_console.print(f"[yellow]warning:[/] {escape(str(p['precision']))}: {escape(str(warning))}")
     if html:
         console.print(f"report written to {html}")
 
@@ -132,7 +165,7 @@ def simulate(
     time_scale: opt.TimeScale = 1.0,
     daily_rates: Annotated[str | None, typer.Option(help="24 comma-separated hourly rates (req/s): one day")] = None,
     classes: Annotated[str | None, typer.Option(help="class mix for fleets, e.g. chat=0.7,batch=0.3")] = None,
-    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same run")] = 0,
+    seed: opt.Seed = 0,
     scheduler: Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")] = "chunked",
     kv: Annotated[str, typer.Option(help="paged or contiguous (max-length reservation)")] = "paged",
     block_size: Annotated[int, typer.Option(help="paged KV block size in tokens")] = 16,
@@ -145,6 +178,12 @@ def simulate(
     exact: Annotated[bool, typer.Option(help="take every step one by one (reference mode; slower)")] = False,
     slo_ttft: Annotated[float | None, typer.Option(help="SLO on TTFT, seconds (for goodput)")] = None,
     slo_tpot: Annotated[float | None, typer.Option(help="SLO on TPOT, seconds (for goodput)")] = None,
+    slo_expr: Annotated[
+        str | None, typer.Option("--slo", help="with --find-capacity: e.g. 'ttft_p99<=2s,tpot_p99<=50ms'")
+    ] = None,
+    find_capacity: Annotated[
+        bool, typer.Option(help="search the highest Poisson rate meeting --slo (steady-state probes, as bench)")
+    ] = False,
     fleet: Annotated[Path | None, typer.Option(help="fleet YAML: tiers (GPU or API) and routes per class")] = None,
     compare_day: Annotated[bool, typer.Option(help="with --fleet: hybrid vs all-API vs all-self-hosted")] = False,
     sweep_rates: Annotated[str | None, typer.Option(help="comma-separated rates: latency-throughput curve")] = None,
@@ -153,26 +192,18 @@ def simulate(
     html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
     requests_csv: Annotated[Path | None, typer.Option(help="write one row per request")] = None,
 ) -> None:
-    """Replay a workload on one replica or a fleet: latency percentiles, throughput, goodput, KV, cost."""
-    from tokenomy.cli.simulating import (
-        check_runnable,
-        deployment_for,
-        load_fleet,
-        parse_classes,
-        parse_floats,
-        write_requests_csv,
-    )
-    from tokenomy.report.tables import comparison_table, simulation_lines, simulation_table, tiers_table
-    from tokenomy.sim import fleet as fleet_sim
+    """Replay a workload on one replica or a fleet: latency percentiles, throughput, goodput, KV, cost.
+
+    With no --rate, --concurrency, --trace or --daily-rates it runs offline (every request at t=0).
+    """
+    from tokenomy.cli import simulating as sim_cli
     from tokenomy.sim.replica import ReplicaConfig, SpecDecoding
     from tokenomy.sim.run import SLO
-    from tokenomy.sim.run import simulate as run_simulation
-    from tokenomy.sim.sweep import sweep_rates as run_sweep
-    from tokenomy.sim.workload import TraceError, WorkloadSpec, build_workload
+    from tokenomy.sim.workload import TraceError, build_workload
 
     slo = SLO(ttft_s=slo_ttft, tpot_s=slo_tpot)
     try:
-        spec = WorkloadSpec(
+        spec = sim_cli.workload_spec(
             isl=isl,
             osl=osl,
             rate=rate,
@@ -181,127 +212,131 @@ def simulate(
             num_requests=num_requests,
             trace=trace,
             time_scale=time_scale,
-            daily_rates=parse_floats(daily_rates, "--daily-rates"),
-            classes=parse_classes(classes),
+            daily_rates=sim_cli.parse_floats(daily_rates, "--daily-rates"),
+            classes=sim_cli.parse_classes(classes),
             seed=seed,
         )
-        d = deployment_for(
-            model,
-            gpu,
-            tp,
-            pp,
-            precision,
-            kv_precision,
-            engine,
-            0,
-            str(accelerators_file) if accelerators_file else None,
-        )
+        rates = sim_cli.parse_floats(sweep_rates, "--sweep-rates", positive=True) or []
+        sim_cli.check_executor(executor)
+        accelerators = str(accelerators_file) if accelerators_file else None
+        d = sim_cli.deployment_for(model, gpu, tp, pp, precision, kv_precision, engine, 0, accelerators)
         spec_dec = None
         if draft_model:
-            draft = deployment_for(draft_model, gpu, d.tp, 1, "native", "auto", engine)
+            draft = sim_cli.deployment_for(draft_model, gpu, d.tp, 1, "native", "auto", engine)
             spec_dec = SpecDecoding(draft, draft_tokens, acceptance)
         config = ReplicaConfig(
             scheduler, kv, block_size, max_num_seqs, max_batched_tokens, prefix_caching, spec_dec, exact
         )
         workload = build_workload(spec)
-        fleet_spec = load_fleet(fleet, config) if fleet else None
+        fleet_spec = sim_cli.load_fleet(fleet, config) if fleet else None
         if fleet_spec is None:
-            check_runnable(d, workload, slo)
+            sim_cli.check_runnable(d, workload, slo)
     except (CatalogError, TraceError, ValueError) as exc:
-        fail(str(exc).replace("\n", " "))
+        fail(exc)
         return
-    slo_arg = slo if slo.given else None
-    sweep = None
-    if sweep_rates:
-        rates = parse_floats(sweep_rates, "--sweep-rates") or []
-        with console.status(f"sweeping {len(rates)} rates on {executor}"):
-            sweep = run_sweep(d, spec, config, rates, slo_arg, executor)
-    result = None
-    if fleet_spec is not None:
-        with console.status("simulating the fleet"):
-            if compare_day:
-                variants = fleet_sim.compare_day(fleet_spec, workload, seed, slo_arg)
-                summary = variants["hybrid"]
-                summary["comparison"] = {k: v for k, v in variants.items() if k != "hybrid"}
-            else:
-                run = fleet_sim.simulate_fleet(fleet_spec, workload, seed, slo_arg)
-                result, summary = run.result, run.summary
-    else:
-        with console.status(f"simulating {len(workload):,} requests"):
-            result = run_simulation(d, workload, config, seed)
-            summary = result.summary(slo_arg)
-        summary["deployment"] = {
-            "model": d.model.id,
-            "gpu": d.gpu.id,
-            "tp": d.tp,
-            "pp": d.pp,
-            "precision": d.fmt.name,
-            "engine": d.profile.name,
-        }
-    if sweep is not None:
-        summary["sweep"] = sweep
+    if find_capacity or slo_expr:
+        _find_capacity(d, spec, config, slo_expr, find_capacity, rate, as_json)
+        return
+    run = sim_cli.SimulateRun(d, spec, workload, config, SLO(slo_ttft, slo_tpot) if slo.given else None)
+    # A sweep alone (no arrival process asked for) runs only the sweep: no unrequested offline headline.
+    headline = not (rates and sim_cli.is_offline(spec) and fleet_spec is None)
+    with console.status("simulating"):
+        summary, result = run.headline(fleet_spec, compare_day) if headline else (run.header(rates), None)
+        if rates:
+            summary["sweep"] = run.sweep(rates, executor)
     if requests_csv and result is not None:
-        write_requests_csv(result.log, requests_csv)
+        sim_cli.write_requests_csv(result.log, requests_csv)
     if html:
         from tokenomy.report.sim_html import simulation_report
 
-        html.write_text(simulation_report(summary, result, sweep))
+        title = f"tokenomy simulate: {summary['deployment']['description']}"
+        html.write_text(simulation_report(summary, result, summary.get("sweep"), title))
     if as_json:
         emit_json(summary)
         return
-    console.print(simulation_table(summary))
-    for line in simulation_lines(summary):
-        console.print(line)
-    if "tiers" in summary:
-        console.print(tiers_table(summary))
-    if "comparison" in summary:
-        console.print(comparison_table({"hybrid": summary, **summary["comparison"]}))
-    for reason, n in summary.get("rejected_reasons", {}).items():
-        err_console.print(f"[yellow]warning:[/] {n:,} requests rejected: {reason}")
-    if sweep:
-        for s in sweep:
-            console.print(
-                f"rate {s['rate']:g} req/s: {s['throughput']['output_tokens_per_s']:,.0f} tok/s, "
-                f"TTFT p99 {s['ttft_s']['p99'] * 1e3:,.0f} ms, ITL p99 {s['itl_s']['p99'] * 1e3:,.1f} ms"
-            )
+    _print_simulation(summary)
     for path in (html, requests_csv):
         if path:
             console.print(f"written: {path}")
 
 
+def _find_capacity(
+    d: Any, spec: Any, config: Any, slo: str | None, find: bool, rate: float | None, as_json: bool
+) -> None:
+    """`simulate --slo … --find-capacity`: the capacity search on the simulator (tokenomy.cli.capacity)."""
+    from rich.markup import escape
+
+    from tokenomy.bench.search import SloError
+    from tokenomy.cli.capacity import capacity_lines, find_capacity_summary
+
+    if not (slo and find):
+        fail("--slo and --find-capacity go together (--slo-ttft/--slo-tpot set goodput limits for one run)")
+    try:
+        with console.status("searching the capacity"):
+            summary = find_capacity_summary(d, spec, config, slo or "", rate)
+    except (SloError, ValueError) as exc:
+        fail(exc)
+        return
+    if as_json:
+        emit_json(summary)
+        return
+    for line in capacity_lines(summary):
+        console.print(escape(line), highlight=False)
+
+
+def _print_simulation(summary: dict[str, Any]) -> None:
+    """The terminal view of `simulate`: what ran, latency table, headline lines, tiers, comparison, sweep."""
+    from rich.markup import escape
+
+    from tokenomy.report import tables
+
+    console.print(escape(f"deployment: {summary['deployment']['description']}"), highlight=False)
+    console.print(escape(f"workload: {summary['workload']['description']}"), highlight=False)
+    if summary["workload"].get("offline") and "requests" in summary:
+        console.print(
+            "offline run: every request arrives at t=0 (a batch job); give --rate or --concurrency for a load",
+            style="yellow",
+            highlight=False,
+        )
+    if "requests" in summary:
+        console.print(tables.simulation_table(summary))
+        for line in tables.simulation_lines(summary):
+            console.print(escape(line), highlight=False)
+    if "tiers" in summary:
+        console.print(tables.tiers_table(summary))
+    if "comparison" in summary:
+        console.print(tables.comparison_table({"hybrid": summary, **summary["comparison"]}))
+    for reason, n in summary.get("rejected_reasons", {}).items():
+        err_console.print(f"[yellow]warning:[/] {n:,} requests rejected: {escape(str(reason))}")
+    if summary.get("sweep"):
+        console.print(tables.sweep_table(summary["sweep"]))
+
+
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="measurement CSV (schema in DESIGN.md)")],
+    file: Annotated[
+        Path | None, typer.Argument(help="measurement CSV (schema in docs/design.md); default: the shipped one")
+    ] = None,
     engine_profile: Annotated[
         str | None, typer.Option(help="use this profile for every row (default: the row's engine)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     worst: Annotated[int, typer.Option(help="list the N rows with the largest error")] = 5,
+    strict: Annotated[bool, typer.Option(help="a broken or unpredictable row is an error, not skipped")] = False,
+    cv: Annotated[
+        bool, typer.Option("--cv", help="leave-one-group-out cross-validation of the fitted profiles (minutes)")
+    ] = False,
 ) -> None:
-    """Predict every row of a measurement file and report the error per metric."""
-    from tokenomy.calibrate.measurements import read_measurements
-    from tokenomy.calibrate.validate import validate as run_validate
-    from tokenomy.calibrate.validate import worst_rows
-    from tokenomy.catalog.profiles import load_profile
-    from tokenomy.report.tables import validate_table
+    """Predict every row of a measurement file and report the error per metric, with 80% intervals."""
+    from tokenomy.cli.validating import run_validate_command
 
     try:
-        rows = read_measurements(file)
-        profile = load_profile(engine_profile) if engine_profile else None
+        result = run_validate_command(file, engine_profile, as_json, worst, strict, cv, console, errors.err_console)
     except CatalogError as exc:
         fail(str(exc))
         return
-    result = run_validate(rows, profile)
     if as_json:
         emit_json(result)
-        return
-    console.print(validate_table(result))
-    for r in worst_rows(result, worst):
-        console.print(
-            f"  worst: {r['id']} (line {r['line']}) {r['engine']} {r['model']} {r['gpu']} tp{r['tp']} {r['precision']} "
-            f"{r['isl']}/{r['osl']} {r['metric']}: predicted {r['predicted']:.4g}, measured {r['measured']:.4g} "
-            f"({r['ape']:.0%})"
-        )
 
 
 @app.command()
@@ -316,6 +351,10 @@ def calibrate(
     threads: Annotated[int | None, typer.Option(help="--host: threads to measure on (default: half the CPUs)")] = None,
     usd_per_hour: Annotated[float, typer.Option(help="--host: the host's price per hour")] = 0.0,
     host_id: Annotated[str, typer.Option(help="--host: the entry's id (--gpu ID)")] = "host",
+    engine_kernels: Annotated[
+        str, typer.Option(help="--host: time llama.cpp's own kernels on synthetic models (auto, on, off)")
+    ] = "auto",
+    accelerators_file: opt.AcceleratorsFile = None,
 ) -> None:
     """Fit an engine profile's efficiencies and overheads to measurements, or measure this host (--host)."""
     if host or file is None:
@@ -324,28 +363,46 @@ def calibrate(
         if not host or file is not None:
             fail("give a measurement FILE to fit, or --host to measure this machine (not both)")
         try:
-            calibrate_host(output, threads, usd_per_hour, host_id, console)
+            calibrate_host(output, threads, usd_per_hour, host_id, console, engine_kernels)
         except ValueError as exc:
             fail(str(exc))
         return
-    from tokenomy.calibrate.fit import fit_profile
-    from tokenomy.calibrate.measurements import read_measurements
+    from rich.markup import escape
+
+    from tokenomy.calibrate.fit import calibrate_profile, parameter_lines
+    from tokenomy.calibrate.measurements import read_measurement_file
+    from tokenomy.catalog.accelerators import unknown_accelerators, use_user_file
     from tokenomy.catalog.profiles import load_profile
 
     try:
-        rows = read_measurements(file)
+        if accelerators_file:
+            use_user_file(str(accelerators_file))
+        read = read_measurement_file(file)
         base = load_profile(engine)
     except CatalogError as exc:
         fail(str(exc))
         return
-    chosen = rows if all_engines else [r for r in rows if r.engine == base.name]
+    for problem in read.broken:
+        errors.err_console.print(f"[yellow]skipped broken row:[/] {escape(str(problem))}")
+    chosen = read.rows if all_engines else [r for r in read.rows if r.engine == base.name]
+    unknown = unknown_accelerators([r.gpu for r in chosen])
+    hint = (
+        f"; rows on unknown accelerator(s) {', '.join(repr(g) for g in unknown)} cannot be predicted: give "
+        "--accelerators FILE (e.g. from calibrate --host) or set $TOKENOMY_ACCELERATORS"
+        if unknown
+        else ""
+    )
+    if unknown:
+        errors.err_console.print(f"[yellow]warning:[/] {escape(hint[2:])}")
     try:
         with console.status(f"fitting {base.name} to {len(chosen)} rows…"):
-            fitted = fit_profile(base, chosen)
+            fitted = calibrate_profile(base, chosen)
     except ValueError as exc:
-        fail(str(exc))
+        fail(f"{exc}{hint}")
         return
     fitted = fitted.with_values(fitted_on=f"{file.name}: {fitted.fit['rows']} rows")
+    for line in parameter_lines(fitted):
+        errors.err_console.print(escape(line))
     text = json.dumps(fitted.to_dict(), indent=2)
     if output:
         output.write_text(text + "\n")
@@ -372,9 +429,14 @@ def catalog(
     if as_json:
         emit_json([dict(zip(columns, r, strict=True)) for r in rows])
         return
+    from rich.measure import Measurement
+
     from tokenomy.report.tables import list_table
 
-    console.print(list_table(title, columns, rows))
+    table = list_table(title, columns, rows)
+    # As wide as the table needs: an id is never cut or folded (a narrow terminal soft-wraps the lines instead).
+    width = max(console.width, Measurement.get(console, console.options.update_width(10_000), table).maximum)
+    Console(width=width, emoji=False).print(table)
 
 
 from tokenomy.cli.bench import bench_command  # noqa: E402 (options and logic live in cli/bench.py)
@@ -385,6 +447,14 @@ from tokenomy.cli.gateway import gateway_app, ledger_app  # noqa: E402
 
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(ledger_app, name="ledger")
+
+from tokenomy.cli.watch import watch_command  # noqa: E402 (options and logic live in cli/watch.py)
+
+app.command(name="watch")(watch_command)
+
+from tokenomy.cli.replay import replay_command  # noqa: E402 (options and logic live in cli/replay.py)
+
+app.command(name="replay")(replay_command)
 
 
 @app.command()
@@ -415,7 +485,7 @@ def twin(
     max_batched_tokens: Annotated[int | None, typer.Option(help="token budget per step")] = None,
     default_max_tokens: Annotated[int, typer.Option(help="output tokens when a request sets no max_tokens")] = 256,
     max_model_len: Annotated[int, typer.Option(help="context limit (0: the model's)")] = 0,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: opt.Seed = 0,
     answer_pass_rate: Annotated[
         float | None, typer.Option(help="answer evaluation-set prompts, correctly with this probability")
     ] = None,
@@ -451,9 +521,14 @@ def twin(
             busy_wait=busy_wait,
         )
     except (CatalogError, ValueError) as exc:
-        fail(str(exc).replace("\n", " "))
+        fail(str(exc))
         return
-    serve(server, host, port, console)
+    from tokenomy.twin.server import AddressInUse
+
+    try:
+        serve(server, host, port, console)
+    except AddressInUse as exc:
+        fail(f"--port {port}: {exc.strerror}", errors.EXIT_CANNOT_LISTEN)
 
 
 @app.command(name="plan-chain")
@@ -500,13 +575,25 @@ def advise(
     apis: Annotated[str | None, typer.Option(help="comma-separated APIs (provider/model)")] = None,
     verify: Annotated[int, typer.Option(help="candidates to verify with the simulator")] = 20,
     sim_requests: Annotated[int, typer.Option(help="requests per verification run")] = 3000,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: opt.Seed = 0,
     executor: Annotated[str, typer.Option(help="verification: local (processes) or ray")] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
     html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
     emit_gateway_config: Annotated[Path | None, typer.Option(help="write a gateway config for the plan")] = None,
+    from_ledger: Annotated[
+        str | None,
+        typer.Option(help="size the reserved baseline from history: a gateway ledger, bench --requests-jsonl or trace"),
+    ] = None,
+    time_scale: Annotated[float, typer.Option(help="with --from-ledger: stretch the history's arrivals")] = 1.0,
 ) -> None:
     """The cheapest deployment that meets the SLOs and quality floors: tiers, routes, replicas per hour, $."""
+    if from_ledger is not None:
+        from tokenomy.cli.history import advise_from_history_command
+
+        options = (time_scale, requests_per_day, models, gpus, precisions, apis, workload)
+        run_opts = (executor, verify, sim_requests, seed)
+        advise_from_history_command(from_ledger, options, run_opts, as_json, emit_gateway_config, html)
+        return
     from rich.progress import Progress
 
     from tokenomy.cli.advising import load_with_overrides, run

@@ -27,3 +27,4 @@ Trace = Annotated[
     typer.Option(help="trace file (Azure CSV, Mooncake or tokenomy JSONL) or azure-conv, azure-code, mooncake-conv"),
 ]
 TimeScale = Annotated[float, typer.Option(help="multiply trace arrival times (0.5 = twice as fast)")]
+Seed = Annotated[int, typer.Option(min=0, help="random seed (>= 0): the same seed gives the same run")]

@@ -11,7 +11,8 @@ from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import load_model, model_ids
 from tokenomy.catalog.prices import api_prices, comparable_apis
 from tokenomy.catalog.profiles import load_profile, profile_names
-from tokenomy.costmodel.deployment import Deployment, auto_tensor_parallel
+from tokenomy.cli.errors import option_error
+from tokenomy.costmodel.deployment import Deployment, auto_tensor_parallel, serving_constraints
 from tokenomy.costmodel.params import param_counts
 from tokenomy.costmodel.plan import Workload, plan
 
@@ -41,10 +42,7 @@ def validated_request(**options: Any) -> PlanRequest:
     try:
         return PlanRequest(**options)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CatalogError(
-            f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})"
-        ) from exc
+        raise option_error(exc, {"precisions": "--precision", "accelerators_file": "--accelerators"}) from exc
 
 
 def build_deployment(req: PlanRequest, precision: str) -> tuple[Deployment, int]:
@@ -76,7 +74,68 @@ def run_plans(req: PlanRequest) -> list[dict[str, Any]]:
         apis = comparable_apis(d.model.id, d.params.total)
         result = plan(d, Workload(req.isl, req.osl, req.utilisation), n_gpus, price, apis)
         result["price_source"] = "--usd-per-gpu-hour" if req.usd_per_gpu_hour else d.gpu.sources.get("price", "")
-        out.append(result)
+        out.append(refused(with_units(result), serving_constraints(d, req.isl, req.osl)))
+    return out
+
+
+def with_units(result: dict[str, Any]) -> dict[str, Any]:
+    """The plan with per-replica and per-deployment twins of its totals (added keys; existing keys unchanged).
+
+    plan() reports throughput, power and $/hour for the whole deployment (all replicas) and memory per replica.
+    """
+    replicas = max(int(result["replicas"]), 1)
+    out = dict(result)
+    out["gpus_per_replica"] = result["tp"] * result["pp"]
+    out["memory_per"] = "replica"
+    for key in ("max_output_tokens_per_s", "max_requests_per_s", "power_w", "usd_per_hour"):
+        if result.get(key) is not None:
+            out[f"{key}_per_replica"] = result[key] / replicas
+            out[f"{key}_deployment"] = result[key]
+    if "curve" in result:
+        curve = dict(result["curve"])
+        curve["output_tokens_per_s_per_replica"] = [x / replicas for x in curve["output_tokens_per_s"]]
+        curve["output_tokens_per_s_deployment"] = list(curve["output_tokens_per_s"])
+        out["curve"] = curve
+    return out
+
+
+# The figures of a plan that only a deployment able to serve has (plan() leaves them out when it does not fit).
+SERVING_ONLY_KEYS = (
+    "max_batch",
+    "max_requests_per_s",
+    "itl_at_max_batch_s",
+    "mbu_at_max_batch",
+    "mfu_at_max_batch",
+    "single_stream_tokens_per_s",
+    "curve",
+    "power_w",
+    "energy_j_per_output_token",
+    "usd_per_gpu_hour",
+    "usd_per_hour",
+    "replica_tokens_per_day",
+    "break_even",
+)
+
+
+def refused(result: dict[str, Any], reasons: list[str]) -> dict[str, Any]:
+    """The plan as one an engine would refuse: fits false, the reasons in why_not and constraints, no figures."""
+    if not reasons:
+        return result
+    out = {k: v for k, v in result.items() if k not in SERVING_ONLY_KEYS}
+    earlier = [result["why_not"]] if result.get("why_not") else []
+    out.update(
+        {
+            "fits": False,
+            "why_not": "; ".join(reasons + earlier),
+            "constraints": reasons,
+            "warnings": [w for w in result.get("warnings", []) if "exceeds" not in w and "divide" not in w],
+            "max_concurrency": {"paged": 0, "static": 0},
+            "ttft_s": None,
+            "itl_s": None,
+            "max_output_tokens_per_s": 0.0,
+            "usd_per_mtok": {"input": None, "output": None},
+        }
+    )
     return out
 
 
@@ -105,7 +164,7 @@ def catalog_listing(what: str) -> tuple[str, list[str], list[list[str]]]:
         rows = [
             [
                 a.id,
-                f"{a.memory_gb:g} GB",
+                f"{a.memory_gb:g} GiB",
                 f"{a.memory_bandwidth_gb_s:,.0f} GB/s",
                 " ".join(f"{k}:{v:g}" for k, v in a.dense_tflops.items()),
                 f"{a.interconnect_gb_s:g} GB/s",

@@ -9,6 +9,7 @@ from types import FrameType
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from tokenomy.cli.simulating import check_runnable, deployment_for
 from tokenomy.costmodel.perf import single_stream
@@ -80,10 +81,11 @@ def startup_line(twin: TwinServer, url: str) -> str:
     ttft_s, itl_s = single_stream(d, STARTUP_ISL, STARTUP_OSL)
     k = twin.engine.speedup
     speed = f", {k:g}× real time (wall: TTFT {ttft_s / k * 1e3:.1f} ms, ITL {itl_s / k * 1e3:.2f} ms)" if k != 1 else ""
-    fault = f"; [red]fail={twin.fail}[/]" if twin.fail else ""
+    fault = f"; [red]fail={escape(str(twin.fail))}[/]" if twin.fail else ""
     return (
-        f"[bold green]twin[/] serving [bold]{twin.settings.served_model_name}[/] at [link={url}/v1]{url}/v1[/link] "
-        f"— {d.model.id} on {d.n_gpus}× {d.gpu.id} (tp={d.tp}, pp={d.pp}, {d.fmt.name}, {d.profile.name}); "
+        f"[bold green]twin[/] serving [bold]{escape(twin.settings.served_model_name)}[/] at "
+        f"[link={url}/v1]{url}/v1[/link] — {escape(d.model.id)} on {d.n_gpus}× {d.gpu.id} "
+        f"(tp={d.tp}, pp={d.pp}, {d.fmt.name}, {d.profile.name}); "
         f"predicted unloaded TTFT {ttft_s * 1e3:.1f} ms ({STARTUP_ISL}-token prompt), ITL {itl_s * 1e3:.2f} ms"
         f"{speed}{fault}"
     )

@@ -301,3 +301,25 @@ def auto_tensor_parallel(
         base.profile,
         base.max_context_tokens,
     )
+
+
+def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -> list[str]:
+    """Why an engine would refuse this deployment or request, in words (empty: none).
+
+    vLLM and SGLang shard attention heads across tp ranks: tp must divide the query heads, and the KV heads must
+    divide evenly (tp a multiple of them when replicated); pp cannot exceed the layers; a request must fit the
+    model's context window (isl + osl ≤ max_position_embeddings).
+    """
+    m, out = d.model, []
+    if m.n_heads % d.tp:
+        out.append(f"tp={d.tp} does not divide {m.id}'s {m.n_heads} attention heads (engines shard heads evenly)")
+    elif not m.uses_mla and (m.n_kv_heads % d.tp if d.tp <= m.n_kv_heads else d.tp % m.n_kv_heads):
+        out.append(f"tp={d.tp} cannot split or replicate {m.id}'s {m.n_kv_heads} KV heads evenly")
+    if d.pp > m.n_layers:
+        out.append(f"pp={d.pp} exceeds {m.id}'s {m.n_layers} layers")
+    length = prompt_tokens + output_tokens
+    if length > m.max_context_tokens:
+        out.append(
+            f"isl + osl = {length:,} tokens exceeds {m.id}'s context window of {m.max_context_tokens:,} tokens"
+        )
+    return out

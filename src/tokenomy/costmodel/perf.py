@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -111,6 +112,21 @@ class StepCost:
         return self.fixed_s + self.seq_s * seqs + t_roof + t_comm
 
 
+def expected_tokens(acceptance: ArrayLike, draft_tokens: int) -> Array:
+    """Mean tokens emitted per verify step: (1 − α^(γ+1)) / (1 − α); γ+1 when α = 1 (Leviathan et al., 2023)."""
+    a = np.asarray(acceptance, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (1.0 - a ** (draft_tokens + 1)) / (1.0 - a)
+    return np.where(np.isclose(a, 1.0), draft_tokens + 1.0, out)
+
+
+def pipeline_round_s(micro_batch_s: list[float], pp: int) -> float:
+    """A round of pipeline parallelism (vLLM virtual engines, GPipe-style 1F): each micro-batch j spends
+    t_j/pp on each of the pp stages; in a cycle every stage serves every micro-batch once (≥ Σ t_j / pp)
+    and each micro-batch crosses all stages before its next step (≥ max t_j), the larger bound holding."""
+    return max(max(micro_batch_s, default=0.0), sum(micro_batch_s) / pp)
+
+
 def step_seconds(
     d: Deployment,
     new_tokens: ArrayLike,
@@ -155,44 +171,155 @@ def prefill_seconds(d: Deployment, prompt_tokens: ArrayLike, batch: ArrayLike = 
     return chunks * t
 
 
+class SpecLike(Protocol):
+    """Draft-model speculative decoding as the scheduler sees it (sim.replica.SpecDecoding has this shape)."""
+
+    draft: Deployment
+    draft_tokens: int
+    acceptance: float
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """The scheduler rules shared by the simulator and the closed forms (sim.replica follows the same)."""
+
+    scheduler: str = "chunked"  # static | continuous (prefill-first rounds) | chunked (decodes, then chunks)
+    budget_tokens: int | None = None  # tokens per micro-batch step (default: the engine profile's)
+    spec: SpecLike | None = None
+
+    def budget(self, d: Deployment) -> float:
+        return float(self.budget_tokens or d.profile.max_num_batched_tokens)
+
+
+CHUNKED = Scheduling()
+
+
 @dataclass(frozen=True)
 class SteadyState:
-    """Continuous batching of fixed-length requests, at a given concurrency (arrays over batch)."""
+    """A replica holding `batch` requests of fixed lengths, every finished one replaced at once (arrays over batch)."""
 
-    batch: Array  # concurrent sequences
-    step_seconds: Array  # one mixed step (decode tokens + the prefill chunks that keep the batch full)
+    batch: Array  # requests in the engine
+    step_seconds: Array  # mean step (pp > 1: round of pp micro-batches), prompt chunks included
     output_tokens_per_s: Array
     requests_per_s: Array
     prefill_share: Array  # fraction of GPU time attributable to prefill (for input vs output pricing)
+    tpot_s: Array  # mean time per output token after the first
+    ttft_s: Array  # prompt service: the steps (rounds) carrying its chunks, no queueing
+    decode_seconds: Array  # a step (round) of the decoding rows alone
+    residual_s: Array  # mean rest of the step in flight an arrival finds: E[T²] / (2·E[T])
 
 
-def steady_state(d: Deployment, prompt_tokens: int, output_tokens: int, batch: ArrayLike) -> SteadyState:
-    """Throughput of continuous batching at `batch` concurrent requests of fixed lengths.
+def _micro_batch_s(
+    d: Deployment, rules: Scheduling, rows: Array, ctx: float, chunks: Array, chunk: Array, done: Array
+) -> Array:
+    """One micro-batch through the whole model: `rows` decoding sequences of `ctx` context (γ+1 verify
+    tokens each with a draft) plus `chunks` prompt chunks of `chunk` tokens following `done` computed ones."""
+    cost = d.step_cost()
+    spec = rules.spec
+    per_seq = spec.draft_tokens + 1 if spec else 1
+    new = rows * per_seq + chunks * chunk
+    seqs = rows + chunks
+    kv = rows * ctx + chunks * done
+    pairs = rows * per_seq * ctx + chunks * chunk * (done + chunk / 2)
+    t = np.where(seqs > 0, cost.seconds(new, np.maximum(seqs, 1e-9), kv, pairs), 0.0)
+    if spec is not None:
+        draft = spec.draft.step_cost()
+        t = t + np.where(rows > 0, spec.draft_tokens * (draft.seconds(rows, rows, kv, kv) - draft.step_overhead_s), 0)
+    return t
 
-    Over one request lifetime the engine runs `output_tokens` steps; each step decodes the batch
-    and prefills batch·isl/osl prompt tokens to replace finished requests (chunked/mixed
-    batching). When the token budget per step cannot hold both, more steps are needed.
+
+def _largest_micro_batch(rows: Array, pp: float) -> Array:
+    """Rows of the largest of pp micro-batches sharing `rows` evenly (at least one while any row decodes)."""
+    return np.where(rows >= pp, rows / pp, np.minimum(rows, 1.0))
+
+
+def _mixture(k: Array) -> tuple[Array, Array, Array]:
+    """A mean count k as the two integers around it and the weight of the upper one."""
+    lo = np.floor(k)
+    return lo, lo + 1, k - lo
+
+
+def steady_state(
+    d: Deployment, prompt_tokens: int, output_tokens: int, batch: ArrayLike, rules: Scheduling = CHUNKED
+) -> SteadyState:
+    """Throughput and latency at `batch` requests in the engine under the simulator's scheduler rules.
+
+    Prompts are discrete chunks, not smeared over decode steps: a request spends n_c steps (rounds)
+    prefilling and n_d = (osl − 1)/E decoding (E: tokens per verify step), so r = b/(n_c + n_d)
+    finish per step, b_d = r·n_d decode, and k = r·n_c prompt chunks ride a step: the steps carry
+    ⌊k⌋ or ⌈k⌉ chunks (mean k), each micro-batch's budget holding its decodes first (chunked). With
+    pp micro-batches a round lasts as long as its slowest (`pipeline_round_s`). When the budget
+    cannot hold r·isl prompt tokens a step, every step is full and r = pp·B / (n_d·(γ+1) + isl).
+    continuous: prompts run in prefill-only steps between decode steps; static: a batch prefills,
+    then decodes until its last request ends (fixed lengths: all end together).
     """
     b = np.asarray(batch, dtype=float)
-    isl, osl = float(prompt_tokens), float(max(output_tokens, 1))
-    budget = float(d.profile.max_num_batched_tokens)
-    steps = np.maximum(osl, np.ceil(b * (isl + osl) / budget))
-    tokens = b * (isl + osl) / steps
-    decode_seqs = b * osl / steps
+    isl, osl = float(max(prompt_tokens, 1)), float(max(output_tokens, 1))
+    pp, budget, spec = float(d.pp), rules.budget(d), rules.spec
+    per_seq = spec.draft_tokens + 1 if spec else 1
+    e_tok = float(expected_tokens(spec.acceptance, spec.draft_tokens)) if spec else 1.0
+    n_d = (osl - 1) / e_tok
     ctx = isl + osl / 2
-    # Keys per new token: decode tokens see ~ctx; prefill tokens see half their prompt.
-    keys = (decode_seqs * ctx + (tokens - decode_seqs) * isl / 2) / tokens
-    # Pipeline parallelism keeps pp micro-batches in flight: each step's wall time is that of one
-    # micro-batch (batch / pp) passing through the whole model.
-    pp = d.pp
-    t = step_seconds(d, tokens / pp, decode_seqs / pp, ctx, keys)
-    cycle = steps * t
-    out_tps = b * osl / cycle
-    # Split time between prefill and decode by what each would cost alone.
-    t_pf = prefill_seconds(d, isl, b)
-    t_dec = osl * decode_step_seconds(d, b, ctx)
-    share = t_pf / (t_pf + t_dec)
-    return SteadyState(b, t, out_tps, out_tps / osl, share)
+    zero = np.zeros_like(b)
+    if rules.scheduler == "static":
+        rounds = np.maximum(np.ceil(b * isl / (pp * budget)), 1.0)
+        per_mb = b * isl / (rounds * pp)
+        prompts_mb = np.maximum(per_mb / isl, np.minimum(b / pp, 1.0))
+        t_pf_round = _micro_batch_s(d, rules, zero, ctx, prompts_mb, per_mb / prompts_mb, zero)
+        t_pf = rounds * t_pf_round
+        t_dec = _micro_batch_s(d, rules, _largest_micro_batch(b, pp), ctx, zero, zero, zero)
+        cycle = t_pf + n_d * t_dec
+        r_s = b / cycle
+        residual = cycle / 2  # a new request waits for the batch in flight
+        # after its first token (the end of its prompt's round) a request waits for the rounds left
+        tpot = (t_pf * (rounds - 1) / (2 * rounds) + n_d * t_dec) / max(osl - 1, 1)
+        return SteadyState(b, cycle / (n_d + rounds), r_s * osl, r_s, t_pf / cycle, tpot, t_pf, t_dec, residual)
+    if rules.scheduler == "continuous":
+        r = b / max(n_d, 1e-9)  # finishing per decode round
+        fit = max(math.floor(budget / isl), 1) * pp
+        prompts = np.minimum(np.maximum(r, 1.0), fit)  # per prefill round
+        per_mb = np.ceil(prompts / pp)
+        t_pf = _micro_batch_s(d, rules, zero, ctx, per_mb, zero + isl, zero)
+        t_dec = _micro_batch_s(d, rules, _largest_micro_batch(b, pp), ctx, zero, zero, zero)
+        per_round = t_dec + r / prompts * t_pf
+        r_s = r / per_round
+        share = r / prompts * t_pf / per_round
+        residual = (t_dec**2 + r / prompts * t_pf**2) / (2 * per_round)
+        # a decoding request sits through the prefill rounds of the other requests' prompts
+        tpot = (t_dec + r / prompts * t_pf * np.maximum(b - prompts, 0) / b) / e_tok
+        return SteadyState(b, per_round, r_s * osl, r_s, share, tpot, t_pf, t_dec, residual)
+    # chunked
+    n_c = np.maximum(np.ceil(isl / np.maximum(budget - b / pp * per_seq, 1.0)), 1.0)
+    for _ in range(3):  # fixed point: the room a step leaves prompts depends on how many rows decode
+        r = b / (n_c + n_d)
+        rows = r * n_d / pp
+        n_c = np.maximum(np.ceil(isl / np.maximum(budget - rows * per_seq, 1.0)), 1.0)
+    r = b / (n_c + n_d)
+    r_full = pp * budget / (n_d * per_seq + isl)
+    full = r > r_full
+    r = np.minimum(r, r_full)
+    rows = _largest_micro_batch(r * n_d, pp)  # decoding rows in the largest micro-batch
+    chunk = isl / n_c
+    done = chunk * (n_c - 1) / 2  # mean tokens a chunk follows
+    k = r * n_c  # chunks per round; a step with K of them decodes the other b − K requests
+    lo, hi, w = _mixture(np.where(full, 0.0, k))
+    t_lo = _micro_batch_s(d, rules, _largest_micro_batch(b - lo, pp), ctx, np.ceil(lo / pp), chunk, done)
+    t_hi = _micro_batch_s(d, rules, _largest_micro_batch(np.maximum(b - hi, 0), pp), ctx, np.ceil(hi / pp), chunk, done)
+    t_dec = _micro_batch_s(d, rules, rows, ctx, zero, zero, zero)
+    # a full step: decodes plus prompt tokens to the budget, in chunks of at most the room
+    room = np.maximum(budget - rows * per_seq, 1.0)
+    full_chunks = np.maximum(room / np.minimum(chunk, room), 1.0)
+    t_full = _micro_batch_s(d, rules, rows, ctx, full_chunks, room / full_chunks, done)
+    step = np.where(full, t_full, (1 - w) * t_lo + w * t_hi)
+    residual = np.where(full, t_full, (1 - w) * t_lo**2 + w * t_hi**2) / (2 * step)
+    t_chunk = np.where(full, t_full, t_hi)  # a prompt's chunk shares its step with ⌈k⌉ − 1 others
+    r_s = r / step
+    share = np.clip((step - t_dec) / step, 0.0, 1.0)
+    # TPOT: the steps a decoding request is in, weighted by how many decode in each (not its own prompt's)
+    dec_lo, dec_hi = (1 - w) * np.maximum(b - lo, 0), w * np.maximum(b - hi, 0)
+    seen = np.where(dec_lo + dec_hi > 0, (dec_lo * t_lo + dec_hi * t_hi) / np.maximum(dec_lo + dec_hi, 1e-12), t_dec)
+    tpot = np.where(full, t_full, seen) / e_tok
+    return SteadyState(b, step, r_s * osl, r_s, share, tpot, n_c * t_chunk, t_dec, residual)
 
 
 def max_batch(d: Deployment, prompt_tokens: int, output_tokens: int) -> int:
@@ -200,6 +327,110 @@ def max_batch(d: Deployment, prompt_tokens: int, output_tokens: int) -> int:
     length = prompt_tokens + output_tokens
     by_kv = d.kv_capacity_tokens_at(length) // max(length, 1)
     return int(max(0, min(by_kv, d.profile.max_num_seqs)))
+
+
+def replica_slots(
+    d: Deployment,
+    prompt_tokens: int,
+    output_tokens: int,
+    kv: str = "paged",
+    max_num_seqs: int | None = None,
+    block_tokens: int | None = None,
+) -> int:
+    """Requests a replica runs at once: the scheduler's max_num_seqs, and the KV cache holding each at full
+    length (paged) or at the static reservation (contiguous, `Deployment.static_context_tokens`)."""
+    seqs = max_num_seqs or d.profile.max_num_seqs
+    if not d.memory.fits:
+        return 0
+    if kv == "contiguous":
+        block = block_tokens or d.profile.kv_block_tokens
+        blocks = d.memory.kv_capacity_tokens // block
+        return int(min(seqs, blocks // math.ceil(d.static_context_tokens / block)))
+    return int(min(seqs, max_batch(d, prompt_tokens, output_tokens)))
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    """One replica under Poisson arrivals of fixed-length requests (closed form)."""
+
+    rate_rps: float
+    occupancy: float  # mean requests in the engine
+    tpot_s: float  # mean TPOT
+    ttft_s: float  # mean TTFT (inf at or above capacity)
+    capacity_rps: float  # completions per second with every slot busy
+    saturated: bool
+
+
+def _occupancy_weights(mean: float, top: int, beta: float = 0.0) -> Array:
+    """P(N = j), j = 0…top−1 (the tail lumped into the last), for the other requests in the engine: Poisson
+    of the given mean (M/G/∞), over-dispersed to variance mean / (1 − β) where a fuller engine serves each
+    request more slowly (β = d ln S / d ln n: a birth-death process linearised, Ornstein-Uhlenbeck),
+    as a negative binomial of that mean and variance."""
+    j = np.arange(top, dtype=float)
+    mean = max(mean, 1e-12)
+    lgam = np.array([math.lgamma(x + 1) for x in j])
+    if beta < 1e-3:
+        logp = j * math.log(mean) - mean - lgam
+    else:
+        var = mean / (1.0 - beta)
+        p, r = mean / var, mean * mean / (var - mean)
+        logp = np.array([math.lgamma(x + r) for x in j]) - math.lgamma(r) - lgam + r * math.log(p) + j * math.log(1 - p)
+    w = np.exp(logp)
+    w[-1] += max(0.0, 1.0 - w.sum())
+    return w / w.sum()
+
+
+def load_point(
+    d: Deployment, prompt_tokens: int, output_tokens: int, rate_rps: float, slots: int, rules: Scheduling = CHUNKED
+) -> LoadPoint:
+    """Mean occupancy, TPOT and TTFT at `rate_rps`, from `steady_state` under the same scheduler rules.
+
+    continuous / chunked: a request shares the engine with N others, N of mean n (Poisson as in
+    M/G/∞, over-dispersed where a fuller engine is slower: `_occupancy_weights`; capped at the
+    slots), so its TPOT and prompt steps are those of `steady_state` at 1 + N, averaged; n = λ·S
+    with S = TTFT + (osl − 1)·TPOT (Little) is the fixed point. TTFT adds the rest of the step in
+    flight, E[T²]/(2·E[T]), when it finds the engine busy (P(N > 0)). static: a batch is 1 + N,
+    N what arrived during the previous cycle C (mean λ·C); an arrival waits for the cycle in flight
+    (C/2 when busy) and then, on average, half its batch's prefill. At or above capacity (every
+    slot busy) TTFT grows without bound: inf.
+    """
+    isl, osl = prompt_tokens, output_tokens
+    slots = max(slots, 1)
+    ms = np.arange(1, slots + 1, dtype=float)
+    ss = steady_state(d, isl, osl, ms, rules)
+    cap = float(ss.requests_per_s[-1])
+    if rate_rps >= cap:
+        return LoadPoint(rate_rps, float(slots), float(ss.tpot_s[-1]), math.inf, cap, True)
+    static = rules.scheduler == "static"
+    period = ms / ss.requests_per_s  # the batch cycle (static)
+
+    def tpot_life(w: Array) -> tuple[float, float]:
+        # a request's TPOT and life at the occupancy it lives through, averaged over that occupancy
+        tpot = float(w @ ss.tpot_s)
+        return tpot, float(w @ period) if static else float(w @ ss.ttft_s) + (osl - 1) * tpot
+
+    life = ss.ttft_s + (osl - 1) * ss.tpot_s
+    slope = np.gradient(np.log(life), np.log(ms)) if slots > 1 else np.zeros(1)
+
+    def weights(n: float) -> Array:
+        beta = float(np.clip(np.interp(1.0 + n, ms, slope), 0.0, 0.9))
+        return _occupancy_weights(n, slots, beta)
+
+    n, w = 0.0, weights(0.0)
+    for _ in range(100):
+        w = weights(n)
+        n_next = rate_rps * tpot_life(w)[1]
+        if abs(n_next - n) < 1e-6 * max(n, 1e-3):
+            break
+        n = 0.5 * (n + n_next)
+    tpot = tpot_life(w)[0]
+    busy = 1.0 - float(w[0])
+    if static:
+        cycle = float(w @ period)
+        ttft = min(1.0, rate_rps * cycle) * cycle / 2 + float(w @ (ss.ttft_s * (ms + 1) / (2 * ms)))
+        return LoadPoint(rate_rps, 1.0 + n, tpot, ttft, cap, False)
+    ttft = float(w @ ss.ttft_s) + busy * float(w @ ss.residual_s)
+    return LoadPoint(rate_rps, 1.0 + n, tpot, ttft, cap, False)
 
 
 def offline_throughput(d: Deployment, prompt_tokens: int, output_tokens: int) -> SteadyState:
@@ -214,11 +445,12 @@ def batch_latency_seconds(d: Deployment, prompt_tokens: int, output_tokens: int,
     return float(prefill_seconds(d, prompt_tokens, batch) + decode)
 
 
-def single_stream(d: Deployment, prompt_tokens: int, output_tokens: int) -> tuple[float, float]:
-    """(TTFT, ITL) of one request alone on the replica, in seconds."""
-    ttft = float(prefill_seconds(d, prompt_tokens))
-    itl = float(decode_step_seconds(d, 1, prompt_tokens + output_tokens / 2))
-    return ttft, itl
+def single_stream(
+    d: Deployment, prompt_tokens: int, output_tokens: int, rules: Scheduling = CHUNKED
+) -> tuple[float, float]:
+    """(TTFT, TPOT) of one request alone on the replica, in seconds: the steady state at batch 1."""
+    ss = steady_state(d, prompt_tokens, output_tokens, 1, rules)
+    return float(ss.ttft_s[()]), float(ss.tpot_s[()])
 
 
 def roofline_utilisation(d: Deployment, batch: ArrayLike, context_tokens: ArrayLike) -> tuple[Array, Array]:
@@ -235,13 +467,21 @@ def roofline_utilisation(d: Deployment, batch: ArrayLike, context_tokens: ArrayL
 
 
 def queued_ttft_s(
-    cost: StepCost, budget_tokens: int, running_seqs: int, running_context_tokens: float, queued_prompt_tokens: int
+    cost: StepCost,
+    budget_tokens: int,
+    running_seqs: int,
+    running_context_tokens: float,
+    queued_prompt_tokens: int,
+    pp: int = 1,
+    tokens_per_seq: int = 1,
 ) -> float:
-    """TTFT of a new request behind `queued_prompt_tokens` of prompts (its own included), computed in chunked
-    steps of `budget_tokens` alongside `running_seqs` decoding sequences holding `running_context_tokens` of KV."""
-    b = running_seqs
-    per_step = max(budget_tokens - b, 1)
-    chunk = min(queued_prompt_tokens, per_step)
-    ctx = running_context_tokens
-    step = cost.seconds(chunk + b, b + 1, ctx, ctx + chunk * chunk / 2)
-    return math.ceil(queued_prompt_tokens / per_step) * step
+    """TTFT of a new request behind `queued_prompt_tokens` of prompts (its own included), computed in chunks
+    beside `running_seqs` decoding sequences holding `running_context_tokens` of KV, by the simulator's
+    chunked rules: each of pp micro-batches takes its decodes (`tokens_per_seq` each: γ+1 with a draft)
+    first and prompt tokens up to `budget_tokens`; a round lasts as long as its largest micro-batch."""
+    rows = running_seqs / pp if running_seqs >= pp else min(running_seqs, 1)
+    room = max(budget_tokens - rows * tokens_per_seq, 1)
+    chunk = min(queued_prompt_tokens, room)
+    ctx = running_context_tokens * rows / running_seqs if running_seqs else 0.0
+    step = cost.seconds(chunk + rows * tokens_per_seq, rows + 1, ctx, ctx * tokens_per_seq + chunk * chunk / 2)
+    return math.ceil(queued_prompt_tokens / (pp * room)) * step

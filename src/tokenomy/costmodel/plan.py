@@ -1,7 +1,7 @@
 """The closed-form plan of one deployment: memory, concurrency, latency, throughput, $ and energy.
 
 `plan()` is pure: it takes a Deployment, a workload shape and prices, and returns a dict with
-the stable keys of DESIGN.md (times in s, sizes in bytes, money in USD).
+the stable keys of docs/design.md (times in s, sizes in bytes, money in USD).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tokenomy.costmodel.perf import (
     decode_step_seconds,
     max_batch,
     roofline_utilisation,
-    single_stream,
     steady_state,
 )
 
@@ -87,13 +86,13 @@ def plan(
         out["fits"] = False
         out["max_concurrency"] = {"paged": 0, "static": 0}
         out["why_not"] = (
-            f"one request of {isl + osl:,} tokens needs {one_request_bytes / 1e9:.2f} GB of KV cache; "
-            f"{max(mem.kv_bytes, 0) / 1e9:.2f} GB is left after weights, activations and runtime"
+            f"one request of {isl + osl:,} tokens needs {one_request_bytes / 2**30:.2f} GiB of KV cache; "
+            f"{max(mem.kv_bytes, 0) / 2**30:.2f} GiB is left after weights, activations and runtime"
         )
     elif not mem.fits:
         out["why_not"] = (
-            f"needs {mem.needed_bytes / 1e9:.1f} GB per replica for weights, activations and runtime "
-            f"before any KV cache; {d.n_gpus} × {d.gpu.id} give {mem.usable_bytes / 1e9:.1f} GB usable "
+            f"needs {mem.needed_bytes / 2**30:.1f} GiB per replica for weights, activations and runtime "
+            f"before any KV cache; {d.n_gpus} × {d.gpu.id} give {mem.usable_bytes / 2**30:.1f} GiB usable "
             f"({d.profile.gpu_memory_utilization:.0%} of {mem.capacity_bytes / 2**30:.0f} GiB)"
         )
     if not out["fits"]:
@@ -107,10 +106,13 @@ def plan(
         )
         return out
 
-    ttft, itl = single_stream(d, isl, osl)
     b_max = max_batch(d, isl, osl)
+    # what the engine runs at once: the KV cache's paged count, capped by the scheduler (llama.cpp's server: 1)
+    out["max_concurrency"]["engine"] = min(out["max_concurrency"]["paged"], d.profile.max_num_seqs)
+    out["max_num_seqs"] = d.profile.max_num_seqs
     grid = batch_grid(b_max)
     curve = steady_state(d, isl, osl, grid)
+    ttft, itl = float(curve.ttft_s[0]), float(curve.tpot_s[0])  # single stream = the curve at batch 1
     best = steady_state(d, isl, osl, b_max)
     replica_tps = float(best.output_tokens_per_s[()])
     mbu, mfu = roofline_utilisation(d, b_max, isl + osl / 2)
@@ -126,7 +128,7 @@ def plan(
             "itl_at_max_batch_s": float(best.step_seconds[()]),
             "mbu_at_max_batch": float(mbu),
             "mfu_at_max_batch": float(mfu),
-            "single_stream_tokens_per_s": 1.0 / itl,
+            "single_stream_tokens_per_s": float(curve.output_tokens_per_s[0]),
             "curve": {
                 "batch": grid.tolist(),
                 "output_tokens_per_s": (curve.output_tokens_per_s * replicas).tolist(),

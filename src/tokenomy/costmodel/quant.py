@@ -71,18 +71,101 @@ KV_BYTES_PER_VALUE: dict[str, float] = {
 }
 
 
-def weight_format(name: str) -> WeightFormat:
-    """A weight format by name ('fp16', 'fp8', 'int4', 'nvfp4', 'q4_1', ...), with suggestions when unknown."""
-    key = name.lower().replace("-", "_") if name.lower() not in WEIGHT_FORMATS else name.lower()
+# Names engines and vendors publish precisions under -> our format name. Keys are normalised by
+# `_normalise` (lower case, '-', ' ' and '.' as '_'). TensorRT-LLM's tables say "FP4" for NVFP4 and
+# "W4A16"/"int4-awq" for AWQ; vLLM/compressed-tensors say "W8A8-FP8", "w4a16"; HF configs "bfloat16".
+PRECISION_ALIASES: dict[str, str] = {
+    "fp4": "nvfp4",
+    "nv_fp4": "nvfp4",
+    "nvfp4": "nvfp4",
+    "w4a4_nvfp4": "nvfp4",
+    "w4a4_fp4": "nvfp4",
+    "modelopt_fp4": "nvfp4",
+    "mx_fp4": "mxfp4",
+    "w4a4_mxfp4": "mxfp4",
+    "fp8": "fp8",
+    "fp8_e4m3": "fp8",
+    "e4m3": "fp8",
+    "float8": "fp8",
+    "w8a8_fp8": "fp8",
+    "fp8_dynamic": "fp8",
+    "modelopt_fp8": "fp8",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
+    "int8": "int8",
+    "w8a8_int8": "int8",
+    "w8a8_sq": "int8",
+    "int8_sq": "int8",
+    "smoothquant": "int8",
+    "w4a16": "int4",
+    "int4": "int4",
+    "int4_wo": "int4",
+    "w4a16_awq": "awq",
+    "int4_awq": "awq",
+    "awq_int4": "awq",
+    "w4a16_gptq": "gptq",
+    "int4_gptq": "gptq",
+    "gptq_int4": "gptq",
+}
+
+KV_ALIASES: dict[str, str] = {
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float32": "fp32",
+    "fp8_e4m3": "fp8",
+    "e4m3": "fp8",
+    "float8": "fp8",
+    "nvfp4": "fp4",
+    "int8_kv": "int8",
+    "fp8_kv": "fp8",
+}
+
+
+def _normalise(name: str) -> str:
+    """Lower case with '-', ' ' and '.' folded to '_' (so 'INT4-AWQ', 'int4 awq' and 'int4_awq' agree)."""
+    return "_".join(name.strip().lower().replace("-", " ").replace(".", " ").split())
+
+
+def canonical_precision(name: str) -> str:
+    """Our weight-format name for `name`, one of ours or a published alias ('FP4' -> 'nvfp4'); raises if unknown."""
+    lowered = name.strip().lower()
+    if lowered in WEIGHT_FORMATS:
+        return lowered
+    key = _normalise(name)
     if key in WEIGHT_FORMATS:
-        return WEIGHT_FORMATS[key]
+        return key
+    if key in PRECISION_ALIASES:
+        return PRECISION_ALIASES[key]
     raise unknown_name_error("precision", name, list(WEIGHT_FORMATS))
 
 
+def canonical_kv_precision(name: str) -> str:
+    """Our KV-precision name for `name` ('auto' kept; 'FP8_E4M3' -> 'fp8'); raises if unknown."""
+    key = _normalise(name)
+    if key == "auto" or key in KV_BYTES_PER_VALUE:
+        return key
+    if key in KV_ALIASES:
+        return KV_ALIASES[key]
+    raise unknown_name_error("KV precision", name, list(KV_BYTES_PER_VALUE))
+
+
+def weight_format(name: str) -> WeightFormat:
+    """A weight format by name or published alias ('fp16', 'FP8', 'int4-awq', 'FP4' = nvfp4, 'q4_1', ...)."""
+    return WEIGHT_FORMATS[canonical_precision(name)]
+
+
 def kv_bytes_per_value(name: str) -> float:
-    """Bytes per cached K or V element for a KV precision."""
-    if name.lower() in KV_BYTES_PER_VALUE:
-        return KV_BYTES_PER_VALUE[name.lower()]
+    """Bytes per cached K or V element for a KV precision (aliases as in `canonical_kv_precision`)."""
+    key = canonical_kv_precision(name)
+    if key in KV_BYTES_PER_VALUE:
+        return KV_BYTES_PER_VALUE[key]
     raise unknown_name_error("KV precision", name, list(KV_BYTES_PER_VALUE))
 
 

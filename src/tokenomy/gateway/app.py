@@ -1,12 +1,16 @@
 """The gateway's HTTP app: OpenAI-compatible endpoints in front of the tiers, /metrics, /healthz, admin API.
 
-A completion request goes: authenticate the virtual key → read the body (size-limited) → check
-max_tokens → route (classify `auto`, pick eligible tiers cheapest first) → reserve its worst-case
-cost against the budgets → try the tiers in order. Before the first byte reaches the client, a
-connect error, timeout, 5xx or 429 fails over to the next tier; a streamed response is passed
-through as the upstream's bytes arrive (whole SSE events, one send per upstream read), and if the
-upstream fails after that the stream ends with an error event (`data: {"error": …}`), never a
-truncated success. Each attempt is one ledger row.
+A completion request goes: authenticate the virtual key → read the body (size- and time-limited) →
+check it against the schema's allow-list and bound what it may cost (schema.py: one output cap ×
+sequences × prompts, and an upper bound on its prompt tokens) → route (classify `auto`, pick eligible
+tiers cheapest first) → reserve that worst case against the budgets → try the tiers in order, each
+sent exactly the cap. Before the first byte reaches the client, a connect error, timeout, 3xx, 5xx
+or 429 fails over to the next tier; a streamed response is passed through as the upstream's bytes
+arrive (whole SSE events, one send per upstream read), and if the upstream fails after that the
+stream ends with an error event (`data: {"error": …}`), never a truncated success. Each attempt is
+one ledger row; one whose usage passes its reservation is flagged there and in the metrics. A client
+that disconnects at any point cancels the upstream request and releases the reservation. Every
+error the client gets is OpenAI's JSON shape, {"error": {"message", "type", "code", "param"}}.
 
 The completion endpoints are the hot path: `GatewayApp` serves them without Starlette's routing and
 middleware, the upstream client is a lean HTTP/1.1 client (tokenomy/http1.py), and per chunk the relay only
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -31,37 +36,49 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from tokenomy.gateway.budgets import Budgets, Limit, OverBudget, Reservation, period_start_s
-from tokenomy.gateway.classifier import default_classifier
+from tokenomy.gateway.budgets import BudgetsUnavailable, Limit, OverBudget, Reservation, period_start_s
+from tokenomy.gateway.classifier import CLASSES, default_classifier
 from tokenomy.gateway.config import GatewayConfig
 from tokenomy.gateway.escalate import policy_for, respond
-from tokenomy.gateway.keys import ApiKey, KeyStore, same_secret
-from tokenomy.gateway.ledger import Attempt, Database, LedgerWriter
+from tokenomy.gateway.keys import ApiKey, same_secret
+from tokenomy.gateway.ledger import Attempt
 from tokenomy.gateway.metrics import GatewayMetrics
 from tokenomy.gateway.router import Route, Router, Tier, UnknownModel, self_hosted_deployment, tier_prices
-from tokenomy.gateway.upstream import CLIENT_ERRORS, Upstream, describe
+from tokenomy.gateway.schema import (
+    CHAT_PATH,
+    COMPLETIONS_PATH,
+    EMBEDDINGS_PATH,
+    SchemaError,
+    Shape,
+    shape,
+    tokenized_prompt_bound,
+    upstream_fields,
+)
+from tokenomy.gateway.state import GatewayState, LedgerCollector, open_state
+from tokenomy.gateway.upstream import CLIENT_ERRORS, Upstream, counts_against_upstream, describe, unreachable
 from tokenomy.http1 import Response as UpstreamResponse
 
 log = logging.getLogger("tokenomy.gateway")
 
-CHAT_PATH, COMPLETIONS_PATH = "/chat/completions", "/completions"
-CLASSES = ("simple", "complex")
+
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+DIRECT_CYCLE = "tokenomy.cycle"  # the scope key under which serve.GatewayHttpProtocol gives uvicorn's cycle
 DRAIN_S = 1.0  # after [DONE], how long to wait for the upstream to end its response (to reuse the connection)
 
 
-def error_body(message: str, kind: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
-    """An OpenAI-style error object."""
-    return {"error": {"message": message, "type": kind, "code": code or kind, **extra}}
+def error_body(message: str, kind: str, code: str | None = None, param: str | None = None, **extra: Any) -> dict:
+    """An OpenAI-style error object: {"error": {"message", "type", "code", "param"}}."""
+    return {"error": {"message": message, "type": kind, "code": code or kind, "param": param, **extra}}
 
 
 def error_response(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
@@ -74,16 +91,28 @@ def sse_error(message: str, kind: str = "upstream_error") -> bytes:
 
 
 class BadRequest(ValueError):
-    """A request the gateway refuses before routing; carries the HTTP status."""
+    """A request the gateway refuses before routing; carries the HTTP status and the field at fault."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.param = param
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, str(self), self.kind, param=self.param)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+JSON_DECODER = json.JSONDecoder(parse_constant=_no_constant)  # NaN and Infinity are refused, not forwarded
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """An upper-leaning estimate of prompt tokens (≈3 characters a token, plus per-message framing)."""
+    """A central estimate of prompt tokens (≈3 characters a token, plus per-message framing), for routing and load;
+    reservations use the upper bound of schema.shape instead."""
     messages = body.get("messages")
     if isinstance(messages, list):
         chars = 0
@@ -92,12 +121,42 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
             if isinstance(content, str):
                 chars += len(content)
             elif isinstance(content, list):
-                chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+                chars += sum(len(t) for p in content if isinstance(p, dict) and isinstance(t := p.get("text"), str))
         return math.ceil(chars / 3) + 4 * len(messages) + 3
-    prompt = body.get("prompt")
+    prompt = body.get("prompt", body.get("input"))
     if isinstance(prompt, list):
         return sum(math.ceil(len(p) / 3) if isinstance(p, str) else 1 for p in prompt) + 1
     return math.ceil(len(prompt) / 3) + 1 if isinstance(prompt, str) else 1
+
+
+def count_answer_tokens(answer: Any) -> int:
+    """Output tokens of a non-streamed answer without usage, counted with the bundled tokenizer (tokenizer.py)."""
+    from tokenomy.tokenizer import count_tokens
+
+    total = 0
+    for choice in (answer.get("choices") if isinstance(answer, dict) else None) or []:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        texts = [choice.get("text"), message.get("content"), message.get("reasoning_content")]
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                texts += [call["function"].get("name"), call["function"].get("arguments")]
+        total += sum(count_tokens(t) for t in texts if isinstance(t, str))
+    return total
+
+
+def count_prompt_tokens(body: dict[str, Any]) -> int:
+    """Prompt tokens of a request without usage, counted with the bundled tokenizer (chat framing included)."""
+    from tokenomy.tokenizer import count_chat_tokens, count_tokens
+
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        extra = sum(count_tokens(json.dumps(body[f])) for f in ("tools", "functions", "response_format") if body.get(f))
+        return count_chat_tokens([m for m in messages if isinstance(m, dict)]) + extra
+    prompt = body.get("prompt", body.get("input"))
+    prompts = prompt if isinstance(prompt, list) and not all(isinstance(p, int) for p in prompt) else [prompt]
+    return sum(count_tokens(p) if isinstance(p, str) else len(p) if isinstance(p, list) else 0 for p in prompts)
 
 
 @dataclass
@@ -110,23 +169,27 @@ class Call:
     body: dict[str, Any]
     stream: bool
     client_wants_usage: bool
-    prompt_tokens: int
-    max_tokens: int
+    prompt_tokens: int  # a central estimate (routing, load)
+    max_tokens: int  # the output cap per sequence, sent upstream
     route: Route
     reservation: Reservation
     started_s: float  # time.time()
     started: float  # perf_counter()
+    prompt_bound: int = 0  # an upper bound on prompt tokens (schema.shape): what is reserved
+    output_bound: int = 0  # the most it may generate: cap × sequences × prompts
     attempt: int = 0
     notes: list[str] = field(default_factory=list)  # spills and failovers so far
+    billed_usd: float = 0.0  # what its ledger rows so far cost (settled if the request ends abruptly)
+    billed_tokens: int = 0
 
     def upstream_body(self, tier: Tier) -> bytes:
-        body = dict(self.body)
-        body["model"] = tier.config.model
-        if "max_tokens" not in body and "max_completion_tokens" not in body:
-            body["max_tokens"] = self.max_tokens  # what was reserved bounds what is generated
-        if self.stream:
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return json.dumps(body).encode()
+        if self.path == EMBEDDINGS_PATH:
+            return json.dumps({**self.body, "model": tier.config.model}).encode()
+        return json.dumps(upstream_fields(self.body, tier.config.model, self.max_tokens, self.stream)).encode()
+
+    def reserved(self, tier: Tier) -> tuple[float, int]:
+        """What one attempt on `tier` may cost at most: ($, tokens)."""
+        return tier.prices.usd(self.prompt_bound, self.output_bound), self.prompt_bound + self.output_bound
 
 
 @dataclass
@@ -141,6 +204,8 @@ class Reply:
     tokens_in: int = 0
     tokens_out: int = 0
     reason: str = ""
+    keyless: bool = False  # a failure no request could have caused (upstream.keyless)
+    counts: bool = True  # a failure the breaker should hear of
 
 
 class Gateway:
@@ -148,19 +213,10 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig):
         self.config = config
-        self.db = Database(config.ledger.url, config.state_dir)
-        self.keys = KeyStore(self.db, config.state_dir)
-        self.budgets = Budgets()
-        for b in config.budgets:
-            scope, owner = ("team", b.team) if b.team is not None else ("key", b.key)
-            self.store_limit(Limit(scope, owner or "", b.period, b.usd, b.tokens))
-        for scope, owner, period, usd, tokens in self.db.execute(
-            "SELECT scope, owner, period, usd, tokens FROM budgets"
-        ):
-            self.budgets.set_limit(Limit(scope, owner, period, usd, tokens))
-        for period in ("day", "month"):
-            self.budgets.load_spend(period, self.db.spend_since(period_start_s(period, time.time())))
-        self.ledger = LedgerWriter(self.db, config.ledger.flush_interval_s, config.ledger.batch_rows)
+        # issue 14 (ledger durability, shared state): database, journal, keys, budgets and their upkeep (state.py)
+        self.state: GatewayState = open_state(config)
+        state = self.state
+        self.db, self.keys, self.budgets, self.ledger = state.db, state.keys, state.budgets, state.ledger
         self.tiers: list[Tier] = []
         for t in config.tiers:
             api_key = None
@@ -173,20 +229,17 @@ class Gateway:
             self.tiers.append(Tier(t, upstream, deployment, tier_prices(t, deployment)))
         self.router = Router(config, self.tiers, default_classifier(config.complexity_threshold))
         self.metrics = GatewayMetrics(self)
+        self.metrics.registry.register(LedgerCollector(self.state))  # issue 14: dead-letter rows etc.
         self.admin_key = config.admin_key()
-        self.keys_refreshed = 0.0
 
     def store_limit(self, limit: Limit) -> None:
-        self.budgets.set_limit(limit)
-        self.db.execute(
-            "INSERT INTO budgets (scope, owner, period, usd, tokens) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (scope, owner, period) DO UPDATE SET usd = excluded.usd, tokens = excluded.tokens",
-            (limit.scope, limit.owner, limit.period, limit.usd, limit.tokens),
-        )
+        """Set a limit here and in the database, for every replica (blocking: the admin API calls it in a thread)."""
+        self.state.store_limit(limit)
 
     async def start(self) -> None:
         for tier in self.tiers:
             tier.upstream.start_polling(self.config.metrics_poll_s)
+        self.state.start()  # issue 14: the thread reloading keys and limits (and Redis upkeep)
         # What was loaded to get here (catalogue, cost model, numpy, pydantic…) lives as long as the process:
         # keep it out of the collector's full passes, which would otherwise stall requests for tens of ms.
         gc.collect()
@@ -196,97 +249,104 @@ class Gateway:
         """Graceful shutdown: close upstream clients, write every queued ledger row."""
         for tier in self.tiers:
             await tier.upstream.close()
-        await asyncio.to_thread(self.ledger.close)
-        self.db.close()
+        await self.state.stop()  # issue 14: settlements, ledger rows, journal
 
     # ---- admission ------------------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> ApiKey | None:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        key = self.keys.verify(token) if token else None
-        if key is None and token and time.monotonic() - self.keys_refreshed > 1.0:
-            self.keys_refreshed = time.monotonic()  # keys created by another process (the CLI)
-            self.keys = KeyStore(self.db, self.config.state_dir)
-            key = self.keys.verify(token)
-        return key
+        return self.keys.verify(token) if token else None
 
-    async def read_body(self, request: Request) -> dict[str, Any]:
+    async def reauthenticate(self, request: Request) -> ApiKey | None:
+        """A key not in memory (made by another process): the keys are reloaded in a thread, at most once a second."""
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        return await self.state.authenticate_fresh(token) if token else None
+
+    async def read_body(self, request: Request) -> tuple[dict[str, Any], int]:
+        """The request's JSON object and its size in bytes (size-limited, time-limited; raises BadRequest)."""
         limit = self.config.limits.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BadRequest(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
         chunks, size = [], 0
         receive = request.receive
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise BadRequest(499, "the client went away while sending its request")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BadRequest(413, f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
         try:
-            body = json.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            async with asyncio.timeout(self.config.timeouts.client_body_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise BadRequest(499, "the client went away while sending its request")
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadRequest(413, f"request body exceeds the limit of {limit} bytes")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            s = self.config.timeouts.client_body_s
+            raise BadRequest(408, f"the request body did not arrive within {s:g} s", "timeout") from None
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            body = JSON_DECODER.decode(raw.decode())
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest(400, "the body is not usable JSON: it is nested too deeply") from None
         if not isinstance(body, dict):
             raise BadRequest(400, "the body must be a JSON object")
-        return body
+        return body, size
 
-    def check_body(self, body: dict[str, Any], path: str) -> int:
-        """Validate what the gateway relies on; returns the max_tokens to reserve."""
-        if path == CHAT_PATH:
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                raise BadRequest(400, "'messages' must be a non-empty list of message objects")
-        elif not isinstance(body.get("prompt"), str | list):
-            raise BadRequest(400, "'prompt' must be a string or a list")
+    def check_body(self, body: dict[str, Any], path: str, body_bytes: int) -> Shape:
+        """Check the body against the schema (schema.py); returns what it may cost."""
         limits = self.config.limits
-        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-        if max_tokens is None:
-            return limits.default_max_tokens
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise BadRequest(400, "'max_tokens' must be a positive integer")
-        if max_tokens > limits.max_tokens:
-            raise BadRequest(400, f"'max_tokens' {max_tokens} exceeds this gateway's limit of {limits.max_tokens}")
-        n = body.get("n", 1)
-        if n != 1:
-            raise BadRequest(400, "this gateway serves n=1 only")
-        return max_tokens
+        try:
+            return shape(body, path, body_bytes, limits.default_max_tokens, limits.max_tokens, limits.max_n)
+        except SchemaError as exc:
+            raise BadRequest(exc.status, str(exc), param=exc.param) from None
 
     async def completion(self, request: Request, path: str) -> Response:
         started, started_s = time.perf_counter(), time.time()
-        key = self.authenticate(request)
+        key = self.authenticate(request) or await self.reauthenticate(request)
         if key is None:
             self.metrics.child(self.metrics.rejected, "auth").inc()
             return error_response(
                 401, "missing or unknown API key (Authorization: Bearer tk-…)", "authentication_error"
             )
         try:
-            body = await self.read_body(request)
-            max_tokens = self.check_body(body, path)
+            body, body_bytes = await self.read_body(request)
+            cost = self.check_body(body, path, body_bytes)
+            if path == EMBEDDINGS_PATH and body.get("model") == self.router.virtual_model:
+                raise BadRequest(400, "embeddings need a named model, not the virtual model", param="model")
         except BadRequest as exc:
             self.metrics.child(self.metrics.rejected, "bad_request").inc()
-            return error_response(exc.status, str(exc), exc.kind)
+            return exc.response()
         prompt_tokens = estimate_prompt_tokens(body)
         forced = request.headers.get("x-tokenomy-class")
         try:
-            route = self.router.route(body, prompt_tokens, max_tokens, forced if forced in CLASSES else None)
+            route = self.router.route(body, prompt_tokens, cost.cap, forced if forced in CLASSES else None)
         except UnknownModel as exc:
             self.metrics.child(self.metrics.rejected, "unknown_model").inc()
-            return error_response(404, str(exc), "model_not_found")
+            return error_response(404, str(exc), "invalid_request_error", code="model_not_found", param="model")
         if not route.candidates:
             return error_response(503, f"no tier is configured for class '{route.request_class}'", "no_tier")
-        worst_usd = max(t.prices.usd(prompt_tokens, max_tokens) for t in route.candidates)
+        if all(t.config.tokenizer for t in route.candidates):  # every tier's tokenizer known: a tighter bound
+            counted = await asyncio.to_thread(tokenized_prompt_bound, body, path, cost.parts)
+            if counted is not None:
+                cost = dataclasses.replace(cost, prompt_tokens=min(counted, cost.prompt_tokens))
+        worst_usd = max(t.prices.usd(cost.prompt_tokens, cost.output_tokens) for t in route.candidates)
         try:
-            reservation = self.budgets.reserve(key.key_id, key.team, worst_usd, prompt_tokens + max_tokens)
+            reservation = await self.budgets.areserve(
+                key.key_id, key.team, worst_usd, cost.prompt_tokens + cost.output_tokens
+            )
         except OverBudget as exc:
             self.metrics.child(self.metrics.rejected, "budget").inc()
+            exc.body["error"].setdefault("param", None)
             return JSONResponse(exc.body, status_code=429, headers={"retry-after": str(exc.retry_after_s)})
+        except BudgetsUnavailable as exc:  # issue 14: shared budgets (Redis) unreachable: refuse, never overspend
+            return error_response(503, str(exc), "service_unavailable")
         stream = body.get("stream") is True
         options = body.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -298,21 +358,38 @@ class Gateway:
             stream=stream,
             client_wants_usage=wants_usage,
             prompt_tokens=prompt_tokens,
-            max_tokens=max_tokens,
+            max_tokens=cost.cap,
             route=route,
             reservation=reservation,
             started_s=started_s,
             started=started,
+            prompt_bound=cost.prompt_tokens,
+            output_bound=cost.output_tokens,
         )
+        self.state.admitted(call)  # issue 14: the write-ahead journal row, closed when the reservation settles
+        # Until a response is ready, a client that leaves cancels the work: the upstream request is dropped and
+        # the reservation released (a started stream has its own watcher, SSEResponse).
+        task = asyncio.current_task()
+        watch = Watch()
+        watcher = asyncio.create_task(watch.run(request.receive, task))
         try:
             if self.config.routes and (policy := policy_for(self.config.routes, route)) is not None:
                 return await respond(self, call, policy)  # validate and escalate (escalate.py)
             if stream:
                 return await self.stream(call)
             return await self.once(call)
-        except BaseException:
-            self.budgets.settle(reservation, 0.0, 0)
+        except asyncio.CancelledError:
+            self.budgets.settle(reservation, call.billed_usd, call.billed_tokens)  # no-op if already settled
+            if watch.gone and task is not None and task.uncancel() == 0:
+                self.metrics.child(self.metrics.requests, "", route.request_class, "cancelled").inc()
+                return error_response(499, "the client went away", "client_closed_request")
             raise
+        except BaseException:
+            self.budgets.settle(reservation, call.billed_usd, call.billed_tokens)
+            raise
+        finally:
+            watch.done = True
+            watcher.cancel()
 
     # ---- trying tiers ---------------------------------------------------------------------------
 
@@ -361,6 +438,8 @@ class Gateway:
         """Write the request's next ledger row and count it in the metrics; returns its cost. `validated` holds
         the validation columns of Attempt (validated routes only, escalate.py)."""
         cost = tier.prices.usd(tokens_in, tokens_out)
+        if (tokens_in or tokens_out) and status != "judge":
+            reason = self.check_reservation(call, tier, tokens_in, tokens_out, cost, reason)
         self.ledger.record(
             Attempt(
                 request_id=call.request_id,
@@ -386,6 +465,8 @@ class Gateway:
             )
         )
         call.attempt += 1
+        call.billed_usd += cost
+        call.billed_tokens += tokens_in + tokens_out
         m = self.metrics
         m.child(m.attempts, tier.name, status).inc()
         if cost:
@@ -394,14 +475,37 @@ class Gateway:
             m.child(m.tokens, tier.name, "output").inc(tokens_out)
         return cost
 
-    def failed(self, call: Call, tier: Tier, http_status: int, what: str) -> None:
+    def check_reservation(
+        self, call: Call, tier: Tier, tokens_in: int, tokens_out: int, cost: float, reason: str
+    ) -> str:
+        """The row's reason, with a flag (and a metric, and a log line) when the attempt used more than one
+        attempt's reservation, or more prompt or output tokens than their bounds: a bound did not hold."""
+        reserved_usd, reserved_tokens = call.reserved(tier)
+        within = tokens_in <= call.prompt_bound and tokens_out <= call.output_bound
+        if within and cost <= reserved_usd * (1 + 1e-9) + 1e-12:
+            return reason
+        self.metrics.child(self.metrics.over_reservation, tier.name).inc()
+        flag = (
+            f"over_reservation: used {tokens_in}+{tokens_out} tokens (${cost:.6f}), "
+            f"reserved {reserved_tokens} tokens (${reserved_usd:.6f})"
+        )
+        log.warning("request %s on tier %s: %s", call.request_id, tier.name, flag)
+        return "; ".join(r for r in (reason, flag) if r)
+
+    def failed(
+        self, call: Call, tier: Tier, http_status: int, what: str, keyless: bool = False, counts: bool = True
+    ) -> None:
         """An attempt that failed before the first byte: its ledger row, then `fail_over`."""
         self.record(call, tier, "upstream_error", http_status, reason=what)
-        self.fail_over(call, tier, what)
+        self.fail_over(call, tier, what, keyless, counts)
 
-    def fail_over(self, call: Call, tier: Tier, what: str) -> None:
-        """After a failed attempt's row: the breaker hears of it, the next attempt's row carries a note of it."""
-        tier.upstream.breaker.failure()
+    def fail_over(self, call: Call, tier: Tier, what: str, keyless: bool = False, counts: bool = True) -> None:
+        """After a failed attempt's row: the breaker hears of it (as this key's failure, or nobody's when no request
+        could have caused it; not at all when `counts` is false), the next attempt's row carries a note of it."""
+        if counts:
+            tier.upstream.failed(None if keyless else call.key.key_id, what)
+        else:
+            tier.upstream.breaker.release()
         call.notes.append(f"failover: {tier.name}: {what}")
         self.metrics.child(self.metrics.failovers, tier.name).inc()
 
@@ -433,34 +537,48 @@ class Gateway:
         load_tokens = up.scaled(call.prompt_tokens)
         up.sent(load_tokens)
         up.first_token(load_tokens)  # no first-token signal without streaming: count it as decoding
+        total_s = self.config.timeouts.total_s  # a non-streamed answer sends nothing until it is done
         try:
-            async with asyncio.timeout(self.config.timeouts.total_s):
-                resp = await up.post(call.path, body)
+            async with asyncio.timeout(total_s):
+                resp = await up.post(call.path, body, read_s=total_s)
                 try:
                     status, content = resp.status, await resp.read()
                 finally:
                     resp.release()
         except CLIENT_ERRORS as exc:
-            return Reply("upstream_error", 0, reason=describe(exc))
+            return Reply(
+                "upstream_error", 0, reason=describe(exc), keyless=unreachable(exc), counts=counts_against_upstream(exc)
+            )
         except asyncio.CancelledError:
             up.breaker.release()
             raise
         finally:
             up.finished(load_tokens, True)
-        if status in RETRYABLE_STATUS or status >= 500:
-            return Reply("upstream_error", status, reason=f"HTTP {status}")
+        if status in RETRYABLE_STATUS or status >= 500 or status < 200 or 300 <= status < 400:
+            return Reply("upstream_error", status, reason=f"HTTP {status}" + redirect_note(status))
         up.breaker.success()
         if status >= 400:  # the request itself is wrong: the client gets the upstream's answer
+            content = upstream_error_body(status, content, tier.name)
             return Reply("client_error", status, content, reason=content[:200].decode(errors="replace"))
         try:
             answer = json.loads(content)
-            usage = (answer.get("usage") if isinstance(answer, dict) else None) or {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return Reply("upstream_error", status, reason="the upstream's answer is not JSON")
-        tokens_in = int(usage.get("prompt_tokens") or call.prompt_tokens)
-        tokens_out = int(usage.get("completion_tokens") or 0)
-        up.learn_prompt_tokens(call.prompt_tokens, int(usage.get("prompt_tokens") or 0))
-        return Reply("ok", status, content, answer, tokens_in, tokens_out)
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        reason = ""
+        tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(tokens_in, int) or (not isinstance(tokens_out, int) and call.path != EMBEDDINGS_PATH):
+            reason = "tokens counted by the gateway: no usage from the upstream"
+            if not isinstance(tokens_in, int):
+                tokens_in = await asyncio.to_thread(count_prompt_tokens, call.body)
+            if not isinstance(tokens_out, int):
+                tokens_out = await asyncio.to_thread(count_answer_tokens, answer)
+        else:
+            up.learn_prompt_tokens(call.prompt_tokens, tokens_in)
+        if call.path == EMBEDDINGS_PATH:
+            tokens_out = 0
+        return Reply("ok", status, content, answer, tokens_in, tokens_out or 0, reason=reason)
 
     async def once(self, call: Call) -> Response:
         """A non-streaming request: the first tier that answers wins."""
@@ -475,13 +593,13 @@ class Gateway:
                 self.record(call, tier, "cancelled", 499, reason="client went away")
                 raise
             if reply.status == "upstream_error":
-                self.failed(call, tier, reply.http_status, reply.reason)
+                self.failed(call, tier, reply.http_status, reply.reason, reply.keyless, reply.counts)
                 continue
             if reply.status == "client_error":
                 self.record(call, tier, "client_error", reply.http_status, reason=reply.reason)
                 self.finish(call, tier, "client_error", 0.0, 0)
                 return Response(reply.content, reply.http_status, self.headers(call, tier), "application/json")
-            cost = self.record(call, tier, "ok", 200, reply.tokens_in, reply.tokens_out)
+            cost = self.record(call, tier, "ok", 200, reply.tokens_in, reply.tokens_out, reason=reply.reason)
             self.finish(call, tier, "ok", cost, reply.tokens_in + reply.tokens_out)
             return Response(reply.content, 200, self.headers(call, tier), "application/json")
         return self.all_failed(call)
@@ -500,7 +618,7 @@ class Gateway:
                 first = await relay.open()
             except UpstreamFailed as exc:
                 up.finished(relay.load_tokens, False)
-                self.failed(call, tier, exc.http_status, str(exc))
+                self.failed(call, tier, exc.http_status, str(exc), exc.keyless, exc.counts)
                 continue
             except ClientError as exc:
                 up.finished(relay.load_tokens, False)
@@ -541,12 +659,58 @@ class Gateway:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class Watch:
+    """Watches a request's ASGI receive channel until its response is ready; a disconnect cancels the request."""
+
+    __slots__ = ("gone", "done")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.done = False
+
+    async def run(self, receive: Any, task: asyncio.Task | None) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self.done and task is not None:
+            self.gone = True
+            task.cancel()
+
+
+def upstream_error_body(status: int, content: bytes, tier: str) -> bytes:
+    """An upstream's 4xx body as the client gets it: as sent when it is an OpenAI error object (its missing
+    fields filled in), else wrapped in one that quotes it."""
+    try:
+        answer = json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        answer = None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        if ERROR_KEYS <= error.keys():
+            return content
+        kind = error.get("type") if isinstance(error.get("type"), str) else "invalid_request_error"
+        filled = {"type": kind, "code": error.get("code") or kind, "param": error.get("param"), **error}
+        return json.dumps({**answer, "error": filled}).encode()
+    text = content[:300].decode(errors="replace").strip() or "(no body)"
+    message = f"upstream {tier} answered HTTP {status}: {text}"
+    return json.dumps(error_body(message, "invalid_request_error", code=f"upstream_http_{status}")).encode()
+
+
+ERROR_KEYS = frozenset({"message", "type", "code", "param"})
+
+
+def redirect_note(status: int) -> str:
+    """Why an upstream's 1xx/3xx answer is an error: the gateway follows no redirects."""
+    return " (a redirect: the gateway follows none; check the tier's url)" if 300 <= status < 400 else ""
+
+
 class UpstreamFailed(Exception):
     """The upstream failed before its first token: fail over."""
 
-    def __init__(self, message: str, http_status: int = 0):
+    def __init__(self, message: str, http_status: int = 0, keyless: bool = False, counts: bool = True):
         super().__init__(message)
         self.http_status = http_status
+        self.keyless = keyless
+        self.counts = counts
 
 
 class ClientError(Exception):
@@ -585,19 +749,24 @@ class Relay:
         self.client_gone = False
         self.deadline = call.started + gateway.config.timeouts.total_s
         self.load_tokens = tier.upstream.scaled(call.prompt_tokens)  # the prompt as counted in the tier's load
+        self.cycle: Any = None  # uvicorn's request-response cycle of the client (serve.py), when the server gives it
 
     async def open(self) -> bytes:
         """Send the request and read until the first token; returns the bytes to send the client first."""
         up = self.tier.upstream
+        timeouts = self.gateway.config.timeouts
         try:
-            self.response = response = await up.post(self.call.path, self.call.upstream_body(self.tier))
+            self.response = response = await up.post(
+                self.call.path, self.call.upstream_body(self.tier), read_s=timeouts.first_byte_s
+            )
         except CLIENT_ERRORS as exc:
-            raise UpstreamFailed(describe(exc)) from None
+            raise UpstreamFailed(describe(exc), 0, unreachable(exc), counts_against_upstream(exc)) from None
         status = response.status
         if status != 200:
             body = await self._read_error_body(response)
-            if status in RETRYABLE_STATUS or status >= 500:
-                raise UpstreamFailed(f"HTTP {status}", status)
+            if status in RETRYABLE_STATUS or status >= 500 or status < 400:
+                raise UpstreamFailed(f"HTTP {status}" + redirect_note(status), status)
+            body = upstream_error_body(status, body, self.tier.name)
             raise ClientError(status, body)
         held = b""
         try:
@@ -610,11 +779,12 @@ class Relay:
                     raise UpstreamFailed(f"error event before the first token: {self.upstream_error}")
                 if self.content_events or self.done:
                     self.ttft_s = time.perf_counter() - self.call.started
+                    response.set_read_timeout(timeouts.read_s)  # from now on: the longest wait between reads
                     return held + out if held else out
                 held += out
         except CLIENT_ERRORS as exc:
             self.close()
-            raise UpstreamFailed(describe(exc)) from None
+            raise UpstreamFailed(describe(exc), 0, unreachable(exc), counts_against_upstream(exc)) from None
         except BaseException:
             self.close()
             raise
@@ -673,20 +843,57 @@ class Relay:
         with contextlib.suppress(ValueError, AttributeError):
             self.usage = json.loads(event[5:]).get("usage") or self.usage
 
+    def forward(self, response: UpstreamResponse) -> bool:
+        """Pass on what one upstream read brought, straight to the client's connection, while `pump` waits
+        (the upstream connection calls this: no task switch, no ASGI message per token). Only the common case:
+        whole content events, client connected and taking bytes, within the deadline; anything else (the end,
+        an error or usage event, a partial event, a paused or gone client) returns False and `pump` handles it.
+        The bytes the client gets are those `pump` would send: one HTTP chunk per upstream read."""
+        cycle = self.cycle
+        if self.client_gone or self.buffer or cycle.disconnected or cycle.flow.write_paused:
+            return False
+        chunks = response.chunks
+        chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if b"[DONE]" in chunk or b'"error"' in chunk or b'"usage"' in chunk or b"\r" in chunk:
+            return False
+        if time.perf_counter() > self.deadline:
+            return False
+        response.take()
+        out = self.feed(chunk)
+        if out:
+            cycle.transport.write(b"%x\r\n%b\r\n" % (len(out), out))  # uvicorn's chunked framing (httptools_impl)
+        return True
+
+    def direct(self) -> bool:
+        """Whether `forward` may write to the client's connection: uvicorn's cycle is known (serve.py) and its
+        response started, chunked, not complete."""
+        cycle = self.cycle
+        return (
+            cycle is not None
+            and cycle.response_started
+            and cycle.chunked_encoding is True
+            and not cycle.response_complete
+            and cycle.scope.get("method") == "POST"
+        )
+
     async def pump(self, send: Any) -> None:
         """Send the client the stream after its first bytes, ending the response body.
 
         If the upstream fails after the first byte the stream ends with an error event, never a
-        truncated success.
+        truncated success. While it waits for the upstream, `forward` passes on the common reads itself.
         """
         response = self.response
         assert response is not None
         take, wait = response.take, response.wait
+        if self.direct():
+            response.sink = self.forward
         try:
             while not self.done:
                 chunk = take()
                 if chunk is None:  # what usually happens: wait for the next token
                     await wait()
+                    if self.client_gone:
+                        return
                     continue
                 if self.client_gone:
                     return
@@ -703,6 +910,8 @@ class Relay:
                     raise TimeoutError(f"the request took longer than {self.gateway.config.timeouts.total_s:g} s")
         except CLIENT_ERRORS as exc:
             self.upstream_error = describe(exc)
+        finally:
+            response.sink = None
         if self.upstream_error:
             message = f"upstream {self.tier.name} failed mid-stream: {self.upstream_error}"
             await send({"type": "http.response.body", "body": sse_error(message), "more_body": False})
@@ -729,24 +938,31 @@ class Relay:
         if self.response is not None:
             self.response.close()
 
+    def abandon(self) -> None:
+        """The client left: stop relaying now (the relay's wait for the next upstream read ends at once)."""
+        self.client_gone = True
+        if self.response is not None:
+            self.response._wake()
+
     def account(self) -> tuple[str, str, int, int]:
         """Account the finished stream with its upstream (load, prompt size, breaker) and in the TTFT metric;
         returns the attempt's status, what went wrong ("" if nothing), and its input and output tokens."""
         call, up = self.call, self.tier.upstream
         usage = self.usage or {}
-        tokens_in = int(usage.get("prompt_tokens") or call.prompt_tokens)
-        tokens_out = int(usage.get("completion_tokens") or self.content_events)
+        tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        tokens_in = tokens_in if isinstance(tokens_in, int) else count_prompt_tokens(call.body)
+        tokens_out = tokens_out if isinstance(tokens_out, int) else self.content_events
         up.finished(self.load_tokens, True, tokens_out)
         up.learn_prompt_tokens(call.prompt_tokens, int(usage.get("prompt_tokens") or 0))
         if self.done and not self.upstream_error:
             status, reason = "ok", ""
             up.breaker.success()
-        elif self.client_gone and not self.upstream_error:
+        elif self.client_gone:  # whatever happened upstream after the client left says nothing of it
             status, reason = "cancelled", "client went away mid-stream"
             up.breaker.release()
         else:
             status, reason = "stream_error", self.upstream_error
-            up.breaker.failure()
+            up.failed(call.key.key_id, self.upstream_error)
         if self.ttft_s is not None:
             metrics = self.gateway.metrics
             metrics.child(metrics.ttft, self.tier.name).observe(self.ttft_s)
@@ -775,9 +991,10 @@ class SSEResponse:
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            relay.client_gone = True
+            relay.abandon()
 
         watcher = asyncio.create_task(watch())
+        relay.cycle = scope.get(DIRECT_CYCLE)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             await send({"type": "http.response.body", "body": self.first, "more_body": not relay.done})
@@ -826,7 +1043,7 @@ def admin_routes(gateway: Gateway) -> list[HttpRoute]:
             team = body.get("team")
             if not isinstance(team, str) or not team:
                 raise BadRequest(400, "'team' (a non-empty string) is required")
-            record, key = gateway.keys.create(team, str(body.get("name", "")))
+            record, key = await asyncio.to_thread(gateway.keys.create, team, str(body.get("name", "")))
         except BadRequest as exc:
             return error_response(exc.status, str(exc), exc.kind)
         return JSONResponse({"key_id": record.key_id, "key": key, "team": record.team, "name": record.name}, 201)
@@ -835,7 +1052,7 @@ def admin_routes(gateway: Gateway) -> list[HttpRoute]:
         if (denied := authorised(request)) is not None:
             return denied
         key_id = request.path_params["key_id"]
-        if not gateway.keys.revoke(key_id):
+        if not await asyncio.to_thread(gateway.keys.revoke, key_id):
             return error_response(404, f"no active key '{key_id}'", "not_found")
         return JSONResponse({"revoked": key_id})
 
@@ -843,7 +1060,7 @@ def admin_routes(gateway: Gateway) -> list[HttpRoute]:
         if (denied := authorised(request)) is not None:
             return denied
         if request.method == "GET":
-            return JSONResponse({"budgets": gateway.budgets.report()})
+            return JSONResponse({"budgets": await gateway.budgets.areport()})
         try:
             body = await json_body(request)
             limit = Limit(
@@ -855,7 +1072,7 @@ def admin_routes(gateway: Gateway) -> list[HttpRoute]:
             )
             if not limit.owner or (limit.usd is None and limit.tokens is None):
                 raise BadRequest(400, "a budget needs scope (key|team), owner, period (day|month), and usd or tokens")
-            gateway.store_limit(limit)
+            await asyncio.to_thread(gateway.store_limit, limit)
         except (BadRequest, ValueError, TypeError) as exc:
             return error_response(getattr(exc, "status", 400), str(exc), "invalid_request_error")
         return JSONResponse({"budget": limit.__dict__})
@@ -867,7 +1084,8 @@ def admin_routes(gateway: Gateway) -> list[HttpRoute]:
         if period not in ("day", "month"):
             return error_response(400, "period must be day or month", "invalid_request_error")
         since = period_start_s(period, time.time())
-        rows = gateway.db.execute(
+        rows = await asyncio.to_thread(
+            gateway.db.execute,
             "SELECT team, tier, request_class, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) "
             "FROM attempts WHERE ts_s >= ? GROUP BY team, tier, request_class ORDER BY team, tier",
             (since,),
@@ -887,26 +1105,79 @@ def admin_routes(gateway: Gateway) -> list[HttpRoute]:
 
 class GatewayApp:
     """The gateway's ASGI app: POSTs to the completion endpoints (the hot path) go straight to the Gateway;
-    everything else (lifespan, models, metrics, health, admin) through Starlette's routing."""
+    everything else (lifespan, models, metrics, health, admin) through Starlette's routing. Past
+    `limits.max_concurrent` requests in flight it answers 503; whatever goes wrong, the client gets an
+    OpenAI-shaped JSON error."""
 
     def __init__(self, gateway: Gateway, starlette: Starlette):
         self.gateway = gateway
         self.starlette = starlette
         self.state = starlette.state
-        self.hot = {"/v1" + CHAT_PATH: CHAT_PATH, "/v1" + COMPLETIONS_PATH: COMPLETIONS_PATH}
+        self.hot = {"/v1" + p: p for p in (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH)}
+        self.active = 0
+        self.max_active = gateway.config.limits.max_concurrent
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = self.hot.get(scope["path"])
             if path is not None:
-                response = await self.gateway.completion(Request(scope, receive), path)
-                await response(scope, receive, send)
+                await self.hot_path(scope, receive, send, path)
                 return
         await self.starlette(scope, receive, send)
+
+    async def hot_path(self, scope: dict[str, Any], receive: Any, send: Any, path: str) -> None:
+        if self.active >= self.max_active:
+            self.gateway.metrics.child(self.gateway.metrics.rejected, "overloaded").inc()
+            busy = f"the gateway has {self.active} requests in flight (limits.max_concurrent); retry shortly"
+            await error_response(503, busy, "overloaded", code="overloaded")(scope, receive, send)
+            return
+        self.active += 1
+        started = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            response = await self.gateway.completion(Request(scope, receive), path)
+            await response(scope, receive, tracked_send)
+        except Exception:
+            log.exception("internal error on %s", scope["path"])
+            if not started:
+                internal = error_response(500, "internal error in the gateway (logged)", "internal_error")
+                await internal(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
+def json_error_handlers() -> dict[Any, Any]:
+    """Starlette's own errors (404, 405, an exception in a handler) as OpenAI-shaped JSON, not plain text."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        if status == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+            return error_response(404, message, "invalid_request_error", code="not_found")
+        if status == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+            headers = getattr(exc, "headers", None) or {}
+            body = error_body(message, "invalid_request_error", code="method_not_allowed")
+            return JSONResponse(body, status_code=405, headers=headers)
+        return error_response(status, str(getattr(exc, "detail", "")) or "error", "invalid_request_error")
+
+    async def internal(_request: Request, _exc: Exception) -> Response:
+        log.exception("internal error", exc_info=_exc)
+        return error_response(500, "internal error in the gateway (logged)", "internal_error")
+
+    return {StarletteHTTPException: http_error, Exception: internal}
 
 
 def build_app(config: GatewayConfig) -> GatewayApp:
     """The gateway as an ASGI app; `app.state.gateway` is the Gateway (started and stopped with the app)."""
+    from tokenomy.gateway.serve import GatewayHttpProtocol
+
+    GatewayHttpProtocol.header_timeout_s = config.timeouts.client_header_s  # what uvicorn serves this process with
     gateway = Gateway(config)
 
     async def chat(request: Request) -> Response:
@@ -923,14 +1194,18 @@ def build_app(config: GatewayConfig) -> GatewayApp:
         finally:
             await gateway.stop()
 
+    async def embeddings(request: Request) -> Response:
+        return await gateway.completion(request, EMBEDDINGS_PATH)
+
     routes = [
         HttpRoute("/v1/chat/completions", chat, methods=["POST"]),
         HttpRoute("/v1/completions", completions, methods=["POST"]),
+        HttpRoute("/v1/embeddings", embeddings, methods=["POST"]),
         HttpRoute("/v1/models", gateway.models, methods=["GET"]),
         HttpRoute("/healthz", gateway.healthz, methods=["GET"]),
         HttpRoute("/metrics", gateway.prometheus, methods=["GET"]),
         *admin_routes(gateway),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=json_error_handlers())
     app.state.gateway = gateway
     return GatewayApp(gateway, app)

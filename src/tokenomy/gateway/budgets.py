@@ -4,12 +4,16 @@ At admission a request reserves its worst case (its prompt plus max_tokens at th
 it may reach); the check is spent + reserved + this reservation ≤ limit, done without awaiting,
 so concurrent requests cannot together pass a limit. When the request ends the reservation is
 replaced by the actual cost. Spend survives restarts: it is re-read from the ledger at start.
+
+`Budgets` keeps limits and usage in this process (one gateway process). Several processes share them through
+Redis instead (`shared.RedisBudgets`, same methods); the app calls `areserve`, which either one serves.
 """
 
 from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +65,13 @@ class Reservation:
     tokens: int
     usages: list[Usage] = field(default_factory=list)
     settled: bool = False
+    on_settle: Callable[[], None] | None = None  # run once, after settling (the ledger journal's close line)
+    shared_id: str = ""  # its id in Redis (shared.RedisBudgets)
+    shared_keys: tuple[str, ...] = ()  # the Redis usage hashes it counts in
+
+
+class BudgetsUnavailable(Exception):
+    """The shared budget store (Redis) cannot be reached: requests are refused (503), never let through unchecked."""
 
 
 class OverBudget(Exception):
@@ -119,6 +130,17 @@ class Budgets:
     def remove_limit(self, scope: str, owner: str, period: str) -> bool:
         return self.limits.pop((scope, owner, period), None) is not None
 
+    def replace_limits(self, limits: list[Limit]) -> None:
+        """Swap in every limit at once (as reloaded from the database after a change)."""
+        self.limits = {(lim.scope, lim.owner, lim.period): lim for lim in limits}
+
+    async def areserve(self, key_id: str, team: str, usd: float, tokens: int) -> Reservation:
+        """`reserve`, as the app calls it (the shared store's version awaits Redis)."""
+        return self.reserve(key_id, team, usd, tokens)
+
+    async def areport(self) -> list[dict[str, Any]]:
+        return self.report()
+
     def load_spend(self, period: str, rows: list[tuple[str, str, float, int]]) -> None:
         """Seed a period's spend from the ledger: (key_id, team, usd, tokens) rows."""
         start = period_start_s(period, self.clock())
@@ -166,6 +188,8 @@ class Budgets:
             u.reserved_tokens -= reservation.tokens
             u.spent_usd += usd
             u.spent_tokens += tokens
+        if reservation.on_settle is not None:
+            reservation.on_settle()
 
     def report(self) -> list[dict[str, Any]]:
         """Usage and limits of every owner seen this period (for the admin API)."""

@@ -23,6 +23,7 @@ import numpy as np
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PROMPTS_FILE = DATA_DIR / "prompts.jsonl"
 WEIGHTS_FILE = DATA_DIR / "classifier.json"
+CLASSES = ("simple", "complex")  # the request classes `Classifier.classify` produces
 SCAN_CHARS = 8000  # word and pattern features look at the last user message's first 8,000 characters
 
 WORD = re.compile(r"[a-z0-9+#']+")

@@ -6,6 +6,7 @@ cost model) or an API (prices from the catalogue by `price: provider/model`, or 
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tokenomy.catalog.errors import CatalogError
+from tokenomy.gateway.classifier import CLASSES
 from tokenomy.gateway.validators import ValidatorConfig
 from tokenomy.yamlfile import field_error, read_yaml
 
@@ -53,6 +55,9 @@ class TierConfig(Strict):
     resume_fraction: float = Field(0.8, gt=0, le=1)  # stop spilling when predicted TTFT ≤ this × SLO…
     spill_hold_s: float = Field(0.5, ge=0)  # …and it has spilled for at least this long
     max_inflight: int | None = Field(None, gt=0)  # hard cap on requests in flight to this tier
+    max_connections: int = Field(256, gt=0)  # connections open to the upstream at once (requests wait for one)
+    # the served model's tokenizer, when it is the bundled one: tighter prompt reservations (gateway/schema.py)
+    tokenizer: Literal["smollm2"] | None = None
     metrics_url: str | None = None  # Prometheus endpoint; default: the server root's /metrics (self-hosted)
 
     @field_validator("url", "metrics_url")
@@ -82,18 +87,26 @@ class TierConfig(Strict):
 class Limits(Strict):
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_tokens: int = Field(8192, gt=0)  # largest max_tokens a client may ask for
-    default_max_tokens: int = Field(1024, gt=0)  # reserved when a request gives none
+    default_max_tokens: int = Field(1024, gt=0)  # reserved, and sent upstream, when a request gives none
+    max_n: int = Field(16, gt=0)  # largest n (and best_of) a client may ask for
+    max_concurrent: int = Field(4096, gt=0)  # requests in flight at once; more are answered 503
 
 
 class Timeouts(Strict):
-    connect_s: float = Field(2.0, gt=0)
-    read_s: float = Field(30.0, gt=0)  # longest wait for any byte, first token included
-    total_s: float = Field(600.0, gt=0)  # a whole request
+    connect_s: float = Field(2.0, gt=0)  # to open a connection to an upstream
+    first_byte_s: float = Field(60.0, gt=0)  # streamed: from sending the request to its first token
+    read_s: float = Field(30.0, gt=0)  # streamed: longest wait between two reads after the first token
+    total_s: float = Field(600.0, gt=0)  # a whole request (a non-streamed answer has only this one)
+    client_header_s: float = Field(10.0, gt=0)  # a client's request line and headers must arrive within it
+    client_body_s: float = Field(30.0, gt=0)  # …and its body within this
+    keep_alive_s: float = Field(5.0, gt=0)  # an idle client connection is closed after it
 
 
 class Circuit(Strict):
-    failures_to_open: int = Field(3, gt=0)  # consecutive failures that open an upstream's breaker
+    failures_to_open: int = Field(3, gt=0)  # consecutive failures that open an upstream's breaker…
+    distinct_keys_to_open: int = Field(2, gt=0)  # …from at least this many keys (else a health probe decides)
     open_s: float = Field(10.0, gt=0)  # then one probe request is let through (half-open)
+    probe_timeout_s: float = Field(2.0, gt=0)  # a health probe (GET /models) fails after this long
 
 
 class BudgetConfig(Strict):
@@ -116,6 +129,22 @@ class LedgerConfig(Strict):
     url: str = "sqlite"  # "sqlite" (state_dir/ledger.sqlite), a .sqlite path, or postgresql://...
     flush_interval_s: float = Field(0.2, gt=0)
     batch_rows: int = Field(500, gt=0)
+    # issue 14, durability (ledger.py): the write-ahead journal under state_dir/journal/, an fsync per line
+    # (power loss; without it a process crash loses nothing), rows held in memory while the database is down
+    # (past it they are re-read from the journal), and where rows the database refuses are kept
+    journal: bool = True
+    journal_fsync: bool = False
+    max_pending_rows: int = Field(100_000, gt=0)
+    dead_letter: Path | None = None  # default: state_dir/ledger-dead-letter.jsonl
+
+
+class SharedConfig(Strict):
+    """issue 14: several gateway processes share budgets through Redis (shared.py); keys and limits through the
+    ledger database, whose version counter each process polls (state.py)."""
+
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0; required by `tokenomy gateway --workers N`
+    namespace: str = Field("tokenomy", min_length=1)  # prefix of every Redis key (one per deployment)
+    poll_s: float = Field(0.25, gt=0, le=1)  # how often keys and limits are checked for changes
 
 
 class RouteConfig(Strict):
@@ -140,6 +169,8 @@ class GatewayConfig(Strict):
     timeouts: Timeouts = Timeouts()
     circuit: Circuit = Circuit()
     ledger: LedgerConfig = LedgerConfig()
+    shared: SharedConfig = SharedConfig()  # issue 14: Redis for several processes
+    key_secret_env: str = "TOKENOMY_KEY_SECRET"  # issue 14: the key-hashing secret, the same for every replica
     budgets: list[BudgetConfig] = []
     tiers: list[TierConfig] = Field(min_length=1)
     # validated routes, keyed by a model name clients ask for (the virtual model, a served model or a tier
@@ -174,11 +205,21 @@ def parse_config(raw: object, source: str = "gateway.yaml", base_dir: Path | Non
     return config
 
 
-ROUTE_CLASSES = ("simple", "complex", "named")
+ROUTE_CLASSES = (*CLASSES, "named")
 
 
 def _check_routes(config: GatewayConfig, source: str) -> None:
-    """Route keys name a class or a model clients may ask for; judge validators name configured tiers."""
+    """Tier classes are ones the classifier produces; route keys name a class or a model clients may ask for;
+    judge validators name configured tiers."""
+    for i, tier in enumerate(config.tiers):
+        for j, cls in enumerate(tier.classes):
+            if cls not in CLASSES:
+                close = difflib.get_close_matches(cls, CLASSES, n=2, cutoff=0.6)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                raise ConfigError(
+                    f"{source}: field 'tiers.{i}.classes.{j}' (tier '{tier.name}'): unknown request class '{cls}'."
+                    f"{hint} (the classifier produces: {', '.join(CLASSES)})"
+                )
     tiers = [t.name for t in config.tiers]
     models = {config.virtual_model, *tiers, *(t.model for t in config.tiers)}
     for key, route in config.routes.items():

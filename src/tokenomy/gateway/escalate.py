@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from tokenomy.gateway.budgets import OverBudget, Reservation
 from tokenomy.gateway.config import RouteConfig
+from tokenomy.gateway.schema import upstream_fields
 from tokenomy.gateway.upstream import CLIENT_ERRORS, describe
 from tokenomy.gateway.validators import JudgeUsage, Verdict, validate
 
@@ -131,13 +132,7 @@ class Refused(Exception):
 
 def upstream_body(call: Call, tier: Tier) -> bytes:
     """The body sent to a tier: the client's, with the tier's model and max_tokens, never streaming."""
-    body = dict(call.body)
-    body["model"] = tier.config.model
-    body.pop("stream", None)
-    body.pop("stream_options", None)
-    if "max_tokens" not in body and "max_completion_tokens" not in body:
-        body["max_tokens"] = call.max_tokens
-    return json.dumps(body).encode()
+    return json.dumps(upstream_fields(call.body, tier.config.model, call.max_tokens, False)).encode()
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -187,7 +182,8 @@ def judge_caller(gateway: Gateway, call: Call, rows: list[Row]):  # noqa: ANN201
         up = tier.upstream
         try:
             async with asyncio.timeout(gateway.config.timeouts.total_s):
-                resp = await up.post(CHAT_PATH, json.dumps({"model": tier.config.model, **body}).encode())
+                total_s = gateway.config.timeouts.total_s
+                resp = await up.post(CHAT_PATH, json.dumps({"model": tier.config.model, **body}).encode(), total_s)
                 try:
                     status, content = resp.status, await resp.read()
                 finally:
@@ -196,7 +192,7 @@ def judge_caller(gateway: Gateway, call: Call, rows: list[Row]):  # noqa: ANN201
                 raise ValueError(f"HTTP {status}")
             return json.loads(content)
         except (*CLIENT_ERRORS, ValueError) as exc:
-            up.breaker.failure()
+            up.failed(None, f"judge call failed: {describe(exc)}")  # the gateway's own request: nobody's key
             rows.append(Row(tier, "upstream_error", 0, reason=f"judge call failed: {describe(exc)}"))
             raise
 
@@ -284,8 +280,8 @@ async def escalated(gateway: Gateway, call: Call, policy: RouteConfig) -> Answer
 
 def reserve(gateway: Gateway, call: Call, tier: Tier) -> Reservation:
     """Reserve one more attempt's worst case (raises OverBudget)."""
-    usd = tier.prices.usd(call.prompt_tokens, call.max_tokens)
-    return gateway.budgets.reserve(call.key.key_id, call.key.team, usd, call.prompt_tokens + call.max_tokens)
+    usd, tokens = call.reserved(tier)
+    return gateway.budgets.reserve(call.key.key_id, call.key.team, usd, tokens)
 
 
 def outcome_headers(gateway: Gateway, call: Call, answer: Answer) -> dict[str, str]:

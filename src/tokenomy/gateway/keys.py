@@ -1,8 +1,11 @@
-"""Virtual API keys: stored as HMAC-SHA256 digests keyed with a per-installation secret.
+"""Virtual API keys: stored as HMAC-SHA256 digests keyed with one secret per installation.
 
-The secret lives in the state directory (`secret`, mode 0600), created on first start. A key is
-shown once, at creation; the database holds only its digest, its team and a public key id.
-Lookups hash the presented key and compare digests with `hmac.compare_digest`.
+The secret comes from the environment (`$TOKENOMY_KEY_SECRET` by default, at least 32 characters: every
+replica of a deployment sets the same one) or, without it, from the state directory (`secret`, mode 0600,
+created on first start). A key is shown once, at creation; the database holds only its digest, its team
+and a public key id. Lookups hash the presented key and compare digests with `hmac.compare_digest`.
+Creating or revoking a key bumps the database's version counter, which every running gateway polls
+(gateway/state.py), so a revocation reaches every replica within a poll.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from tokenomy.gateway.ledger import Database
 
 KEY_PREFIX = "tk-"
 SECRET_FILE = "secret"
+SECRET_ENV = "TOKENOMY_KEY_SECRET"
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,13 @@ class ApiKey:
     key_hash: str
 
 
-def installation_secret(state_dir: Path) -> bytes:
-    """The per-installation HMAC secret, created (32 random bytes, owner-only) when missing."""
+def installation_secret(state_dir: Path, env: str | None = SECRET_ENV) -> bytes:
+    """The HMAC secret: from $env when set (≥ 32 characters), else the state directory's file (created when missing)."""
+    given = os.environ.get(env) if env else None
+    if given:
+        if len(given) < 32:
+            raise ValueError(f"${env}: the key-hashing secret must be at least 32 characters (got {len(given)})")
+        return given.encode()
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / SECRET_FILE
     try:
@@ -47,16 +57,38 @@ def installation_secret(state_dir: Path) -> bytes:
 
 
 class KeyStore:
-    """Create, verify, list and revoke virtual keys; verified keys are cached by digest."""
+    """Create, verify, list and revoke virtual keys; verified keys are looked up in memory by digest.
 
-    def __init__(self, db: Database, state_dir: Path):
+    `load` reads the active keys from the database (blocking: the gateway calls it from a thread) and swaps
+    the map in one assignment, so `verify` on the event loop never waits for the database."""
+
+    def __init__(self, db: Database, state_dir: Path, secret_env: str | None = SECRET_ENV):
         self.db = db
-        self.secret = installation_secret(state_dir)
+        self.secret = installation_secret(state_dir, secret_env)
         self.by_hash: dict[str, ApiKey] = {}
-        for key_id, key_hash, team, name, created_s in db.execute(
+        self.loaded_s = 0.0  # time.monotonic() of the last load
+        self.reload_lock = threading.Lock()
+        self.load()
+
+    def load(self) -> None:
+        """Replace the in-memory keys by the database's active ones."""
+        fresh = {}
+        for key_id, key_hash, team, name, created_s in self.db.execute(
             "SELECT key_id, key_hash, team, name, created_s FROM api_keys WHERE revoked = 0"
         ):
-            self.by_hash[key_hash] = ApiKey(key_id, team, name, created_s, key_hash)
+            fresh[key_hash] = ApiKey(key_id, team, name, created_s, key_hash)
+        self.by_hash = fresh
+        self.loaded_s = time.monotonic()
+
+    def load_if_older(self, age_s: float) -> bool:
+        """Reload unless a load finished less than age_s ago (or one is running); whether it reloaded."""
+        if time.monotonic() - self.loaded_s < age_s or not self.reload_lock.acquire(blocking=False):
+            return False
+        try:
+            self.load()
+            return True
+        finally:
+            self.reload_lock.release()
 
     def digest(self, key: str) -> str:
         return hmac.new(self.secret, key.encode(), hashlib.sha256).hexdigest()
@@ -71,7 +103,8 @@ class KeyStore:
             "INSERT INTO api_keys (key_id, key_hash, team, name, created_s, revoked) VALUES (?, ?, ?, ?, ?, 0)",
             (record.key_id, record.key_hash, team, name, record.created_s),
         )
-        self.by_hash[record.key_hash] = record
+        self.db.bump_version()
+        self.by_hash = {**self.by_hash, record.key_hash: record}
         return record, key
 
     def verify(self, key: str) -> ApiKey | None:
@@ -85,11 +118,12 @@ class KeyStore:
         return record
 
     def revoke(self, key_id: str) -> bool:
-        found = [h for h, k in self.by_hash.items() if k.key_id == key_id]
+        """Revoke a key in the database (every gateway on it drops the key at its next poll); whether it was active."""
+        active = self.db.execute("SELECT COUNT(*) FROM api_keys WHERE key_id = ? AND revoked = 0", (key_id,))
         self.db.execute("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,))
-        for h in found:
-            del self.by_hash[h]
-        return bool(found)
+        self.db.bump_version()
+        self.by_hash = {h: k for h, k in self.by_hash.items() if k.key_id != key_id}
+        return bool(active and active[0][0])
 
     def list(self) -> list[ApiKey]:
         return sorted(self.by_hash.values(), key=lambda k: k.created_s)

@@ -57,6 +57,12 @@ class GatewayMetrics:
         )
         self.failovers = Counter("tokenomy_gateway_failovers", "Attempts that failed over.", ["tier"], registry=r)
         self.rejected = Counter("tokenomy_gateway_rejected", "Requests refused before routing.", ["reason"], registry=r)
+        self.over_reservation = Counter(
+            "tokenomy_gateway_over_reservation",
+            "Attempts that used more tokens or $ than their reservation (the ledger row's reason says by how much).",
+            ["tier"],
+            registry=r,
+        )
         self.cost = Counter("tokenomy_gateway_cost_usd", "Cost of answered requests.", ["tier"], registry=r)
         self.tokens = Counter("tokenomy_gateway_tokens", "Tokens, by tier and kind.", ["tier", "kind"], registry=r)
         self.ttft = Histogram(

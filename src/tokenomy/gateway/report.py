@@ -46,6 +46,24 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
+PEAK_WINDOW_S = 60.0  # the peak is the busiest minute: replicas sized on an hour's mean would miss its bursts
+
+
+def busiest_rate(ts_s: list[float], window_s: float = PEAK_WINDOW_S) -> float:
+    """Arrivals per second in the busiest `window_s` window (sliding, starting at an arrival).
+
+    A ledger shorter than the window counts its arrivals over its own span (at least 1 s).
+    """
+    t = np.sort(np.asarray(ts_s, dtype=float))
+    if t.size == 0:
+        return 0.0
+    span = float(t[-1] - t[0])
+    if span < window_s:
+        return t.size / max(span, 1.0)
+    ends = np.searchsorted(t, t + window_s, side="left")  # arrivals in [t_i, t_i + window)
+    return float((ends - np.arange(t.size)).max()) / window_s
+
+
 def most_capable_tier(config: GatewayConfig) -> str:
     """The tier good enough for the most classes; among those, the one listed last (tiers go cheap → capable)."""
     best = max(len(t.classes) for t in config.tiers)
@@ -62,9 +80,7 @@ def ledger_summary(config: GatewayConfig, rows: list[dict[str, Any]]) -> dict[st
     per_hour: dict[int, int] = defaultdict(int)
     for r in answered:
         per_hour[int(r["ts_s"] // 3600)] += 1
-    peak_rps = max(per_hour.values(), default=0) / 3600.0
-    if answered and hours < 1:  # a short ledger: its own rate stands for the busiest hour
-        peak_rps = len(answered) / max(t1 - t0, 1.0)
+    peak_rps = busiest_rate([r["ts_s"] for r in answered])
     isl = float(np.mean([r["tokens_in"] for r in answered])) if answered else 0.0
     osl = float(np.mean([r["tokens_out"] for r in answered])) if answered else 0.0
     tokens_in = sum(r["tokens_in"] for r in answered)
@@ -112,6 +128,9 @@ def ledger_summary(config: GatewayConfig, rows: list[dict[str, Any]]) -> dict[st
             "spilled": sum(1 for r in answered if "spill:" in (r["reason"] or "")),
             "failed_over": sum(1 for r in answered if "failover:" in (r["reason"] or "")),
             "usd": actual_usd,
+            # requests a stopped gateway left open, billed at restart (ledger.recover): their cost is in "usd"
+            "reconciled": sum(1 for r in rows if r["status"] == "reconciled"),
+            "reconciled_usd": sum(r["cost_usd"] or 0.0 for r in rows if r["status"] == "reconciled"),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
         },
@@ -125,6 +144,7 @@ def ledger_summary(config: GatewayConfig, rows: list[dict[str, Any]]) -> dict[st
             "classes": {k: int(v["attempts"]) for k, v in _group(answered, "request_class").items()},
             "requests_per_hour": {str(h * 3600): n for h, n in sorted(per_hour.items())},
             "peak_requests_per_s": peak_rps,
+            "peak_window_s": PEAK_WINDOW_S,
         },
         "savings": {
             "reference_tier": top,
@@ -229,6 +249,11 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"over {s['window']['hours']:.2f} h: ${t['usd']:.4f} "
         f"for {t['tokens_in']:,} input + {t['tokens_out']:,} output tokens",
     ]
+    if t.get("reconciled"):
+        lines.append(
+            f"  {t['reconciled']:,} requests left open by a stopped gateway were billed at restart "
+            f"(status 'reconciled'): ${t['reconciled_usd']:.4f}"
+        )
     for title, key in (("team", "by_team"), ("tier", "by_tier"), ("class", "by_class")):
         for name, g in s[key].items():
             lines.append(

@@ -193,7 +193,8 @@ class Router:
             same_model = [t for t in self.tiers if t.config.model == served_model and t not in by_name]
             eligible = by_name + sorted(same_model, key=lambda t: t.prices.usd(prompt_tokens, max_tokens))
             if not eligible:
-                raise UnknownModel(str(unknown_name_error("model", model, self.model_names())).split(" (`")[0])
+                hint = str(unknown_name_error("model", model, self.model_names())).split(" (`")[0]
+                raise UnknownModel(f"{hint} This gateway serves: {', '.join(self.model_names())}.")
             return Route(model, request_class, None, eligible)
         eligible.sort(key=lambda t: t.prices.usd(prompt_tokens, max_tokens))
         skipped = [t.name for t in self.tiers if t not in eligible]

@@ -5,8 +5,15 @@ per upstream, the response body handed over as it arrives. (httpx polled every i
 request, and aiohttp's generality cost more CPU per streamed request than the rest of the gateway.)
 
 The circuit breaker counts consecutive failures (connect errors, timeouts, 5xx, 429, broken
-streams). At `failures_to_open` it opens: the router skips the upstream. After `open_s` it is
-half-open: one request is let through as a probe; success closes it, failure re-opens it.
+streams). One tenant must not be able to take a tier away from the others by sending requests the
+upstream fails on, so a failure a request could have caused (an HTTP error, a timeout, a broken
+stream) counts towards opening only once failures come from `distinct_keys_to_open` different
+keys; failures no request can cause (no connection) and failing health probes count whoever sent
+them. When failures reach `failures_to_open` but from too few keys, a health probe (GET /models) is
+sent: if it fails too, the breaker opens. Open, the router skips the upstream; after `open_s` it is
+half-open: one request is let through as a probe; success closes it, failure re-opens it. A request
+whose client left ends without telling either way (`release`). Every state change is logged with
+the tier's name.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from tokenomy.gateway.config import Circuit, TierConfig, Timeouts
-from tokenomy.http1 import ConnectTimeout, HttpError, Pool, ReadTimeout, Response
+from tokenomy.http1 import ConnectError, ConnectTimeout, HttpError, Pool, PoolTimeout, ReadTimeout, Response
 
 log = logging.getLogger("tokenomy.gateway")
 
@@ -27,6 +34,16 @@ VLLM_RUNNING = "vllm:num_requests_running"
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_KV_USAGE = "vllm:gpu_cache_usage_perc"
 CLIENT_ERRORS = (HttpError, TimeoutError)  # what a failed upstream call raises
+
+
+def unreachable(exc: BaseException) -> bool:
+    """A failure no request can have caused: the upstream could not be reached at all."""
+    return isinstance(exc, ConnectError | ConnectTimeout)
+
+
+def counts_against_upstream(exc: BaseException) -> bool:
+    """Whether a failed call says anything about the upstream (a full local pool does not)."""
+    return not isinstance(exc, PoolTimeout)
 
 
 def describe(exc: BaseException) -> str:
@@ -39,49 +56,90 @@ def describe(exc: BaseException) -> str:
 
 
 class CircuitBreaker:
-    """closed → (N consecutive failures) → open → (after open_s) → half-open: one probe → closed or open."""
+    """closed → (N consecutive failures from enough keys, or a failed probe) → open → (after open_s) → half-open:
+    one request → closed or open."""
 
-    def __init__(self, failures_to_open: int, open_s: float, clock=time.monotonic):  # noqa: ANN001
+    def __init__(
+        self,
+        failures_to_open: int,
+        open_s: float,
+        clock=time.monotonic,  # noqa: ANN001
+        name: str = "",
+        distinct_keys_to_open: int = 1,
+    ):
         self.failures_to_open = failures_to_open
         self.open_s = open_s
         self.clock = clock
+        self.name = name
+        self.distinct_keys_to_open = distinct_keys_to_open
         self.state = CLOSED
         self.failures = 0
+        self.failing_keys: set[str] = set()
+        self.keyless_failures = 0  # failures no request could have caused, among the consecutive ones
         self.opened_at = 0.0
         self.probing = False
         self.transitions = 0
+        self.last_reason = ""
 
     def allow(self) -> bool:
         """May a request go to this upstream now? In half-open state only the one probe may."""
         if self.state == CLOSED:
             return True
         if self.state == OPEN and self.clock() - self.opened_at >= self.open_s:
-            self._move(HALF_OPEN)
+            self._move(HALF_OPEN, f"{self.open_s:g} s open: letting one request through")
         if self.state == HALF_OPEN and not self.probing:
             self.probing = True
             return True
         return False
 
     def success(self) -> None:
-        self.failures = 0
+        self.failures = self.keyless_failures = 0
+        self.failing_keys.clear()
         self.probing = False
         if self.state != CLOSED:
-            self._move(CLOSED)
+            self._move(CLOSED, "a request succeeded")
 
-    def failure(self) -> None:
+    def failure(self, key: str | None = None, what: str = "") -> bool:
+        """Count a failure: `key` is the API key whose request failed, None when no request could have caused it
+        (no connection, a failed health probe). True when a health probe should decide (too few keys failing)."""
         self.failures += 1
         self.probing = False
-        if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.failures_to_open):
-            self.opened_at = self.clock()
-            self._move(OPEN)
+        if key is None:
+            self.keyless_failures += 1
+        else:
+            self.failing_keys.add(key)
+        if self.state == HALF_OPEN:
+            self._open(f"the half-open probe failed: {what}" if what else "the half-open probe failed")
+            return False
+        if self.state == CLOSED and self.failures >= self.failures_to_open:
+            if self.keyless_failures or len(self.failing_keys) >= self.distinct_keys_to_open:
+                keys = len(self.failing_keys)
+                self._open(
+                    f"{self.failures} consecutive failures from {keys} key(s)" + (f"; last: {what}" if what else "")
+                )
+                return False
+            return True
+        return False
+
+    def probe_failed(self, what: str) -> None:
+        """A health probe failed: the upstream is down for everyone."""
+        if self.state != OPEN:
+            self._open(f"health probe failed: {what}")
 
     def release(self) -> None:
         """A request ended without telling whether the upstream works (the client left): allow another probe."""
         self.probing = False
 
-    def _move(self, state: str) -> None:
-        log.warning("circuit breaker %s → %s", self.state, state)
+    def _open(self, why: str) -> None:
+        self.opened_at = self.clock()
+        self._move(OPEN, why)
+
+    def _move(self, state: str, why: str = "") -> None:
+        log.warning(
+            "tier %s: circuit breaker %s → %s%s", self.name or "?", self.state, state, f" ({why})" if why else ""
+        )
         self.state = state
+        self.last_reason = why
         self.transitions += 1
 
 
@@ -113,8 +171,19 @@ class Upstream:
         self.name = tier.name
         self.base_url = tier.url.rstrip("/")
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self.pool = Pool(self.base_url, headers, timeouts.connect_s, timeouts.read_s)
-        self.breaker = CircuitBreaker(circuit.failures_to_open, circuit.open_s)
+        self.timeouts = timeouts
+        self.pool = Pool(
+            self.base_url, headers, timeouts.connect_s, timeouts.read_s, max_connections=tier.max_connections
+        )
+        self.breaker = CircuitBreaker(
+            circuit.failures_to_open,
+            circuit.open_s,
+            name=tier.name,
+            distinct_keys_to_open=circuit.distinct_keys_to_open,
+        )
+        self.probe_pool = Pool(self.base_url, headers, timeouts.connect_s, circuit.probe_timeout_s)
+        self.probe_s = circuit.probe_timeout_s
+        self._probe: asyncio.Task | None = None
         self.load = Load()
         self.metrics_url = tier.metrics_url or (_server_root(tier.url) + "/metrics" if tier.self_hosted else None)
         self.metrics_pool = Pool(self.metrics_url, headers, timeouts.connect_s, 2.0) if self.metrics_url else None
@@ -123,9 +192,31 @@ class Upstream:
     def __repr__(self) -> str:  # never shows the API key
         return f"Upstream({self.name!r}, {self.base_url!r})"
 
-    async def post(self, path: str, body: bytes) -> Response:
-        """POST a JSON body to a path under the upstream's base URL; returns once the response's headers are in."""
-        return await self.pool.request("POST", path, body)
+    async def post(self, path: str, body: bytes, read_s: float = 0.0) -> Response:
+        """POST a JSON body to a path under the upstream's base URL; returns once the response's headers are in.
+        `read_s`: the longest wait for a byte until the caller changes `Response.read_s` (default: read_s). Never
+        sent twice: once it may have reached the upstream, a failure is the caller's to fail over."""
+        return await self.pool.request("POST", path, body, read_s=read_s, resend=False)
+
+    def failed(self, key: str | None, what: str) -> None:
+        """Tell the breaker of a failed request (key None: no request could have caused it); probe when it asks."""
+        if self.breaker.failure(key, what) and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.get_running_loop().create_task(self.probe())
+
+    async def probe(self) -> bool:
+        """A health probe, GET /models: does the upstream answer anyone? A failure opens the breaker."""
+        try:
+            resp = await self.probe_pool.request("GET", "/models")
+            try:
+                await resp.read()
+            finally:
+                resp.release()
+            if resp.status >= 500:
+                raise HttpError(f"health probe GET /models: HTTP {resp.status}")
+        except CLIENT_ERRORS as exc:
+            self.breaker.probe_failed(describe(exc))
+            return False
+        return True
 
     # ---- load accounting ------------------------------------------------------------------------
 
@@ -204,7 +295,10 @@ class Upstream:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        if self._probe is not None:
+            self._probe.cancel()
         self.pool.close()
+        self.probe_pool.close()
         if self.metrics_pool is not None:
             self.metrics_pool.close()
 

@@ -13,6 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from tokenomy.report.html import figure_div, page, table_html
+from tokenomy.report.tables import saving
 
 PARETO_ID = "pareto"
 HOURS_ID = "cost-by-hour"
@@ -55,9 +56,9 @@ def pareto_figure(report: dict[str, Any]) -> go.Figure:
                 marker={"symbol": "star", "size": 16},
             )
     fig.update_layout(
-        title="Daily cost vs tail TTFT target (Pareto front)",
-        xaxis_title="tail TTFT target (s)",
-        yaxis_title="USD per day",
+        title="Daily cost vs tail TTFT target (Pareto front; whole deployment)",
+        xaxis_title="tail TTFT target (s, per request)",
+        yaxis_title="USD per day (whole deployment)",
         xaxis_type="log",
         yaxis_type="log",
     )
@@ -69,11 +70,11 @@ def hours_figure(report: dict[str, Any]) -> go.Figure:
     hours = report["recommendation"]["hours"]
     x = [h["hour"] for h in hours]
     fig = go.Figure()
-    fig.add_bar(name="$ per hour", x=x, y=[h["usd"] or 0.0 for h in hours], marker={"color": "#9ab"})
+    fig.add_bar(name="$ per hour (all tiers)", x=x, y=[h["usd"] or 0.0 for h in hours], marker={"color": "#9ab"})
     tiers = [t["name"] for t in report["recommendation"]["tiers"] if t["kind"] == "gpu"]
     for name in tiers:
         fig.add_scatter(
-            name=f"{name} replicas",
+            name=f"{name}: replicas (each {_gpus_per_replica(report, name)})",
             x=x,
             y=[h["replicas"].get(name, 0) for h in hours],
             yaxis="y2",
@@ -83,13 +84,24 @@ def hours_figure(report: dict[str, Any]) -> go.Figure:
         name="API req/s", x=x, y=[h["api_rps"] for h in hours], yaxis="y2", mode="lines", line={"dash": "dot"}
     )
     fig.update_layout(
-        title="Cost and replicas by hour of the day",
-        xaxis_title="hour",
-        yaxis={"title": "USD per hour"},
-        yaxis2={"title": "replicas / API req/s", "overlaying": "y", "side": "right"},
+        title="Cost and replicas by hour of the day (whole deployment)",
+        xaxis_title="hour of the day",
+        yaxis={"title": "USD per hour (all tiers)"},
+        yaxis2={"title": "replicas per tier / API req/s", "overlaying": "y", "side": "right", "rangemode": "tozero"},
         barmode="stack",
     )
     return fig
+
+
+def _gpus_per_replica(report: dict[str, Any], tier: str) -> str:
+    """'4× H100-SXM' for a self-hosted tier's replica, as far as the report says."""
+    for t in report["recommendation"]["tiers"]:
+        if t["name"] == tier:
+            gpu, n = t.get("gpu"), t.get("gpus_per_replica") or t.get("tp")
+            if gpu and n:
+                return f"{n}× {gpu}"
+            return str(gpu or "replica")
+    return "replica"
 
 
 def mix_figure(report: dict[str, Any]) -> go.Figure:
@@ -143,14 +155,14 @@ def headline_html(report: dict[str, Any]) -> str:
         rows.append(
             [
                 f"all on {base['all_api']['api']}",
-                f"{_money(base['all_api']['usd_per_day'])}/day, saves {sav['vs_all_api']['fraction']:.1%}",
+                f"{_money(base['all_api']['usd_per_day'])}/day, {saving(sav['vs_all_api']['fraction'])}",
             ]
         )
     if base["fp16_static"] and sav["vs_fp16_static"]:
         rows.append(
             [
                 "fp16, static batching",
-                f"{_money(base['fp16_static']['usd_per_day'])}/day, saves {sav['vs_fp16_static']['fraction']:.1%}",
+                f"{_money(base['fp16_static']['usd_per_day'])}/day, {saving(sav['vs_fp16_static']['fraction'])}",
             ]
         )
     for key, be in report["break_even"].items():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
-from tokenomy.report.tables import money, tokens_per_day
+from tokenomy.report.tables import money, saving, tokens_per_day
 
 
 def _pct(x: float | None) -> str:
@@ -67,13 +68,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         c = rec["classes"][name]
         att = "" if c["slo_attainment"] is None else f", SLO attainment {c['slo_attainment']:.1%} (simulated)"
         lines.append(
-            f"  {name}: {' → '.join(route)}; {money(c['usd_per_request'], 6)}/request meeting its floors"
+            f"  {escape(str(name))}: {escape(' → '.join(route))}; {money(c['usd_per_request'], 6)}/request meeting "
+            "its floors"
             f", {money(c['usd_per_mtok'], 4)}/Mtok{att}"
         )
     if base["all_api"] and sav["vs_all_api"]:
         a = base["all_api"]
         lines.append(
-            f"vs all on {a['api']}: {money(a['usd_per_day'], 2)}/day → saves {_pct(sav['vs_all_api']['fraction'])} "
+            f"vs all on {a['api']}: {money(a['usd_per_day'], 2)}/day → {saving(sav['vs_all_api']['fraction'])} "
             f"({money(sav['vs_all_api']['usd_per_month'], 0)}/month)"
         )
     if base["fp16_static"] and sav["vs_fp16_static"]:
@@ -82,8 +84,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{'+'.join(t['classes'])} SLO attainment {t['slo_attainment_simulated']:.1%}" for t in b["tiers"]
         )
         lines.append(
-            f"vs fp16 static batching: {money(b['usd_per_day'], 2)}/day ({att}) → saves "
-            f"{_pct(sav['vs_fp16_static']['fraction'])}"
+            f"vs fp16 static batching: {money(b['usd_per_day'], 2)}/day ({att}) → "
+            f"{saving(sav['vs_fp16_static']['fraction'])}"
         )
     for key, be in report["break_even"].items():
         if be is None:
@@ -110,7 +112,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"verified {s['verified']} with {s['simulations']} simulations; {s['seconds']['total_s']:.1f} s"
     )
     for p in report["infeasible"]:
-        lines.append(f"[yellow]infeasible:[/] {p['class']} {p['what']}: asked {p['asked']:g}, {p['needed']}")
+        lines.append(
+            f"[yellow]infeasible:[/] {escape(str(p['class']))} {escape(str(p['what']))}: asked {p['asked']:g}, "
+            f"{escape(str(p['needed']))}"
+        )
     return lines
 
 

@@ -182,10 +182,11 @@ def bench_report(summary: dict[str, Any], outcome: BenchOutcome | None = None, t
             sections += [f"<h2>{heading}</h2>", figure_div(fig, SWEEP_ID), sweep_table(sweep)]
     best = _get(summary, "slo_search", "best_rate_rps")
     if "slo_search" in summary:
-        found = "none" if best is None else f"{best:,.3g} req/s"
+        found = "none" if best is None else f"{best:,.4g} req/s (wall clock, whole endpoint)"
         sections.append(
             f"<p>Highest rate meeting {html.escape(', '.join(_get(summary, 'slo', 'terms') or []))}: {found}</p>"
         )
+        sections.append(search_table(summary["slo_search"]))
     sections.append(
         "<p class='note'>Latencies count from each request's intended send time (its arrival in the schedule); "
         "ITL pools one gap per output token (a chunk of k tokens adds its gap and k − 1 zeros). Predictions "
@@ -194,6 +195,37 @@ def bench_report(summary: dict[str, Any], outcome: BenchOutcome | None = None, t
     dump = html.escape(json.dumps(summary, indent=1, default=_json_default))
     sections.append(f"<details><summary>JSON</summary><pre>{dump}</pre></details>")
     return page(title, sections)
+
+
+def search_table(search: dict[str, Any]) -> str:
+    """Each probe of the SLO search and the verification run: rate, verdict and why, served vs offered rate."""
+    rows = []
+    probes = [("probe", p) for p in search.get("probes", [])]
+    if search.get("verification"):
+        probes.append(("verification", search["verification"]))
+    for kind, p in probes:
+        served = p.get("served_rps")
+        cells = [
+            kind,
+            f"{p['rate_rps']:,.4g}",
+            "pass" if p["ok"] else "fail",
+            "—" if served is None else f"{served:,.4g} of {p['offered_rps']:,.4g}",
+            "—" if p.get("window_s") is None else f"{p['window_s']:,.3g} s, {p['measured_requests']:,} requests",
+            "—" if p.get("goodput_rps") is None else f"{p['goodput_rps']:,.4g}",
+            "; ".join(p.get("reasons") or []) or "—",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = (
+        "<tr><th>run</th><th>offered rate (req/s)</th><th>verdict</th><th>served (req/s)</th>"
+        "<th>measured window</th><th>goodput (req/s)</th><th>why it failed</th></tr>"
+    )
+    note = (
+        "<p class='note'>A probe passes when the endpoint served at least "
+        f"{search.get('served_fraction_required', 0.95):.0%} of the rate offered in its measured window (after a "
+        "warm-up), every SLO term held over that window's requests and none failed. Rates per whole endpoint, "
+        "wall clock.</p>"
+    )
+    return f"<table id='slo-search'>{head}{''.join(rows)}</table>{note}"
 
 
 def _json_default(x: Any) -> Any:

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from tokenomy.costmodel.economics import DAYS_PER_MONTH, api_usd_per_day, self_hosted_usd_per_day
+from tokenomy.results import json_safe
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
@@ -53,17 +54,23 @@ def _label(p: dict[str, Any]) -> str:
 
 
 def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
-    """Write the plan report: summary table, memory breakdown, throughput/ITL vs batch, monthly cost vs APIs."""
+    """Write the plan report: summary table, memory breakdown, throughput/ITL vs batch, monthly cost vs APIs.
+
+    Scenarios that do not fit get their reason instead of a chart line; with none that fits, only the
+    memory chart (which shows why) and the reasons are drawn.
+    """
     labels = [_label(p) for p in plans]
+    gib = 2**30
     summary = table_html(
         [
             "scenario",
             "fits",
-            "weights GB",
-            "KV capacity tok",
+            "weights GiB / replica",
+            "KV capacity tok / replica",
             "TTFT ms",
             "ITL ms",
-            "max tok/s",
+            "max tok/s / replica",
+            "max tok/s / deployment",
             "$/Mtok in",
             "$/Mtok out",
         ],
@@ -71,17 +78,30 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
             [
                 lab,
                 "yes" if p["fits"] else "no",
-                f"{p['memory']['weights_bytes'] / 1e9:.1f}",
+                f"{p['memory']['weights_bytes'] / gib:.1f}",
                 f"{p['memory']['kv_capacity_tokens']:,}",
                 "—" if p["ttft_s"] is None else f"{p['ttft_s'] * 1e3:.1f}",
                 "—" if p["itl_s"] is None else f"{p['itl_s'] * 1e3:.2f}",
-                f"{p['max_output_tokens_per_s']:,.0f}",
+                f"{p['max_output_tokens_per_s'] / max(p['replicas'], 1):,.0f}" if p["fits"] else "—",
+                f"{p['max_output_tokens_per_s']:,.0f}" if p["fits"] else "—",
                 "—" if p["usd_per_mtok"]["input"] is None else f"{p['usd_per_mtok']['input']:.3f}",
                 "—" if p["usd_per_mtok"]["output"] is None else f"{p['usd_per_mtok']['output']:.3f}",
             ]
             for lab, p in zip(labels, plans, strict=True)
         ],
     )
+    refused = [(lab, p) for lab, p in zip(labels, plans, strict=True) if not p["fits"]]
+    why = ""
+    if refused:
+        items = "".join(
+            f"<li><b>{html.escape(lab)}</b>: {html.escape(str(p.get('why_not') or 'does not fit'))}</li>"
+            for lab, p in refused
+        )
+        hint = (
+            "Raise --tp or --gpus, lower --precision, or shorten --isl/--osl; the memory chart shows what each "
+            "replica needs against what it has."
+        )
+        why = f"<h2>Does not serve</h2><ul>{items}</ul><p class='note'>{hint}</p>"
     mem = go.Figure()
     parts = [
         ("weights", "weights_bytes"),
@@ -90,40 +110,42 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
         ("KV cache", "kv_bytes"),
     ]
     for name, key in parts:
-        mem.add_bar(name=name, x=labels, y=[p["memory"][key] / 1e9 for p in plans])
+        mem.add_bar(name=name, x=labels, y=[p["memory"][key] / gib for p in plans])
     mem.add_scatter(
         name="usable memory",
         x=labels,
-        y=[p["memory"]["usable_bytes"] / 1e9 for p in plans],
+        y=[p["memory"]["usable_bytes"] / gib for p in plans],
         mode="markers",
         marker={"symbol": "line-ew-open", "size": 30, "color": "black"},
     )
-    mem.update_layout(barmode="stack", title="Memory per replica (GB)", yaxis_title="GB")
+    mem.update_layout(
+        barmode="stack", title="Memory per replica (all its GPUs together)", yaxis_title="GiB per replica"
+    )
 
+    serving = [(lab, p) for lab, p in zip(labels, plans, strict=True) if p["fits"] and "curve" in p]
     tput = go.Figure()
     itl = go.Figure()
-    for lab, p in zip(labels, plans, strict=True):
-        if "curve" not in p:
-            continue
+    for lab, p in serving:
         c = p["curve"]
-        tput.add_scatter(name=lab, x=c["batch"], y=c["output_tokens_per_s"], mode="lines+markers")
+        per_replica = [x / max(p["replicas"], 1) for x in c["output_tokens_per_s"]]
+        tput.add_scatter(name=lab, x=c["batch"], y=per_replica, mode="lines+markers")
         itl.add_scatter(name=lab, x=c["batch"], y=np.array(c["itl_s"]) * 1e3, mode="lines+markers")
     tput.update_layout(
-        title="Output throughput vs concurrent requests",
-        xaxis_title="batch (sequences)",
-        yaxis_title="output tokens/s",
+        title="Output throughput per replica vs concurrent requests per replica",
+        xaxis_title="batch (sequences per replica)",
+        yaxis_title="output tokens/s (per replica)",
         xaxis_type="log",
     )
     itl.update_layout(
-        title="Inter-token latency vs concurrent requests",
-        xaxis_title="batch (sequences)",
+        title="Inter-token latency vs concurrent requests per replica",
+        xaxis_title="batch (sequences per replica)",
         yaxis_title="ITL (ms)",
         xaxis_type="log",
     )
 
     cost = go.Figure()
     volumes = np.logspace(6, 11, 60)
-    for lab, p in zip(labels, plans, strict=True):
+    for lab, p in serving:
         if p.get("usd_per_hour") and p.get("replica_tokens_per_day"):
             per_replica_usd_h = p["usd_per_hour"] / p["replicas"]
             y = self_hosted_usd_per_day(volumes, p["replica_tokens_per_day"], per_replica_usd_h) * DAYS_PER_MONTH
@@ -137,8 +159,8 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
             y = api_usd_per_day(volumes, b["api_usd_per_mtok_blended"]) * DAYS_PER_MONTH
             cost.add_scatter(name=f"API: {b['api']}", x=volumes, y=y, mode="lines", line={"dash": "dot"})
     cost.update_layout(
-        title="Monthly cost vs daily token volume",
-        xaxis_title="tokens per day",
+        title="Monthly cost vs daily token volume (self-hosted: as many replicas as the volume needs)",
+        xaxis_title="tokens per day (the workload's volume, all replicas together)",
         yaxis_title="USD per month",
         xaxis_type="log",
         yaxis_type="log",
@@ -149,16 +171,12 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
         "volume × the blended price for this input:output mix. Every figure comes from tokenomy's cost "
         "model (see the JSON below for the inputs).</p>"
     )
-    dump = html.escape(json.dumps(plans, indent=1, default=str))
+    dump = html.escape(json.dumps(json_safe(plans), indent=1, default=str, allow_nan=False))
     raw = f"<details><summary>JSON</summary><pre>{dump}</pre></details>"
-    sections = [
-        "<h2>Summary</h2>",
-        summary,
-        figure_div(mem, "memory"),
-        figure_div(tput, "throughput"),
-        figure_div(itl, "itl"),
-        figure_div(cost, "cost"),
-        note,
-        raw,
-    ]
+    sections = ["<h2>Summary</h2>", summary, why, figure_div(mem, "memory")]
+    if serving:
+        sections += [figure_div(tput, "throughput"), figure_div(itl, "itl")]
+    if cost.data:
+        sections.append(figure_div(cost, "cost"))
+    sections += [note, raw]
     path.write_text(page("tokenomy plan", sections))

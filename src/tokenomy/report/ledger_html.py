@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import plotly.graph_objects as go
 
 from tokenomy.report.html import figure_div, page, table_html
+from tokenomy.report.tables import saving
+from tokenomy.results import json_safe
 
 SPEND_ID = "spend-by-tier-and-class"
 TEAM_ID = "spend-by-team"
@@ -44,7 +47,11 @@ def ledger_report(s: dict[str, Any], title: str = "tokenomy ledger") -> str:
                 f"{t['spilled']:,}",
                 f"{t['failed_over']:,}",
                 _money(t["usd"]),
-                "—" if sav["fraction_saved"] is None else f"{_money(sav['usd_saved'])} ({sav['fraction_saved']:.0%})",
+                "—"
+                if sav["fraction_saved"] is None
+                else f"{_money(sav['usd_saved'])} ({saving(sav['fraction_saved'])})"
+                if sav["fraction_saved"] >= 0
+                else saving(sav["fraction_saved"]),
             ]
         ],
     )
@@ -63,11 +70,20 @@ def ledger_report(s: dict[str, Any], title: str = "tokenomy ledger") -> str:
     teams.update_layout(title="Spend by team (USD)", yaxis_title="USD")
     tiers = go.Figure([go.Bar(name=name, x=[name], y=[g["usd"]]) for name, g in s["by_tier"].items()])
     tiers.update_layout(title="Spend by tier (USD)", yaxis_title="USD", showlegend=False)
-    hours = [float(h) for h in w["requests_per_hour"]]
-    rate = go.Figure(go.Bar(x=[h / 3600 for h in hours], y=list(w["requests_per_hour"].values()), name="requests"))
-    rate.update_layout(
-        title="Answered requests per hour", xaxis_title="hours since the epoch (UTC)", yaxis_title="requests"
+    centres = [_utc(float(h) + 1800.0) for h in w["requests_per_hour"]]  # each bar spans its UTC hour
+    rate = go.Figure(
+        go.Bar(
+            x=centres,
+            y=list(w["requests_per_hour"].values()),
+            width=[3_600_000 * 0.95] * len(centres),  # ms on a date axis
+            name="requests",
+            hovertemplate="hour around %{x|%Y-%m-%d %H:%M} UTC<br>%{y:,} requests",
+        )
     )
+    rate.update_layout(title="Answered requests per hour", xaxis_title="hour (UTC)", yaxis_title="requests per hour")
+    hours = [float(h) for h in w["requests_per_hour"]]
+    span_h = (max(hours) - min(hours)) / 3600.0 if hours else 0.0
+    rate.update_xaxes(type="date", tickformat="%H:%M<br>%Y-%m-%d", dtick=3_600_000 if span_h <= 12 else None)
     names = list(s["what_if"])
     what_if = go.Figure(
         go.Bar(x=names, y=[s["what_if"][n]["usd_if_all"] for n in names], name="all traffic on this tier")
@@ -106,7 +122,7 @@ def ledger_report(s: dict[str, Any], title: str = "tokenomy ledger") -> str:
         ],
     )
     validation = validation_section(s.get("validation") or {"requests": 0})
-    dump = html.escape(json.dumps(s, indent=1, default=str))
+    dump = html.escape(json.dumps(json_safe(s), indent=1, default=str, allow_nan=False))
     sections = [
         "<h2>Summary</h2>",
         headline,
@@ -115,8 +131,10 @@ def ledger_report(s: dict[str, Any], title: str = "tokenomy ledger") -> str:
         *groups,
         "<h2>Workload</h2>",
         workload,
-        f"<p class='note'>Classes: {html.escape(str(w['classes']))}; "
-        f"peak {w['peak_requests_per_s']:.2f} requests/s.</p>",
+        table_html(["class", "answered requests"], [[k, f"{v:,}"] for k, v in w["classes"].items()]),
+        f"<p class='note'>Peak: {w['peak_requests_per_s']:.2f} requests/s, the busiest "
+        f"{w.get('peak_window_s', 3600):g}-second window of answered requests (not the mean over the ledger); the "
+        "what-if replica counts carry this peak.</p>",
         figure_div(rate, RATE_ID),
         "<h2>What-if, through the planner</h2>",
         table_html(
@@ -141,6 +159,11 @@ def ledger_report(s: dict[str, Any], title: str = "tokenomy ledger") -> str:
         f"<details><summary>JSON</summary><pre>{dump}</pre></details>",
     ]
     return page(title, sections)
+
+
+def _utc(epoch_s: float) -> str:
+    """An epoch time as an ISO date-time in UTC (plotly's date axis reads it)."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _share(x: float | None) -> str:

@@ -16,12 +16,22 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tokenomy.report.html import figure_div, page, table_html
+from tokenomy.results import json_safe
 from tokenomy.sim.metrics import RequestLog, Timeline
 from tokenomy.sim.run import SimResult
 
 LATENCY_ID = "latency-over-time"
 KV_ID = "kv-over-time"
 SWEEP_ID = "latency-throughput"
+DAY_COST_ID = "cost-by-hour"
+DAY_SLO_ID = "slo-by-hour"
+VARIANT_LABELS = {"hybrid": "hybrid (as given)", "all_api": "all-API", "all_self_hosted": "all-self-hosted"}
+# Distinct colour, dash and width per variant: two variants with the same figures stay visible on top of each other.
+VARIANT_STYLES = {
+    "hybrid": {"color": "#1f77b4", "dash": "solid", "width": 5},
+    "all_api": {"color": "#d62728", "dash": "dot", "width": 2.5},
+    "all_self_hosted": {"color": "#2ca02c", "dash": "dash", "width": 2.5},
+}
 MAX_TIME_BINS = 50
 MIN_REQUESTS_PER_BIN = 10  # fewer bins for short runs, so a bin's percentiles mean something
 DASH = "—"
@@ -72,6 +82,8 @@ def latency_over_time(log: RequestLog) -> go.Figure | None:
     seen = ~np.isnan(log.arrival_s)
     if not (seen & ~np.isnan(ttft)).any():
         return None
+    if np.ptp(log.arrival_s[seen]) == 0:  # offline: one arrival time, so show the distribution instead
+        return latency_distribution(ttft, e2e)
     edges = _time_bins(log.arrival_s[seen])
     which = np.clip(np.searchsorted(edges, log.arrival_s, side="right") - 1, 0, len(edges) - 2)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -97,10 +109,46 @@ def latency_over_time(log: RequestLog) -> go.Figure | None:
     fig.update_layout(
         title="Latency percentiles by arrival time",
         xaxis_title="arrival time (s)",
-        yaxis={"title": "latency (ms)", "type": "log", "dtick": "D2"},
+        yaxis={"title": "latency (ms)", "type": "log", **log_ticks(fig)},
         hovermode="x unified",
     )
     return fig
+
+
+def latency_distribution(ttft_s: np.ndarray, e2e_s: np.ndarray) -> go.Figure:
+    """Cumulative share of requests by TTFT and E2E (ms, log axis): the chart of a run whose requests all
+    arrive at once, where latency by arrival time would be a single point."""
+    fig = go.Figure()
+    for name, values, dash in (("TTFT", ttft_s, "solid"), ("E2E", e2e_s, "dot")):
+        v = np.sort(values[~np.isnan(values)]) * 1e3
+        if not v.size:
+            continue
+        share = np.arange(1, v.size + 1) / v.size * 100
+        fig.add_scatter(
+            name=name,
+            x=_plot_values(v, positive=True),
+            y=share.tolist(),
+            mode="lines",
+            line={"dash": dash, "shape": "hv"},
+            hovertemplate="%{y:.1f}% of requests within %{x:,.1f} ms",
+        )
+    fig.update_layout(
+        title="Latency distribution (offline run: every request arrives at t=0)",
+        xaxis={"title": "latency (ms)", "type": "log"},
+        yaxis={"title": "requests within (%)", "range": [0, 101]},
+    )
+    return fig
+
+
+def log_ticks(fig: go.Figure) -> dict[str, Any]:
+    """Ticks at 1-2-5 × 10^k spanning the figure's y values, labelled in full ("20", "500", "2,000"), for a log
+    axis whose default minor labels ("2", "5") read as the wrong numbers."""
+    ys = [y for trace in fig.data for y in (trace.y or ()) if _finite(y) and y > 0]
+    if not ys:
+        return {}
+    lo, hi = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    vals = [m * 10.0**k for k in range(lo, hi + 1) for m in (1, 2, 5) if min(ys) / 2 <= m * 10.0**k <= max(ys) * 2]
+    return {"tickvals": vals, "ticktext": [f"{v:,.4g}" for v in vals]}
 
 
 def pooled_timeline(timelines: list[Timeline]) -> Timeline | None:
@@ -199,11 +247,96 @@ def latency_throughput(sweep: list[dict[str, Any]]) -> go.Figure | None:
                 hovertemplate="%{text}<br>%{x:,.0f} output tok/s<br>%{y:,.1f} ms",
             )
     fig.update_layout(
-        title="Latency vs throughput (rate sweep)",
-        xaxis_title="output tokens/s",
-        yaxis={"title": "latency (ms)", "type": "log", "dtick": "D2"},
+        title="Latency vs throughput (rate sweep, one replica)",
+        xaxis_title="output tokens/s (per replica)",
+        yaxis={"title": "latency (ms)", "type": "log", **log_ticks(fig)},
     )
     return fig
+
+
+def day_charts(variants: dict[str, dict[str, Any]]) -> list[go.Figure]:
+    """Cost per hour and SLO attainment per hour (TTFT p99 without an SLO) of each fleet variant of a day."""
+    hourly = {k: v["hourly"] for k, v in variants.items() if isinstance(v.get("hourly"), dict)}
+    if not hourly:
+        return []
+    cost = go.Figure()
+    quality = go.Figure()
+    has_slo = all("slo_attainment" in h for h in hourly.values())
+    for name, h in hourly.items():
+        label = VARIANT_LABELS.get(name, name)
+        total = sum(x for x in h["usd"] if _finite(x))
+        style = VARIANT_STYLES.get(name, {})
+        cost.add_scatter(
+            name=f"{label}: {_fmt(total, ',.2f', suffix=' USD')} a day",
+            x=h["hour"],
+            y=_plot_values(h["usd"]),
+            mode="lines",
+            line={"shape": "hv", **style},
+            hovertemplate="hour %{x}<br>%{y:,.2f} USD",
+        )
+        if has_slo:
+            y = _plot_values([None if v is None else v * 100 for v in h["slo_attainment"]])
+            hover = "hour %{x}<br>%{y:.1f}% met the SLO"
+        else:
+            y = _plot_values([None if v is None else v * 1e3 for v in h["ttft_p99_s"]], positive=True)
+            hover = "hour %{x}<br>TTFT p99 %{y:,.0f} ms"
+        quality.add_scatter(name=label, x=h["hour"], y=y, mode="lines", line=style, hovertemplate=hover)
+    same = [
+        f"{VARIANT_LABELS.get(a, a)} and {VARIANT_LABELS.get(b, b)}"
+        for i, a in enumerate(hourly)
+        for b in list(hourly)[i + 1 :]
+        if hourly[a]["usd"] == hourly[b]["usd"]
+    ]
+    cost.update_layout(
+        title="Cost by hour (whole fleet)" + (f"; {', '.join(same)} cost the same" if same else ""),
+        xaxis_title="hour of the day (arrival time)",
+        yaxis_title="USD per hour",
+        yaxis_rangemode="tozero",
+    )
+    if has_slo:
+        quality.update_layout(
+            title="SLO attainment by hour (share of the hour's requests meeting --slo-ttft / --slo-tpot)",
+            xaxis_title="hour of the day (arrival time)",
+            yaxis={"title": "requests meeting the SLO (%)", "range": [0, 101]},
+        )
+    else:
+        quality.update_layout(
+            title="TTFT p99 by hour (give --slo-ttft / --slo-tpot for SLO attainment)",
+            xaxis_title="hour of the day (arrival time)",
+            yaxis={"title": "TTFT p99 (ms)", "type": "log"},
+        )
+    return [cost, quality]
+
+
+def comparison_table(variants: dict[str, dict[str, Any]]) -> str:
+    headers = ["fleet", "USD a day", "$/Mtok", "GPU-hours", "SLO attainment", "TTFT p50 ms", "TTFT p99 ms"]
+    rows = [
+        [
+            VARIANT_LABELS.get(name, name),
+            _fmt(_get(v, "cost", "usd"), ",.2f"),
+            _fmt(_get(v, "usd_per_mtok", "blended"), ",.4f"),
+            _fmt(_get(v, "cost", "gpu_hours"), ",.1f"),
+            _fmt(v.get("slo_attainment"), ".1%"),
+            _ms(_get(v, "ttft_s", "p50")),
+            _ms(_get(v, "ttft_s", "p99")),
+        ]
+        for name, v in variants.items()
+    ]
+    return table_html(headers, rows)
+
+
+def what_ran(summary: dict[str, Any]) -> str:
+    """One paragraph naming the deployment (model, GPU, parallelism) and the workload the page describes."""
+    dep = _get(summary, "deployment", "description")
+    wl = _get(summary, "workload", "description")
+    parts = []
+    if dep:
+        parts.append(f"<b>deployment:</b> {html.escape(str(dep))}")
+    if wl:
+        parts.append(f"<b>workload:</b> {html.escape(str(wl))}")
+    if _get(summary, "workload", "offline") and "requests" in summary:
+        parts.append("<b>offline run:</b> every request arrives at t=0 (a batch job), not a load over time")
+    return f"<p>{'<br>'.join(parts)}</p>" if parts else ""
 
 
 # ---- tables ------------------------------------------------------------------------------------
@@ -231,7 +364,8 @@ def figures_table(s: dict[str, Any]) -> str:
         row("requests rejected", req.get("rejected"), ",.0f")
         row("requests preempted", req.get("preempted"), ",.0f")
     row("duration", s.get("duration_s"), ",.1f", suffix=" s")
-    row("output throughput", _get(s, "throughput", "output_tokens_per_s"), ",.0f", suffix=" tok/s")
+    scope = "whole fleet" if "tiers" in s else "per replica"
+    row(f"output throughput ({scope})", _get(s, "throughput", "output_tokens_per_s"), ",.0f", suffix=" tok/s")
     row("input throughput", _get(s, "throughput", "input_tokens_per_s"), ",.0f", suffix=" tok/s")
     row("request throughput", _get(s, "throughput", "requests_per_s"), ",.2f", suffix=" req/s")
     row("goodput", s.get("goodput_rps"), ",.2f", suffix=" req/s")
@@ -239,7 +373,15 @@ def figures_table(s: dict[str, Any]) -> str:
     row("KV utilisation (live / allocated)", _get(s, "kv", "utilisation"), ".1%")
     row("preemptions", s.get("preemptions"), ",.0f")
     row("mean decode batch", s.get("mean_decode_batch"), ",.1f")
-    row("GPU busy", s.get("gpu_busy_fraction"), ".1%")
+    # The share of time a step was running (any batch): not how much of the GPU's capacity the load used.
+    row("engine stepping (share of time)", s.get("gpu_busy_fraction"), ".1%")
+    row("load (share of the replica's max output throughput)", _get(s, "capacity", "fraction"), ".1%")
+    row(
+        "max output throughput (per replica, closed form)",
+        _get(s, "capacity", "max_output_tokens_per_s_per_replica"),
+        ",.0f",
+        suffix=" tok/s",
+    )
     row("energy", _get(s, "energy", "joules"), ",.0f", suffix=" J")
     row("energy / output token", _get(s, "energy", "joules_per_output_token"), ",.3f", suffix=" J")
     row("cost", _get(s, "cost", "usd"), ",.4f", suffix=" USD")
@@ -275,7 +417,15 @@ def classes_table(classes: dict[str, dict[str, Any]]) -> str:
 
 
 def sweep_table(sweep: list[dict[str, Any]]) -> str:
-    headers = ["offered req/s", "output tok/s", "goodput req/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99"]
+    headers = [
+        "offered req/s",
+        "output tok/s (per replica)",
+        "goodput req/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "ITL p50 ms",
+        "ITL p99 ms",
+    ]
     rows = [
         [
             _fmt(s.get("rate"), ",.3g"),
@@ -305,8 +455,8 @@ def simulation_report(
     `summary` is `SimResult.summary()` (or a fleet summary, with "tiers"); `result` gives the
     over-time charts and may be None; `sweep` is a list of summaries, each with "rate" (offered req/s).
     """
-    sections: list[str] = []
-    if summary:
+    sections: list[str] = [what_ran(summary)]
+    if summary.get("requests"):
         latency = latency_table(summary)
         if latency:
             sections += ["<h2>Latency</h2>", latency]
@@ -322,6 +472,11 @@ def simulation_report(
         fig = latency_throughput(sweep)
         if fig is not None:
             sections += ["<h2>Rate sweep</h2>", figure_div(fig, SWEEP_ID), sweep_table(sweep)]
+    if isinstance(summary.get("comparison"), dict) and summary["comparison"]:
+        variants = {"hybrid": summary, **summary["comparison"]}
+        sections += ["<h2>One day: hybrid vs all-API vs all-self-hosted</h2>", comparison_table(variants)]
+        for fig, div_id in zip(day_charts(variants), (DAY_COST_ID, DAY_SLO_ID), strict=False):
+            sections.append(figure_div(fig, div_id))
     if isinstance(summary.get("tiers"), dict) and summary["tiers"]:
         sections += ["<h2>Tiers</h2>", tiers_table(summary["tiers"])]
     if isinstance(summary.get("classes"), dict) and summary["classes"]:
@@ -332,6 +487,6 @@ def simulation_report(
         "timeline (summed over replicas). Every figure comes from tokenomy's simulator.</p>"
     )
     raw = {"summary": summary, "sweep": sweep} if sweep else {"summary": summary}
-    dump = html.escape(json.dumps(raw, indent=1, default=str))
+    dump = html.escape(json.dumps(json_safe(raw), indent=1, default=str, allow_nan=False))
     sections.append(f"<details><summary>JSON</summary><pre>{dump}</pre></details>")
     return page(title, sections)

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+GIB = 2**30  # sizes print in GiB everywhere (plan, simulate, twin), as nvidia-smi and engines report them
 
-def gb(x: float | None) -> str:
-    return "—" if x is None else f"{x / 1e9:,.1f} GB"
+
+def missing(x: Any) -> bool:
+    """True for None, NaN and infinities: figures printed as "—"."""
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
+
+
+def gib(x: float | None) -> str:
+    return "—" if missing(x) else f"{x / GIB:,.1f} GiB"
 
 
 def seconds(x: float | None) -> str:
-    if x is None:
+    if missing(x):
         return "—"
     return f"{x * 1e3:,.1f} ms" if x < 10 else f"{x:,.1f} s"
 
 
 def money(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"${x:,.{digits}f}"
+    return "—" if missing(x) else f"${x:,.{digits}f}"
 
 
 def count(x: float | None) -> str:
-    return "—" if x is None else f"{x:,.0f}"
+    return "—" if missing(x) else f"{x:,.0f}"
+
+
+def percent(x: float | None) -> str:
+    return "—" if missing(x) else f"{x:.1%}"
+
+
+def saving(fraction: float | None) -> str:
+    """A saving in words: "saves 37.5%", or for a negative one "costs 12.6× more" (never "saves -1160%")."""
+    if missing(fraction):
+        return "—"
+    if fraction >= 0:
+        return f"saves {fraction:.1%}"
+    return f"costs {1 - fraction:.3g}× more"
 
 
 def tokens_per_day(x: float | None) -> str:
@@ -39,40 +61,57 @@ def plan_table(plans: list[dict[str, Any]]) -> Table:
     table = Table(title="tokenomy plan", show_lines=False, header_style="bold")
     table.add_column("")
     for p in plans:
-        table.add_column(f"{p['precision']} · {p['gpus']}×{p['gpu']}", justify="right")
+        table.add_column(escape(f"{p['precision']} · {p['gpus']}×{p['gpu']}"), justify="right")
 
-    def row(label: str, fn: Any) -> None:
-        table.add_row(label, *[fn(p) for p in plans])
+    def row(label: str, fn: Any, markup: bool = False) -> None:
+        table.add_row(label, *[fn(p) if markup else escape(str(fn(p))) for p in plans])
 
     row("model", lambda p: p["model"])
     row("parallelism", lambda p: f"tp={p['tp']} pp={p['pp']} × {p['replicas']} replica(s)")
     row("engine profile", lambda p: p["engine"])
     row("workload", lambda p: f"{p['isl']} in / {p['osl']} out")
     row("params total / active", lambda p: f"{p['params']['total'] / 1e9:,.2f}B / {p['params']['active'] / 1e9:,.2f}B")
-    row("weights (replica)", lambda p: gb(p["memory"]["weights_bytes"]))
-    row("activations + runtime", lambda p: gb(p["memory"]["activation_bytes"] + p["memory"]["runtime_overhead_bytes"]))
-    row("KV cache", lambda p: f"{gb(p['memory']['kv_bytes'])} ({p['kv_precision']})")
-    row("KV bytes / token", lambda p: f"{p['memory']['kv_bytes_per_token']:,.0f} B")
-    row("KV capacity (replica)", lambda p: f"{p['memory']['kv_capacity_tokens']:,} tokens")
-    row("fits", lambda p: "[green]yes[/]" if p["fits"] else f"[red]no[/]: {p.get('why_not', '')}")
+    row("weights (per replica)", lambda p: gib(p["memory"]["weights_bytes"]))
     row(
-        "max concurrency paged / static",
+        "activations + runtime (per replica)",
+        lambda p: gib(p["memory"]["activation_bytes"] + p["memory"]["runtime_overhead_bytes"]),
+    )
+    row("KV cache (per replica)", lambda p: f"{gib(p['memory']['kv_bytes'])} ({p['kv_precision']})")
+    row("KV bytes / token (per replica)", lambda p: f"{p['memory']['kv_bytes_per_token']:,.0f} B")
+    row("KV capacity (per replica)", lambda p: f"{p['memory']['kv_capacity_tokens']:,} tokens")
+    row(
+        "fits",
+        lambda p: "[green]yes[/]" if p["fits"] else f"[red]no[/]: {escape(str(p.get('why_not', '')))}",
+        markup=True,
+    )
+    row(
+        "max concurrency paged / static (per replica)",
         lambda p: f"{p['max_concurrency']['paged']:,} / {p['max_concurrency']['static']:,}",
     )
+    row("requests run at once (per replica)", _run_at_once)
     row("TTFT (single stream)", lambda p: seconds(p["ttft_s"]))
     row("ITL (single stream)", lambda p: seconds(p["itl_s"]))
     row("decode (single stream)", lambda p: f"{1 / p['itl_s']:,.1f} tok/s" if p["itl_s"] else "—")
+    row(  # the plan's curve at batch 1: prompt and decode steps of one request
+        "output (single stream)",
+        lambda p: f"{p['single_stream_tokens_per_s']:,.1f} tok/s" if p.get("single_stream_tokens_per_s") else "—",
+    )
     row("ITL at max batch", lambda p: seconds(p.get("itl_at_max_batch_s")))
-    row("max output throughput", lambda p: f"{p['max_output_tokens_per_s']:,.0f} tok/s")
+    row("max output throughput (per replica)", lambda p: per_replica_tps(p))
     row(
-        "MBU / MFU at max batch",
+        "max output throughput (deployment)",
+        lambda p: f"{p['max_output_tokens_per_s']:,.0f} tok/s ({p['replicas']} replica{'s' * (p['replicas'] != 1)})",
+    )
+    row(
+        "MBU / MFU at max batch (per GPU)",
         lambda p: f"{p['mbu_at_max_batch']:.0%} / {p['mfu_at_max_batch']:.0%}" if "mbu_at_max_batch" in p else "—",
     )
     row(
         "energy / output token",
         lambda p: f"{p['energy_j_per_output_token']:.3f} J" if "energy_j_per_output_token" in p else "—",
     )
-    row("$/GPU-hour", lambda p: money(p.get("usd_per_gpu_hour"), 2))
+    row("$/hour (per GPU)", lambda p: money(p.get("usd_per_gpu_hour"), 2))
+    row("$/hour (deployment)", lambda p: money(p.get("usd_per_hour"), 2))
     row(f"$/Mtok input @ {plans[0].get('utilisation', 0.7):.0%} util", lambda p: money(p["usd_per_mtok"]["input"]))
     row("$/Mtok output", lambda p: money(p["usd_per_mtok"]["output"]))
     apis = max((len(p.get("break_even", [])) for p in plans), default=0)
@@ -85,8 +124,14 @@ def plan_table(plans: list[dict[str, Any]]) -> Table:
             b = be[i]
             return f"{b['api']} (${b['api_usd_per_mtok_blended']:.2f}/Mtok): {tokens_per_day(b['tokens_per_day'])}"
 
-        table.add_row("break-even vs API" if i == 0 else "", *[cell(p) for p in plans])
+        table.add_row("break-even vs API (per replica)" if i == 0 else "", *[escape(cell(p)) for p in plans])
     return table
+
+
+def per_replica_tps(p: dict[str, Any]) -> str:
+    """A plan's max output throughput of one replica (the deployment's divided by its replicas)."""
+    value = p.get("max_output_tokens_per_s_per_replica", p["max_output_tokens_per_s"] / max(p["replicas"], 1))
+    return f"{value:,.0f} tok/s"
 
 
 def validate_table(result: dict[str, Any]) -> Table:
@@ -101,11 +146,12 @@ def validate_table(result: dict[str, Any]) -> Table:
 
 
 def list_table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    """A listing printed whole: no cell is cut or wrapped (print it at the table's measured width)."""
     table = Table(title=title, header_style="bold")
     for c in columns:
-        table.add_column(c)
+        table.add_column(c, no_wrap=True)
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*(escape(str(c)) for c in r))
     return table
 
 
@@ -116,9 +162,7 @@ def simulation_table(summary: dict[str, Any], title: str = "tokenomy simulate") 
         table.add_column(col, justify="right" if col else "left")
     for key, label in (("ttft_s", "TTFT"), ("itl_s", "ITL"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         stats = summary[key]
-        table.add_row(
-            label, *(seconds(stats[q]) if stats[q] == stats[q] else "—" for q in ("mean", "p50", "p90", "p99"))
-        )
+        table.add_row(label, *(seconds(stats[q]) for q in ("mean", "p50", "p90", "p99")))
     return table
 
 
@@ -136,10 +180,21 @@ def simulation_lines(summary: dict[str, Any]) -> list[str]:
     if "kv" in summary and summary.get("gpu_busy_fraction"):
         lines.append(
             f"KV: {summary['kv']['utilisation']:.1%} of allocated blocks hold live tokens; "
-            f"preemptions {summary['preemptions']:,}; mean decode batch {summary['mean_decode_batch']:.1f}; "
-            f"GPU busy {summary['gpu_busy_fraction']:.1%}"
+            f"preemptions {summary['preemptions']:,}; "
+            f"mean decode batch {summary['mean_decode_batch']:.1f} (per replica)"
         )
-        lines.append(f"energy: {summary['energy']['joules_per_output_token']:.2f} J per output token")
+        # gpu_busy_fraction is the share of time a step was running, not how much of the GPU each step used.
+        busy = f"engine stepping {summary['gpu_busy_fraction']:.1%} of the time"
+        cap = summary.get("capacity") or {}
+        if not missing(cap.get("fraction")):
+            busy += (
+                f"; load {cap['fraction']:.0%} of the replica's capacity "
+                f"({summary['throughput']['output_tokens_per_s']:,.0f} of "
+                f"{cap['max_output_tokens_per_s_per_replica']:,.0f} output tok/s per replica at max batch)"
+            )
+        lines.append(busy)
+        energy = summary["energy"]["joules_per_output_token"]
+        lines.append(f"energy: {'—' if missing(energy) else f'{energy:.2f} J'} per output token")
     if "spilled" in summary:
         lines.append(f"spilled to a later tier: {summary['spilled']:,}; dropped: {summary['dropped']:,}")
     if "usd_per_mtok" in summary:
@@ -155,10 +210,10 @@ def tiers_table(summary: dict[str, Any]) -> Table:
         table.add_column(col, justify="left" if col == "tier" else "right")
     for name, t in summary["tiers"].items():
         table.add_row(
-            name,
+            escape(name),
             count(t["requests"]),
             count(t["spilled_in"]),
-            f"{t['gpu_hours']:,.1f}",
+            count(t["gpu_hours"]) if missing(t["gpu_hours"]) else f"{t['gpu_hours']:,.1f}",
             money(t["usd"], 2),
             money(t["usd_per_mtok"]),
             seconds(t["ttft_s"]["p99"]),
@@ -173,7 +228,7 @@ def comparison_table(variants: dict[str, dict[str, Any]]) -> Table:
         table.add_column(col, justify="left" if col == "fleet" else "right")
     for name, s in variants.items():
         table.add_row(
-            name,
+            escape(name),
             money(s["cost"]["usd"], 2),
             money(s["usd_per_mtok"]["blended"]),
             f"{s['cost']['gpu_hours']:,.1f}",
@@ -182,3 +237,32 @@ def comparison_table(variants: dict[str, dict[str, Any]]) -> Table:
             count(s["spilled"]),
         )
     return table
+
+
+def sweep_table(sweep: list[dict[str, Any]]) -> Table:
+    """One row per offered rate: served throughput, goodput and SLO attainment (with an SLO), latency."""
+    has_slo = any("goodput_rps" in s for s in sweep)
+    title = "rate sweep (one replica)" + ("" if has_slo else ": give --slo-ttft / --slo-tpot for goodput")
+    table = Table(title=title, header_style="bold")
+    columns = ["offered req/s", "served req/s", "output tok/s", "goodput req/s", "SLO met", "TTFT p50", "TTFT p99"]
+    for col in [*columns, "ITL p50", "ITL p99"]:
+        table.add_column(col, justify="right")
+    for s in sorted(sweep, key=lambda s: s.get("rate") or 0.0):
+        table.add_row(
+            f"{s['rate']:g}",
+            f"{s['throughput']['requests_per_s']:,.2f}",
+            count(s["throughput"]["output_tokens_per_s"]),
+            "—" if missing(s.get("goodput_rps")) else f"{s['goodput_rps']:,.2f}",
+            percent(s.get("slo_attainment")),
+            seconds(s["ttft_s"]["p50"]),
+            seconds(s["ttft_s"]["p99"]),
+            seconds(s["itl_s"]["p50"]),
+            seconds(s["itl_s"]["p99"]),
+        )
+    return table
+
+
+def _run_at_once(p: dict) -> str:
+    """The KV cache may hold more than the scheduler admits (llama.cpp's server runs one request at a time)."""
+    engine = p["max_concurrency"].get("engine", 0)
+    return f"{engine:,}" + (" (scheduler's max_num_seqs)" if engine < p["max_concurrency"]["paged"] else "")

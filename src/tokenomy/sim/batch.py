@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from tokenomy.sim.kvcache import Seq
+from tokenomy.sim.sequence import Seq
 
 
 class DecodeBatch:

@@ -89,7 +89,7 @@ def predicted_ttft_s(r: Replica, input_tokens: int) -> float:
     """TTFT a new request would see: the prompt tokens queued ahead of it plus its own, computed in
     chunked steps alongside the running batch (step time from the cost model)."""
     queued = r.queued_prefill_tokens() + input_tokens
-    return queued_ttft_s(r.cost, r.budget, len(r.batch.seqs), r.batch.ctx_sum, queued)
+    return queued_ttft_s(r.cost, r.budget, len(r.batch.seqs), r.batch.ctx_sum, queued, r.pp, r.per_seq)
 
 
 class Router:
@@ -182,7 +182,7 @@ class Router:
 @dataclass
 class FleetRun:
     result: SimResult  # pooled over every replica and API
-    summary: dict[str, Any]  # DESIGN.md summary plus cost, spill and per-tier / per-class figures
+    summary: dict[str, Any]  # docs/design.md summary plus cost, spill and per-tier / per-class figures
     tier_of: np.ndarray  # per request: index of the tier that served it (-1: dropped)
 
 
@@ -260,8 +260,10 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
     the busiest hour's requests to those the hybrid kept on GPUs in that hour, so it can carry
     the peak by itself.
     """
+    from tokenomy.sim.hourly import fleet_hours  # each variant's cost and SLO attainment by hour, for charts
+
     hybrid = simulate_fleet(fleet, workload, seed, slo)
-    out = {"hybrid": hybrid.summary}
+    out = {"hybrid": {**hybrid.summary, "hourly": fleet_hours(fleet, hybrid, workload, slo)}}
     hour = np.floor(workload.arrival_s / 3600.0).astype(np.int64)
     in_peak = hour == int(np.argmax(np.bincount(hour))) if len(hour) else np.zeros(0, dtype=bool)
     gpu_index = [i for i, t in enumerate(fleet.tiers) if isinstance(t, GpuTier)]
@@ -272,7 +274,8 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
     if api:
         routes = {c: tuple(n for n in r if n in api) or (api[0],) for c, r in fleet.routes.items()}
         all_api = Fleet(tuple(t for t in fleet.tiers if t.name in api), routes)
-        out["all_api"] = simulate_fleet(all_api, workload, seed, slo).summary
+        run = simulate_fleet(all_api, workload, seed, slo)
+        out["all_api"] = {**run.summary, "hourly": fleet_hours(all_api, run, workload, slo)}
     if gpu:
         routes = {c: tuple(n for n in r if n in gpu) or (gpu[0],) for c, r in fleet.routes.items()}
         tiers = []
@@ -280,5 +283,7 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
             if isinstance(t, GpuTier):
                 n = max(t.replicas, round(t.replicas * scale))
                 tiers.append(GpuTier(t.name, t.deployment, n, n, t.policy, None, t.config))
-        out["all_self_hosted"] = simulate_fleet(Fleet(tuple(tiers), routes), workload, seed, slo).summary
+        all_gpu = Fleet(tuple(tiers), routes)
+        run = simulate_fleet(all_gpu, workload, seed, slo)
+        out["all_self_hosted"] = {**run.summary, "hourly": fleet_hours(all_gpu, run, workload, slo)}
     return out

@@ -1,20 +1,11 @@
-"""One serving replica, step by step: a scheduler with `waiting` and `running` queues over a KV allocator.
+"""One serving replica, step by step, in the engine's parts (nano-vllm's layout):
 
-Each call to `schedule()` forms the next forward step the way the engine would:
-- static: admit a batch when the previous one is done; it runs until its longest request ends
-  (finished rows stay in the batch as padding), as FasterTransformer-era servers did;
-- continuous (vLLM v0, Orca): iteration-level batching; when requests wait and fit, a
-  prefill-only step runs their whole prompts first, otherwise every running sequence decodes;
-- chunked (Sarathi-Serve, vLLM v1): every running sequence decodes, and prompt chunks fill
-  the rest of the `max_num_batched_tokens` budget.
-The step's duration comes from costmodel's step formula (`Deployment.step_cost()`).
-
-Fast mode: when a step is pure decode and nothing can join the batch, the next steps are all
-alike until the next completion, arrival or KV-block shortage; `_decode_span` takes them in one
-go and sums their times with Simpson's rule (exact for the linear growth of the KV read);
-`DecodeBatch` keeps per-sequence counters relative to a shared step counter so that costs O(1).
-Exact mode (`exact=True`) takes every step one by one and is the reference the fast mode is
-tested against.
+- `sequence`: a request inside the replica (`Seq`) and the decoding set (`DecodeBatch`);
+- `block_manager`: KV blocks, paged with prefix caching or contiguous reservations;
+- `scheduler`: `schedule()` returns what the next step runs (prompt chunks, decodes, verify tokens);
+- `executor`: the step's time from costmodel's step formula, and its bookkeeping;
+- `fastmode`: spans of identical decode steps taken at once, beside the executor.
+`Replica` holds the queues, the KV cache and the clock, and puts the parts together.
 """
 
 from __future__ import annotations
@@ -28,8 +19,12 @@ import numpy as np
 
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.sim.batch import DecodeBatch
-from tokenomy.sim.kvcache import ContiguousKV, PagedKV, Seq, blocks_for
+from tokenomy.sim.block_manager import ContiguousKV, PagedKV, blocks_for
+from tokenomy.sim.executor import Executor
+from tokenomy.sim.fastmode import FastMode
 from tokenomy.sim.metrics import GapHistogram, ReplicaStats, RequestLog, Timeline
+from tokenomy.sim.scheduler import Scheduler
+from tokenomy.sim.sequence import Seq
 
 SCHEDULERS = ("static", "continuous", "chunked")
 KV_MODES = ("paged", "contiguous")
@@ -42,6 +37,12 @@ class SpecDecoding:
     draft: Deployment
     draft_tokens: int = 4
     acceptance: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.draft_tokens <= 64:
+            raise ValueError(f"draft tokens per step (γ) must lie in 1..64, got {self.draft_tokens}")
+        if not 0.0 <= self.acceptance < 1.0:  # α = 1 would accept every draft token: no model does
+            raise ValueError(f"acceptance (α) is a probability in [0, 1), got {self.acceptance:g}")
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,13 @@ class ReplicaConfig:
             raise ValueError(f"unknown KV allocation '{self.kv}'; choose from {', '.join(KV_MODES)}")
         if self.block_tokens < 1:
             raise ValueError(f"block size must be a positive number of tokens, got {self.block_tokens}")
+        for name in ("max_num_seqs", "max_num_batched_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
-class Replica:
+class Replica(Scheduler, Executor, FastMode):
     """A replica's queues, KV cache and clock; `run_until(t)` executes steps until its clock reaches t."""
 
     def __init__(self, d: Deployment, config: ReplicaConfig, log: RequestLog, index: int = 0, seed: int = 0):
@@ -81,6 +86,19 @@ class Replica:
         prof = d.profile
         self.max_seqs = config.max_num_seqs or prof.max_num_seqs
         self.budget = config.max_num_batched_tokens or prof.max_num_batched_tokens
+        self.pp = d.pp
+        self.per_seq = config.spec.draft_tokens + 1 if config.spec else 1  # tokens a decoding sequence computes
+        self.chunk_mb: dict[int, int] = {}  # pp > 1: rid -> micro-batch of its chunk this round
+        # vLLM v1: chunked prefill on paged KV allocates blocks per scheduled chunk, not per prompt
+        self.per_chunk = config.scheduler == "chunked" and config.kv == "paged"
+        if self.pp > 1:
+            self._schedule = self._schedule_pipeline
+        else:
+            self._schedule = {
+                "static": self._schedule_static,
+                "continuous": self._schedule_continuous,
+                "chunked": self._schedule_chunked,
+            }[config.scheduler]
         total_blocks = int(d.memory.kv_capacity_tokens // config.block_tokens) if d.memory.fits else 0
         if config.kv == "paged":
             self.kv: PagedKV | ContiguousKV = PagedKV(total_blocks, config.block_tokens)
@@ -166,7 +184,7 @@ class Replica:
 
     def step(self, t_limit: float = math.inf) -> bool:
         """Form and execute the next step (or a span of identical decode steps); False when idle."""
-        chunks, decode = self.schedule()
+        chunks, decode = self._schedule()
         if not chunks and not decode:
             return False
         if not chunks and self.fast and self._can_span():
@@ -176,283 +194,6 @@ class Replica:
         if self.now >= self.next_sample_s:
             self._sample(self.now)
         return True
-
-    # ---- scheduling --------------------------------------------------------------------------
-
-    def schedule(self) -> tuple[list[tuple[Seq, int]], bool]:
-        """The next step: prompt chunks to compute, and whether the running sequences decode."""
-        scheduler = self.config.scheduler
-        if scheduler == "static":
-            return self._schedule_static()
-        if scheduler == "continuous":
-            chunks = self._admit(whole_prompts=True)
-            if chunks:
-                return chunks, False
-            return [], bool(self.batch.seqs)
-        # chunked: decodes first, then prompt chunks fill the token budget
-        chunks, budget = self._continue_prompts(self.budget - len(self.batch.seqs))
-        if self.waiting:
-            chunks += self._admit(whole_prompts=False, budget=budget)
-        return chunks, bool(self.batch.seqs)
-
-    def _admit(self, whole_prompts: bool, budget: int | None = None) -> list[tuple[Seq, int]]:
-        """Move waiting requests into the batch while sequences, tokens and KV blocks allow."""
-        budget = self.budget if budget is None else budget
-        chunks: list[tuple[Seq, int]] = []
-        while self.waiting and budget > 0 and len(self.prefilling) + len(self.batch.seqs) < self.max_seqs:
-            seq = self.waiting[0]
-            if whole_prompts and seq.prompt_tokens > budget and chunks:
-                break
-            if not self.kv.admit(seq):
-                break
-            self.waiting.popleft()
-            self.prefilling.append(seq)
-            if seq.prefilled:  # prompt tokens found in the prefix cache
-                self.log.cached_tokens[seq.rid] += seq.prefilled
-            n = seq.remaining_prefill if whole_prompts else min(seq.remaining_prefill, budget)
-            chunks.append((seq, n))
-            budget -= n
-        return chunks
-
-    def _schedule_static(self) -> tuple[list[tuple[Seq, int]], bool]:
-        if not self.prefilling and not self.batch.seqs:
-            for seq in self.padding:
-                self.kv.release(seq)
-            self.padding, self.padding_ctx = [], 0
-            self._admit(whole_prompts=True, budget=1 << 60)
-        chunks, _ = self._continue_prompts(self.budget)
-        if chunks:
-            return chunks, False
-        return [], bool(self.batch.seqs)
-
-    def _continue_prompts(self, budget: int) -> tuple[list[tuple[Seq, int]], int]:
-        """Next chunks of the prompts already admitted, within `budget` tokens; and the budget left."""
-        chunks = []
-        for seq in self.prefilling:
-            if budget <= 0:
-                break
-            n = min(seq.remaining_prefill, budget)
-            chunks.append((seq, n))
-            budget -= n
-        return chunks, budget
-
-    # ---- executing ---------------------------------------------------------------------------
-
-    def _make_room(self, tokens_each: int) -> bool:
-        """Preempt the newest sequences until the decoding ones have KV room for `tokens_each` more tokens;
-        True if any was preempted."""
-        if self.kv.available_blocks >= len(self.batch.seqs) * (tokens_each // self.config.block_tokens + 1):
-            return False  # enough for any sequence
-        preempted = False
-        while self.batch.seqs and self.batch.new_blocks(tokens_each) > self.kv.available_blocks:
-            self._preempt(self.prefilling[-1] if self.prefilling else self.batch.seqs[-1])
-            preempted = True
-        return preempted
-
-    def _preempt(self, seq: Seq) -> None:
-        """Recompute preemption: drop the sequence's KV; it re-queues first with its output so far as prompt."""
-        if seq in self.prefilling:
-            self.prefilling.remove(seq)
-        else:
-            if seq not in self.batch.fresh:
-                seq.last_token_s = self.batch.last_step_end_s
-            self.batch.remove(seq)
-        self.kv.release(seq)
-        seq.prompt_tokens = int(self.log.input_tokens[seq.rid]) + seq.generated
-        seq.prefilled = seq.ctx = 0
-        seq.preemptions += 1
-        self.log.preemptions[seq.rid] += 1
-        self.stats.preemptions += 1
-        self.waiting.appendleft(seq)
-
-    def _execute(self, chunks: list[tuple[Seq, int]], decode: bool) -> None:
-        """One step: decode every running sequence (if `decode`) and compute the prompt chunks."""
-        spec = self.config.spec
-        per_seq = spec.draft_tokens + 1 if spec else 1
-        if decode and self._make_room(per_seq) and chunks:
-            chunks = [(s, n) for s, n in chunks if s in self.prefilling]  # a preempted prompt leaves the step
-        batch = self.batch
-        b_live = len(batch.seqs) if decode else 0
-        b = b_live + len(self.padding) if decode else 0
-        ctx = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx if decode else 0
-        new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
-        for seq, n in chunks:
-            new += n
-            seqs += 1
-            kv_tokens += seq.ctx
-            pairs += n * (seq.ctx + n / 2)
-        cost = self.cost.seconds
-        t = cost(new, seqs, kv_tokens, pairs)
-        if spec and b:
-            t += spec.draft_tokens * (self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s)
-        if chunks:
-            share = 1.0
-            if b:  # a mixed step: charge prompts by what each part would cost alone
-                t_pf = cost(new - b * per_seq, len(chunks), kv_tokens - ctx, pairs - ctx * per_seq)
-                share = t_pf / (t_pf + cost(b * per_seq, b, ctx, ctx * per_seq))
-            self.stats.prefill_s += t * share
-        if b_live and batch.paged:
-            self.kv.take(batch.new_blocks(1))
-        self._advance(t, b_live, ctx)
-        if b_live:
-            self._record_first_gaps(self.now)
-            batch.g += 1
-            if spec:
-                self._speculate()
-            batch.last_step_end_s = self.now
-            for seq in batch.pop_finished():
-                self._finish(seq)
-        for seq, n in chunks:
-            seq.prefilled += n
-            seq.ctx += n
-            if seq.remaining_prefill == 0:
-                self._prompt_done(seq)
-
-    def _record_first_gaps(self, end_s: float) -> None:
-        """Gaps of the batch's next token: since the last decode step, or since a newcomer's last token."""
-        batch = self.batch
-        synced = len(batch.seqs) - len(batch.fresh)
-        if synced:
-            self.itl.add(end_s - batch.last_step_end_s, synced)
-        for seq in batch.fresh:
-            self.itl.add(end_s - seq.last_token_s)
-        batch.fresh = []
-
-    def _speculate(self) -> None:
-        """Draw each sequence's accepted draft tokens (until the first rejection, at most γ) for this step."""
-        spec, batch = self.config.spec, self.batch
-        seqs = list(batch.seqs)
-        if spec.acceptance < 1:
-            accepted = np.minimum(self.rng.geometric(1.0 - spec.acceptance, size=len(seqs)) - 1, spec.draft_tokens)
-        else:
-            accepted = np.full(len(seqs), spec.draft_tokens)
-        for seq, extra in zip(seqs, accepted.tolist(), strict=True):
-            extra = min(extra, seq.output_tokens - (batch.g + seq.gen_off))
-            if extra > 0:
-                self.itl.add(0.0, extra)  # the rest of the burst arrives with the first token
-                blocks_before = -(-(batch.g + seq.ctx_off + 1 - seq.shared_tokens) // batch.block_tokens)
-                batch.bump(seq, extra)
-                if batch.paged:
-                    blocks_after = blocks_for(batch.g + seq.ctx_off + 1 - seq.shared_tokens, batch.block_tokens)
-                    self.kv.take(blocks_after - blocks_before)
-
-    def _prompt_done(self, seq: Seq) -> None:
-        """A prompt finished: publish its prefix blocks, emit its next token, and start decoding it."""
-        self.prefilling.remove(seq)
-        if seq.prefix_ids:
-            self.kv.publish_prefix(seq)
-        end = self.now
-        if seq.generated == 0:
-            self.log.first_token_s[seq.rid] = end
-        else:
-            self.itl.add(end - seq.last_token_s)  # a resumed sequence's gap spans its preemption
-        seq.last_token_s = end
-        seq.generated += 1
-        if seq.generated >= seq.output_tokens:
-            self._finish(seq)
-            return
-        self.batch.add(seq)
-
-    def _finish(self, seq: Seq) -> None:
-        self.log.finish_s[seq.rid] = self.now
-        if self.config.scheduler == "static":
-            self.padding.append(seq)  # keeps its row and KV until the batch ends
-            self.padding_ctx += seq.ctx
-        else:
-            self.kv.release(seq)
-        if self.on_finish:
-            self.on_finish(seq.rid, self.now)
-
-    def _advance(self, seconds: float, decode_seqs: int, decode_ctx: float) -> None:
-        """Move the clock by a step (or span) and integrate the busy, KV and batch counters."""
-        st, kv = self.stats, self.kv
-        st.busy_s += seconds
-        st.steps += 1
-        st.live_token_seconds += seconds * self._live_tokens()
-        st.allocated_token_seconds += seconds * (kv.total_blocks - kv.free_blocks) * kv.block_tokens
-        st.decode_batch_seconds += seconds * decode_seqs
-        st.decode_ctx_seconds += seconds * decode_ctx
-        self.now += seconds
-
-    def _live_tokens(self) -> int:
-        batch = self.batch
-        live = len(batch.seqs) * batch.g + batch.ctx_off_sum + self.padding_ctx
-        if self.prefilling:
-            live += sum(seq.ctx for seq in self.prefilling)
-        return live
-
-    # ---- the fast path -----------------------------------------------------------------------
-
-    def _can_span(self) -> bool:
-        """True when the next steps are pure decode and nothing waiting could join the batch."""
-        if not self.batch.seqs or self.prefilling:
-            return False
-        if self.config.scheduler == "static" or not self.waiting:
-            return True
-        if len(self.batch.seqs) >= self.max_seqs:
-            return True
-        head = self.waiting[0]
-        if isinstance(self.kv, ContiguousKV):
-            need = self.kv.reserved_blocks
-        else:
-            need = blocks_for(head.prompt_tokens + 1, self.config.block_tokens)
-        return need > self.kv.available_blocks  # blocked on KV until a completion frees some
-
-    def _decode_span(self, t_limit: float) -> None:
-        """Take decode steps in spans of identical steps, each up to the next completion, the step that
-        crosses t_limit (the next arrival) or the last step the free KV blocks surely cover; go on past
-        completions while nothing waiting could join the batch."""
-        batch, cost = self.batch, self.cost.seconds
-        while True:
-            b_live = len(batch.seqs)
-            b = b_live + len(self.padding)
-            ctx0 = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx
-            line = self.decode_lines.get(b, False)
-            if line is False:
-                line = self.decode_lines[b] = self.cost.decode_line(b)
-            if line:  # the step time grows linearly with the context: t0 + slope·j
-                t0 = line[0] + line[1] * ctx0
-                slope = line[1] * b_live
-            else:
-                t0 = cost(b, b, ctx0, ctx0)
-                slope = cost(b, b, ctx0 + b_live, ctx0 + b_live) - t0
-            m = batch.steps_to_next_finish()
-            if m > 1 and self.now + m * t0 > t_limit:  # the span would pass the next arrival: stop there
-                m = min(m, _steps_to_cover(t_limit - self.now, t0, slope))
-            new_blocks = batch.new_blocks(m) if batch.paged else 0
-            if new_blocks and new_blocks > self.kv.available_blocks:
-                m = self.config.block_tokens * (self.kv.available_blocks // b_live)
-                new_blocks = batch.new_blocks(m)
-            if m <= 1:
-                self._execute([], True)
-            else:
-                ctx_mid = ctx0 + (m - 1) * b_live / 2
-                if line:
-                    t_mid, t_last = t0 + slope * (m - 1) / 2, t0 + slope * (m - 1)
-                else:
-                    ctx_last = ctx0 + (m - 1) * b_live
-                    t_mid, t_last = cost(b, b, ctx_mid, ctx_mid), cost(b, b, ctx_last, ctx_last)
-                total = m * (t0 + 4 * t_mid + t_last) / 6  # Simpson's rule over the m step times (exact if linear)
-                if new_blocks:
-                    self.kv.take(new_blocks)
-                start = self.now
-                self._advance(total, b_live, ctx_mid)
-                self.stats.steps += m - 1
-                self._record_first_gaps(start + t0)
-                weight = (m - 1) * b_live / 2  # the other m−1 gaps of each sequence, at two points
-                self.itl.add((t0 + t_mid) / 2, weight)
-                self.itl.add((t_mid + t_last) / 2, weight)
-                batch.g += m
-                batch.last_step_end_s = self.now
-                if batch.finish_heap[0][0] <= batch.g:
-                    for seq in batch.pop_finished():
-                        self._finish(seq)
-            if self.now >= t_limit:
-                return
-            if (self.waiting or self.prefilling or not batch.seqs) and not self._can_span():
-                return
-            if self.now >= self.next_sample_s:
-                self._sample(self.now)
 
     def _sample(self, t: float) -> None:
         """Record the timeline at every sample time the clock has passed."""
@@ -467,16 +208,4 @@ class Replica:
             self.next_sample_s += interval
 
 
-def _steps_to_cover(seconds: float, t0: float, slope: float) -> int:
-    """Fewest steps whose summed time reaches `seconds` when step j takes t0 + slope·j."""
-    if seconds <= 0:
-        return 1
-    if abs(slope) < 1e-15:
-        return max(1, math.ceil(seconds / t0))
-    # slope/2·m² + (t0 − slope/2)·m − seconds = 0
-    a, b = slope / 2, t0 - slope / 2
-    disc = b * b + 4 * a * seconds
-    if disc < 0:
-        return 1 << 60
-    m = (-b + math.sqrt(disc)) / (2 * a)
-    return max(1, math.ceil(m - 1e-9))
+__all__ = ["KV_MODES", "SCHEDULERS", "Replica", "ReplicaConfig", "SpecDecoding"]

@@ -1,4 +1,4 @@
-"""Run a workload through one replica and summarise it in the units of DESIGN.md."""
+"""Run a workload through one replica and summarise it in the units of docs/design.md."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class SLO:
 
 @dataclass
 class SimResult:
-    """Everything a run recorded, and the summary DESIGN.md names."""
+    """Everything a run recorded, and the summary docs/design.md names."""
 
     log: RequestLog
     itl: GapHistogram
@@ -130,7 +130,10 @@ class SimResult:
 
 
 def replica_power_w(d: Deployment, stats: ReplicaStats) -> tuple[float, float]:
-    """(busy, idle) board power of a replica: busy at the roofline activity of its mean decode step."""
+    """(busy, idle) board power of a replica: busy at the roofline activity of its mean decode step; NaN (unknown)
+    when the accelerator has no rated power, e.g. a host measured by `calibrate --host`."""
+    if not d.gpu.tdp_w:
+        return math.nan, math.nan
     batch = stats.decode_batch_seconds / stats.busy_s if stats.busy_s else 1.0
     ctx = stats.decode_ctx_seconds / stats.decode_batch_seconds if stats.decode_batch_seconds else 1.0
     mbu, mfu = roofline_utilisation(d, max(batch, 1.0), max(ctx, 1.0))

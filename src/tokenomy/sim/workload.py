@@ -133,7 +133,33 @@ def parse_lengths(text: str, what: str) -> LengthSpec:
         raise TraceError(f"{flag} '{text}': {exc}") from exc
     except ValueError:
         pass  # not a number where one is needed: the error below lists the accepted forms
-    raise ValueError(f"{flag}: cannot read '{text}'; accepted forms: {LENGTH_FORMS} (lengths >= 1)")
+    why = _length_problem(kind, rest)
+    raise ValueError(
+        f"{flag}: cannot read '{text}'"
+        + (f": {why}" if why else "")
+        + f"; accepted forms: {LENGTH_FORMS} (lengths >= 1)"
+    )
+
+
+def _length_problem(kind: str, rest: str) -> str:
+    """What is wrong with a length form that did not parse, in words ('min 100 > max 50'); '' when unclear."""
+    args = rest.split(":") if rest else []
+    try:
+        if kind == "uniform" and len(args) == 2:
+            lo, hi = int(args[0]), int(args[1])
+            return f"min {lo} > max {hi}" if lo > hi else f"lengths must be >= 1, got min {lo}" if lo < 1 else ""
+        if kind == "lognormal" and len(args) == 2:
+            mean, sigma = float(args[0]), float(args[1])
+            if not 1 <= mean <= MAX_TOKENS:
+                return f"mean {args[0]} outside 1..{MAX_TOKENS}"
+            return f"sigma {args[1]} outside 0..5" if not 0 <= sigma <= 5 else ""
+        if kind in ("uniform", "lognormal"):
+            return f"{kind} takes two numbers after '{kind}:', got {len(args)}"
+        if not rest and kind.lstrip("-").isdigit():
+            return f"a length must be >= 1, got {kind}"
+    except ValueError:
+        return f"'{rest}' holds something that is not a number"
+    return ""
 
 
 # ---------------------------------------------------------------- arrivals

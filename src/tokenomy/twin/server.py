@@ -1,8 +1,8 @@
 """The twin's HTTP server: OpenAI-compatible endpoints over a TwinEngine, /metrics, and fault injection.
 
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics,
-GET|POST /twin/fail, GET /twin/stats, POST /twin/stats/reset. The two completion routes are plain ASGI
-handlers (the hot path); the rest go through Starlette.
+GET|POST /twin/fail, GET /twin/stats, POST /twin/stats/reset, GET|POST /twin/speed. The two completion routes
+are plain ASGI handlers (the hot path); the rest go through Starlette.
 
 Faults (`--fail` or POST /twin/fail {"mode": ..., "after_tokens": N}; {"mode": null} clears), applied to
 requests that arrive while set:
@@ -11,6 +11,9 @@ requests that arrive while set:
 - cut: after N output tokens the response ends abruptly — no [DONE], no closing chunk, connection closed
   (a non-streaming response is cut half-way through its body);
 - stall: after N output tokens nothing more is sent and the response never ends, until the client goes away.
+
+POST /twin/speed {"speedup": K} changes how fast the twin runs from the next engine step on (a drift to inject
+under `tokenomy watch`); the simulated clock stays continuous.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import socket
 import sys
 import threading
 import time
@@ -148,7 +153,7 @@ class TwinServer:
         self.max_model_len = settings.max_model_len or engine.d.model.max_context_tokens
         self.fail = settings.fail
         self.after_tokens = settings.after_tokens
-        self.metrics = TwinMetrics(engine, settings.served_model_name)
+        self.metrics = TwinMetrics(engine, settings.served_model_name, self.max_model_len)
         self.answers = answer_book(settings)
         self.filler: list[str] = filler_pieces(4096)
         self.waiters: set[asyncio.Future] = set()
@@ -167,6 +172,7 @@ class TwinServer:
                 Route("/twin/fail", self.fail_state, methods=["GET", "POST"]),
                 Route("/twin/stats", self.stats, methods=["GET"]),
                 Route("/twin/stats/reset", self.reset_stats, methods=["POST"]),
+                Route("/twin/speed", self.speed_state, methods=["GET", "POST"]),
             ],
             lifespan=self.lifespan,
         )
@@ -323,7 +329,8 @@ class TwinServer:
 
     def _observe(self, req: CompletionRequest, live: Any) -> None:
         ttft_s = live.first_token_wall_s - live.arrival_wall_s
-        self.metrics.request_done(ttft_s, live.finish_wall_s - live.arrival_wall_s, req.finish_reason)
+        e2e_s = live.finish_wall_s - live.arrival_wall_s
+        self.metrics.request_done(ttft_s, e2e_s, req.finish_reason, req.prompt_tokens, req.output_tokens)
 
     # ---- other routes --------------------------------------------------------------------------
 
@@ -363,6 +370,30 @@ class TwinServer:
                 return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
             self.fail, self.after_tokens = mode, after
         return JSONResponse({"mode": self.fail, "after_tokens": self.after_tokens})
+
+    def set_speedup(self, speedup: float) -> None:
+        """Run `speedup` × faster than the cost model from now on; the simulated clock stays continuous
+        (wall = origin + sim / speedup, with the origin moved so that now maps to the same simulated time)."""
+        if not (isinstance(speedup, int | float) and not isinstance(speedup, bool) and 0 < speedup < math.inf):
+            raise ValueError(f"speedup must be a positive number, got {speedup!r}")
+        e = self.engine
+        now_s = e.clock()
+        sim_now_s = e.sim_of(now_s)
+        e.speedup = float(speedup)
+        e.origin_wall_s = now_s - sim_now_s / e.speedup
+        e.last_target_wall_s = math.nan
+        e.wake.set()
+
+    async def speed_state(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = json.loads(await request.body())
+                if not isinstance(body, dict) or "speedup" not in body:
+                    raise ValueError('body must be a JSON object like {"speedup": 2.0}')
+                self.set_speedup(body["speedup"])
+            except ValueError as exc:
+                return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+        return JSONResponse({"speedup": self.engine.speedup})
 
     async def stats(self, _request: Request) -> Response:
         return JSONResponse(self.stats_dict())
@@ -461,6 +492,23 @@ def uvicorn_config(app: TwinServer, host: str, port: int) -> uvicorn.Config:
     )
 
 
+class AddressInUse(OSError):
+    """The twin's host:port cannot be bound (another server holds it, or the address is not this machine's)."""
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind host:port once (with SO_REUSEADDR, as uvicorn does) and let go; AddressInUse naming it if that fails."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise AddressInUse(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 class TwinThread:
     """A twin served by uvicorn on a background thread.
 
@@ -480,7 +528,8 @@ class TwinThread:
         self.counted = False
 
     def start(self, timeout_s: float = 20.0) -> str:
-        """Start serving; the base URL once the socket is bound."""
+        """Start serving; the base URL once the socket is bound (AddressInUse when the port is taken)."""
+        check_can_listen(self.host, self.server.config.port)
         with TwinThread._lock:
             if TwinThread._running == 0:
                 TwinThread._previous_switch_interval_s = sys.getswitchinterval()

@@ -1,0 +1,1 @@
+"""Replay real traffic (gateway ledger, bench requests, traces) through the fleet simulator under alternatives."""

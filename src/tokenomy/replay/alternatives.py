@@ -1,0 +1,71 @@
+"""Alternatives to replay: fleet YAML files (the format of `simulate --fleet`), named, with optional SLOs.
+
+An alternatives file:
+    slo: {ttft_s: 1.0, tpot_s: 0.05}      # optional; e2e_s too
+    alternatives:
+      - name: hybrid
+        fleet: fleet.yaml                   # relative to this file
+      - name: all-api
+        fleet: all_api.yaml
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tokenomy.catalog.errors import CatalogError
+from tokenomy.cli.simulating import load_fleet
+from tokenomy.sim.fleet import Fleet
+from tokenomy.sim.replica import ReplicaConfig
+from tokenomy.sim.run import SLO
+from tokenomy.yamlfile import field_error, read_yaml
+
+
+class SloFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttft_s: float | None = Field(None, gt=0)
+    tpot_s: float | None = Field(None, gt=0)
+    e2e_s: float | None = Field(None, gt=0)
+
+
+class AlternativeFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    fleet: str = Field(min_length=1)
+
+
+class AlternativesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slo: SloFile | None = None
+    alternatives: list[AlternativeFile] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Alternative:
+    name: str
+    fleet: Fleet
+
+
+def load_alternatives(path: Path) -> tuple[list[Alternative], SLO | None]:
+    """The alternatives of a YAML file and its SLO; errors name the file and the field."""
+    try:
+        spec = AlternativesFile.model_validate(read_yaml(path))
+    except ValidationError as exc:
+        raise field_error(str(path), exc) from exc
+    names = [a.name for a in spec.alternatives]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise CatalogError(f"{path}: alternative names must differ; repeated: {', '.join(dupes)}")
+    out = [Alternative(a.name, fleet_from_file(path.parent / a.fleet)) for a in spec.alternatives]
+    slo = SLO(spec.slo.ttft_s, spec.slo.tpot_s, spec.slo.e2e_s) if spec.slo else None
+    return out, slo
+
+
+def fleet_from_file(path: Path) -> Fleet:
+    """A fleet YAML file, as `simulate --fleet` reads it."""
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such fleet file")
+    return load_fleet(path, ReplicaConfig())

@@ -1,0 +1,202 @@
+"""Figures of one alternative (a fleet run on the replayed requests) and of what actually happened (no I/O).
+
+Per alternative (sim/fleet.py `simulate_fleet`): total cost = GPU tiers' hourly price × the run's span + API
+tiers' per-token price; per team: each API request's own price, and each GPU tier's cost shared among the
+requests it served by their tokens (input + output); $/Mtok = cost / all tokens of completed requests; SLO
+attainment = completed requests within every objective / all requests; TTFT and TPOT percentiles over
+completed requests; spilled = share of requests served by a tier after the first on their route.
+Actual (ledger): the same from the ledger's own cost, TTFT and e2e per request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tokenomy.replay.sources import Replayed
+from tokenomy.sim.fleet import ApiTier, Fleet, FleetRun, GpuTier
+from tokenomy.sim.run import SLO
+
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One row of the comparison (dollars, seconds, fractions); None where unknown."""
+
+    name: str
+    requests: int
+    completed: int
+    usd: float | None
+    usd_by_team: dict[str, float]
+    usd_per_mtok: float | None
+    slo_attainment: float | None
+    ttft_s: dict[str, float]
+    tpot_s: dict[str, float]
+    spilled_share: float | None
+    gpu_hours: float | None = None
+    usd_by_hour: list[float] = field(default_factory=list)  # whole fleet, per hour since the first arrival
+    tier_requests: dict[str, int] = field(default_factory=dict)
+    ttft_quantiles_s: list[float] = field(default_factory=list)  # percentiles 0, 1, …, 100
+    tpot_quantiles_s: list[float] = field(default_factory=list)
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return {}
+    return {f"p{q}": float(x) for q, x in zip(PERCENTILES, np.percentile(v, PERCENTILES), strict=True)}
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    v = values[np.isfinite(values)]
+    return [float(x) for x in np.percentile(v, np.arange(101))] if v.size else []
+
+
+def _by_hour(usd: np.ndarray, arrival_s: np.ndarray, hours: int) -> np.ndarray:
+    idx = np.minimum((arrival_s // 3600).astype(np.int64), hours - 1)
+    return np.bincount(idx, weights=usd, minlength=hours)
+
+
+def _hours(arrival_s: np.ndarray) -> int:
+    return int(arrival_s[-1] // 3600) + 1 if len(arrival_s) else 1
+
+
+def _tpot_s(e2e_s: np.ndarray, ttft_s: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(output_tokens > 1, (e2e_s - ttft_s) / np.maximum(output_tokens - 1, 1), np.nan)
+
+
+def _attainment(ok: np.ndarray, total: int, slo: SLO | None) -> float | None:
+    return float(ok.sum()) / total if slo is not None and slo.given and total else None
+
+
+def _met(slo: SLO | None, ttft_s: np.ndarray, tpot_s: np.ndarray, e2e_s: np.ndarray, done: np.ndarray) -> np.ndarray:
+    ok = done.copy()
+    if slo is None:
+        return ok
+    with np.errstate(invalid="ignore"):
+        if slo.ttft_s is not None:
+            ok &= ttft_s <= slo.ttft_s
+        if slo.tpot_s is not None:
+            ok &= ~(tpot_s > slo.tpot_s)  # one-token requests have no TPOT
+        if slo.e2e_s is not None:
+            ok &= e2e_s <= slo.e2e_s
+    return ok
+
+
+def by_team(usd_per_request: np.ndarray, teams: np.ndarray) -> dict[str, float]:
+    """Cost summed per team."""
+    out: dict[str, float] = {}
+    for team in sorted(set(teams.tolist())):
+        out[team] = float(usd_per_request[teams == team].sum())
+    return out
+
+
+def actual_figures(rep: Replayed, slo: SLO | None) -> Figures:
+    """What the source says happened (cost only from a ledger)."""
+    w = rep.workload
+    n = len(w)
+    ttft = rep.actual_ttft_s if rep.actual_ttft_s is not None else np.full(n, np.nan)
+    e2e = rep.actual_e2e_s if rep.actual_e2e_s is not None else np.full(n, np.nan)
+    tpot = _tpot_s(e2e, ttft, w.output_tokens)
+    usd = float(rep.actual_usd.sum()) if rep.actual_usd is not None else None
+    tokens = float(w.input_tokens.sum() + w.output_tokens.sum())
+    known = np.isfinite(ttft).any()
+    return Figures(
+        name="actual",
+        requests=n,
+        completed=n,
+        usd=usd,
+        usd_by_team=by_team(rep.actual_usd, rep.teams) if rep.actual_usd is not None else {},
+        usd_per_mtok=usd / tokens * 1e6 if usd is not None and tokens else None,
+        slo_attainment=_attainment(_met(slo, ttft, tpot, e2e, np.ones(n, bool)), n, slo) if known else None,
+        ttft_s=_percentiles(ttft),
+        tpot_s=_percentiles(tpot),
+        spilled_share=float(rep.actual_spilled.mean()) if rep.actual_spilled is not None else None,
+        usd_by_hour=_by_hour(rep.actual_usd, w.arrival_s, _hours(w.arrival_s)).tolist()
+        if rep.actual_usd is not None
+        else [],
+        tier_requests=_counts(rep.actual_tiers) if rep.actual_tiers is not None else {},
+        ttft_quantiles_s=_quantiles(ttft),
+        tpot_quantiles_s=_quantiles(tpot),
+    )
+
+
+def _counts(values: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(values.astype(str), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+
+def usd_by_hour(fleet: Fleet, run: FleetRun, rep: Replayed) -> np.ndarray:
+    """Fleet cost per hour since the first arrival: each GPU tier's hourly price over the hours the run spans,
+    each API request's price in the hour it arrived."""
+    arrival = rep.workload.arrival_s
+    span_s = max(float(run.result.duration_s), 0.0)
+    hours = max(_hours(arrival), int(math.ceil(span_s / 3600)) or 1)
+    covered_h = np.clip(span_s / 3600 - np.arange(hours), 0.0, 1.0)
+    out = np.zeros(hours)
+    log = run.result.log
+    for i, tier in enumerate(fleet.tiers):
+        if isinstance(tier, GpuTier):
+            out += tier.usd_per_hour() * covered_h
+        elif isinstance(tier, ApiTier):
+            mine = (run.tier_of == i) & log.done
+            usd = np.zeros(len(rep))
+            usd[mine] = (
+                log.input_tokens[mine] * tier.usd_per_mtok_input + log.output_tokens[mine] * tier.usd_per_mtok_output
+            ) / 1e6
+            out += _by_hour(usd, arrival, hours)
+    return out
+
+
+def per_request_usd(fleet: Fleet, run: FleetRun, rep: Replayed) -> np.ndarray:
+    """Each request's share of the alternative's cost: its API price, or its tokens' share of its GPU tier."""
+    log = run.result.log
+    done = log.done
+    tokens = (log.input_tokens + log.output_tokens).astype(float)
+    usd = np.zeros(len(rep))
+    for i, tier in enumerate(fleet.tiers):
+        mine = (run.tier_of == i) & done
+        if isinstance(tier, ApiTier):
+            usd[mine] = (
+                log.input_tokens[mine] * tier.usd_per_mtok_input + log.output_tokens[mine] * tier.usd_per_mtok_output
+            ) / 1e6
+        elif isinstance(tier, GpuTier):
+            tier_usd = run.summary["tiers"][tier.name]["usd"]
+            tier_tokens = tokens[mine].sum()
+            if tier_tokens:
+                usd[mine] = tier_usd * tokens[mine] / tier_tokens
+    return usd
+
+
+def alternative_figures(name: str, fleet: Fleet, run: FleetRun, rep: Replayed, slo: SLO | None) -> Figures:
+    """One alternative's figures from its fleet run on the replayed requests."""
+    log = run.result.log
+    done = log.done
+    n = len(rep)
+    ttft = np.where(done, log.first_token_s - log.arrival_s, np.nan)
+    e2e = np.where(done, log.finish_s - log.arrival_s, np.nan)
+    tpot = _tpot_s(e2e, ttft, log.output_tokens)
+    usd = float(run.summary["cost"]["usd"])
+    tokens = float(log.input_tokens[done].sum() + log.output_tokens[done].sum())
+    spilled = run.summary.get("spilled")
+    return Figures(
+        name=name,
+        requests=n,
+        completed=int(done.sum()),
+        usd=usd,
+        usd_by_team=by_team(per_request_usd(fleet, run, rep), rep.teams),
+        usd_per_mtok=usd / tokens * 1e6 if tokens else None,
+        slo_attainment=_attainment(_met(slo, ttft, tpot, e2e, done), n, slo) if slo is not None else None,
+        ttft_s=_percentiles(ttft),
+        tpot_s=_percentiles(tpot),
+        spilled_share=float(spilled) / n if spilled is not None and n else None,
+        gpu_hours=float(run.summary["cost"].get("gpu_hours", math.nan)),
+        usd_by_hour=usd_by_hour(fleet, run, rep).tolist(),
+        tier_requests={name: int(t["requests"]) for name, t in run.summary["tiers"].items()},
+        ttft_quantiles_s=_quantiles(ttft),
+        tpot_quantiles_s=_quantiles(tpot),
+    )

@@ -1,0 +1,78 @@
+"""The replay as a self-contained HTML page: figures side by side, cost by hour, latency CDFs, tier mix."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+
+from tokenomy.replay.compare import Figures
+from tokenomy.report.html import figure_div, page, table_html
+
+
+def _money(x: float | None) -> str:
+    return "–" if x is None else f"${x:,.2f}"
+
+
+def _ms(stats: dict[str, float], key: str) -> str:
+    return "–" if key not in stats else f"{stats[key] * 1e3:,.0f}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def replay_report(rows: list[Figures], title: str, skipped: dict[str, int]) -> str:
+    """The page: a table of every alternative beside the actual, then four charts."""
+    headers = ["", "completed", "cost (whole fleet)", "$/Mtok", "SLO met", "TTFT p50/p90/p99 ms", "TPOT p50/p90 ms"]
+    headers.append("spilled")
+    table = table_html(
+        headers,
+        [
+            [
+                f.name,
+                f"{f.completed:,}/{f.requests:,}",
+                _money(f.usd),
+                _money(f.usd_per_mtok),
+                _pct(f.slo_attainment),
+                f"{_ms(f.ttft_s, 'p50')}/{_ms(f.ttft_s, 'p90')}/{_ms(f.ttft_s, 'p99')}",
+                f"{_ms(f.tpot_s, 'p50')}/{_ms(f.tpot_s, 'p90')}",
+                _pct(f.spilled_share),
+            ]
+            for f in rows
+        ],
+    )
+    sections = [f"<h2>Alternatives beside what happened</h2>{table}"]
+    if skipped:
+        items = "".join(f"<li>{n:,} skipped: {html.escape(r)}</li>" for r, n in skipped.items())
+        sections.append(f"<ul>{items}</ul>")
+    hourly = go.Figure()
+    for f in rows:
+        if f.usd_by_hour:
+            hourly.add_trace(go.Scatter(x=np.arange(len(f.usd_by_hour)), y=f.usd_by_hour, mode="lines", name=f.name))
+    hourly.update_layout(
+        title="Cost by hour (whole fleet)", xaxis_title="hour since the first request", yaxis_title="USD per hour"
+    )
+    sections.append(figure_div(hourly, "cost-by-hour"))
+    for key, label, div in (("ttft_quantiles_s", "TTFT", "ttft-cdf"), ("tpot_quantiles_s", "TPOT", "tpot-cdf")):
+        cdf = go.Figure()
+        for f in rows:
+            q = getattr(f, key)
+            if q:
+                cdf.add_trace(go.Scatter(x=np.array(q) * 1e3, y=np.arange(101) / 100, mode="lines", name=f.name))
+        cdf.update_layout(
+            title=f"{label} distribution (per request)",
+            xaxis_title=f"{label} (ms)",
+            yaxis_title="share of requests",
+            xaxis_type="log",
+        )
+        sections.append(figure_div(cdf, div))
+    tiers = sorted({t for f in rows for t in f.tier_requests})
+    mix = go.Figure()
+    for tier in tiers:
+        shares = [f.tier_requests.get(tier, 0) / max(f.requests, 1) for f in rows]
+        mix.add_trace(go.Bar(x=[f.name for f in rows], y=shares, name=tier))
+    mix.update_layout(barmode="stack", title="Tier mix (share of requests per tier)", yaxis_title="share of requests")
+    sections.append(figure_div(mix, "tier-mix"))
+    return page(title, sections)

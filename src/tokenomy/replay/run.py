@@ -1,0 +1,33 @@
+"""Replay: every alternative's fleet run on the replayed requests (in worker processes), and the actual."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from tokenomy.replay.alternatives import Alternative
+from tokenomy.replay.compare import Figures, actual_figures, alternative_figures
+from tokenomy.replay.sources import Replayed
+from tokenomy.sim.fleet import simulate_fleet
+from tokenomy.sim.run import SLO
+
+
+def run_alternative(alt: Alternative, rep: Replayed, slo: SLO | None, seed: int) -> Figures:
+    """One alternative's figures (the fleet simulator on the replayed workload)."""
+    run = simulate_fleet(alt.fleet, rep.workload, seed, slo)
+    return alternative_figures(alt.name, alt.fleet, run, rep, slo)
+
+
+def replay(
+    rep: Replayed, alternatives: Sequence[Alternative], slo: SLO | None, seed: int = 0, workers: int | None = None
+) -> list[Figures]:
+    """The actual figures, then each alternative's; alternatives run in up to `workers` processes (default: CPUs)."""
+    workers = min(workers or os.cpu_count() or 1, len(alternatives))
+    if workers <= 1:
+        results = [run_alternative(a, rep, slo, seed) for a in alternatives]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            futures = [pool.submit(run_alternative, a, rep, slo, seed) for a in alternatives]
+            results = [f.result() for f in futures]
+    return [actual_figures(rep, slo), *results]

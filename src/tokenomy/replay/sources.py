@@ -1,0 +1,227 @@
+"""Rebuild a workload from what happened: a gateway ledger (SQLite file or PostgreSQL URL), a bench
+`--requests-jsonl` file, or a trace (sim/workload.py `read_trace` formats).
+
+Ledger: one request per `request_id`; its arrival is its first attempt's `ts_s`; its lengths, class and team
+come from its last attempt that returned tokens (`status` ok); what it actually cost is the sum of its
+attempts' `cost_usd` (or `request_usd` on its final row, when an escalating route wrote one); its TTFT and
+e2e are those of that attempt; it was spilled when that attempt's `reason` says "spill". Columns are read by
+name from whatever the table has (another version may add some); a request that cannot be replayed is
+skipped with its reason counted, never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tokenomy.sim.workload import TraceError, Workload, read_trace
+
+NO_TEAM = "(none)"
+NO_CLASS = "*"
+
+
+class SourceError(ValueError):
+    """A source that cannot be read: the message names it and what is wrong."""
+
+
+@dataclass
+class Replayed:
+    """The requests to replay (sorted by arrival) and what actually happened to them, where known."""
+
+    kind: str  # "ledger", "bench" or "trace"
+    source: str
+    workload: Workload  # arrivals from 0
+    teams: np.ndarray  # per request, str
+    actual_usd: np.ndarray | None = None  # per request (ledger only)
+    actual_ttft_s: np.ndarray | None = None  # per request, NaN where unknown
+    actual_e2e_s: np.ndarray | None = None
+    actual_spilled: np.ndarray | None = None  # per request, bool (ledger only)
+    actual_tiers: np.ndarray | None = None  # per request, the tier that answered (ledger only)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.workload)
+
+
+def _skip(skipped: dict[str, int], reason: str) -> None:
+    skipped[reason] = skipped.get(reason, 0) + 1
+
+
+def _num(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+def _ledger_rows(source: str) -> list[dict[str, Any]]:
+    """Every attempt row of a ledger as a dict by column name (read only)."""
+    query = "SELECT * FROM attempts"
+    if source.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise SourceError(f"{source}: reading a PostgreSQL ledger needs psycopg (pip install psycopg)") from exc
+        try:
+            with psycopg.connect(source, connect_timeout=5) as conn, conn.cursor() as cur:
+                cur.execute(query)
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        except psycopg.Error as exc:
+            raise SourceError(f"{source}: {' '.join(str(exc).split())}") from exc
+    path = Path(source)
+    if not path.is_file():
+        raise SourceError(f"{source}: no such file")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            cur = conn.execute(query)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise SourceError(f"{source}: not a gateway ledger ({exc})") from exc
+
+
+def read_ledger(source: str) -> Replayed:
+    """The requests of a gateway ledger (SQLite path or PostgreSQL URL) and what they cost."""
+    rows = _ledger_rows(source)
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_request.setdefault(str(row.get("request_id")), []).append(row)
+    skipped: dict[str, int] = {}
+    recs = []
+    for attempts in by_request.values():
+        attempts.sort(key=lambda r: _num(r.get("attempt")))
+        arrival = min((_num(r.get("ts_s")) for r in attempts), default=math.nan)
+        served = [r for r in attempts if r.get("status") == "ok" and _num(r.get("tokens_out")) >= 1]
+        if not math.isfinite(arrival):
+            _skip(skipped, "no valid ts_s")
+            continue
+        if not served:
+            _skip(skipped, "no attempt returned tokens (status not ok)")
+            continue
+        final = served[-1]
+        tokens_in = _num(final.get("tokens_in"))
+        if not tokens_in >= 1:
+            _skip(skipped, "tokens_in missing or < 1")
+            continue
+        request_usd = _num(attempts[-1].get("request_usd"))
+        costs = [_num(r.get("cost_usd")) for r in attempts]
+        usd = request_usd if math.isfinite(request_usd) else sum(c for c in costs if math.isfinite(c))
+        recs.append(
+            (
+                arrival,
+                int(tokens_in),
+                int(_num(final.get("tokens_out"))),
+                str(final.get("request_class") or NO_CLASS),
+                str(final.get("team") or NO_TEAM),
+                usd if math.isfinite(usd) else 0.0,
+                _num(final.get("ttft_s")),
+                _num(final.get("e2e_s")),
+                "spill" in str(final.get("reason") or "").lower(),
+                str(final.get("tier") or "?"),
+            )
+        )
+    if not recs:
+        raise SourceError(f"{source}: no replayable requests in the ledger (skipped: {skipped or 'none'})")
+    recs.sort(key=lambda r: r[0])
+    cols = list(zip(*recs, strict=True))
+    arrival = np.array(cols[0]) - cols[0][0]
+    workload = Workload(arrival, np.array(cols[1]), np.array(cols[2]), np.array(cols[3], dtype=object), name="ledger")
+    return Replayed(
+        "ledger",
+        source,
+        workload,
+        np.array(cols[4], dtype=object),
+        actual_usd=np.array(cols[5], dtype=float),
+        actual_ttft_s=np.array(cols[6], dtype=float),
+        actual_e2e_s=np.array(cols[7], dtype=float),
+        actual_spilled=np.array(cols[8], dtype=bool),
+        actual_tiers=np.array(cols[9], dtype=object),
+        skipped=skipped,
+    )
+
+
+def read_bench_jsonl(path: Path) -> Replayed:
+    """The requests of a `tokenomy bench --requests-jsonl` file: arrival = intended (or sent) time, lengths as the
+    server reported them, the client's TTFT and e2e as what happened; failed requests are skipped."""
+    skipped: dict[str, int] = {}
+    recs = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SourceError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+            if not isinstance(rec, dict):
+                raise SourceError(f"{path}:{n}: expected a JSON object")
+            if rec.get("error"):
+                _skip(skipped, "request failed in the bench run")
+                continue
+            arrival = _num(rec.get("intended_s", rec.get("sent_s")))
+            tokens_in = _num(rec.get("prompt_tokens") or rec.get("input_tokens"))
+            tokens_out = _num(rec.get("output_tokens"))
+            if not math.isfinite(arrival):
+                _skip(skipped, "no intended_s / sent_s")
+            elif not (tokens_in >= 1 and tokens_out >= 1):
+                _skip(skipped, "prompt_tokens / output_tokens missing or < 1")
+            else:
+                recs.append((arrival, int(tokens_in), int(tokens_out), _num(rec.get("ttft_s")), _num(rec.get("e2e_s"))))
+    if not recs:
+        raise SourceError(f"{path}: no replayable requests (skipped: {skipped or 'none'})")
+    recs.sort(key=lambda r: r[0])
+    cols = list(zip(*recs, strict=True))
+    arrival = np.array(cols[0]) - cols[0][0]
+    n = len(recs)
+    workload = Workload(arrival, np.array(cols[1]), np.array(cols[2]), name=path.stem)
+    return Replayed(
+        "bench",
+        str(path),
+        workload,
+        np.full(n, NO_TEAM, dtype=object),
+        actual_ttft_s=np.array(cols[3], dtype=float),
+        actual_e2e_s=np.array(cols[4], dtype=float),
+        skipped=skipped,
+    )
+
+
+def _is_bench_jsonl(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        first = next((line for line in fh if line.strip()), "")
+    try:
+        rec = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(rec, dict) and ("intended_s" in rec or "sent_s" in rec)
+
+
+def _is_sqlite(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+def read_source(source: str) -> Replayed:
+    """Whatever SOURCE is: a PostgreSQL URL or SQLite ledger, a bench requests JSONL, or a trace."""
+    if source.startswith(("postgresql://", "postgres://")):
+        return read_ledger(source)
+    path = Path(source)
+    if path.is_file() and _is_sqlite(path):
+        return read_ledger(source)
+    if path.is_file() and path.suffix == ".jsonl" and _is_bench_jsonl(path):
+        return read_bench_jsonl(path)
+    try:
+        wl = read_trace(source)
+    except TraceError as exc:
+        raise SourceError(f"{exc} (or give a gateway ledger: SQLite file or postgresql:// URL)") from exc
+    return Replayed("trace", source, wl, np.full(len(wl), NO_TEAM, dtype=object))

@@ -1,0 +1,181 @@
+"""KV-cache allocators: paged blocks with prefix caching (vLLM's PagedAttention) or contiguous reservation.
+
+Both count memory in blocks of `block_tokens` tokens. Paged allocation hands a sequence a new
+block each time its context crosses a block boundary; contiguous allocation reserves the
+maximum length for every request up front, as engines did before paging (Orca, FasterTransformer).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from tokenomy.sim.sequence import Seq
+
+
+def blocks_for(tokens: int, block_tokens: int) -> int:
+    """Blocks needed to hold `tokens` tokens."""
+    return -(-tokens // block_tokens)
+
+
+class PagedKV:
+    """Fixed-size KV blocks handed out as sequences grow; shared prompt prefixes are cached by id (LRU)."""
+
+    grows = True
+
+    def __init__(self, total_blocks: int, block_tokens: int = 16, prefix_block_tokens: int = 512):
+        self.total_blocks = total_blocks
+        self.block_tokens = block_tokens
+        self.prefix_block_tokens = prefix_block_tokens
+        self.free_blocks = total_blocks
+        self.prefix_refs: dict[int, int] = {}  # prefix id -> sequences reading it
+        self.prefix_blocks: dict[int, int] = {}  # prefix id -> blocks it occupies
+        self.evictable: OrderedDict[int, None] = OrderedDict()  # cached prefixes no one reads, oldest first
+        self.evictable_blocks = 0
+
+    @property
+    def available_blocks(self) -> int:
+        return self.free_blocks + self.evictable_blocks
+
+    @property
+    def caches_prefixes(self) -> bool:
+        """Prefix ids map onto whole KV blocks only when the block size divides the prefix block."""
+        return self.prefix_block_tokens % self.block_tokens == 0
+
+    @property
+    def used_blocks(self) -> int:
+        return self.total_blocks - self.free_blocks
+
+    def take(self, n: int) -> bool:
+        """Take n free blocks (prompts, or growing sequences), evicting the least recently used cached
+        prefixes if needed; False if memory is short."""
+        if n > self.free_blocks + self.evictable_blocks:
+            return False
+        while self.free_blocks < n:
+            pid, _ = self.evictable.popitem(last=False)
+            released = self.prefix_blocks.pop(pid)
+            del self.prefix_refs[pid]
+            self.evictable_blocks -= released
+            self.free_blocks += released
+        self.free_blocks -= n
+        return True
+
+    def cached_prefix_tokens(self, seq: Seq) -> tuple[int, list[int]]:
+        """Leading prompt tokens already in the cache, and their prefix ids (at least one token is computed)."""
+        tokens, hits = 0, []
+        for pid in seq.prefix_ids:
+            if pid not in self.prefix_blocks:
+                break
+            size = min(self.prefix_block_tokens, seq.prompt_tokens - 1 - tokens)
+            if size < self.prefix_block_tokens:
+                break
+            tokens += size
+            hits.append(pid)
+        return tokens, hits
+
+    def admit(self, seq: Seq, max_new_tokens: int | None = None) -> bool:
+        """Allocate the prompt's blocks, reusing cached prefix blocks; False if memory is short. With
+        `max_new_tokens` only the blocks of the first chunk (vLLM v1 allocates per scheduled chunk; the
+        block after the prompt, for the first output token, comes with its last chunk)."""
+        cached, hits = self.cached_prefix_tokens(seq) if seq.prefix_ids and self.caches_prefixes else (0, [])
+        end = seq.prompt_tokens if max_new_tokens is None else min(seq.prompt_tokens, cached + max_new_tokens)
+        own = blocks_for(end + (end == seq.prompt_tokens) - cached, self.block_tokens)
+        hits_evictable = sum(self.prefix_blocks[p] for p in hits if self.prefix_refs[p] == 0)
+        if own > self.free_blocks + self.evictable_blocks - hits_evictable:
+            return False
+        for pid in hits:  # pin the hits first so eviction cannot take them
+            if self.prefix_refs[pid] == 0:
+                del self.evictable[pid]
+                self.evictable_blocks -= self.prefix_blocks[pid]
+            self.prefix_refs[pid] += 1
+        self.take(own)
+        seq.blocks = own
+        seq.shared_ids = hits
+        seq.shared_tokens = cached
+        seq.prefilled = cached
+        seq.ctx = cached
+        return True
+
+    def extend(self, seq: Seq, tokens: int) -> bool:
+        """Blocks for the next `tokens` of a partly computed prompt (and the first output token's slot after
+        its last chunk); False if memory is short."""
+        end = seq.ctx + tokens
+        need = blocks_for(end + (end == seq.prompt_tokens) - seq.shared_tokens, self.block_tokens) - seq.blocks
+        if need > 0:
+            if not self.take(need):
+                return False
+            seq.blocks += need
+        return True
+
+    def publish_prefix(self, seq: Seq) -> None:
+        """After a prompt is computed, hand its not-yet-cached prefix blocks to the cache for later requests."""
+        if not self.caches_prefixes:
+            return
+        tokens = seq.shared_tokens
+        for pid in seq.prefix_ids[len(seq.shared_ids) :]:
+            if tokens + self.prefix_block_tokens > seq.prompt_tokens - 1 or pid in self.prefix_blocks:
+                break
+            size = self.prefix_block_tokens // self.block_tokens
+            if size > seq.blocks:
+                break
+            seq.blocks -= size
+            self.prefix_blocks[pid] = size
+            self.prefix_refs[pid] = 1
+            seq.shared_ids.append(pid)
+            tokens += self.prefix_block_tokens
+        seq.shared_tokens = tokens
+
+    def release(self, seq: Seq) -> None:
+        """Free a sequence's own blocks; its prefix blocks stay cached until evicted."""
+        self.free_blocks += seq.blocks
+        seq.blocks = 0
+        for pid in seq.shared_ids:
+            self.prefix_refs[pid] -= 1
+            if self.prefix_refs[pid] == 0:
+                self.evictable[pid] = None
+                self.evictable_blocks += self.prefix_blocks[pid]
+        seq.shared_ids = []
+        seq.shared_tokens = 0
+
+
+class ContiguousKV:
+    """Every request reserves `reserved_tokens` of contiguous KV at admission, whatever its real length."""
+
+    grows = False
+
+    def __init__(self, total_blocks: int, block_tokens: int, reserved_tokens: int):
+        self.total_blocks = total_blocks
+        self.block_tokens = block_tokens
+        self.reserved_blocks = blocks_for(reserved_tokens, block_tokens)
+        self.reserved_tokens = reserved_tokens
+        self.free_blocks = total_blocks
+        self.evictable_blocks = 0
+
+    @property
+    def available_blocks(self) -> int:
+        return self.free_blocks
+
+    @property
+    def used_blocks(self) -> int:
+        return self.total_blocks - self.free_blocks
+
+    def admit(self, seq: Seq, max_new_tokens: int | None = None) -> bool:
+        if self.reserved_blocks > self.free_blocks:
+            return False
+        self.free_blocks -= self.reserved_blocks
+        seq.blocks = self.reserved_blocks
+        seq.prefilled = 0
+        seq.ctx = 0
+        return True
+
+    def take(self, n: int) -> bool:
+        return n == 0  # a reservation never grows
+
+    def extend(self, seq: Seq, tokens: int) -> bool:
+        return True  # the reservation covers the whole request
+
+    def publish_prefix(self, seq: Seq) -> None:
+        return None
+
+    def release(self, seq: Seq) -> None:
+        self.free_blocks += seq.blocks
+        seq.blocks = 0

@@ -1,0 +1,195 @@
+"""The executor: running a step the scheduler formed (nano-vllm's model runner, here a clock).
+
+A step's time is costmodel's step formula (`Deployment.step_cost()`, `costmodel.perf.StepCost`)
+over its tokens, sequences, KV read and attention pairs; with a draft model it adds γ draft
+decode steps; with pp > 1 the step is a round of micro-batches lasting `perf.pipeline_round_s`
+(the slowest micro-batch, or the stage load when micro-batches outnumber stages: the idle stage
+time is the bubble). Executing applies the step: tokens emitted, gaps recorded, prompts promoted
+to decoding, finished requests released, and the busy/KV/batch counters integrated.
+`Executor` is a mixin of `sim.replica.Replica`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tokenomy.costmodel.perf import pipeline_round_s
+from tokenomy.sim.block_manager import blocks_for
+from tokenomy.sim.sequence import Seq
+
+
+class Executor:
+    """Step times from the cost model, and the bookkeeping of an executed step."""
+
+    def _execute(self, chunks: list[tuple[Seq, int]], decode: bool) -> None:
+        """One step: decode every running sequence (if `decode`) and compute the prompt chunks."""
+        spec = self.config.spec
+        per_seq = self.per_seq
+        if decode and self._make_room(per_seq) and chunks:
+            chunks = [(s, n) for s, n in chunks if s in self.prefilling]  # a preempted prompt leaves the step
+        batch = self.batch
+        b_live = len(batch.seqs) if decode else 0
+        b = b_live + len(self.padding) if decode else 0
+        ctx = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx if decode else 0
+        if self.pp > 1:
+            t = self._round_seconds(chunks, b, ctx)
+        else:
+            new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
+            for seq, n in chunks:
+                new += n
+                seqs += 1
+                kv_tokens += seq.ctx
+                pairs += n * (seq.ctx + n / 2)
+            cost = self.cost.seconds
+            t = cost(new, seqs, kv_tokens, pairs)
+            if spec and b:
+                t += spec.draft_tokens * (self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s)
+            if chunks:
+                share = 1.0
+                if b:  # a mixed step: charge prompts by what each part would cost alone
+                    t_pf = cost(new - b * per_seq, len(chunks), kv_tokens - ctx, pairs - ctx * per_seq)
+                    share = t_pf / (t_pf + cost(b * per_seq, b, ctx, ctx * per_seq))
+                self.stats.prefill_s += t * share
+        if b_live and batch.paged:
+            self.kv.take(batch.new_blocks(1))
+        self._advance(t, b_live, ctx)
+        if b_live:
+            self._record_first_gaps(self.now)
+            batch.g += 1
+            if spec:
+                self._speculate()
+            batch.last_step_end_s = self.now
+            for seq in batch.pop_finished():
+                self._finish(seq)
+        for seq, n in chunks:
+            seq.prefilled += n
+            seq.ctx += n
+            if seq.remaining_prefill == 0:
+                self._prompt_done(seq)
+
+    def _micro_batch_seconds(self, b: int, ctx: float, chunks: list[tuple[Seq, int]]) -> float:
+        """One micro-batch's pass through the whole model: `b` decoding rows holding `ctx` tokens, and prompt chunks."""
+        per_seq, spec = self.per_seq, self.config.spec
+        new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
+        for seq, n in chunks:
+            new += n
+            seqs += 1
+            kv_tokens += seq.ctx
+            pairs += n * (seq.ctx + n / 2)
+        if not seqs:
+            return 0.0
+        t = self.cost.seconds(new, seqs, kv_tokens, pairs)
+        if spec and b:
+            t += spec.draft_tokens * (self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s)
+        return t
+
+    def _round_seconds(self, chunks: list[tuple[Seq, int]], b: int, ctx: float) -> float:
+        """pp > 1: a round of pp micro-batches (decoding rows split evenly, chunks where the scheduler put them)."""
+        pp = self.pp
+        parts: list[list[tuple[Seq, int]]] = [[] for _ in range(pp)]
+        for seq, n in chunks:
+            parts[self.chunk_mb.get(seq.rid, 0)].append((seq, n))
+        times, decode_times = [], []
+        for j in range(pp):
+            b_j = b // pp + (j < b % pp)
+            ctx_j = ctx * b_j / b if b else 0.0
+            times.append(self._micro_batch_seconds(b_j, ctx_j, parts[j]))
+            if chunks:
+                decode_times.append(self._micro_batch_seconds(b_j, ctx_j, []))
+        t = pipeline_round_s(times, pp)
+        if chunks:  # prompts are charged the round time they add over decoding alone
+            t_dec = pipeline_round_s(decode_times, pp) if b else 0.0
+            self.stats.prefill_s += t - t_dec
+        return t
+
+    def _decode_seconds(self, b: int, ctx: float) -> float:
+        """A decode-only step (pp > 1: round) of `b` rows holding `ctx` tokens."""
+        if self.pp > 1:
+            big = -(-b // self.pp)  # the largest micro-batch sets the round (Σ t_j / pp ≤ max t_j)
+            ctx_big = ctx * big / b
+            return self.cost.seconds(big, big, ctx_big, ctx_big)
+        return self.cost.seconds(b, b, ctx, ctx)
+
+    def _decode_line(self, b: int) -> tuple[float, float] | None:
+        """Decode step (round) time of `b` rows as intercept + slope · summed context, or None if not linear."""
+        if self.pp == 1:
+            return self.cost.decode_line(b)
+        big = -(-b // self.pp)
+        line = self.cost.decode_line(big)
+        return None if line is None else (line[0], line[1] * big / b)
+
+    def _record_first_gaps(self, end_s: float) -> None:
+        """Gaps of the batch's next token: since the last decode step, or since a newcomer's last token."""
+        batch = self.batch
+        synced = len(batch.seqs) - len(batch.fresh)
+        if synced:
+            self.itl.add(end_s - batch.last_step_end_s, synced)
+        for seq in batch.fresh:
+            self.itl.add(end_s - seq.last_token_s)
+        batch.fresh = []
+
+    def _speculate(self) -> None:
+        """Draw each sequence's accepted draft tokens (until the first rejection, at most γ) for this step."""
+        spec, batch = self.config.spec, self.batch
+        seqs = list(batch.seqs)
+        if spec.acceptance < 1:
+            accepted = np.minimum(self.rng.geometric(1.0 - spec.acceptance, size=len(seqs)) - 1, spec.draft_tokens)
+        else:
+            accepted = np.full(len(seqs), spec.draft_tokens)
+        for seq, extra in zip(seqs, accepted.tolist(), strict=True):
+            extra = min(extra, seq.output_tokens - (batch.g + seq.gen_off))
+            if extra > 0:
+                self.itl.add(0.0, extra)  # the rest of the burst arrives with the first token
+                blocks_before = -(-(batch.g + seq.ctx_off + 1 - seq.shared_tokens) // batch.block_tokens)
+                batch.bump(seq, extra)
+                if batch.paged:
+                    blocks_after = blocks_for(batch.g + seq.ctx_off + 1 - seq.shared_tokens, batch.block_tokens)
+                    self.kv.take(blocks_after - blocks_before)
+
+    def _prompt_done(self, seq: Seq) -> None:
+        """A prompt finished: publish its prefix blocks, emit its next token, and start decoding it."""
+        self.prefilling.remove(seq)
+        if seq.prefix_ids:
+            self.kv.publish_prefix(seq)
+        end = self.now
+        if seq.generated == 0:
+            self.log.first_token_s[seq.rid] = end
+        else:
+            self.itl.add(end - seq.last_token_s)  # a resumed sequence's gap spans its preemption
+        seq.last_token_s = end
+        seq.generated += 1
+        if seq.generated >= seq.output_tokens:
+            self._finish(seq)
+            return
+        self.batch.add(seq)
+
+    def _finish(self, seq: Seq) -> None:
+        self.log.finish_s[seq.rid] = self.now
+        if self.config.scheduler == "static":
+            self.padding.append(seq)  # keeps its row and KV until the batch ends
+            self.padding_ctx += seq.ctx
+        else:
+            self.kv.release(seq)
+        if self.on_finish:
+            self.on_finish(seq.rid, self.now)
+
+    def _advance(self, seconds: float, decode_seqs: int, decode_ctx: float) -> None:
+        """Move the clock by a step (or span) and integrate the busy, KV and batch counters."""
+        st, kv, batch = self.stats, self.kv, self.batch
+        st.busy_s += seconds
+        st.steps += 1
+        live = len(batch.seqs) * batch.g + batch.ctx_off_sum + self.padding_ctx  # _live_tokens(), inlined
+        if self.prefilling:
+            live += sum(seq.ctx for seq in self.prefilling)
+        st.live_token_seconds += seconds * live
+        st.allocated_token_seconds += seconds * (kv.total_blocks - kv.free_blocks) * kv.block_tokens
+        st.decode_batch_seconds += seconds * decode_seqs
+        st.decode_ctx_seconds += seconds * decode_ctx
+        self.now += seconds
+
+    def _live_tokens(self) -> int:
+        batch = self.batch
+        live = len(batch.seqs) * batch.g + batch.ctx_off_sum + self.padding_ctx
+        if self.prefilling:
+            live += sum(seq.ctx for seq in self.prefilling)
+        return live

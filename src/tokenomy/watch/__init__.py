@@ -1,0 +1,1 @@
+"""Watch live engines: scrape their Prometheus endpoints, compare with the cost model, flag drift, refit."""

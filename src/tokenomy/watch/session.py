@@ -1,0 +1,106 @@
+"""One watched engine: readings in, interval reports out (prediction, checks, alarms, refit); no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.watch.compare import (
+    DEFAULT_ALARM_ON,
+    DEFAULT_ISL,
+    DEFAULT_OSL,
+    MIN_SAMPLES,
+    Check,
+    DriftTracker,
+    Prediction,
+    compare,
+    load_lengths,
+    predict,
+)
+from tokenomy.watch.observe import CounterReset, Observation, observe
+from tokenomy.watch.refit import OverheadFit, OverheadRefit
+from tokenomy.watch.scrape import Reading
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """How to judge an engine: bands, alarm rule, refit window, fallback lengths, time scale."""
+
+    bands: dict[str, float] = field(default_factory=dict)
+    alarm_on: tuple[str, ...] = DEFAULT_ALARM_ON
+    confirm: int = 2
+    window: int = 20
+    isl: int = DEFAULT_ISL
+    osl: int = DEFAULT_OSL
+    time_scale: float | None = None  # None: the twin's `twin:speedup` when exported, else 1
+
+    def __post_init__(self) -> None:
+        if self.confirm < 1:
+            raise ValueError(f"--confirm must be at least 1, got {self.confirm}")
+        if self.time_scale is not None and not self.time_scale > 0:
+            raise ValueError(f"--time-scale must be positive, got {self.time_scale}")
+        for name, band in self.bands.items():
+            if not band > 0:
+                raise ValueError(f"band for {name} must be positive, got {band}")
+
+
+@dataclass(frozen=True)
+class IntervalReport:
+    """What one interval of one engine showed."""
+
+    url: str
+    index: int
+    time_scale: float
+    observation: Observation | None
+    prediction: Prediction | None
+    checks: tuple[Check, ...]
+    alarms: tuple[str, ...]
+    fit: OverheadFit | None
+    note: str = ""
+
+
+class EngineWatch:
+    """Feeds readings of one engine through observe → predict → compare → track → refit."""
+
+    def __init__(self, url: str, d: Deployment, options: WatchOptions | None = None):
+        self.url = url
+        self.d = d
+        self.options = options or WatchOptions()
+        self.tracker = DriftTracker(self.options.alarm_on, self.options.confirm)
+        self.refit = OverheadRefit(d, self.options.window)
+        self.prev: Reading | None = None
+        self.time_scale: float | None = self.options.time_scale
+        self.index = 0
+        self.last_fit: OverheadFit | None = None
+
+    def feed(self, reading: Reading) -> IntervalReport | None:
+        """Take one reading; the report of the interval it closes (None for the first)."""
+        if self.time_scale is None:
+            self.time_scale = reading.get("time_scale") or 1.0
+        prev, self.prev = self.prev, reading
+        if prev is None:
+            return None
+        self.index += 1
+        try:
+            obs = observe(prev, reading, self.time_scale)
+        except CounterReset as exc:
+            return self._empty(f"counter {exc} went down: the engine restarted; interval skipped")
+        isl, osl = load_lengths(obs, self.options.isl, self.options.osl)
+        pred = predict(self.d, obs.batch, isl, osl, obs.waiting)
+        checks = compare(obs, pred, self.options.bands)
+        alarms = self.tracker.update(checks)
+        if obs.itl_s is not None and obs.itl_count >= MIN_SAMPLES["itl_s"]:
+            self.refit.add(obs.itl_s, obs.batch, isl, osl)
+            self.last_fit = self.refit.fit()
+        return IntervalReport(
+            self.url, self.index, self.time_scale, obs, pred, tuple(checks), tuple(alarms), self.last_fit
+        )
+
+    def _empty(self, note: str) -> IntervalReport:
+        return IntervalReport(self.url, self.index, self.time_scale or 1.0, None, None, (), (), self.last_fit, note)
+
+    def error(self, message: str) -> IntervalReport:
+        """A report for an interval whose scrape failed (the next reading starts afresh)."""
+        self.index += 1
+        self.prev = None
+        return self._empty(message)

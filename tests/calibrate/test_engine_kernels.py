@@ -1,0 +1,94 @@
+"""calibrate/engine_kernels.py: the host rate solved from llama.cpp's timed kernels, and the entry that carries it.
+
+The llama.cpp timing itself needs the engine extra and runs in tests/engine; here the inverse problem is checked on
+decode speeds the cost model produced for a known rate, and the entry and CLI around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tokenomy.calibrate import engine_kernels, host
+from tokenomy.calibrate.engine_kernels import (
+    KERNEL_SHAPES,
+    EngineKernelRate,
+    ShapeResult,
+    hf_config,
+    predicted_tokens_per_s,
+    solve_rate,
+)
+from tokenomy.catalog.accelerators import Accelerator
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.cli.hostcal import host_entry
+from tokenomy.cli.main import app
+
+MIB = 2**20
+HOST = Accelerator.model_validate(
+    {"id": "h", "memory_gb": 16, "memory_bandwidth_gb_s": 20, "dense_tflops": {"fp32": 1.0}}
+)
+
+
+def shape_result(shape: engine_kernels.Shape, tokens_per_s: float) -> ShapeResult:
+    return ShapeResult(shape, hf_config(shape), 16, tokens_per_s, tokens_per_s, (0.0, 0.0, 0.0), True)
+
+
+def with_fp32(tflops: float) -> Accelerator:
+    return HOST.model_copy(update={"dense_tflops": {"fp32": tflops}})
+
+
+@pytest.mark.parametrize("true_tflops", [0.02, 0.1, 0.4])
+def test_solve_rate_recovers_the_rate_that_produced_the_speeds(true_tflops: float) -> None:
+    profile = load_profile("llama.cpp")
+    results = [shape_result(s, 1.0) for s in KERNEL_SHAPES]
+    speeds = [predicted_tokens_per_s(r, with_fp32(true_tflops), profile, 64) for r in results]
+    measured = [dataclasses.replace(r, best_tokens_per_s=v) for r, v in zip(results, speeds, strict=True)]
+    rate, errors = solve_rate(measured, HOST, profile, 64)
+    assert rate == pytest.approx(true_tflops * 1e12, rel=0.02)
+    assert max(errors) < 0.01
+
+
+def test_a_slower_kernel_gives_a_lower_rate_and_a_slower_prediction() -> None:
+    """Half the measured speed (an AVX2 build on an AVX-512 host) must not be predicted at the sgemm's pace."""
+    profile = load_profile("llama.cpp")
+    results = [shape_result(s, 1.0) for s in KERNEL_SHAPES]
+    fast = [predicted_tokens_per_s(r, with_fp32(0.2), profile, 64) for r in results]
+    slow = [dataclasses.replace(r, best_tokens_per_s=v / 2) for r, v in zip(results, fast, strict=True)]
+    rate, _ = solve_rate(slow, HOST, profile, 64)
+    assert rate < 0.2e12 * 0.75
+
+
+def test_entry_uses_the_engine_rate_and_keeps_the_sgemm_figure_in_its_sources() -> None:
+    m = host.measure_host(threads=1, stream_bytes=16 * MIB, matmul_n=128, repeats=3, min_seconds=0.0)
+    results = tuple(shape_result(s, 50.0) for s in KERNEL_SHAPES)
+    rate = EngineKernelRate(3.3e10, results, (0.01, 0.02), "llama.cpp", 1)
+    entry = host_entry(m, "h", engine_rate=rate)
+    assert entry["dense_tflops"]["fp32"] == pytest.approx(0.033)
+    assert f"{m.fp32_flops_per_s / 1e9:.1f} GFLOP/s" in entry["sources"]["specs"]
+    assert "w1024-8L 50.0 tok/s" in entry["sources"]["specs"]
+    assert "solved from llama.cpp's kernels timed here" in entry["notes"]
+    plain = host_entry(m, "h")
+    assert plain["dense_tflops"]["fp32"] == pytest.approx(round(m.fp32_flops_per_s / 1e12, 5))
+    assert "BLAS sgemm peak" in plain["notes"]
+
+
+def test_engine_kernels_on_without_the_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_kernels, "missing_parts", lambda: ["llama-cpp-python"])
+    res = CliRunner().invoke(app, ["calibrate", "--host", "--engine-kernels", "on"])
+    assert res.exit_code == 2
+    assert "needs llama-cpp-python" in res.output
+
+
+def test_engine_kernels_rejects_an_unknown_mode() -> None:
+    res = CliRunner().invoke(app, ["calibrate", "--host", "--engine-kernels", "maybe"])
+    assert res.exit_code == 2
+    assert "auto, on or off" in res.output
+
+
+def test_shapes_are_not_smollm2s() -> None:
+    """The calibration must not time the model it is then asked to predict (SmolLM2-135M: 576 wide, 30 layers)."""
+    assert all((s.hidden, s.layers) != (576, 30) for s in KERNEL_SHAPES)
+    assert yaml.safe_dump(hf_config(KERNEL_SHAPES[0]))  # a plain config plan can read

@@ -1,0 +1,112 @@
+"""validate: skipped rows counted with reasons, broken rows named, 80% intervals on every predicted row."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenomy.calibrate.measurements import COLUMNS, read_measurement_file
+from tokenomy.calibrate.validate import validate
+from tokenomy.cli.main import app
+from tokenomy.costmodel.intervals import build_residual_table
+
+HEADER = ",".join(COLUMNS)
+GOOD = (
+    "a1,src,tensorrt-llm,v1,llama-3.1-8b,H100-SXM,1,1,1,fp8,,128,128,fixed,offline,,output_throughput,28000,tok/s,core"
+)
+
+
+def _row(**changes: str) -> str:
+    values = dict(zip(COLUMNS, GOOD.split(","), strict=True))
+    values.update(changes)
+    return ",".join(values[c] for c in COLUMNS)
+
+
+MIXED = [
+    HEADER,
+    GOOD,
+    "broken,line",
+    _row(id="s1", load_kind="sustained"),
+    _row(id="s2", precision="fp5"),
+    _row(id="s3", isl="", osl="", dataset="sharegpt"),
+    _row(id="s4", metric="goodput"),
+    _row(id="b1", value="fast"),
+    _row(id="f4", gpu="B200", precision="FP4", value="40000"),
+    _row(
+        id="r1",
+        load_kind="rate",
+        load_value="4",
+        dataset="sharegpt",
+        isl="",
+        osl="",
+        metric="mean_itl",
+        value="12",
+        unit="ms",
+    ),
+]
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(MIXED) + "\n")
+    return path
+
+
+def test_unpredictable_rows_are_skipped_with_a_reason_and_counted(mixed: Path):
+    result = validate(read_measurement_file(mixed).rows)
+    reasons = {r["id"]: r.get("skipped_reason", "") for r in result["rows"]}
+    assert "load kind 'sustained'" in reasons["s1"]
+    assert "unknown precision 'fp5'" in reasons["s2"]
+    assert "no fixed isl/osl" in reasons["s3"]
+    assert "metric 'goodput'" in reasons["s4"]
+    assert {k for k, v in reasons.items() if not v} == {"a1", "f4", "r1"}  # FP4 is read as nvfp4 and predicted
+    assert sum(result["skipped_reasons"].values()) == 4
+    assert result["metrics"]["output_throughput"]["skipped"] == 3
+
+
+def test_cli_reports_broken_rows_and_scores_the_rest(mixed: Path):
+    result = CliRunner().invoke(app, ["validate", str(mixed)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "line 3: field 'engine'" in result.output
+    assert "line 8: field 'value': not a number: 'fast'" in result.output
+    assert "None/None" not in result.output
+    assert "skipped 1: load kind 'sustained'" in result.output
+
+
+def test_cli_strict_makes_a_broken_or_skipped_row_an_error(mixed: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["validate", str(mixed), "--strict"])
+    assert result.exit_code == 2
+    assert "line 3: field 'engine'" in result.output and "Traceback" not in result.output
+    clean = tmp_path / "clean.csv"
+    clean.write_text("\n".join([HEADER, GOOD, _row(id="s1", load_kind="sustained")]) + "\n")
+    result = CliRunner().invoke(app, ["validate", str(clean), "--strict"])
+    assert result.exit_code == 2 and "load kind 'sustained'" in result.output
+    assert CliRunner().invoke(app, ["validate", str(clean)]).exit_code == 0
+
+
+def test_json_rows_carry_an_80_percent_interval_around_the_prediction(mixed: Path):
+    result = CliRunner().invoke(app, ["validate", str(mixed), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    scored = [r for r in data["rows"] if "predicted" in r]
+    assert scored
+    for r in scored:
+        lo, hi = r["interval_80"]
+        assert 0 < lo < hi and r["interval_pool"]
+        assert r["in_interval"] == (lo <= r["measured"] <= hi)
+    assert "coverage_80" in data["metrics"]["output_throughput"]
+    assert len(data["broken_rows"]) == 2
+
+
+def test_coverage_counts_measurements_inside_their_interval(mixed: Path):
+    rows = [r for r in read_measurement_file(mixed).rows if r.id in ("a1", "f4")]
+    # Residuals of log(measured/predicted) spread over ±0.05: a1 (1 % off) is inside, f4 (~60 % off) is not.
+    table = build_residual_table([("output_throughput", "x", "y", v) for v in (-0.05, 0.0, 0.05) * 5])
+    result = validate(rows, table=table)
+    inside = {r["id"]: r["in_interval"] for r in result["rows"]}
+    assert inside == {"a1": True, "f4": False}
+    assert result["metrics"]["output_throughput"]["coverage_80"] == 0.5
+    assert result["rows"][0]["interval_pool"] == "output_throughput|*|*"

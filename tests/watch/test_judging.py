@@ -1,0 +1,127 @@
+"""Interval observations from counter deltas, predictions at the observed load, bands and the alarm rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenomy.cli.simulating import deployment_for
+from tokenomy.watch.compare import Check, DriftTracker, compare, predict
+from tokenomy.watch.observe import CounterReset, observe
+from tokenomy.watch.scrape import Reading
+
+
+def reading(t: float, **values: float) -> Reading:
+    return Reading(t, "vllm", values)
+
+
+BASE = dict(requests=0, prompt_tokens=0, generation_tokens=0, ttft_sum=0, ttft_count=0, itl_sum=0, itl_count=0)
+
+
+def test_deltas_in_the_cost_model_clock() -> None:
+    prev = reading(0.0, **BASE, e2e_sum=0.0, e2e_count=0, running=2, waiting=0)
+    cur = reading(
+        2.0,
+        requests=10,
+        prompt_tokens=5000,
+        generation_tokens=1000,
+        ttft_sum=0.05,
+        ttft_count=10,
+        itl_sum=0.99,
+        itl_count=990,
+        e2e_sum=4.0,
+        e2e_count=10,
+        running=4,
+        waiting=1,
+    )
+    o = observe(prev, cur, time_scale=10.0)
+    assert o.model_s == 20.0
+    assert o.ttft_s == pytest.approx(0.05 / 10 * 10)  # mean wall TTFT × time scale
+    assert o.itl_s == pytest.approx(0.001 * 10)
+    assert o.output_tokens_per_s == pytest.approx(1000 / 20.0)
+    assert (o.prompt_tokens_per_request, o.output_tokens_per_request) == (500, 100)
+    # Little's law: Σ e2e / Δt = 2 in the system, less the mean waiting (0.5)
+    assert o.batch == pytest.approx(1.5) and o.batch_source == "little"
+
+
+def test_gauges_when_no_e2e_and_llamacpp_itl() -> None:
+    prev = Reading(0.0, "llamacpp", dict(generation_tokens=100, generation_seconds=2.0, running=1, waiting=0))
+    cur = Reading(1.0, "llamacpp", dict(generation_tokens=200, generation_seconds=4.5, running=3, waiting=2))
+    o = observe(prev, cur)
+    assert o.itl_s == pytest.approx(0.025) and o.itl_count == 100
+    assert o.batch == 2.0 and o.batch_source == "gauge" and o.waiting == 1.0
+    assert o.ttft_s is None
+
+
+def test_a_count_going_down_is_a_restart_but_a_sum_may_fall() -> None:
+    with pytest.raises(CounterReset):
+        observe(reading(0.0, **{**BASE, "generation_tokens": 50}), reading(1.0, **BASE))
+    o = observe(reading(0.0, **{**BASE, "ttft_sum": 1.0, "ttft_count": 3}), reading(1.0, **{**BASE, "ttft_count": 4}))
+    assert o.ttft_s is not None  # a negative observation lowered the sum: no restart
+
+
+def test_prediction_moves_with_the_load() -> None:
+    d = deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    light, heavy = predict(d, 1, 512, 128), predict(d, 64, 512, 128)
+    assert heavy.itl_s > light.itl_s and heavy.output_tokens_per_s > 10 * light.output_tokens_per_s
+    assert predict(d, 8, 512, 128, waiting=30).ttft_s > predict(d, 8, 512, 128).ttft_s
+    assert 0 < light.kv_usage < heavy.kv_usage <= 1
+
+
+def _obs(itl_s: float, ttft_s: float | None = None, gaps: float = 100, firsts: float = 10):
+    prev = reading(0.0, **BASE)
+    cur = reading(
+        1.0,
+        **{
+            **BASE,
+            "itl_sum": itl_s * gaps,
+            "itl_count": gaps,
+            "ttft_sum": (ttft_s or 0) * firsts,
+            "ttft_count": firsts if ttft_s else 0,
+            "generation_tokens": gaps,
+        },
+    )
+    return observe(prev, cur)
+
+
+def test_bands_are_relative_and_symmetric_in_log() -> None:
+    d = deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    pred = predict(d, 1, 512, 128)
+
+    def status(itl_s: float, **kw: float) -> str:
+        return next(c for c in compare(_obs(itl_s, **kw), pred, {"itl_s": 0.25}) if c.metric == "itl_s").status
+
+    assert status(pred.itl_s * 1.2) == "ok"
+    assert status(pred.itl_s * 1.3) == "high"
+    assert status(pred.itl_s / 1.2) == "ok"
+    assert status(pred.itl_s / 1.3) == "low"
+    assert status(pred.itl_s * 3, gaps=5) == "no data"  # too few gaps to judge
+
+
+def test_alarm_needs_consecutive_intervals_and_no_data_does_not_reset() -> None:
+    t = DriftTracker(("itl_s",), confirm=2)
+
+    def c(status: str) -> list[Check]:
+        return [Check("itl_s", 1.0, 1.0, 0.25, status), Check("ttft_s", 9.0, 1.0, 0.5, "high")]
+
+    assert t.update(c("high")) == []
+    assert t.update(c("ok")) == []
+    assert t.update(c("high")) == []
+    assert t.update(c("no data")) == []
+    assert t.update(c("low")) == ["itl_s"]  # ttft is not alarmed on here
+    assert t.update(c("ok")) == []
+
+
+def test_a_queue_where_the_model_admits_everyone_is_flagged() -> None:
+    d = deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    gauges = dict(running=2, waiting=3)
+    o = observe(reading(0.0, **BASE, **gauges), reading(1.0, **BASE, **gauges))
+    pred = predict(d, o.batch, 512, 128, o.waiting)
+    assert 5 < pred.admits <= d.profile.max_num_seqs and pred.waiting == 0  # 5 requests: all run at once
+    queue = next(c for c in compare(o, pred) if c.metric == "waiting")
+    assert queue.status == "high" and queue.observed == 3
+    full = predict(d, pred.admits, 512, 128, waiting=40)
+    assert full.waiting == 40  # beyond what the engine admits, a queue is expected
+    o_full = observe(
+        reading(0.0, **BASE, running=pred.admits, waiting=40), reading(1.0, **BASE, running=pred.admits, waiting=40)
+    )
+    assert next(c for c in compare(o_full, full) if c.metric == "waiting").status == "ok"
