@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 ISL, OSL = 128, 64
 CONCURRENCIES = (1, 4)
 THREADS = 1
+COMPARED = ("output_tokens_per_s", "mean_itl_s")  # the goal's figures; TTFT (prefill + queue) is printed beside them
 
 
 def tokenomy(*args: str, timeout: float = 900) -> str:
@@ -48,7 +49,13 @@ def simulated(host_yaml: Path, engine: str, concurrency: int, requests: int) -> 
     args = [*deployment_args(host_yaml, engine), "--isl", str(ISL), "--osl", str(OSL),
             "--concurrency", str(concurrency), "--num-requests", str(requests), "--json"]  # fmt: skip
     out = json.loads(tokenomy("simulate", *args))
-    return {"output_tokens_per_s": out["throughput"]["output_tokens_per_s"], "mean_itl_s": out["itl_s"]["mean"]}
+    return figures(out)
+
+
+def figures(summary: dict[str, Any]) -> dict[str, float]:
+    """The compared figures of a run summary (simulate and bench share its shape)."""
+    return {"output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
+            "mean_itl_s": summary["itl_s"]["mean"], "mean_ttft_s": summary["ttft_s"]["mean"]}  # fmt: skip
 
 
 def measured(url: str, host_yaml: Path, rows: Path, concurrency: int, requests: int) -> dict[str, float]:
@@ -56,7 +63,7 @@ def measured(url: str, host_yaml: Path, rows: Path, concurrency: int, requests: 
     out = json.loads(tokenomy("bench", "--url", url, *deployment_args(host_yaml, "llama.cpp"), "--isl", str(ISL),
                               "--osl", str(OSL), "--concurrency", str(concurrency), "--num-requests", str(requests),
                               "--warmup", "2", "--measurements-csv", str(rows), "--json", "--no-progress"))  # fmt: skip
-    return {"output_tokens_per_s": out["throughput"]["output_tokens_per_s"], "mean_itl_s": out["itl_s"]["mean"]}
+    return figures(out)
 
 
 def loop(requests: int, work: Path) -> dict[str, Any]:
@@ -76,11 +83,13 @@ def loop(requests: int, work: Path) -> dict[str, Any]:
                              "--output", str(fitted))  # fmt: skip
     after = {c: simulated(host_yaml, str(fitted), c, requests) for c in CONCURRENCIES}
 
-    def errors(pred: dict[int, dict[str, float]]) -> dict[str, float]:
-        return {f"{k}@c{c}": abs(pred[c][k] - bench[c][k]) / bench[c][k] for c in CONCURRENCIES for k in bench[c]}
+    def errors(pred: dict[int, dict[str, float]], keys: tuple[str, ...] = COMPARED) -> dict[str, float]:
+        return {f"{k}@c{c}": abs(pred[c][k] - bench[c][k]) / bench[c][k] for c in CONCURRENCIES for k in keys}
 
     return {"measured": bench, "predicted_out_of_sample": before, "predicted_fitted": after,
             "errors_out_of_sample": errors(before), "errors_fitted": errors(after),
+            "ttft_errors_out_of_sample": errors(before, ("mean_ttft_s",)),
+            "ttft_errors_fitted": errors(after, ("mean_ttft_s",)),
             "fitted_profile": json.loads(fitted.read_text()), "calibrate_output": calibrate_out}  # fmt: skip
 
 
@@ -90,9 +99,10 @@ def report(r: dict[str, Any]) -> None:
     print(f"CPU: {cpu_identity()[0]}; llama.cpp server with {THREADS} thread(s); {ISL} in / {OSL} out")
     print(f"  {'load':<6} {'figure':<22} {'measured':>10} {'shipped profile':>16} {'fitted profile':>15}")
     for c in CONCURRENCIES:
-        for key, unit, scale in (("output_tokens_per_s", "tok/s", 1.0), ("mean_itl_s", "ms", 1e3)):
+        for key, unit, scale in (("output_tokens_per_s", "tok/s", 1.0), ("mean_itl_s", "ms", 1e3),
+                                 ("mean_ttft_s", "ms", 1e3)):  # fmt: skip
             m, b, a = r["measured"][c][key], r["predicted_out_of_sample"][c][key], r["predicted_fitted"][c][key]
-            eb, ea = r["errors_out_of_sample"][f"{key}@c{c}"], r["errors_fitted"][f"{key}@c{c}"]
+            eb, ea = abs(b - m) / m, abs(a - m) / m
             print(f"  c={c:<4} {key + ' (' + unit + ')':<22} {m * scale:>10.2f} {b * scale:>9.2f} ({eb:>4.0%})"
                   f" {a * scale:>8.2f} ({ea:>4.0%})")  # fmt: skip
     fit = r["fitted_profile"].get("fit", {})

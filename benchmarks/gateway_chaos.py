@@ -51,6 +51,7 @@ from statistics import mean
 import httpx
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "chaos-admin-" + secrets.token_hex(8)
 KEY_SECRET = secrets.token_hex(24)
 POSTGRES_URL = os.environ.get("TOKENOMY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -383,21 +384,6 @@ def shared_services() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    import psycopg
-
-    schema = "tokenomy_chaos_" + secrets.token_hex(4)
-    conn = psycopg.connect(POSTGRES_URL, autocommit=True)
-    conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
-
-
 def poll_until(url: str, key: str, status: int, t0: float, timeout_s: float = 10.0) -> float:
     """Seconds from t0 until a request with `key` gets `status` (inf if never within timeout_s)."""
     h = {"authorization": f"Bearer {key}"}
@@ -411,9 +397,12 @@ def poll_until(url: str, key: str, status: int, t0: float, timeout_s: float = 10
 def replicas(upstream: str, work: Path, clients: int) -> tuple[float, float, float, list[str]]:
     import redis
 
+    sys.path.insert(0, str(REPO))
+    from tests.gateway.services import postgres_schema  # the gateway tests' fresh PostgreSQL schema
+
     ns = "chaos" + secrets.token_hex(4)
     lines = []
-    with pg_schema() as pg:
+    with postgres_schema("tokenomy_chaos_") as pg:
         shared = {"redis_url": REDIS_URL, "namespace": ns, "poll_s": 0.1}
         ledger = {"url": pg, "flush_interval_s": 0.05}
         a = Gateway(write_config(work / "a.yaml", upstream, work / "a", shared=shared, ledger=ledger))

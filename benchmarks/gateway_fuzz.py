@@ -33,6 +33,10 @@ from tokenomy.gateway.config import parse_config
 from tokenomy.gateway.schema import FIELDS
 from tokenomy.twin.server import running_twin
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.gateway.conftest import asgi_post  # noqa: E402 - the gateway tests' in-process ASGI call
+
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 ALL_FIELDS = sorted({f for fields in FIELDS.values() for f in fields})
 ERROR_FIELDS = {"message", "type", "code", "param"}
@@ -140,42 +144,8 @@ raw_bodies = st.one_of(
 async def call(
     app: Any, path: str, raw: bytes, headers: list[tuple[bytes, bytes]]
 ) -> tuple[int, dict[str, str], bytes]:
-    """One POST into the ASGI app: (status, headers, body)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    sent = False
-    status, response_headers, parts = 0, {}, []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await asyncio.get_running_loop().create_future()
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, response_headers
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            response_headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
-        else:
-            parts.append(message.get("body", b""))
-
-    await asyncio.wait_for(app({**scope}, receive, send), timeout=30)
-    return status, response_headers, b"".join(parts)
+    """One POST into the ASGI app (the gateway tests' asgi_post), given 30 s: (status, headers, body)."""
+    return await asyncio.wait_for(asgi_post(app, path, raw, headers), timeout=30)
 
 
 def verdict(status: int, headers: dict[str, str], body: bytes) -> str:

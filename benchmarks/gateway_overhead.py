@@ -288,7 +288,12 @@ def run_load(url: str, key: str | None, model: str, rate: float, seconds: float,
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 20 + 120, preexec_fn=niceness(nice))
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        dump = Path(tempfile.mkstemp(prefix="tokenomy-overhead-load-", suffix=".txt")[1])
+        dump.write_text(out.stdout + "\n---- stderr ----\n" + out.stderr)
+        raise RuntimeError(f"the load generator's output is not its JSON line ({exc}); it is in {dump}") from None
 
 
 def pct(values: list[float], q: float) -> float:

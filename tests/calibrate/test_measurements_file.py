@@ -4,19 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from tokenomy.calibrate.measurements import COLUMNS, read_measurement_file, read_measurements
+from tests.calibrate.measurement_rows import HEADER, changed_row
+from tokenomy.calibrate.measurements import read_measurement_file, read_measurements
 from tokenomy.catalog.errors import CatalogError
 
-HEADER = ",".join(COLUMNS)
 GOOD = (
     "a1,src,tensorrt-llm,v1,llama-3.1-8b,H100-SXM,1,1,1,FP8,,128,128,fixed,offline,,output_throughput,28000,tok/s,core"
 )
 
 
 def _row(**changes: str) -> str:
-    values = dict(zip(COLUMNS, GOOD.split(","), strict=True))
-    values.update(changes)
-    return ",".join(values[c] for c in COLUMNS)
+    return changed_row(GOOD, **changes)
 
 
 BROKEN = [

@@ -6,21 +6,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tokenomy.calibrate.measurements import COLUMNS, read_measurement_file
+from tests.calibrate.measurement_rows import HEADER, changed_row
+from tokenomy.calibrate.measurements import read_measurement_file
 from tokenomy.calibrate.validate import validate
 from tokenomy.cli.main import app
 from tokenomy.costmodel.intervals import build_residual_table
 
-HEADER = ",".join(COLUMNS)
 GOOD = (
     "a1,src,tensorrt-llm,v1,llama-3.1-8b,H100-SXM,1,1,1,fp8,,128,128,fixed,offline,,output_throughput,28000,tok/s,core"
 )
 
 
 def _row(**changes: str) -> str:
-    values = dict(zip(COLUMNS, GOOD.split(","), strict=True))
-    values.update(changes)
-    return ",".join(values[c] for c in COLUMNS)
+    return changed_row(GOOD, **changes)
 
 
 MIXED = [

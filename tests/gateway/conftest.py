@@ -20,6 +20,7 @@ import uvicorn
 
 from tokenomy.gateway.app import Gateway, build_app
 from tokenomy.gateway.config import parse_config
+from tokenomy.gateway.serve import server_options
 from tokenomy.twin.server import running_twin
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -33,7 +34,8 @@ class GatewayThread:
         self.config = parse_config({"state_dir": str(state_dir), "admin_key_env": "TOKENOMY_TEST_ADMIN_KEY", **config})
         self.app = build_app(self.config)
         self.gateway: Gateway = self.app.state.gateway
-        uv = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on")
+        options = {**server_options(self.config), "log_level": "warning", "timeout_graceful_shutdown": None}
+        uv = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", **options)  # served as in production
         self.server = uvicorn.Server(uv)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -56,6 +58,11 @@ class GatewayThread:
         r = httpx.post(f"{self.url}/admin/keys", json={"team": team}, headers={"authorization": f"Bearer {ADMIN_KEY}"})
         assert r.status_code == 201, r.text
         return r.json()["key_id"], r.json()["key"]
+
+    def set_budget(self, **limit: Any) -> None:
+        """Set a limit through the admin API (PUT /admin/budgets), e.g. scope="team", owner="team-a", usd=0.25."""
+        r = httpx.put(f"{self.url}/admin/budgets", json=limit, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.status_code == 200, r.text
 
 
 def self_hosted(name: str, url: str, model: str, classes: list[str], **extra: Any) -> dict[str, Any]:
@@ -131,9 +138,11 @@ def twin_process(name: str, model: str = "llama-3.1-8b", speedup: float = SPEEDU
         proc.wait(timeout=30)
 
 
-async def asgi_request(app: Any, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
-    """One POST straight into an ASGI app, in this event loop, without HTTP between: (status, response body)."""
-    raw = json.dumps(body).encode()
+async def asgi_post(
+    app: Any, path: str, raw: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[str, str], bytes]:
+    """One POST of `raw` straight into an ASGI app, in this event loop, without HTTP between (the call uvicorn would
+    make): (status, response headers, response body)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -144,13 +153,13 @@ async def asgi_request(app: Any, path: str, body: dict[str, Any], headers: dict[
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
     received = False
     status = 0
+    response_headers: dict[str, str] = {}
     parts: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
@@ -162,14 +171,22 @@ async def asgi_request(app: Any, path: str, body: dict[str, Any], headers: dict[
         raise AssertionError("unreachable")
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal status
+        nonlocal status, response_headers
         if message["type"] == "http.response.start":
             status = message["status"]
+            response_headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
         else:
             parts.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status, b"".join(parts)
+    return status, response_headers, b"".join(parts)
+
+
+async def asgi_request(app: Any, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
+    """One JSON POST straight into an ASGI app (asgi_post): (status, response body)."""
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    status, _, response = await asgi_post(app, path, json.dumps(body).encode(), raw_headers)
+    return status, response
 
 
 def chat(text: str = "What is the capital of France?", model: str = "auto", **extra: Any) -> dict[str, Any]:

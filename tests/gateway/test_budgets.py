@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.gateway.conftest import ADMIN_KEY, api_tier, chat
+from tests.gateway.conftest import api_tier, chat
 from tokenomy.gateway.budgets import Budgets, Limit, OverBudget, period_end_s, period_start_s
 from tokenomy.gateway.ledger import Database
 
@@ -53,10 +53,8 @@ def test_period_boundaries_are_utc() -> None:
 def test_two_hundred_concurrent_clients_cannot_overspend(twins, gateway) -> None:
     api = twins("api")
     g = gateway({"tiers": [api_tier("api", api, ["simple", "complex"], 30.0, 150.0)]})
-    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
     limit_usd = 0.25
-    r = httpx.put(f"{g.url}/admin/budgets", json={"scope": "team", "owner": "team-a", "usd": limit_usd}, headers=admin)
-    assert r.status_code == 200, r.text
+    g.set_budget(scope="team", owner="team-a", usd=limit_usd)
     _, key = g.new_key("team-a")
     body = chat("Summarise the plot of Hamlet in one line.", max_tokens=32)
 

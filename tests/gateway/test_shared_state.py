@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.gateway import services
-from tests.gateway.conftest import ADMIN_KEY, api_tier, chat
+from tests.gateway.conftest import api_tier, chat
 from tests.gateway.services import free_port, start_gateway
 from tokenomy.gateway.budgets import Limit, OverBudget
 from tokenomy.gateway.keys import KeyStore
@@ -89,10 +89,8 @@ def test_two_replicas_share_one_team_budget(pg_url, redis_ns, twins, gateway, tm
     api = twins("api")
     a = gateway(shared_config(api, pg_url, redis_ns), tmp_path / "a")
     b = gateway(shared_config(api, pg_url, redis_ns), tmp_path / "b")
-    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
     limit_usd = 0.25
-    r = httpx.put(f"{a.url}/admin/budgets", json={"scope": "team", "owner": "team-a", "usd": limit_usd}, headers=admin)
-    assert r.status_code == 200, r.text
+    a.set_budget(scope="team", owner="team-a", usd=limit_usd)
     _, key = a.new_key("team-a")
     body = chat("Summarise the plot of Hamlet in one line.", max_tokens=32)
 
@@ -138,9 +136,7 @@ def test_a_revocation_and_a_limit_change_reach_every_replica(pg_url, redis_ns, t
     key_id, key = a.new_key("team-r")
     h = {"authorization": f"Bearer {key}"}
     assert httpx.post(f"{b.url}/v1/chat/completions", json=chat(), headers=h).status_code == 200  # made on A
-    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-    r = httpx.put(f"{a.url}/admin/budgets", json={"scope": "team", "owner": "team-r", "tokens": 5}, headers=admin)
-    assert r.status_code == 200
+    a.set_budget(scope="team", owner="team-r", tokens=5)
     deadline = time.monotonic() + 10  # generous: the poll is 0.1 s; the benchmark measures the latency
     while b.gateway.budgets.limits.get(("team", "team-r", "day")) is None:
         assert time.monotonic() < deadline, "the limit set on A never reached B"

@@ -199,8 +199,9 @@ class HoldRecorder(Recorder):
         super().on_finish(req)
 
 
-def test_overdue_steps_keep_one_event_per_step_but_share_a_write() -> None:
-    engine = TwinEngine(L4_8B, speedup=1e6)  # steps of ~60 ns: every step is overdue when taken
+def test_overdue_steps_keep_one_event_per_step_but_share_a_write(virtual_clock: VirtualClock) -> None:
+    # steps of ~60 ns on a clock that ticks 1 µs per reading: every step is overdue when taken, whatever the load
+    engine = TwinEngine(L4_8B, speedup=1e6, clock=virtual_clock)
     recs = [HoldRecorder() for _ in range(3)]
 
     async def body() -> None:

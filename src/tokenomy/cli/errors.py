@@ -1,8 +1,8 @@
 """How the command line reports bad input: one plain line naming the option or field, never a traceback.
 
-- `option_error(exc)` / `file_error(exc, source)` turn a pydantic ValidationError into that line (the option
-  `--num-requests` or the file's field `tiers.0.replicas`, what is wrong, what was given), without pydantic's
-  banner or its errors.pydantic.dev links.
+- `option_error(exc)` (and `tokenomy.yamlfile.file_error(exc, source)` for files) turn a pydantic ValidationError
+  into that line (the option `--num-requests` or the file's field `tiers.0.replicas`, what is wrong, what was
+  given), without pydantic's banner or its errors.pydantic.dev links.
 - `GuardedGroup` is the click group of the `tokenomy` app: any exception a command lets escape becomes
   "error: …" on stderr and exit 1 (2 for bad input), or the traceback when TOKENOMY_DEBUG=1.
 """
@@ -24,11 +24,11 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from tokenomy.catalog.errors import CatalogError
+from tokenomy.yamlfile import pydantic_reason, shown_value
 
 EXIT_BAD_INPUT = 2
 EXIT_UNEXPECTED = 1
 EXIT_CANNOT_LISTEN = 3  # as uvicorn (and so the gateway) exits when it cannot bind its port
-MAX_INPUT_CHARS = 60
 
 # emoji=False: ':A:' or ':100:' in a user's string must print as typed, not as an emoji.
 err_console = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
@@ -39,19 +39,6 @@ def one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= MAX_INPUT_CHARS else text[: MAX_INPUT_CHARS - 1] + "…"
-
-
-def _reason(err: dict[str, Any]) -> str:
-    """pydantic's message for one error, without its 'Value error, ' prefix."""
-    msg = str(err.get("msg", "invalid value"))
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    return msg
-
-
 def option_error(exc: ValidationError, names: dict[str, str] | None = None) -> CatalogError:
     """A CatalogError naming the command-line option each complaint came from ('--isl: …; --rate: …')."""
     names = names or {}
@@ -60,19 +47,9 @@ def option_error(exc: ValidationError, names: dict[str, str] | None = None) -> C
         loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
         field = loc[0] if loc else ""
         option = names.get(field, "--" + field.replace("_", "-")) if field else "options"
-        got = f" (got {_shown(err['input'])})" if loc and "input" in err else ""
-        parts.append(f"{option}: {_reason(err)}{got}")
+        got = f" (got {shown_value(err['input'])})" if loc and "input" in err else ""
+        parts.append(f"{option}: {pydantic_reason(err)}{got}")
     return CatalogError("; ".join(parts))
-
-
-def file_error(exc: ValidationError, source: str) -> CatalogError:
-    """A CatalogError naming the file and the field each complaint came from ('fleet.yaml: field tiers.0.tp: …')."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if not str(p).endswith("File")) or "(top level)"
-        got = f" (got {_shown(err['input'])})" if "input" in err and not isinstance(err["input"], dict) else ""
-        parts.append(f"field '{loc}': {_reason(err)}{got}")
-    return CatalogError(f"{source}: " + "; ".join(parts))
 
 
 def report(message: str) -> None:

@@ -197,6 +197,7 @@ def simulate(
     With no --rate, --concurrency, --trace or --daily-rates it runs offline (every request at t=0).
     """
     from tokenomy.cli import simulating as sim_cli
+    from tokenomy.sim.fleetfile import load_fleet
     from tokenomy.sim.replica import ReplicaConfig, SpecDecoding
     from tokenomy.sim.run import SLO
     from tokenomy.sim.workload import TraceError, build_workload
@@ -228,7 +229,7 @@ def simulate(
             scheduler, kv, block_size, max_num_seqs, max_batched_tokens, prefix_caching, spec_dec, exact
         )
         workload = build_workload(spec)
-        fleet_spec = sim_cli.load_fleet(fleet, config) if fleet else None
+        fleet_spec = load_fleet(fleet, config) if fleet else None
         if fleet_spec is None:
             sim_cli.check_runnable(d, workload, slo)
     except (CatalogError, TraceError, ValueError) as exc:

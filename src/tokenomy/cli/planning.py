@@ -6,13 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tokenomy.catalog.accelerators import accelerators, load_accelerator
+from tokenomy.catalog.accelerators import accelerators
+from tokenomy.catalog.deployment import named_deployment
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import load_model, model_ids
 from tokenomy.catalog.prices import api_prices, comparable_apis
 from tokenomy.catalog.profiles import load_profile, profile_names
 from tokenomy.cli.errors import option_error
-from tokenomy.costmodel.deployment import Deployment, auto_tensor_parallel, serving_constraints
+from tokenomy.costmodel.deployment import Deployment, serving_constraints
 from tokenomy.costmodel.params import param_counts
 from tokenomy.costmodel.plan import Workload, plan
 
@@ -47,19 +48,20 @@ def validated_request(**options: Any) -> PlanRequest:
 
 def build_deployment(req: PlanRequest, precision: str) -> tuple[Deployment, int]:
     """The deployment for one precision, and the total GPU count (tp chosen automatically when not given)."""
-    model = load_model(req.model)
-    gpu = load_accelerator(req.gpu, req.accelerators_file)
-    profile = load_profile(req.engine)
-    precision = precision.strip()
-    if precision == "native":  # the checkpoint's own format (bf16 for most, MXFP4 experts for gpt-oss)
-        precision = model.native_precision
-    base = Deployment(model, gpu, req.tp or 1, req.pp, precision, req.kv_precision, profile, req.max_context)
-    if req.tp is None:
-        base = auto_tensor_parallel(base, req.gpus or 8, req.isl, req.osl)
-    n_gpus = req.gpus or base.n_gpus
-    if n_gpus < base.n_gpus or n_gpus % base.n_gpus:
-        raise CatalogError(f"--gpus {n_gpus} is not a multiple of tp × pp = {base.n_gpus}")
-    return base, n_gpus
+    return named_deployment(
+        req.model,
+        req.gpu,
+        req.tp,
+        req.pp,
+        precision,
+        req.kv_precision,
+        req.engine,
+        req.max_context,
+        req.accelerators_file,
+        req.gpus,
+        req.isl,
+        req.osl,
+    )
 
 
 def run_plans(req: PlanRequest) -> list[dict[str, Any]]:

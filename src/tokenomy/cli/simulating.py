@@ -1,4 +1,4 @@
-"""Glue between `tokenomy simulate` and the simulator: deployments, fleet files, checks, CSV output."""
+"""Glue between `tokenomy simulate` and the simulator: deployments, checks, CSV output (fleet files: sim.fleetfile)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from tokenomy.catalog.errors import CatalogError, unknown_name_error
-from tokenomy.catalog.prices import api_prices
-from tokenomy.cli.errors import file_error, option_error
+from tokenomy.catalog.errors import CatalogError
+from tokenomy.cli.errors import option_error
 from tokenomy.cli.planning import build_deployment, validated_request
 from tokenomy.costmodel.deployment import Deployment, serving_constraints
 from tokenomy.costmodel.perf import max_batch, single_stream, steady_state
-from tokenomy.sim.fleet import ApiTier, Fleet, GpuTier
+from tokenomy.sim.fleet import Fleet
 from tokenomy.sim.metrics import RequestLog
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import SLO, SimResult
 from tokenomy.sim.workload import Workload, WorkloadSpec
-from tokenomy.yamlfile import read_yaml
 
 
 def deployment_for(
@@ -80,88 +78,6 @@ def check_runnable(d: Deployment, workload: Workload, slo: SLO | None) -> None:
             f"--slo-tpot {slo.tpot_s * 1e3:.1f} ms is below the unloaded time per output token "
             f"({itl * 1e3:.1f} ms): no load can meet it"
         )
-
-
-class GpuTierFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    model: str
-    gpu: str = "H100-SXM"
-    tp: int | None = Field(None, gt=0)
-    pp: int = Field(1, gt=0)
-    precision: str = "native"
-    kv_precision: str = "auto"
-    engine: str = "vllm"
-    replicas: int = Field(1, gt=0)
-    reserved: int = Field(0, ge=0)
-    policy: str = "least_outstanding"
-    ttft_slo_s: float | None = Field(None, gt=0)
-    scheduler: str = "chunked"
-
-
-class ApiTierFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    api: str | None = None  # "provider/model" from the price catalogue
-    usd_per_mtok_input: float | None = Field(None, ge=0)
-    usd_per_mtok_output: float | None = Field(None, ge=0)
-    ttft_median_s: float = Field(0.5, gt=0)
-    ttft_sigma: float = Field(0.4, ge=0)
-    tpot_median_s: float = Field(0.02, gt=0)
-    tpot_sigma: float = Field(0.25, ge=0)
-    rate_limit_rps: float | None = Field(None, gt=0)
-    ttft_slo_s: float | None = Field(None, gt=0)
-
-
-class FleetFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tiers: list[GpuTierFile | ApiTierFile]
-    routes: dict[str, list[str]]
-
-
-def _api_tier(t: ApiTierFile) -> ApiTier:
-    usd_in, usd_out = t.usd_per_mtok_input, t.usd_per_mtok_output
-    if t.api:
-        offers = {p.name: p for p in api_prices()}
-        if t.api not in offers:
-            raise unknown_name_error("API", t.api, list(offers))
-        offer = offers[t.api]
-        usd_in = offer.usd_per_mtok_input if usd_in is None else usd_in
-        usd_out = offer.usd_per_mtok_output if usd_out is None else usd_out
-    if usd_in is None or usd_out is None:
-        raise CatalogError(f"tier '{t.name}': give 'api' (provider/model) or both usd_per_mtok_input and _output")
-    return ApiTier(
-        t.name,
-        usd_in,
-        usd_out,
-        t.ttft_median_s,
-        t.ttft_sigma,
-        t.tpot_median_s,
-        t.tpot_sigma,
-        t.rate_limit_rps,
-        t.ttft_slo_s,
-    )
-
-
-def load_fleet(path: Path, replica: ReplicaConfig) -> Fleet:
-    """A fleet from a YAML file; errors name the file and the field."""
-    raw = read_yaml(path)
-    try:
-        spec = FleetFile.model_validate(raw)
-    except ValidationError as exc:
-        raise file_error(exc, str(path)) from exc
-    tiers: list[GpuTier | ApiTier] = []
-    try:
-        for t in spec.tiers:
-            if isinstance(t, ApiTierFile):
-                tiers.append(_api_tier(t))
-                continue
-            d = deployment_for(t.model, t.gpu, t.tp, t.pp, t.precision, t.kv_precision, t.engine)
-            config = ReplicaConfig(t.scheduler, replica.kv, replica.block_tokens, prefix_caching=replica.prefix_caching)
-            tiers.append(GpuTier(t.name, d, t.replicas, t.reserved, t.policy, t.ttft_slo_s, config))
-        return Fleet(tuple(tiers), {k: tuple(v) for k, v in spec.routes.items()})
-    except (CatalogError, ValueError) as exc:
-        raise CatalogError(f"{path}: {exc}") from exc
 
 
 def write_requests_csv(log: RequestLog, path: Path) -> None:

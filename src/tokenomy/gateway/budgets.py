@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,13 +114,11 @@ class OverBudget(Exception):
         super().__init__(message)
 
 
-class Budgets:
-    """Limits and usage of every key and team."""
+class LimitBook:
+    """The limits of every key and team by (scope, owner, period), and the admin report's row for one owner: what
+    `Budgets` and `shared.RedisBudgets` share."""
 
-    def __init__(self, limits: list[Limit] = (), clock=time.time):  # noqa: ANN001
-        self.clock = clock
-        self.limits: dict[tuple[str, str, str], Limit] = {(lim.scope, lim.owner, lim.period): lim for lim in limits}
-        self.usage: dict[tuple[str, str, str], Usage] = {}
+    limits: dict[tuple[str, str, str], Limit]
 
     def set_limit(self, limit: Limit) -> None:
         if limit.scope not in SCOPES or limit.period not in PERIODS:
@@ -130,9 +128,34 @@ class Budgets:
     def remove_limit(self, scope: str, owner: str, period: str) -> bool:
         return self.limits.pop((scope, owner, period), None) is not None
 
-    def replace_limits(self, limits: list[Limit]) -> None:
+    def replace_limits(self, limits: Iterable[Limit]) -> None:
         """Swap in every limit at once (as reloaded from the database after a change)."""
         self.limits = {(lim.scope, lim.owner, lim.period): lim for lim in limits}
+
+    def report_row(self, scope: str, owner: str, period: str, usage: Usage) -> dict[str, Any]:
+        """One owner's usage in one period and its limits (a row of the admin API's report)."""
+        lim = self.limits.get((scope, owner, period))
+        return {
+            "scope": scope,
+            "owner": owner,
+            "period": period,
+            "period_start_s": usage.period_start_s,
+            "spent_usd": usage.spent_usd,
+            "spent_tokens": usage.spent_tokens,
+            "reserved_usd": usage.reserved_usd,
+            "reserved_tokens": usage.reserved_tokens,
+            "limit_usd": lim.usd if lim else None,
+            "limit_tokens": lim.tokens if lim else None,
+        }
+
+
+class Budgets(LimitBook):
+    """Limits and usage of every key and team."""
+
+    def __init__(self, limits: Iterable[Limit] = (), clock=time.time):  # noqa: ANN001
+        self.clock = clock
+        self.replace_limits(limits)
+        self.usage: dict[tuple[str, str, str], Usage] = {}
 
     async def areserve(self, key_id: str, team: str, usd: float, tokens: int) -> Reservation:
         """`reserve`, as the app calls it (the shared store's version awaits Redis)."""
@@ -197,21 +220,6 @@ class Budgets:
         out = []
         keys = set(self.usage) | set(self.limits)
         for scope, owner, period in sorted(keys):
-            start = period_start_s(period, now)
-            u = self._usage(scope, owner, period, start)
-            lim = self.limits.get((scope, owner, period))
-            out.append(
-                {
-                    "scope": scope,
-                    "owner": owner,
-                    "period": period,
-                    "period_start_s": start,
-                    "spent_usd": u.spent_usd,
-                    "spent_tokens": u.spent_tokens,
-                    "reserved_usd": u.reserved_usd,
-                    "reserved_tokens": u.reserved_tokens,
-                    "limit_usd": lim.usd if lim else None,
-                    "limit_tokens": lim.tokens if lim else None,
-                }
-            )
+            usage = self._usage(scope, owner, period, period_start_s(period, now))
+            out.append(self.report_row(scope, owner, period, usage))
         return out

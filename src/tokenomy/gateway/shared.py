@@ -27,9 +27,9 @@ from typing import Any
 
 from tokenomy.gateway.budgets import (
     PERIODS,
-    SCOPES,
     BudgetsUnavailable,
     Limit,
+    LimitBook,
     OverBudget,
     Reservation,
     Usage,
@@ -99,8 +99,9 @@ def nano(usd: float) -> int:
     return math.ceil(usd * NANO - 1e-6)
 
 
-class RedisBudgets:
-    """Budgets in Redis, shared by every gateway process with the same Redis and namespace."""
+class RedisBudgets(LimitBook):
+    """Budgets in Redis, shared by every gateway process with the same Redis and namespace; limits (reloaded from
+    the database by state.py) through LimitBook."""
 
     def __init__(self, url: str, namespace: str, instance: str, clock=time.time):  # noqa: ANN001
         try:
@@ -131,19 +132,6 @@ class RedisBudgets:
             self.sync.ping()  # fail at start, with the URL in the message, rather than on the first request
         except self.errors as exc:
             raise RuntimeError(f"shared.redis_url {url}: Redis does not answer: {exc}") from None
-
-    # ---- limits (reloaded from the database by state.py) ------------------------------------------
-
-    def set_limit(self, limit: Limit) -> None:
-        if limit.scope not in SCOPES or limit.period not in PERIODS:
-            raise ValueError(f"scope must be one of {SCOPES} and period one of {PERIODS}")
-        self.limits[(limit.scope, limit.owner, limit.period)] = limit
-
-    def remove_limit(self, scope: str, owner: str, period: str) -> bool:
-        return self.limits.pop((scope, owner, period), None) is not None
-
-    def replace_limits(self, limits: list[Limit]) -> None:
-        self.limits = {(lim.scope, lim.owner, lim.period): lim for lim in limits}
 
     # ---- reserve and settle -----------------------------------------------------------------------
 
@@ -305,21 +293,8 @@ class RedisBudgets:
         for scope, owner, period in sorted(wanted):
             start = period_start_s(period, now)
             h = {k.decode(): int(v) for k, v in self.sync.hgetall(self.usage_key(scope, owner, period, start)).items()}
-            lim = self.limits.get((scope, owner, period))
-            out.append(
-                {
-                    "scope": scope,
-                    "owner": owner,
-                    "period": period,
-                    "period_start_s": start,
-                    "spent_usd": h.get("nu", 0) / NANO,
-                    "spent_tokens": h.get("st", 0),
-                    "reserved_usd": h.get("ru", 0) / NANO,
-                    "reserved_tokens": h.get("rt", 0),
-                    "limit_usd": lim.usd if lim else None,
-                    "limit_tokens": lim.tokens if lim else None,
-                }
-            )
+            usage = Usage(start, h.get("nu", 0) / NANO, h.get("st", 0), h.get("ru", 0) / NANO, h.get("rt", 0))
+            out.append(self.report_row(scope, owner, period, usage))
         return out
 
     async def areport(self) -> list[dict[str, Any]]:

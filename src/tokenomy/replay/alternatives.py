@@ -17,8 +17,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.cli.simulating import load_fleet
 from tokenomy.sim.fleet import Fleet
+from tokenomy.sim.fleetfile import load_fleet
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import SLO
 from tokenomy.yamlfile import field_error, read_yaml

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -243,10 +244,10 @@ def sweep_table(sweep: list[dict[str, Any]]) -> Table:
     """One row per offered rate: served throughput, goodput and SLO attainment (with an SLO), latency."""
     has_slo = any("goodput_rps" in s for s in sweep)
     title = "rate sweep (one replica)" + ("" if has_slo else ": give --slo-ttft / --slo-tpot for goodput")
-    table = Table(title=title, header_style="bold")
-    columns = ["offered req/s", "served req/s", "output tok/s", "goodput req/s", "SLO met", "TTFT p50", "TTFT p99"]
-    for col in [*columns, "ITL p50", "ITL p99"]:
-        table.add_column(col, justify="right")
+    table = Table(title=title + " — rates in req/s, latencies in ms", header_style="bold", box=box.SIMPLE_HEAD)
+    columns = ["offered", "served", "output tok/s", "goodput", "SLO met"]
+    for col in [*columns, "TTFT p50", "TTFT p99", "ITL p50", "ITL p99"]:  # short headers: whole words in 80 columns
+        table.add_column(col, justify="right", min_width=max(len(word) for word in col.split()))
     for s in sorted(sweep, key=lambda s: s.get("rate") or 0.0):
         table.add_row(
             f"{s['rate']:g}",
@@ -254,12 +255,13 @@ def sweep_table(sweep: list[dict[str, Any]]) -> Table:
             count(s["throughput"]["output_tokens_per_s"]),
             "—" if missing(s.get("goodput_rps")) else f"{s['goodput_rps']:,.2f}",
             percent(s.get("slo_attainment")),
-            seconds(s["ttft_s"]["p50"]),
-            seconds(s["ttft_s"]["p99"]),
-            seconds(s["itl_s"]["p50"]),
-            seconds(s["itl_s"]["p99"]),
+            *(_ms(s[key][q]) for key in ("ttft_s", "itl_s") for q in ("p50", "p99")),
         )
     return table
+
+
+def _ms(value: float | None) -> str:
+    return "—" if missing(value) else f"{value * 1e3:,.1f}"
 
 
 def _run_at_once(p: dict) -> str:

@@ -34,16 +34,11 @@ class Executor:
         if self.pp > 1:
             t = self._round_seconds(chunks, b, ctx)
         else:
-            new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
-            for seq, n in chunks:
-                new += n
-                seqs += 1
-                kv_tokens += seq.ctx
-                pairs += n * (seq.ctx + n / 2)
+            new, seqs, kv_tokens, pairs = self._step_terms(b, ctx, chunks)
             cost = self.cost.seconds
             t = cost(new, seqs, kv_tokens, pairs)
             if spec and b:
-                t += spec.draft_tokens * (self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s)
+                t += self._draft_seconds(b, ctx)
             if chunks:
                 share = 1.0
                 if b:  # a mixed step: charge prompts by what each part would cost alone
@@ -67,20 +62,32 @@ class Executor:
             if seq.remaining_prefill == 0:
                 self._prompt_done(seq)
 
-    def _micro_batch_seconds(self, b: int, ctx: float, chunks: list[tuple[Seq, int]]) -> float:
-        """One micro-batch's pass through the whole model: `b` decoding rows holding `ctx` tokens, and prompt chunks."""
-        per_seq, spec = self.per_seq, self.config.spec
+    def _step_terms(self, b: int, ctx: float, chunks: list[tuple[Seq, int]]) -> tuple[float, int, float, float]:
+        """The step formula's terms (new tokens, sequences, KV tokens read, attention pairs) of `b` decoding rows
+        holding `ctx` tokens and the prompt chunks (a chunk of n tokens after c attends to c + n/2 on average)."""
+        per_seq = self.per_seq
         new, seqs, kv_tokens, pairs = b * per_seq, b, ctx, ctx * per_seq
         for seq, n in chunks:
             new += n
             seqs += 1
             kv_tokens += seq.ctx
             pairs += n * (seq.ctx + n / 2)
+        return new, seqs, kv_tokens, pairs
+
+    def _draft_seconds(self, b: int, ctx: float) -> float:
+        """The draft model's γ decode steps for `b` rows holding `ctx` tokens, less its per-step overhead."""
+        return self.config.spec.draft_tokens * (
+            self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s
+        )
+
+    def _micro_batch_seconds(self, b: int, ctx: float, chunks: list[tuple[Seq, int]]) -> float:
+        """One micro-batch's pass through the whole model: `b` decoding rows holding `ctx` tokens, and prompt chunks."""
+        new, seqs, kv_tokens, pairs = self._step_terms(b, ctx, chunks)
         if not seqs:
             return 0.0
         t = self.cost.seconds(new, seqs, kv_tokens, pairs)
-        if spec and b:
-            t += spec.draft_tokens * (self.draft_cost.seconds(b, b, ctx, ctx) - self.draft_cost.step_overhead_s)
+        if self.config.spec and b:
+            t += self._draft_seconds(b, ctx)
         return t
 
     def _round_seconds(self, chunks: list[tuple[Seq, int]], b: int, ctx: float) -> float:
