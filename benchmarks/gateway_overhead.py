@@ -13,10 +13,15 @@ in ~/.cache/tokenomy-litellm (made on the first run, reused after) and points a 
 (`openai/bench` with `api_base` the twin's /v1). If it cannot be installed or started the table says
 why, and the gateway's figures still print.
 
-    .venv/bin/python benchmarks/gateway_overhead.py [--rates 200,500] [--seconds 5] [--rounds 2]
-        [--max-tokens 32] [--no-litellm] [--nice -10]
+`--workers 1,2` also measures `tokenomy gateway --workers 2` (budgets shared through the Redis of
+`--redis-url`, a fresh namespace each run). CPU/req is the server's CPU seconds (user + system, every
+worker process included) over the requests it served; it is steadier than latency on a shared machine.
 
-The last line is `gateway_overhead_p50_ms: X ms` (TTFT p50 added at the first rate).
+    .venv/bin/python benchmarks/gateway_overhead.py [--rates 200,500] [--seconds 5] [--rounds 2]
+        [--max-tokens 32] [--workers 1,2] [--no-litellm] [--nice -10]
+
+The last lines are `gateway_cpu_per_streamed_request_ms: X ms` (one worker, over every rate) and
+`gateway_overhead_p50_ms: X ms` (TTFT p50 added at the first rate).
 """
 
 from __future__ import annotations

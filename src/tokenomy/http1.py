@@ -3,7 +3,8 @@
 It does what the gateway needs and no more: send a request (a JSON POST, or the GET of an upstream's
 /metrics) and hand back the response body as it arrives, over http:// or https://, with Content-Length,
 chunked or read-until-close bodies, a connect timeout and a read timeout (the longest wait for any byte).
-A streamed response costs one `data_received` and one future per upstream read: per streamed request
+A streamed response costs one `data_received` and one future per upstream read (or, with a `Response.sink`,
+no future at all: the sink passes the bytes on from the read's callback, app.Relay.forward): per streamed request
 general clients (httpx, aiohttp) spent more CPU than the whole rest of the gateway (see
 benchmarks/gateway_overhead.py and the README's Gateway section). Not supported: proxies from the
 environment, redirects, cookies, compression (no Accept-Encoding is sent, so bodies pass through as

@@ -53,7 +53,7 @@ def test_writer_batches_rows_and_close_writes_every_one(backend: str, tmp_path: 
     t0 = time.perf_counter()
     for r in rows:
         writer.record(r)
-    assert time.perf_counter() - t0 < 0.5  # recording is a queue put, not I/O
+    assert time.perf_counter() - t0 < 2.0  # recording is a queue put, not I/O (1,234 puts: ms, even at load 5)
     writer.close()
     assert writer.written == 1234 and db.count_attempts() == 1234
     back = db.attempts()

@@ -99,7 +99,9 @@ class Timeouts(Strict):
     total_s: float = Field(600.0, gt=0)  # a whole request (a non-streamed answer has only this one)
     client_header_s: float = Field(10.0, gt=0)  # a client's request line and headers must arrive within it
     client_body_s: float = Field(30.0, gt=0)  # …and its body within this
-    keep_alive_s: float = Field(5.0, gt=0)  # an idle client connection is closed after it
+    # an idle client connection is closed after it: longer than clients' own pool expiry (httpx 5 s, aiohttp 15 s),
+    # so a client never reuses a connection the gateway is closing at that instant (a POST it cannot safely re-send)
+    keep_alive_s: float = Field(30.0, gt=0)
 
 
 class Circuit(Strict):
