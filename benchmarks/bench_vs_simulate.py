@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import WorkloadSpec, build_workload
@@ -49,7 +49,7 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(done.stderr[-2000:])
     measured = json.loads(done.stdout)
-    d = deployment_for(MODEL, GPU, None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=MODEL, gpu=GPU)).deployment
     spec = WorkloadSpec(isl=str(ISL), osl=str(OSL), rate=RATE_RPS, num_requests=N, seed=SEED)
     predicted = simulate(d, build_workload(spec), ReplicaConfig(), seed=SEED).summary()
     pairs = {

@@ -18,7 +18,7 @@ why, and the gateway's figures still print.
 worker process included) over the requests it served; it is steadier than latency on a shared machine.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--rates 200,500] [--seconds 5] [--rounds 2]
-        [--max-tokens 32] [--workers 1,2] [--no-litellm] [--nice -10]
+        [--max-tokens 32] [--workers 1,2] [--no-litellm] [--nice -10] [--split-tokens 2]
 
 The last lines are `gateway_cpu_per_streamed_request_ms: X ms` (one worker, over every rate) and
 `gateway_overhead_p50_ms: X ms` (TTFT p50 added at the first rate).
@@ -360,6 +360,13 @@ def main() -> None:
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
     parser.add_argument(
+        "--split-tokens",
+        type=int,
+        default=0,
+        help="also run the gateway at this many output tokens (e.g. 2) at the first rate, and split its CPU per "
+        "request into a part per request and a part per streamed token (a line through the two points)",
+    )
+    parser.add_argument(
         "--workers", default="1", help="gateway worker counts to measure, e.g. 1,2 (more than 1 needs --redis-url)"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="shared budgets for --workers > 1")
@@ -434,7 +441,7 @@ def main() -> None:
     results: dict[tuple[float, str], dict] = {}
     skipped: dict[float, str] = {}
 
-    def measure(rate: float, name: str) -> dict:
+    def measure(rate: float, name: str, max_tokens: int = args.max_tokens, into: dict | None = None) -> dict:
         url, k, model, proc = targets[name]
         for other, (_, _, _, p) in targets.items():  # a proxy not being measured is paused, so its timers stay quiet
             if other not in ("direct", name):
@@ -443,8 +450,10 @@ def main() -> None:
             signal_tree(proc, signal.SIGCONT)
         time.sleep(0.5)
         cpu0 = cpu_s(proc.pid)
-        r = run_load(url, k, model, rate, args.seconds, args.max_tokens, args.nice)
-        acc = results.setdefault((rate, name), {"sent": 0, "ok": 0, "ttft_s": [], "e2e_s": [], "cpu_s": 0.0})
+        r = run_load(url, k, model, rate, args.seconds, max_tokens, args.nice)
+        acc = (results if into is None else into).setdefault(
+            (rate, name), {"sent": 0, "ok": 0, "ttft_s": [], "e2e_s": [], "cpu_s": 0.0}
+        )
         acc["cpu_s"] += cpu_s(proc.pid) - cpu0
         for f in ("sent", "ok", "ttft_s", "e2e_s"):
             acc[f] += r[f]
@@ -484,6 +493,10 @@ def main() -> None:
                     measure(rate, name)
                     if name == "litellm" and saturated(results[(rate, name)]) and rate not in low:
                         litellm_saturated_at = rate
+        split: dict[tuple[float, str], dict] = {}
+        if args.split_tokens:
+            for _ in range(args.rounds):  # the same rounds as the main runs, at the first rate
+                measure(rates[0], "gateway", args.split_tokens, split)
     finally:
         for proc in procs:
             signal_tree(proc, signal.SIGCONT)
@@ -514,6 +527,20 @@ def main() -> None:
         two = [results[(rate, "gateway×2")] for rate in rates]
         two_ms = sum(r["cpu_s"] for r in two) / sum(r["served"] for r in two) * 1e3
         print(f"gateway_workers2_cpu_per_streamed_request_ms: {two_ms:.2f} ms (--workers 2, all processes)")
+    if split:
+        few = split[(rates[0], "gateway")]
+        at_few = few["cpu_s"] / few["served"] * 1e3
+        full = results[(rates[0], "gateway")]
+        at_full = full["cpu_s"] / full["served"] * 1e3
+        per_token_ms = (at_full - at_few) / (args.max_tokens - args.split_tokens)
+        fixed_ms = at_few - args.split_tokens * per_token_ms
+        print(
+            f"gateway CPU split at {rates[0]:g} req/s: {at_few:.2f} ms/request at {args.split_tokens} output tokens, "
+            f"{at_full:.2f} ms at {args.max_tokens}: {fixed_ms:.2f} ms per request + {per_token_ms * 1e3:.1f} µs per "
+            "streamed token (a line through the two points)"
+        )
+        print(f"gateway_cpu_per_request_fixed_ms: {fixed_ms:.2f} ms")
+        print(f"gateway_cpu_per_streamed_token_us: {per_token_ms * 1e3:.1f} us")
     print(f"gateway_cpu_per_streamed_request_ms: {gateway_cpu_ms:.2f} ms (one worker, over {args.rates} req/s)")
     print(f"gateway_overhead_p50_ms: {added_p50[rates[0]]:.2f} ms")
 

@@ -1,20 +1,24 @@
-"""Predicted vs measured single-stream decode speed of SmolLM2-135M (GGUF Q4_1) under llama.cpp on this host.
+"""Predicted vs measured single-stream decode speed (and prompt prefill time) of SmolLM2-135M (GGUF Q4_1) under
+llama.cpp on this host.
 
-Three steps; the two measurements run back to back:
+Three steps; the measurements run back to back:
 
-1. `tokenomy calibrate --host --threads N --output host.yaml`: memory bandwidth of this host, and the compute rate
+1. `tokenomy calibrate --host --threads N --output host.yaml`: memory bandwidth of this host, and the compute rates
    llama.cpp's own kernels reach on it (timed on synthetic models of other shapes, calibrate/engine_kernels.py);
 2. llama.cpp (llama-cpp-python, in process, N threads) decodes T tokens greedily after a P-token prompt, `--runs`
-   times; decode tokens/s from llama.cpp's own timings (prompt evaluation excluded);
+   times; decode tokens/s from llama.cpp's own timings (prompt evaluation excluded); then evaluates a
+   PREFILL_TOKENS-token prompt `--runs` times (llama.cpp's prompt eval time, best run);
 3. `tokenomy plan --model smollm2-135m --precision q4_1 --gpu host --accelerators host.yaml --engine llama.cpp
-   --isl P --osl T --json`: the predicted single-stream ITL, decode tokens/s = 1 / ITL.
+   --isl P --osl T --json`: the predicted single-stream ITL, decode tokens/s = 1 / ITL; and with
+   `--isl PREFILL_TOKENS`, the single-stream TTFT (the prompt's prefill).
 
 The host figures are the best of their repeats, so the comparison uses the best decode run; the median is printed
 too. On a machine shared with other processes, the load average and each step's CPU share are printed beside them.
 
     .venv/bin/python benchmarks/host_decode.py --threads 1
 
-Needs the engine extra (`pip install -e '.[engine]'`). Last line: `host_decode_error: X %` (|pred − meas| / meas).
+Needs the engine extra (`pip install -e '.[engine]'`). Prints `host_prefill_error: X %`, then, last,
+`host_decode_error: X %` (|pred − meas| / meas).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tokenomy.calibrate.host import default_threads
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL, PRECISION, ENGINE = "smollm2-135m", "q4_1", "llama.cpp"
+PREFILL_TOKENS = 128  # the engine loop's prompt length
 
 
 def tokenomy(*args: str) -> str:
@@ -67,6 +72,11 @@ def compare(gguf: Path, threads: int, output_tokens: int, runs: int, workdir: Pa
                  "--isl", str(measured.prompt_tokens), "--osl", str(output_tokens), "--json"]  # fmt: skip
     plan = json.loads(tokenomy(*plan_args))  # pure arithmetic: the measurements above ran back to back
     predicted_tps = 1.0 / plan["itl_s"]
+    prompt = measure_decode(gguf, threads, output_tokens=2, runs=runs, prompt_tokens=PREFILL_TOKENS)
+    prefill_args = [str(PREFILL_TOKENS) if a == str(measured.prompt_tokens) and plan_args[i - 1] == "--isl" else a
+                    for i, a in enumerate(plan_args)]  # fmt: skip
+    predicted_prefill_s = json.loads(tokenomy(*prefill_args))["ttft_s"]
+    measured_prefill_s = prompt.best_prefill_seconds
     best, median = measured.best_tokens_per_s, measured.median_tokens_per_s
     return {
         "threads": threads,
@@ -87,6 +97,10 @@ def compare(gguf: Path, threads: int, output_tokens: int, runs: int, workdir: Pa
         "ratio": predicted_tps / best,
         "error": abs(predicted_tps - best) / best,
         "error_vs_median": abs(predicted_tps - median) / median,
+        "prefill_tokens": PREFILL_TOKENS,
+        "predicted_prefill_s": predicted_prefill_s,
+        "measured_best_prefill_s": measured_prefill_s,
+        "prefill_error": abs(predicted_prefill_s - measured_prefill_s) / measured_prefill_s,
     }
 
 
@@ -97,6 +111,7 @@ def _read_host(path: Path) -> dict[str, Any]:
     return {
         "memory_bandwidth_gb_s": entry["memory_bandwidth_gb_s"],
         "fp32_tflops": entry["dense_tflops"]["fp32"],
+        "matvec_fp32_tflops": entry.get("matvec_tflops", {}).get("fp32"),
         "memory_gb": entry["memory_gb"],
         "notes": entry["notes"],
     }
@@ -108,7 +123,8 @@ def report(r: dict[str, Any]) -> None:
     print(f"threads: {r['threads']} (cores on this machine: {os.cpu_count()})")
     print(
         f"host (calibrate --host): read bandwidth {host['memory_bandwidth_gb_s']:.1f} GB/s, "
-        f"fp32 (llama.cpp kernels) {host['fp32_tflops'] * 1e3:.1f} GFLOP/s, memory {host['memory_gb']:.1f} GiB; "
+        f"fp32 (llama.cpp prompt kernels) {host['fp32_tflops'] * 1e3:.1f} GFLOP/s, one-token steps "
+        f"{(host['matvec_fp32_tflops'] or host['fp32_tflops']) * 1e3:.1f} GFLOP/s, memory {host['memory_gb']:.1f} GiB; "
         f"load average {load(r['load_average_after_calibrate'])}"
     )
     print(f"  {host['notes']}")
@@ -121,6 +137,11 @@ def report(r: dict[str, Any]) -> None:
         f"median {r['measured_median_tokens_per_s']:.1f}; load average {load(r['load_average_after_decode'])}"
     )
     print(f"predicted / measured (best): {r['ratio']:.3f}; error vs median run: {r['error_vs_median']:.1%}")
+    print(
+        f"prefill of a {r['prefill_tokens']}-token prompt: predicted {r['predicted_prefill_s'] * 1e3:.0f} ms, "
+        f"measured (best of {len(r['measured_runs'])}) {r['measured_best_prefill_s'] * 1e3:.0f} ms"
+    )
+    print(f"host_prefill_error: {r['prefill_error'] * 100:.1f} %")
     print(f"host_decode_error: {r['error'] * 100:.1f} %")
 
 

@@ -106,7 +106,11 @@ def main() -> None:
         rows = replay(rep, alternatives, SLO(ttft_s=1.0), workers=args.workers)
         total_s = time.perf_counter() - t
     for f in rows:
-        print(f"{f.name:>16}: ${f.usd or 0:,.0f}  SLO {f.slo_attainment or 0:.1%}  spilled {f.spilled_share or 0:.1%}")
+        fleet = f"  fleet bill ${f.fleet_usd:,.0f}" if f.fleet_usd is not None else ""
+        print(
+            f"{f.name:>16}: billed ${f.usd or 0:,.0f}{fleet}  SLO {f.slo_attainment or 0:.1%}"
+            f"  spilled {f.spilled_share or 0:.1%}"
+        )
     print(f"{len(rep):,} requests, {len(alternatives)} alternatives, {args.workers} worker(s); reading {read_s:.1f} s")
     print(f"replay_seconds: {total_s:.1f} s")
 

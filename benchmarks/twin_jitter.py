@@ -36,8 +36,8 @@ import time
 import numpy as np
 import uvloop
 
-from tokenomy.cli.simulating import deployment_for
 from tokenomy.costmodel.perf import decode_step_seconds
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.http1 import Pool
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.tokenizer import prompt_of
@@ -126,7 +126,7 @@ def cpu_interruptions(seconds: float) -> tuple[float, float, float]:
 
 def run_twin(args: argparse.Namespace, paced: bool, busy_wait: bool) -> dict:
     """Serve a twin in this process, stream from a client process; the twin's and the client's timing figures."""
-    d = deployment_for(args.model, args.gpu, None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=args.model, gpu=args.gpu)).deployment
     replica = ReplicaConfig(max_num_seqs=max(args.streams, 256))
     twin = build_twin(d, speedup=args.speedup, replica=replica, busy_wait=busy_wait)
     if not paced:

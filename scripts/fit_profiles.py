@@ -2,10 +2,13 @@
 the residual quantiles behind every 80 % interval.
 
 TensorRT-LLM has ~300 offline rows: its free parameters are fitted on them (those the rows cannot
-identify keep the documented default and the profile's `fit.parameters` says so); then the per-step
+identify keep the documented default or fit.py PRIORS, and the profile's `fit.parameters` says so); then the per-step
 overhead is fitted on its online (Poisson-rate) TTFT/ITL rows through the simulator. vLLM and SGLang
-have too few rows to fit six parameters, so they take the parameters fitted on TensorRT-LLM and keep
-their own scheduler and memory settings; `generic` does the same (calibrate/fit.py: fit_engine_profiles).
+have too few rows to fit the profile parameters, so they take those fitted on TensorRT-LLM (the profile
+records `borrows_from` and `borrowed`, and plan/simulate print a note) and keep their own scheduler and
+memory settings; `generic` does the same. SGLang's own online latency rows then refit its per-step
+overhead where they identify it; vLLM's rows ran V0 multi-step scheduling, which the simulator does not
+model, so they only validate (calibrate/fit.py: fit_engine_profiles, OWN_ROW_FITS).
 
 Then leave-one-group-out cross-validation (engine version, accelerator family, model family) refits
 without each group and predicts it; the out-of-sample log residuals, pooled over the three groupings,
@@ -46,6 +49,11 @@ def main(run_cv: bool = True, write_profiles: bool = True, report_path: str = ""
     )
     for name, p in trt.fit["parameters"].items():
         print(f"  {name} = {p['value']:.4g}: {p['status']}")
+    for name in ENGINES[1:]:
+        prof = fitted[name]
+        own = prof.fit.get("parameters", {}).get("step_overhead_s")
+        checked = f"; own rows: {own['status']} ({prof.fit['online_rows']} rows)" if own else ""
+        print(f"{name}: borrows {', '.join(prof.borrowed) or 'nothing'} from {prof.borrows_from or '-'}{checked}")
     if not run_cv:
         return
     cv = cross_validate(rows, bases, progress=lambda s: print(f"  cv: {s}", flush=True))

@@ -1,7 +1,7 @@
 """Regenerate docs/schemas/*.schema.json from the typed results in src/tokenomy/results.py.
 
-    .venv/bin/python scripts/write_schemas.py          # write
-    .venv/bin/python scripts/write_schemas.py --check  # exit 1 when a committed schema differs
+.venv/bin/python scripts/write_schemas.py          # write
+.venv/bin/python scripts/write_schemas.py --check  # exit 1 when a committed schema differs
 """
 
 from __future__ import annotations

@@ -11,17 +11,21 @@ these models and that real command output validates against them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, model_validator
 
 
 def json_safe(data: Any) -> Any:
     """The data with every NaN and infinity as None, numpy values as Python ones: dumps to strict JSON (null)."""
+    if isinstance(data, BaseModel):
+        return json_safe(plain(data))
     if isinstance(data, dict):
         return {k: json_safe(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
@@ -37,23 +41,103 @@ def json_safe(data: Any) -> Any:
     return data
 
 
+def plain(data: Any) -> Any:
+    """The data with every typed result as the plain dict it stands for (`Result.as_dict`), recursively."""
+    if isinstance(data, Result):
+        return data.as_dict()
+    if isinstance(data, BaseModel):
+        return data.model_dump()
+    if isinstance(data, dict):
+        return {k: plain(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [plain(v) for v in data]
+    return data
+
+
 def dumps(data: Any, indent: int | None = 2) -> str:
     """Strict JSON text of `data` (dicts, lists, numbers, models): NaN/inf as null, never `NaN`."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json")
-    elif isinstance(data, list):
-        data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
-    return json.dumps(json_safe(data), indent=indent, allow_nan=False, default=str)
+    return json.dumps(json_safe(plain(data)), indent=indent, allow_nan=False, default=str)
 
 
 class Result(BaseModel):
-    """Base of every typed result: extra keys allowed (outputs grow, never rename), strict JSON out."""
+    """Base of every typed result: extra keys allowed (outputs grow, never rename), strict JSON out.
+
+    A result reads like the dict it was built from as well (`r["key"]`, `r.get`, `in`, `keys()`), so renderers
+    written against the JSON shape take the typed result; `as_dict()` and `to_json()` keep the keys given, in
+    their order, and leave out declared fields that were not given.
+    """
 
     model_config = ConfigDict(extra="allow")
+    # A tuple default, not a factory: pydantic inspects a factory's signature on every instance (slow for `list`).
+    _key_order: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_key_order(cls, data: Any, handler: Any) -> Any:
+        result = handler(data)
+        if isinstance(data, dict) and isinstance(result, Result):
+            result._key_order = tuple(data)
+        return result
+
+    def keys(self) -> list[str]:
+        """The keys this result holds: those it was given, in their order, then any set since."""
+        given = set(self.model_fields_set) | set(self.__pydantic_extra__ or {})
+        ordered = [k for k in self._key_order if k in given]
+        return ordered + [
+            k for k in (*type(self).model_fields, *(self.__pydantic_extra__ or {})) if k in given and k not in ordered
+        ]
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        extra = self.__pydantic_extra__ or {}
+        if key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """Set `key` as a dict would (appended to the keys' order); a declared field's value is validated, so a
+        dict given for a typed part becomes that type."""
+        if key in type(self).model_fields:
+            value = _field_adapter(type(self), key).validate_python(value)
+        setattr(self, key, value)
+        if key not in self._key_order:
+            self._key_order = (*self._key_order, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]  # a mapping's keys, not pydantic's pairs
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(key, value) pairs, in the keys' order."""
+        return [(k, self[k]) for k in self.keys()]
+
+    def values(self) -> list[Any]:
+        """The values, in the keys' order."""
+        return [self[k] for k in self.keys()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value at `key`, or `default` when this result does not hold it."""
+        return self[key] if key in self.keys() else default
+
+    def as_dict(self) -> dict[str, Any]:
+        """This result as a plain dict: its keys in the order given, nested results as dicts."""
+        return {k: plain(self[k]) for k in self.keys()}
 
     def to_json(self, indent: int | None = 2) -> str:
         """This result as strict JSON text (NaN and infinities as null)."""
         return dumps(self, indent)
+
+
+@functools.cache
+def _field_adapter(model: type[Result], key: str) -> TypeAdapter[Any]:
+    """A validator of one declared field's type (for `Result.__setitem__`)."""
+    return TypeAdapter(model.model_fields[key].annotation)
 
 
 # --- shared pieces -----------------------------------------------------------------------------------------------
@@ -73,6 +157,13 @@ class UsdPerMtok(Result):
 
     input: float | None
     output: float | None
+
+
+class BlendedUsdPerMtok(Result):
+    """Dollars per million tokens, input and output together: a fleet, whose API tiers price tokens and whose
+    GPU tiers price hours, has no input/output split."""
+
+    blended: float | None
 
 
 # --- tokenomy plan ------------------------------------------------------------------------------------------------
@@ -111,6 +202,7 @@ class PlanResult(Result):
     itl_s: float | None = Field(description="single-stream inter-token latency")
     max_output_tokens_per_s: float | None = Field(description="deployment-wide maximum output throughput")
     usd_per_mtok: UsdPerMtok | None = None
+    notes: list[str] = Field(default_factory=list, description="what the figures rest on, e.g. a borrowed profile")
 
 
 # --- tokenomy simulate / bench ------------------------------------------------------------------------------------
@@ -130,7 +222,107 @@ class RunSummary(Result):
     tpot_s: Percentiles
     e2e_s: Percentiles
     goodput_rps: float | None = Field(default=None, description="requests/s meeting every SLO given")
-    usd_per_mtok: UsdPerMtok | None = None
+    usd_per_mtok: UsdPerMtok | BlendedUsdPerMtok | None = Field(
+        default=None, union_mode="left_to_right", description="input and output (one replica), or blended (a fleet)"
+    )
+    notes: list[str] = Field(default_factory=list, description="what the figures rest on, e.g. a borrowed profile")
+
+
+class SimulateSweep(Result):
+    """`tokenomy simulate --sweep-rates … --json` with no arrival process of its own: what ran, and one run summary
+    per offered rate (each with its `rate`)."""
+
+    deployment: dict[str, Any]
+    workload: dict[str, Any]
+    notes: list[str] = Field(default_factory=list, description="what the figures rest on, e.g. a borrowed profile")
+    sweep: list[RunSummary]
+
+
+# --- tokenomy advise ----------------------------------------------------------------------------------------------
+
+
+class TwoWays(Result):
+    """One figure estimated twice: the closed form's and the simulator's."""
+
+    closed_form: float | None
+    simulated: float | None
+
+
+class AdviceClass(Result):
+    """One request class of the workload: its volume, mean lengths, floors and SLO."""
+
+    requests_per_day: float
+    isl_mean: float
+    osl_mean: float
+    quality_floors: dict[str, float]
+    slo: dict[str, float | None]
+    allow_api: bool
+
+
+class AdviceWorkload(Result):
+    name: str
+    source: str
+    requests_per_day: float
+    tokens_per_day: float
+    classes: dict[str, AdviceClass]
+
+
+class AdviceSearch(Result):
+    """How many candidates the search priced, fitted, found feasible and verified, and how long it took."""
+
+    candidates_evaluated: int
+    candidates_fitting: int
+    candidates_feasible: int
+    verified: int
+    simulations: int
+    seconds: dict[str, float]
+
+
+class AdviceTier(Result):
+    """One tier of the plan: self-hosted (`kind` gpu: model, gpu, replicas by hour…) or an API."""
+
+    name: str
+    kind: str = Field(description="gpu (self-hosted), api, or batch (a provider's Batch API)")
+    classes: list[str]
+    usd_per_day: float | None = Field(description="simulated cost of the tier over the day")
+
+
+class AdviceRecommendation(Result):
+    """The cheapest plan meeting every SLO and floor: tiers, routes and what it costs."""
+
+    tiers: list[AdviceTier]
+    routes: dict[str, list[str]] = Field(description="per class: the tiers in order (self-hosted, then API)")
+    usd_per_day: TwoWays
+    usd_per_month: TwoWays
+    usd_per_mtok: TwoWays
+
+
+class Saving(Result):
+    usd_per_day: float
+    usd_per_month: float
+    fraction: float = Field(description="1 - plan cost / baseline cost")
+
+
+class Savings(Result):
+    vs_all_api: Saving | None
+    vs_fp16_static: Saving | None
+
+
+class AdviceReport(Result):
+    """`tokenomy advise --json`: the plan, both estimates of it, the baselines, savings and break-even."""
+
+    workload: AdviceWorkload
+    search: AdviceSearch
+    recommendation: AdviceRecommendation
+    estimates: list[dict[str, Any]] = Field(description="closed form vs simulator for each verified candidate")
+    tolerance: dict[str, float] = Field(description="agreement bounds of the estimates (fractions)")
+    pareto: dict[str, Any]
+    baselines: dict[str, Any] = Field(description="all_api and fp16_static: what the plan is compared with")
+    savings: Savings
+    break_even: dict[str, Any]
+    peak_hour: dict[str, Any] | None
+    infeasible: list[dict[str, Any]] = Field(description="floors or SLOs no candidate reaches, and what is used")
+    notes: list[str]
 
 
 # --- tokenomy validate --------------------------------------------------------------------------------------------
@@ -163,8 +355,10 @@ class ValidateReport(Result):
 
 
 SCHEMAS: dict[str, type[Result]] = {
+    "advise": AdviceReport,
     "plan": PlanResult,
     "run_summary": RunSummary,
+    "simulate_sweep": SimulateSweep,
     "validate": ValidateReport,
 }
 

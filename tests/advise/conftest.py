@@ -9,6 +9,7 @@ import pytest
 
 from tokenomy.advise.advisor import Advice, advise
 from tokenomy.advise.workload import Workload, parse_workload
+from tokenomy.results import AdviceReport
 
 SMALL: dict[str, Any] = {
     "name": "small",
@@ -61,7 +62,7 @@ def small_advice() -> Advice:
 
 
 @pytest.fixture(scope="package")
-def small_report(small_advice: Advice) -> dict[str, Any]:
+def small_report(small_advice: Advice) -> AdviceReport:
     from tokenomy.advise.baselines import static_baseline
     from tokenomy.advise.output import build_report
     from tokenomy.advise.peak import peak_hour_fleet

@@ -258,7 +258,7 @@ def test_bench_and_calibrate_take_an_accelerators_file(
 
 def test_requests_csv_counts_output_tokens_itself_when_the_server_sends_no_usage() -> None:
     from tokenomy.bench.client import RequestRecord
-    from tokenomy.cli.bench import record_row
+    from tokenomy.bench.records import record_row
 
     rec = RequestRecord(0, 0.0, 10, 3, sent_s=0.0, chunk_s=[0.5, 0.7, 0.9], chunk_text=["one", " two", " three"])
     rec.first_token_s, rec.end_s, rec.finish_reason = 0.5, 0.9, "length"

@@ -19,7 +19,7 @@ from tokenomy.bench.load import LiveCounts
 from tokenomy.bench.runner import BenchOutcome, BenchPlan, SearchSettings, run_bench
 from tokenomy.bench.search import CapacitySettings, parse_slo
 from tokenomy.bench.simprobe import simulate_capacity, unloaded_latency_s
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.workload import WorkloadSpec
 from tokenomy.twin.server import running_twin
@@ -67,7 +67,7 @@ def test_token_counts_match_the_server_usage_and_the_client_count(rate_run: Benc
 
 
 def test_measured_timing_agrees_with_the_prediction_divided_by_the_speedup(rate_run: BenchOutcome) -> None:
-    d = deployment_for(MODEL, GPU, 1, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=MODEL, gpu=GPU, tp=1)).deployment
     s = rate_run.main.summary
     p = predicted_summary(d, rate_run.main.workload, SPEEDUP)
     # Means over whole decodes and medians over requests: one late write cannot move them by much. The margin
@@ -139,7 +139,7 @@ def test_slo_search_agrees_with_the_same_search_on_the_simulator(twin: Callable[
     same search run on the simulator (bench.simprobe); a busy machine slows the twin, so lower is allowed."""
     speedup = 4.0
     spec = WorkloadSpec(isl="256", osl="32", seed=0)
-    d = deployment_for(MODEL, GPU, 1, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=MODEL, gpu=GPU, tp=1)).deployment
     config = ReplicaConfig(max_num_seqs=4)
     unloaded = unloaded_latency_s(d, spec, config)
     terms = parse_slo(f"e2e_p90<={2 * unloaded:.4f}s")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from tokenomy.bench.search import CapacitySettings, parse_slo
 from tokenomy.bench.simprobe import simulate_capacity
 from tokenomy.cli.main import app
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import WorkloadSpec, build_workload
@@ -24,7 +24,7 @@ def simulate_cli(*args: str):
 
 
 def test_a_loose_slo_finds_the_replicas_saturation_rate_and_a_tight_one_less() -> None:
-    d = deployment_for("llama-3.1-8b", "H100-SXM", 1, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM", tp=1)).deployment
     spec = WorkloadSpec(isl="128", osl="32", seed=0)
     offline = simulate(d, build_workload(spec.model_copy(update={"num_requests": 4000})), ReplicaConfig())
     ceiling = offline.summary()["throughput"]["requests_per_s"]  # every request queued at once: the most it serves

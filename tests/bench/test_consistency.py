@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import WorkloadSpec, build_workload
@@ -47,7 +47,7 @@ def bench_json(url: str) -> dict:
 def test_bench_against_the_twin_agrees_with_simulate_of_the_same_workload() -> None:
     with running_twin(MODEL, GPU, speedup=SPEEDUP) as url:
         measured = bench_json(url)
-    d = deployment_for(MODEL, GPU, None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=MODEL, gpu=GPU)).deployment
     spec = WorkloadSpec(isl=str(ISL), osl=str(OSL), rate=RATE_RPS, num_requests=N, seed=SEED)
     predicted = simulate(d, build_workload(spec), ReplicaConfig(), seed=SEED).summary()
     assert measured["requests"]["completed"] == N and measured["errors"]["total"] == 0

@@ -22,7 +22,7 @@ from tokenomy.bench.metrics import run_arrays
 from tokenomy.calibrate.measurements import read_measurements
 from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.workload import Workload
 
 
@@ -59,7 +59,7 @@ def test_prefill_share_is_time_before_the_first_token() -> None:
 
 @pytest.mark.parametrize("speedup", [1.0, 10.0])
 def test_mbu_and_mfu_against_weights_read_and_two_flops_per_parameter(speedup: float) -> None:
-    d = deployment_for("llama-3.1-8b", "H100-SXM", 1, 1, "bf16", "auto", "vllm")
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM", tp=1, precision="bf16")).deployment
     # one stream: 1,000 output tokens 10 ms apart (in deployment time), after a 100 ms prefill
     a = run_arrays([one_request(0.1 / speedup, 0.01 / speedup, 1000, 1000)], lambda t: len(t.split()))
     duration = float(a.end_s[0] - a.intended_s[0]) * speedup

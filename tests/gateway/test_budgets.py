@@ -8,7 +8,15 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import api_tier, chat
-from tokenomy.gateway.budgets import Budgets, Limit, OverBudget, period_end_s, period_start_s
+from tokenomy.gateway.budgets import (
+    Budgets,
+    Limit,
+    OverBudget,
+    Reservation,
+    period_end_s,
+    period_start_s,
+    reserve_or_release,
+)
 from tokenomy.gateway.ledger import Database
 
 DAY = 86400.0
@@ -86,3 +94,47 @@ def test_two_hundred_concurrent_clients_cannot_overspend(twins, gateway) -> None
     assert 0.5 * limit_usd < spent <= limit_usd + one_reservation
     team = next(u for u in g.gateway.budgets.report() if u["scope"] == "team" and u["period"] == "day")
     assert team["spent_usd"] == pytest.approx(spent) and team["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+class SlowStore(Budgets):
+    """In-process budgets standing for a shared store (Redis): a reservation asked for is made on the store's side
+    when `answer()` runs, whether or not anyone still waits for the reply."""
+
+    suspends = True
+
+    def __init__(self, limits: list[Limit]):
+        super().__init__(limits)
+        self.asked = asyncio.Event()
+        self.pending: list[tuple[asyncio.Future, tuple]] = []
+
+    async def areserve(self, key_id: str, team: str, usd: float, tokens: int) -> Reservation:
+        reply = asyncio.get_running_loop().create_future()
+        self.pending.append((reply, (key_id, team, usd, tokens)))
+        self.asked.set()
+        return await reply
+
+    def answer(self) -> None:
+        for reply, args in self.pending:
+            reservation = self.reserve(*args)  # made in the store
+            if not reply.cancelled():  # a reply nobody waits for is lost
+                reply.set_result(reservation)
+
+
+def test_a_reservation_arriving_after_its_requester_left_is_released() -> None:
+    """A request cancelled (client gone) while a shared store makes its reservation leaves nothing reserved."""
+
+    async def main() -> list[dict]:
+        store = SlowStore([Limit("team", "t", "day", usd=1.0)])
+        waiting = asyncio.create_task(reserve_or_release(store, "k", "t", 0.6, 100))
+        await store.asked.wait()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        store.answer()  # the store made the reservation after all
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return store.report()
+
+    team_day = next(r for r in asyncio.run(main()) if r["scope"] == "team" and r["period"] == "day")
+    assert team_day["reserved_usd"] == 0.0 and team_day["reserved_tokens"] == 0
+    assert team_day["spent_usd"] == 0.0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tokenomy.cli.chain import tiers_from_ledger
+from tokenomy.advise.chain import tiers_from_ledger
 from tokenomy.costmodel.escalation import EscalationTier, estimate_chain
 from tokenomy.evalset.check import check, load_evalset, row_for_request
 from tokenomy.gateway.config import ConfigError, parse_config
@@ -322,3 +324,78 @@ def test_validated_requests_through_a_postgres_ledger(twins, gateway, request) -
     assert len(finals) == len(rows) and all(r["passed"] == 1 for r in finals)
     assert sum(r["escalations"] for r in finals) == escalated and 5 <= escalated <= 15
     assert sorted({r["validation"] for r in ledger}) == ["fail", "pass"]
+
+
+class HeldEscalationBudgets:
+    """The gateway's budgets, except that the second reservation (the escalation's, in the test below) is held until
+    the test lets it go: awaited in `areserve`; a blocking `reserve` would hold the event loop's thread instead."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.calls = 0
+        self.escalating = threading.Event()
+        self.let_go_sync = threading.Event()
+        self.let_go: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.order: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def areserve(self, key_id: str, team: str, usd: float, tokens: int) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            self.loop, self.let_go = asyncio.get_running_loop(), asyncio.Event()
+            self.escalating.set()
+            await asyncio.wait_for(self.let_go.wait(), 10)
+            self.order.append("escalation reserved")
+        return self.inner.reserve(key_id, team, usd, tokens)
+
+    def reserve(self, key_id: str, team: str, usd: float, tokens: int) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            self.escalating.set()
+            self.let_go_sync.wait(5)  # a slow store, asked from the event loop: nothing else runs meanwhile
+            self.order.append("escalation reserved")
+        return self.inner.reserve(key_id, team, usd, tokens)
+
+    def let_go_now(self) -> None:
+        self.let_go_sync.set()
+        if self.loop is not None and self.let_go is not None:
+            self.loop.call_soon_threadsafe(self.let_go.set)
+
+
+def test_an_escalations_reservation_does_not_block_other_requests(twins, gateway) -> None:
+    """While an escalation waits for its budget reservation (a slow shared store), the gateway keeps serving: a
+    request sent meanwhile is answered before that reservation is made."""
+    small = twins("small", speedup=SPEEDUP, answer_pass_rate=0.0)  # every cheap answer fails: always escalates
+    big = twins("big", speedup=SPEEDUP, answer_pass_rate=1.0)
+    g = gateway(chain_config(small, big, max_escalations=1))
+    _, key = g.new_key()
+    held = HeldEscalationBudgets(g.gateway.budgets)
+    g.gateway.budgets = held
+    headers = {"authorization": f"Bearer {key}"}
+    row = load_evalset("arithmetic")[0]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        escalated = pool.submit(
+            httpx.post,
+            f"{g.url}/v1/chat/completions",
+            json=evalset_body(row),
+            headers={**headers, "x-tokenomy-class": "complex"},
+            timeout=30,
+        )
+        assert held.escalating.wait(20), "the request did not escalate"
+        try:  # the escalation's reservation is held now: another request (class simple: not validated) goes through
+            other = httpx.post(
+                f"{g.url}/v1/chat/completions",
+                json=evalset_body(row),
+                headers={**headers, "x-tokenomy-class": "simple"},
+                timeout=30,
+            )
+            held.order.append("other answered")
+        finally:
+            held.let_go_now()
+        r = escalated.result(timeout=30)
+    assert other.status_code == 200 and other.headers["x-tokenomy-tier"] == "big"
+    assert r.status_code == 200 and r.headers["x-tokenomy-escalations"] == "1"
+    assert held.order == ["other answered", "escalation reserved"]

@@ -117,3 +117,37 @@ def test_row_count_equals_completed_attempts_after_10000_requests(tmp_path: Path
     assert db.count_attempts() == n
     rows = db.execute("SELECT COUNT(DISTINCT request_id), SUM(stream), MIN(status), MAX(status) FROM attempts")[0]
     assert rows == (n, n // 2, "ok", "ok")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ledger_records_cached_and_reasoning_tokens_and_bills_cache_reads(gateway, stream: bool) -> None:
+    """An upstream reporting cached prompt tokens and reasoning tokens: both in the row, the cached ones billed at
+    the catalogue's cached-input rate."""
+    from tests.gateway.upstream_stub import StubState, running_stub
+    from tokenomy.catalog.prices import api_prices
+
+    offer = next(p for p in api_prices() if p.name == "OpenAI/gpt-4.1-mini")
+    details = {"prompt_tokens_details": {"cached_tokens": 8}, "completion_tokens_details": {"reasoning_tokens": 3}}
+    with running_stub(StubState(usage_details=details)) as (url, _):
+        tier = {"name": "api", "url": f"{url}/v1", "model": "m", "classes": ["simple", "complex"], "price": offer.name}
+        g = gateway({"tiers": [tier]})
+        _, key = g.new_key("team-a")
+        r = httpx.post(
+            f"{g.url}/v1/chat/completions",
+            json=chat(max_tokens=5, stream=stream),
+            headers={"authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        g.stop()
+    db = Database(g.config.ledger.url, g.config.state_dir)
+    rows = db.execute("SELECT tokens_in, tokens_out, cached_tokens_in, reasoning_tokens_out, cost_usd FROM attempts")
+    assert len(rows) == 1
+    tokens_in, tokens_out, cached, reasoning, cost = rows[0]
+    assert (cached, reasoning) == (8, 3) and tokens_in > 8
+    expected = (
+        (tokens_in - 8) * offer.usd_per_mtok_input
+        + 8 * offer.usd_per_mtok_cached_input
+        + tokens_out * offer.usd_per_mtok_output
+    ) / 1e6
+    assert cost == pytest.approx(expected, rel=1e-12)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.gateway import services
-from tests.gateway.conftest import api_tier, chat
+from tests.gateway.conftest import ADMIN_KEY, api_tier, chat
 from tests.gateway.services import free_port, start_gateway
 from tokenomy.gateway.budgets import Limit, OverBudget
 from tokenomy.gateway.keys import KeyStore
@@ -221,3 +221,64 @@ def test_ledger_health_is_in_the_metrics(gateway, tmp_path: Path) -> None:
         "tokenomy_gateway_open_requests 0.0",
     ):
         assert name in text
+
+
+def test_changes_are_pushed_to_the_other_replicas_and_a_lost_subscription_comes_back(
+    pg_url, redis_ns, twins, gateway, tmp_path, monkeypatch
+) -> None:
+    """A key revoked on A is announced on Redis and B hears of it (the benchmark measures how fast); when Redis drops
+    B's subscription, B subscribes again and keeps hearing of changes (polling covers the gap meanwhile)."""
+    import redis
+
+    monkeypatch.setenv("TOKENOMY_KEY_SECRET", SECRET)
+    api = twins("api")
+    a = gateway(shared_config(api, pg_url, redis_ns), tmp_path / "a")
+    b = gateway(shared_config(api, pg_url, redis_ns), tmp_path / "b")
+    watcher = b.gateway.state.watcher
+    assert watcher is not None and watcher.subscribed.wait(10), "B never subscribed to changes"
+
+    def revoked_on_b(key: str) -> None:
+        h = {"authorization": f"Bearer {key}"}
+        deadline = time.monotonic() + 10
+        while httpx.post(f"{b.url}/v1/chat/completions", json=chat(), headers=h).status_code != 401:
+            assert time.monotonic() < deadline, "the revoked key still works on B"
+            time.sleep(0.02)
+
+    key_id, key = a.new_key("team-p")
+    heard = watcher.messages
+    r = httpx.delete(f"{a.url}/admin/keys/{key_id}", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.status_code == 200, r.text
+    revoked_on_b(key)
+    deadline = time.monotonic() + 10
+    while watcher.messages <= heard:
+        assert time.monotonic() < deadline, "B got no change message for the revocation"
+        time.sleep(0.01)
+
+    client = redis.Redis.from_url(redis_ns[0])
+    try:
+        name = b.gateway.budgets.listener_name
+        [conn] = [c for c in client.client_list(_type="pubsub") if c.get("name") == name]
+        errors = watcher.errors
+        client.client_kill_filter(_id=conn["id"])
+        deadline = time.monotonic() + 15
+        while watcher.errors == errors:  # B notices
+            assert time.monotonic() < deadline, "B did not notice it lost its subscription"
+            time.sleep(0.02)
+        while not watcher.subscribed.is_set():  # and subscribes again
+            assert time.monotonic() < deadline, "B did not subscribe again after losing its subscription"
+            time.sleep(0.02)
+        assert len([c for c in client.client_list(_type="pubsub") if c.get("name") == name]) == 1
+    finally:
+        client.close()
+    key_id, key = a.new_key("team-p")
+    heard = watcher.messages
+    store = KeyStore(Database(pg_url, tmp_path / "cli"), tmp_path / "cli")  # as `tokenomy gateway keys revoke` does
+    from tokenomy.gateway.shared import publish_change
+
+    store.on_change = lambda: publish_change(*redis_ns)  # what the CLI adds when shared.redis_url is set
+    assert store.revoke(key_id)
+    revoked_on_b(key)
+    deadline = time.monotonic() + 10
+    while watcher.messages <= heard:
+        assert time.monotonic() < deadline, "B got no change message after subscribing again"
+        time.sleep(0.01)

@@ -29,6 +29,7 @@ class StubState:
     mode: str = "ok"  # ok | no_usage | over_usage | http500 | redirect | not_json
     delay_s: float = 0.0  # before answering (a disconnect in the meantime is counted)
     models_status: int = 200  # what GET /v1/models answers (health probes)
+    usage_details: dict[str, Any] = field(default_factory=dict)  # added to usage (prompt_tokens_details, …)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     disconnects: int = 0
     requests: int = 0
@@ -115,6 +116,7 @@ class Stub:
         usage = worst_usage(body, path)
         if state.mode == "over_usage":
             usage["completion_tokens"] = usage.get("completion_tokens", 0) * 2 + 10
+        usage |= state.usage_details
         if path.endswith("/embeddings"):
             answer: dict[str, Any] = {"object": "list", "data": [{"object": "embedding", "embedding": [0.0, 1.0]}]}
         elif path.endswith("/chat/completions"):

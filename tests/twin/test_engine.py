@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import pytest
 
-from tokenomy.cli.simulating import deployment_for
 from tokenomy.costmodel.perf import single_stream
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.twin.engine import (
     INITIAL_SLOTS,
@@ -22,7 +22,7 @@ from tokenomy.twin.engine import (
 )
 
 # Llama-3.1-8B on one L4: slow steps (TTFT ~0.26 s for 1k tokens, ITL ~62 ms) and a KV cache of ~33k tokens.
-L4_8B = deployment_for("llama-3.1-8b", "L4", 1, 1, "native", "auto", "vllm")
+L4_8B = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="L4", tp=1)).deployment
 
 
 class Recorder(TokenListener):
@@ -136,7 +136,7 @@ def test_cancelled_requests_stop_and_free_their_kv() -> None:
 
 
 def test_more_requests_than_slots_all_complete() -> None:
-    d = deployment_for("llama-3.1-8b", "H100-SXM", 1, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM", tp=1)).deployment
     engine = TwinEngine(d, speedup=1000.0)
     n = INITIAL_SLOTS + 200
     recs = [Recorder() for _ in range(n)]

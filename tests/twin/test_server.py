@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tokenomy.cli.simulating import deployment_for
 from tokenomy.costmodel.perf import single_stream
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.tokenizer import count_chat_tokens, count_tokens, prompt_of
 
 MODEL = "llama-3.1-8b"
@@ -120,7 +120,7 @@ def test_ttft_and_itl_over_http_match_the_cost_model(twin: Twin) -> None:
 
     Medians over three requests, as other processes share this machine's CPUs."""
     speedup, isl, osl = 10.0, 1000, 30
-    d = deployment_for(MODEL, "L4", 1, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=MODEL, gpu="L4", tp=1)).deployment
     ttft_s, itl_s = single_stream(d, isl, osl)
     url = twin(gpu="L4", tp=1, speedup=speedup)
     ttfts, gaps = [], []

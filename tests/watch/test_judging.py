@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.watch.compare import Check, DriftTracker, compare, predict
 from tokenomy.watch.observe import CounterReset, observe
 from tokenomy.watch.scrape import Reading
@@ -60,7 +60,7 @@ def test_a_count_going_down_is_a_restart_but_a_sum_may_fall() -> None:
 
 
 def test_prediction_moves_with_the_load() -> None:
-    d = deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM")).deployment
     light, heavy = predict(d, 1, 512, 128), predict(d, 64, 512, 128)
     assert heavy.itl_s > light.itl_s and heavy.output_tokens_per_s > 10 * light.output_tokens_per_s
     assert predict(d, 8, 512, 128, waiting=30).ttft_s > predict(d, 8, 512, 128).ttft_s
@@ -84,7 +84,7 @@ def _obs(itl_s: float, ttft_s: float | None = None, gaps: float = 100, firsts: f
 
 
 def test_bands_are_relative_and_symmetric_in_log() -> None:
-    d = deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM")).deployment
     pred = predict(d, 1, 512, 128)
 
     def status(itl_s: float, **kw: float) -> str:
@@ -112,7 +112,7 @@ def test_alarm_needs_consecutive_intervals_and_no_data_does_not_reset() -> None:
 
 
 def test_a_queue_where_the_model_admits_everyone_is_flagged() -> None:
-    d = deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM")).deployment
     gauges = dict(running=2, waiting=3)
     o = observe(reading(0.0, **BASE, **gauges), reading(1.0, **BASE, **gauges))
     pred = predict(d, o.batch, 512, 128, o.waiting)

@@ -10,15 +10,15 @@ from typer.testing import CliRunner
 
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.cli.main import app
-from tokenomy.cli.simulating import deployment_for
 from tokenomy.costmodel.perf import steady_state
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.watch.export import write_profile
 from tokenomy.watch.refit import OverheadRefit, fitted_profile
 
 
 @pytest.fixture(scope="module")
 def d():  # noqa: ANN201
-    return deployment_for("llama-3.1-8b", "H100-SXM", None, 1, "native", "auto", "vllm")
+    return resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM")).deployment
 
 
 def engine_itl_s(d, step_s: float, seq_s: float, batch: float) -> float:  # noqa: ANN001

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.cli.main import app
-from tokenomy.cli.simulating import deployment_for
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.watch.loop import watch_loop
 from tokenomy.watch.session import EngineWatch, IntervalReport, WatchOptions
 
@@ -55,7 +55,7 @@ def loaded_twin(twin: Twin) -> Iterator[str]:
 
 
 def run_watch(url: str, intervals: int, on_interval: Callable[[IntervalReport], None]) -> EngineWatch:
-    d = deployment_for(MODEL, "H100-SXM", None, 1, "native", "auto", "vllm")
+    d = resolve(DeploymentSpec(model=MODEL, gpu="H100-SXM")).deployment
     w = EngineWatch(url, d, WatchOptions(alarm_on=("itl_s",), confirm=2))
     watch_loop([w], INTERVAL_S, lambda reports: on_interval(reports[0]), iterations=intervals)
     return w

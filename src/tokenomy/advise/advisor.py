@@ -24,10 +24,8 @@ from tokenomy.advise.hourly import DayPlan, daily_cost_usd, plan_day
 from tokenomy.advise.search import CandidateTable, Group, choose_partition, evaluate, make_groups
 from tokenomy.advise.verify import PROBE_FRACTIONS, SimJob, probe
 from tokenomy.advise.workload import Slo, Workload, build_workload, priced_gpus
-from tokenomy.catalog.accelerators import load_accelerator
-from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
-from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
 RELAX_MARGIN = 1.25  # an unreachable SLO is relaxed to 1.25 × the best reachable value, leaving load headroom
 CAPACITY_TOLERANCE = 0.20  # closed form "agrees" when the simulated capacity is within one probe step (20%)
@@ -196,8 +194,8 @@ def _fits_somewhere(workload: Workload, model: str, precision: str) -> bool:
     profile = load_profile(cand.engine)
     for gpu in priced_gpus(cand.gpus):
         for tp in cand.tensor_parallel:
-            d = Deployment(load_model(model), load_accelerator(gpu), tp, 1, precision, "bf16", profile)
-            if d.memory.fits:
+            d = resolve(DeploymentSpec(model=model, gpu=gpu, tp=tp, precision=precision, kv_precision="bf16"), profile)
+            if d.deployment.memory.fits:
                 return True
     return False
 

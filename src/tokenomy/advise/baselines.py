@@ -29,12 +29,11 @@ from tokenomy.advise.hourly import DayPlan, daily_cost_usd, plan_day
 from tokenomy.advise.search import DeploymentKey, Group, api_usd_per_request, make_group
 from tokenomy.advise.verify import SimJob, probe
 from tokenomy.advise.workload import ClassLoad, Workload, priced_gpus
-from tokenomy.catalog.accelerators import load_accelerator
-from tokenomy.catalog.models import load_model
 from tokenomy.catalog.prices import ApiPrice
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import batch_latency_seconds, decode_step_seconds, prefill_seconds
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
 BASELINE_PRECISION = "fp16"
 MAX_STATIC_BATCH = 256
@@ -140,9 +139,10 @@ def static_candidates(workload: Workload, group: Group) -> list[StaticCandidate]
         for gpu in priced_gpus(cand.gpus):
             for tp in cand.tensor_parallel:
                 key = DeploymentKey(model, gpu, tp, BASELINE_PRECISION, BASELINE_PRECISION)
-                d = Deployment(
-                    load_model(model), load_accelerator(gpu), tp, 1, BASELINE_PRECISION, BASELINE_PRECISION, profile
+                spec = DeploymentSpec(
+                    model=model, gpu=gpu, tp=tp, precision=BASELINE_PRECISION, kv_precision=BASELINE_PRECISION
                 )
+                d = resolve(spec, profile).deployment
                 if not d.memory.fits:
                     continue
                 limit = min(d.max_concurrency(round(isl_mean), round(osl_mean))["static"], MAX_STATIC_BATCH)

@@ -61,7 +61,7 @@ def gateway_config(report: dict[str, Any], workload: Workload) -> dict[str, Any]
             )
             for cls, api in t["spill_api"].items():
                 api_classes.setdefault(api, set()).add(cls)
-        else:
+        elif t["kind"] == "api":  # a batch tier's requests go to the Batch API, not through the gateway
             for cls, api in t["apis"].items():
                 api_classes.setdefault(api, set()).add(cls)
     for api, classes in sorted(api_classes.items()):
@@ -94,6 +94,10 @@ def header(report: dict[str, Any]) -> str:
                 f"#   {t['name']}: KV {t['kv_precision']}, max batch {t['max_batch']}{spec}, "
                 f"{t['reserved']} reserved, up to {t['peak_replicas']} replicas at peak"
             )
+        elif t["kind"] == "batch":
+            apis = ", ".join(sorted(set(t["apis"].values())))
+            classes = ", ".join(t["classes"])
+            lines.append(f"#   {t['name']}: classes {classes} go to the Batch API of {apis} (24 h), not here")
     return "\n".join(lines) + "\n"
 
 

@@ -85,8 +85,12 @@ def hourly_demand(
     api_usd_per_mtok_input: float,
     api_usd_per_mtok_output: float,
     demand_scale: float = 1.0,
+    cached_input_tokens: np.ndarray | None = None,
+    api_usd_per_mtok_cached_input: float | None = None,
 ) -> HourlyDemand:
-    """Requests/s, API $ and tokens per hour (each request counted `demand_scale` times), padded to whole days."""
+    """Requests/s, API $ and tokens per hour (each request counted `demand_scale` times), padded to whole days.
+    A request's cached input tokens (part of its input) cost the API's cached-input rate where it has one, so the
+    break-even and the savings see the prompt-cache discount the history actually got."""
     arrival = np.asarray(arrival_s, dtype=float)
     if not len(arrival):
         raise ValueError("no requests in the history")
@@ -98,6 +102,9 @@ def hourly_demand(
     tin = np.asarray(input_tokens, dtype=float)
     tout = np.asarray(output_tokens, dtype=float)
     usd = (tin * api_usd_per_mtok_input + tout * api_usd_per_mtok_output) / 1e6
+    if cached_input_tokens is not None and api_usd_per_mtok_cached_input is not None:
+        cached = np.minimum(np.asarray(cached_input_tokens, dtype=float), tin)
+        usd -= cached * (api_usd_per_mtok_input - api_usd_per_mtok_cached_input) / 1e6
 
     def per_hour(weights: np.ndarray | None) -> np.ndarray:
         return np.bincount(hour, weights=weights, minlength=hours).astype(float) * demand_scale

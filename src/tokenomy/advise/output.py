@@ -1,4 +1,5 @@
-"""The advisor's report: one JSON-ready dict with the plan, both estimates, baselines, savings and break-even.
+"""The advisor's report: one typed AdviceReport (tokenomy.results) with the plan, both estimates, baselines,
+savings and break-even.
 
 `run_advisor` runs everything (search, verification, the fp16-static baseline, the peak-hour
 fleet check) and `build_report` turns the results into the report. Money in USD, times in
@@ -32,6 +33,7 @@ from tokenomy.advise.search import PARETO_FACTORS
 from tokenomy.advise.workload import Workload
 from tokenomy.costmodel.economics import DAYS_PER_MONTH
 from tokenomy.costmodel.escalation import usd_per_valid_answer
+from tokenomy.results import AdviceReport
 from tokenomy.sim.sweep import executor_session
 
 # Seam for escalation chains (issue 7): today every class is answered by one tier whose answers all count as
@@ -99,7 +101,7 @@ def api_tier_dict(advice: Advice, plan: TierPlan) -> dict[str, Any]:
     api = plan.group.api
     return {
         "name": tier_name(plan),
-        "kind": "api",
+        "kind": "batch" if api and api.batch else "api",  # batch: the providers' Batch APIs, 24 h turnaround
         "classes": [c.name for c in plan.group.classes],
         "apis": {c: a.name for c, a in api.per_class.items()} if api else {},
         "usd_per_request": api.usd_per_request if api else None,
@@ -280,7 +282,8 @@ def static_dict(static: list[StaticTier], tokens: float) -> dict[str, Any] | Non
 
 def build_report(
     advice: Advice, static: list[StaticTier], peak: dict | None, seconds: dict[str, float]
-) -> dict[str, Any]:
+) -> AdviceReport:
+    """The advisor's results as the typed report `tokenomy advise --json` prints (results.AdviceReport)."""
     wl, table = advice.workload, advice.table
     tokens = tokens_per_day(wl)
     usd_sim = sum(t.usd_per_day for t in advice.tiers)
@@ -378,7 +381,7 @@ def build_report(
             "KV-cache precision is assumed not to change quality scores (no published per-benchmark figure).",
         ],
     }
-    return report
+    return AdviceReport.model_validate(report)
 
 
 def _saving(plan_usd: float, other_usd: float | None) -> dict[str, Any] | None:
@@ -410,8 +413,8 @@ def run_advisor(
     seed: int = 0,
     on_job: Callable[[int, int], None] | None = None,
     baseline: bool = True,
-) -> dict[str, Any]:
-    """Everything `tokenomy advise` reports, as one dict."""
+) -> AdviceReport:
+    """Everything `tokenomy advise` reports, as one typed report (results.AdviceReport)."""
     t0 = time.perf_counter()
     with executor_session(executor):
         advice = advise(workload, executor, verify, sim_requests, seed, on_job)

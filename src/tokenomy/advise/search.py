@@ -26,11 +26,11 @@ from tokenomy.advise.closedform import (
 )
 from tokenomy.advise.hourly import SECONDS_PER_HOUR, daily_cost_usd
 from tokenomy.advise.workload import ClassLoad, Slo, Workload, priced_gpus
-from tokenomy.catalog.accelerators import load_accelerator
-from tokenomy.catalog.models import load_model
-from tokenomy.catalog.prices import ApiPrice
+from tokenomy.catalog.prices import ApiPrice, batch_price
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.profile import EngineProfile
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
 PARETO_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)  # TTFT targets as multiples of the group's SLO
 
@@ -41,6 +41,7 @@ class ApiChoice:
 
     per_class: dict[str, ApiPrice]
     usd_per_request: float
+    batch: bool = False  # through the providers' Batch APIs (per_class at batch prices; no latency SLO)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +86,15 @@ def cheapest_api(workload: Workload, c: ClassLoad) -> ApiPrice | None:
     return min(options, key=lambda a: api_usd_per_request(a, shape.isl_mean, shape.osl_mean)) if options else None
 
 
+def cheapest_batch_api(workload: Workload, c: ClassLoad) -> ApiPrice | None:
+    """The cheapest Batch-API offering (at batch prices) for a class with no latency SLO that meets its floors."""
+    if c.spec.latency_slo or not c.spec.allow_api or not workload.candidates.batch_apis:
+        return None
+    shape = class_shape(c)
+    options = [b for a in workload.apis if workload.quality.api_meets(a.name, c.spec.quality) and (b := batch_price(a))]
+    return min(options, key=lambda a: api_usd_per_request(a, shape.isl_mean, shape.osl_mean)) if options else None
+
+
 def make_group(workload: Workload, classes: tuple[ClassLoad, ...]) -> Group:
     """One tier's traffic: summed rates, the request-weighted length mix, the strictest SLO and floors."""
     rates = np.sum([c.rates_rps for c in classes], axis=0)
@@ -113,6 +123,11 @@ def make_group(workload: Workload, classes: tuple[ClassLoad, ...]) -> Group:
     if all(per_class.values()):
         usd = sum(w * api_usd_per_request(per_class[c.name], *_means(c)) for c, w in zip(classes, weights, strict=True))
         api = ApiChoice({k: v for k, v in per_class.items() if v}, float(usd))
+    batch = {c.name: cheapest_batch_api(workload, c) for c in classes}
+    if all(batch.values()):  # every class may wait: a batch tier when it is the cheaper API
+        usd = sum(w * api_usd_per_request(batch[c.name], *_means(c)) for c, w in zip(classes, weights, strict=True))
+        if api is None or usd < api.usd_per_request:
+            api = ApiChoice({k: v for k, v in batch.items() if v}, float(usd), batch=True)
     name = "+".join(c.name for c in classes)
     return Group(name, classes, rates, shape, slo, floors, api)
 
@@ -187,10 +202,12 @@ class CandidateTable:
         return f"{self.keys[self.dep[i]].label()} batch{self.max_batch[i]}{spec}"
 
 
-def _deployment(key: DeploymentKey, profile) -> Deployment:  # noqa: ANN001
-    return Deployment(
-        load_model(key.model), load_accelerator(key.gpu), key.tp, 1, key.precision, key.kv_precision, profile
+def _deployment(key: DeploymentKey, profile: EngineProfile) -> Deployment:
+    """The replica a candidate key names, run by the workload's (already loaded) engine profile."""
+    spec = DeploymentSpec(
+        model=key.model, gpu=key.gpu, tp=key.tp, precision=key.precision, kv_precision=key.kv_precision
     )
+    return resolve(spec, profile).deployment
 
 
 def evaluate(workload: Workload, groups: list[Group] | None = None) -> CandidateTable:

@@ -89,6 +89,9 @@ class TaskClass(Strict):
     quality: dict[str, float] = {}  # benchmark -> minimum score (0-100)
     slo: Slo = Slo()
     allow_api: bool = True
+    # false: nobody waits on these answers (offline jobs); a batch tier (a provider's Batch API, 24 h turnaround,
+    # catalog/prices.py `batch_price`) may then serve the class; `slo` still sizes any GPU tier it shares
+    latency_slo: bool = True
     gateway_class: str | None = None  # the gateway classifier's class for these requests (default: this name)
     # share of answers passing validation, per tier (provider/model or advised tier): see advise/escalation.py
     pass_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
@@ -132,6 +135,7 @@ class Candidates(Strict):
     apis: list[str] | None = None  # provider/model; default: every API with scores in quality.yaml
     api_ttft_p99_s: float = Field(1.3, gt=0)  # assumed API latency; measure yours with `tokenomy bench`
     api_tpot_s: float = Field(0.02, gt=0)
+    batch_apis: bool = True  # consider Batch-API tiers for classes with latency_slo: false
     engine: str = "vllm"
 
     @model_validator(mode="after")

@@ -1,10 +1,11 @@
 """Single-stream decode speed of a GGUF model under llama.cpp (llama-cpp-python, in process): the figure that a
 `calibrate --host` entry plus the llama.cpp engine profile predict.
 
-Each run evaluates a short prompt, then decodes greedily (top-k 1) for a fixed number of tokens, ignoring
-end-of-sequence so every run produces the same count. Decode speed comes from llama.cpp's own timings
+Each run evaluates a prompt from an empty cache, then decodes greedily (top-k 1) for a fixed number of tokens,
+ignoring end-of-sequence so every run produces the same count. Decode speed comes from llama.cpp's own timings
 (`llama_perf_context`: eval time and eval count, prompt evaluation excluded); the wall-clock rate between the
-first and last token the Python loop receives (sampling and Python included) is kept beside it.
+first and last token the Python loop receives (sampling and Python included) is kept beside it. The prompt's own
+evaluation (prefill, one batched step of up to n_batch tokens) is timed by the same counters (prompt eval time).
 Needs the optional engine extra (`pip install -e '.[engine]'`).
 """
 
@@ -33,6 +34,7 @@ class DecodeRun:
     eval_seconds: float  # llama.cpp's decode time for those steps
     wall_seconds: float  # first to last output token, as the Python loop saw them
     cpu_share: float  # process CPU time / (wall × threads) over the decode: below 1 when other processes ran
+    prefill_seconds: float = 0.0  # llama.cpp's prompt evaluation time (t_p_eval) for prompt_tokens tokens
 
     @property
     def tokens_per_s(self) -> float:
@@ -66,6 +68,11 @@ class DecodeMeasurement:
     def clean(self) -> bool:
         """Whether the best run had its CPUs to itself (CPU share ≥ CLEAN_CPU_SHARE)."""
         return self.best_run.cpu_share >= CLEAN_CPU_SHARE
+
+    @property
+    def best_prefill_seconds(self) -> float:
+        """The fastest prompt evaluation over the runs (llama.cpp's prompt eval time)."""
+        return min(r.prefill_seconds for r in self.runs)
 
     @property
     def median_tokens_per_s(self) -> float:
@@ -102,6 +109,7 @@ def _one_run(llm: Any, prompt: list[int], output_tokens: int, threads: int) -> D
         eval_seconds=perf.t_eval_ms / 1e3,
         wall_seconds=wall_s,
         cpu_share=cpu_s / (wall_s * threads),
+        prefill_seconds=perf.t_p_eval_ms / 1e3,
     )
 
 
@@ -112,19 +120,23 @@ def measure_decode(
     runs: int = DEFAULT_RUNS,
     prompt: str = DEFAULT_PROMPT,
     max_runs: int | None = None,
+    prompt_tokens: int | None = None,
 ) -> DecodeMeasurement:
     """Load `gguf` with `threads` threads and time at least `runs` greedy generations of `output_tokens` tokens
     (after one untimed warm-up of 8 tokens). On a shared machine, up to `max_runs` (default 3 × runs) are made
-    until one ran undisturbed (CPU share ≥ CLEAN_CPU_SHARE), so that the best run is the host's own speed."""
+    until one ran undisturbed (CPU share ≥ CLEAN_CPU_SHARE), so that the best run is the host's own speed.
+    `prompt_tokens`: make the prompt exactly this many tokens (`prompt` repeated and cut) instead of `prompt`."""
     max_runs = max(max_runs or 3 * runs, runs)
-    if threads < 1 or output_tokens < 2 or runs < 1:
-        raise ValueError("threads and runs must be positive, output_tokens at least 2")
+    if threads < 1 or output_tokens < 2 or runs < 1 or (prompt_tokens is not None and prompt_tokens < 1):
+        raise ValueError("threads, runs and prompt_tokens must be positive, output_tokens at least 2")
     from llama_cpp import Llama
 
     llm = Llama(
         model_path=str(gguf), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False, no_perf=False
     )
     tokens = llm.tokenize(prompt.encode())
+    if prompt_tokens is not None:
+        tokens = (tokens * (prompt_tokens // max(len(tokens), 1) + 1))[:prompt_tokens]
     if len(tokens) + output_tokens > N_CTX:
         llm.close()
         raise ValueError(f"prompt ({len(tokens)} tokens) + {output_tokens} output tokens exceed n_ctx {N_CTX}")

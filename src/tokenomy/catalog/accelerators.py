@@ -36,6 +36,10 @@ class Accelerator(BaseModel):
     memory_gb: float = Field(gt=0)
     memory_bandwidth_gb_s: float = Field(gt=0)
     dense_tflops: dict[str, float | None]  # null = not published; dropped
+    # One-token (matrix × vector) steps' rate per compute type where it differs from dense_tflops: a CPU host's
+    # llama.cpp decode runs other kernels than its batched prompt steps (calibrate --host times both). Empty:
+    # one-token steps run at the dense rate (every GPU entry: their small-M steps are bandwidth-bound anyway).
+    matvec_tflops: dict[str, float] = {}
     interconnect_gb_s: float = Field(default=32.0, gt=0)
     interconnect: str = ""
     tdp_w: float | None = Field(default=None, gt=0)
@@ -54,6 +58,21 @@ class Accelerator(BaseModel):
         if not rates:
             raise ValueError("needs at least one compute type, e.g. bf16")
         return {k.lower(): float(v) for k, v in rates.items()}
+
+    @field_validator("matvec_tflops")
+    @classmethod
+    def _positive_matvec_rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in rates.items() if v <= 0}
+        if bad:
+            raise ValueError(f"rates must be positive, got {bad}")
+        return {k.lower(): float(v) for k, v in rates.items()}
+
+    def matvec_flops_per_s(self, compute: str) -> float | None:
+        """One-token steps' rate for a compute type (same fallbacks as flops_per_s), or None: the dense rate."""
+        for key in (compute, "bf16", "fp16", "fp32"):
+            if key in self.matvec_tflops:
+                return self.matvec_tflops[key] * 1e12
+        return None
 
     @property
     def memory_bytes(self) -> float:

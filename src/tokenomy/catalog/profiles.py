@@ -37,3 +37,14 @@ def load_profile(name: str) -> EngineProfile:
 
 def save_profile(profile: EngineProfile, path: Path) -> None:
     path.write_text(json.dumps(profile.to_dict(), indent=2) + "\n")
+
+
+def profile_notes(profile: EngineProfile) -> list[str]:
+    """One line when the profile borrows another engine's fitted parameters (what plan and simulate print)."""
+    if not profile.borrows_from:
+        return []
+    borrowed = ", ".join(profile.borrowed) or "its efficiencies and overheads"
+    return [
+        f"engine profile '{profile.name}' borrows {borrowed} from the {profile.borrows_from} fit "
+        f"(its own published measurements cannot fit them); its scheduler and memory settings are its own"
+    ]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tokenomy.advise.output import run_advisor
 from tokenomy.advise.workload import Workload, example_workload_path, parse_workload
 from tokenomy.catalog.errors import CatalogError
+from tokenomy.results import AdviceReport
 from tokenomy.sim.sweep import EXECUTORS
 from tokenomy.yamlfile import read_yaml
 
@@ -52,7 +52,8 @@ def run(
     sim_requests: int,
     seed: int,
     on_job: Callable[[int, int], None] | None,
-) -> dict[str, Any]:
+) -> AdviceReport:
+    """The advisor's report for the workload (`advise.output.run_advisor`), after checking the run options."""
     if executor not in EXECUTORS:
         raise CatalogError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
     if verify < 1 or sim_requests < 100:

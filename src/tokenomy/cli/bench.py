@@ -1,15 +1,15 @@
-"""`tokenomy bench`: options, the run with a progress display, and its outputs (table, JSON, files, HTML).
+"""`tokenomy bench`: its options, parsed into a bench plan; the run with a progress display; its outputs.
 
-Registered on the main app by `tokenomy.cli.main`; the library work is in `tokenomy.bench`.
+Registered on the main app by `tokenomy.cli.main`. The work is in `tokenomy.bench`: the runs (runner), the summary
+(summary), the per-request rows (records), prices and predictions (economics). This module parses, calls, renders.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,211 +18,341 @@ import typer
 from tokenomy.cli import options as opt
 
 if TYPE_CHECKING:
-    from tokenomy.bench.client import RequestRecord
     from tokenomy.bench.economics import Price
     from tokenomy.bench.load import LiveCounts
-    from tokenomy.bench.runner import BenchOutcome, BenchPlan, RunOutcome
+    from tokenomy.bench.runner import BenchOutcome, BenchPlan, SearchSettings
     from tokenomy.costmodel.deployment import Deployment
-    from tokenomy.sim.workload import WorkloadSpec
+    from tokenomy.results import RunSummary
 
-RECORD_FIELDS = (
-    "run",
-    "index",
-    "intended_s",
-    "sent_s",
-    "send_lag_s",
-    "first_token_s",
-    "end_s",
-    "ttft_s",
-    "e2e_s",
-    "tpot_s",
-    "input_tokens",
-    "prompt_tokens",
-    "output_tokens",
-    "output_tokens_client",
-    "max_tokens",
-    "chunks",
-    "finish_reason",
-    "error",
-    "http_status",
-    "error_detail",
-)
+# ---------------------------------------------------------------- options (one line each in the command)
+
+Url = Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (/v1 optional)")]
+ServedModel = Annotated[
+    str | None, typer.Option(help="served model name (default: the first of /v1/models); a catalogue id also predicts")
+]
+CatalogModel = Annotated[
+    str | None, typer.Option(help="catalogue model id for predictions when the served name differs")
+]
+ApiKeyEnv = Annotated[str | None, typer.Option(help="environment variable holding the API key")]
+EndpointKind = Annotated[str, typer.Option(help="chat (/chat/completions) or completions (/completions)")]
+Osl = Annotated[str, typer.Option(help="output tokens (sent as max_tokens with ignore_eos), same forms")]
+NumRequests = Annotated[int, typer.Option(help="requests to send (per sweep point; SLO search probes size themselves)")]
+Trace = Annotated[
+    str | None, typer.Option(help="replay a trace: file (Azure CSV, Mooncake or tokenomy JSONL) or built-in name")
+]
+Seed = Annotated[int, typer.Option(min=0, help="random seed (>= 0): arrivals, lengths and prompts")]
+Warmup = Annotated[int, typer.Option(help="requests sent (all at once) before measuring; not counted")]
+Timeout = Annotated[float, typer.Option(help="seconds to wait to connect and for each chunk")]
+SweepRates = Annotated[str | None, typer.Option(help="comma-separated rates: latency-throughput curve")]
+Slo = Annotated[
+    str | None,
+    typer.Option(help="e.g. 'ttft_p99<=2s,tpot_p99<=50ms': goodput; with no load given, search the highest rate"),
+]
+SearchStart = Annotated[float, typer.Option(help="SLO search: first rate probed (req/s)")]
+SearchMin = Annotated[float, typer.Option(help="SLO search: lowest rate probed (req/s)")]
+SearchMax = Annotated[float, typer.Option(help="SLO search: highest rate probed (req/s)")]
+SearchProbes = Annotated[int, typer.Option(help="SLO search: most probes")]
+ProbeSeconds = Annotated[
+    float, typer.Option(help="SLO search: shortest measured window per probe, s (longer for steady state)")
+]
+VerifySeconds = Annotated[
+    float, typer.Option(help="SLO search: seconds of the verification run at the rate found (0: none)")
+]
+MaxErrorRate = Annotated[
+    float | None,
+    typer.Option(help="exit 1 when more than this share of requests failed (default: only when all failed)"),
+]
+Gpu = Annotated[str | None, typer.Option(help="accelerator the endpoint runs on (catalogue id): price, MBU/MFU")]
+Gpus = Annotated[int, typer.Option(help="GPUs behind the endpoint (replicas = gpus / tp)")]
+Tp = Annotated[int | None, typer.Option(help="tensor-parallel degree of a replica (default: --gpus)")]
+Precision = Annotated[str, typer.Option(help="weights precision the endpoint serves, for predictions")]
+KvPrecision = Annotated[str, typer.Option(help="KV cache precision, for predictions")]
+Engine = Annotated[str, typer.Option(help="engine profile for predictions: vllm, sglang, … or a JSON file")]
+UsdPerHour = Annotated[float | None, typer.Option(help="the endpoint's $/hour, all GPUs (overrides --gpu)")]
+Pricing = Annotated[str, typer.Option(help="catalogue GPU price: on_demand or reserved")]
+Speedup = Annotated[float, typer.Option(help="the endpoint runs K× faster than the deployment (a twin's --speedup)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+Html = Annotated[Path | None, typer.Option(help="write a self-contained HTML report")]
+RequestsCsv = Annotated[Path | None, typer.Option(help="write one row per request (CSV)")]
+RequestsJsonl = Annotated[Path | None, typer.Option(help="write one JSON object per request")]
+MeasurementsCsv = Annotated[
+    Path | None, typer.Option(help="append the results as measurement rows (for validate / calibrate)")
+]
+ShowProgress = Annotated[bool, typer.Option(help="show a progress bar on stderr")]
 
 
 def bench_command(
-    url: Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (/v1 optional)")],
-    model: Annotated[
-        str | None,
-        typer.Option(help="served model name (default: the first of /v1/models); a catalogue id also predicts"),
-    ] = None,
-    catalog_model: Annotated[
-        str | None, typer.Option(help="catalogue model id for predictions when the served name differs")
-    ] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the API key")] = None,
-    endpoint: Annotated[str, typer.Option(help="chat (/chat/completions) or completions (/completions)")] = "chat",
+    url: Url,
+    model: ServedModel = None,
+    catalog_model: CatalogModel = None,
+    api_key_env: ApiKeyEnv = None,
+    endpoint: EndpointKind = "chat",
     isl: opt.Isl = "512",
-    osl: Annotated[str, typer.Option(help="output tokens (sent as max_tokens with ignore_eos), same forms")] = "256",
+    osl: Osl = "256",
     rate: opt.Rate = None,
     burstiness: opt.Burstiness = 1.0,
     concurrency: opt.Concurrency = None,
-    num_requests: Annotated[
-        int, typer.Option(help="requests to send (per sweep point; SLO search probes size themselves)")
-    ] = 200,
-    trace: Annotated[
-        str | None, typer.Option(help="replay a trace: file (Azure CSV, Mooncake or tokenomy JSONL) or built-in name")
-    ] = None,
+    num_requests: NumRequests = 200,
+    trace: Trace = None,
     time_scale: opt.TimeScale = 1.0,
-    seed: Annotated[int, typer.Option(min=0, help="random seed (>= 0): arrivals, lengths and prompts")] = 0,
-    warmup: Annotated[int, typer.Option(help="requests sent (all at once) before measuring; not counted")] = 0,
-    timeout: Annotated[float, typer.Option(help="seconds to wait to connect and for each chunk")] = 300.0,
-    sweep_rates: Annotated[str | None, typer.Option(help="comma-separated rates: latency-throughput curve")] = None,
-    slo: Annotated[
-        str | None,
-        typer.Option(help="e.g. 'ttft_p99<=2s,tpot_p99<=50ms': goodput; with no load given, search the highest rate"),
-    ] = None,
-    search_start: Annotated[float, typer.Option(help="SLO search: first rate probed (req/s)")] = 1.0,
-    search_min: Annotated[float, typer.Option(help="SLO search: lowest rate probed (req/s)")] = 0.05,
-    search_max: Annotated[float, typer.Option(help="SLO search: highest rate probed (req/s)")] = 1e4,
-    search_probes: Annotated[int, typer.Option(help="SLO search: most probes")] = 10,
-    probe_seconds: Annotated[
-        float, typer.Option(help="SLO search: shortest measured window per probe, s (longer for steady state)")
-    ] = 15.0,
-    verify_seconds: Annotated[
-        float, typer.Option(help="SLO search: seconds of the verification run at the rate found (0: none)")
-    ] = 40.0,
-    max_error_rate: Annotated[
-        float | None,
-        typer.Option(help="exit 1 when more than this share of requests failed (default: only when all failed)"),
-    ] = None,
-    gpu: Annotated[
-        str | None, typer.Option(help="accelerator the endpoint runs on (catalogue id): price, MBU/MFU")
-    ] = None,
-    gpus: Annotated[int, typer.Option(help="GPUs behind the endpoint (replicas = gpus / tp)")] = 1,
-    tp: Annotated[int | None, typer.Option(help="tensor-parallel degree of a replica (default: --gpus)")] = None,
-    precision: Annotated[str, typer.Option(help="weights precision the endpoint serves, for predictions")] = "native",
-    kv_precision: Annotated[str, typer.Option(help="KV cache precision, for predictions")] = "auto",
-    engine: Annotated[
-        str, typer.Option(help="engine profile for predictions: vllm, sglang, … or a JSON file")
-    ] = "vllm",
+    seed: Seed = 0,
+    warmup: Warmup = 0,
+    timeout: Timeout = 300.0,
+    sweep_rates: SweepRates = None,
+    slo: Slo = None,
+    search_start: SearchStart = 1.0,
+    search_min: SearchMin = 0.05,
+    search_max: SearchMax = 1e4,
+    search_probes: SearchProbes = 10,
+    probe_seconds: ProbeSeconds = 15.0,
+    verify_seconds: VerifySeconds = 40.0,
+    max_error_rate: MaxErrorRate = None,
+    gpu: Gpu = None,
+    gpus: Gpus = 1,
+    tp: Tp = None,
+    precision: Precision = "native",
+    kv_precision: KvPrecision = "auto",
+    engine: Engine = "vllm",
     accelerators_file: opt.AcceleratorsFile = None,
-    usd_per_hour: Annotated[
-        float | None, typer.Option(help="the endpoint's $/hour, all GPUs (overrides --gpu)")
-    ] = None,
-    pricing: Annotated[str, typer.Option(help="catalogue GPU price: on_demand or reserved")] = "on_demand",
-    speedup: Annotated[
-        float, typer.Option(help="the endpoint runs K× faster than the deployment (a twin's --speedup)")
-    ] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
-    requests_csv: Annotated[Path | None, typer.Option(help="write one row per request (CSV)")] = None,
-    requests_jsonl: Annotated[Path | None, typer.Option(help="write one JSON object per request")] = None,
-    measurements_csv: Annotated[
-        Path | None, typer.Option(help="append the results as measurement rows (for validate / calibrate)")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
+    usd_per_hour: UsdPerHour = None,
+    pricing: Pricing = "on_demand",
+    speedup: Speedup = 1.0,
+    as_json: AsJson = False,
+    html: Html = None,
+    requests_csv: RequestsCsv = None,
+    requests_jsonl: RequestsJsonl = None,
+    measurements_csv: MeasurementsCsv = None,
+    progress: ShowProgress = True,
 ) -> None:
     """Measure an OpenAI-compatible endpoint: TTFT, ITL, TPOT, E2E, throughput, goodput, errors, $/Mtok."""
-    from tokenomy.bench.client import Endpoint, normalise_base_url
-    from tokenomy.bench.runner import BenchError, BenchPlan, SearchSettings, run_bench
-    from tokenomy.bench.search import RateSearch, SloError, parse_slo
+    run_bench_command(BenchOptions(**locals()))
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """The options of `tokenomy bench`, as given (the parameters of `bench_command`, same names)."""
+
+    url: str
+    model: str | None
+    catalog_model: str | None
+    api_key_env: str | None
+    endpoint: str
+    isl: str
+    osl: str
+    rate: float | None
+    burstiness: float
+    concurrency: int | None
+    num_requests: int
+    trace: str | None
+    time_scale: float
+    seed: int
+    warmup: int
+    timeout: float
+    sweep_rates: str | None
+    slo: str | None
+    search_start: float
+    search_min: float
+    search_max: float
+    search_probes: int
+    probe_seconds: float
+    verify_seconds: float
+    max_error_rate: float | None
+    gpu: str | None
+    gpus: int
+    tp: int | None
+    precision: str
+    kv_precision: str
+    engine: str
+    accelerators_file: Path | None
+    usd_per_hour: float | None
+    pricing: str
+    speedup: float
+    as_json: bool
+    html: Path | None
+    requests_csv: Path | None
+    requests_jsonl: Path | None
+    measurements_csv: Path | None
+    progress: bool
+
+    def deployment_options(self) -> tuple[str | None, int, int | None, str, str, str, str | None]:
+        """gpu, gpus, tp, precision, kv_precision, engine and the accelerators file: what `_deployment` takes."""
+        acc_file = str(self.accelerators_file) if self.accelerators_file else None
+        return (self.gpu, self.gpus, self.tp, self.precision, self.kv_precision, self.engine, acc_file)
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What the options ask for: the bench plan, the endpoint's price (None: unknown)."""
+
+    plan: BenchPlan
+    price: Price | None
+
+
+def run_bench_command(o: BenchOptions) -> None:
+    """Parse the options into a plan, run it (with a progress bar), summarise, render; exit 1 when it failed."""
+    from tokenomy.bench.runner import BenchError, run_bench
+    from tokenomy.bench.search import SloError
+    from tokenomy.bench.summary import bench_summary
     from tokenomy.catalog.errors import CatalogError
-    from tokenomy.cli.main import console, emit_json, err_console, fail
-    from tokenomy.cli.simulating import parse_floats
-    from tokenomy.sim.workload import TraceError, WorkloadSpec
+    from tokenomy.cli.main import err_console, fail
+    from tokenomy.sim.workload import TraceError
 
     try:
-        if endpoint not in ("chat", "completions"):
-            raise CatalogError(f"--endpoint must be chat or completions, got '{endpoint}'")
-        if not (speedup > 0 and math.isfinite(speedup)):
-            raise CatalogError(f"--speedup must be a positive number, got {speedup}")
-        if not timeout > 0 or warmup < 0:
-            raise CatalogError(f"--timeout must be positive and --warmup at least 0, got {timeout} and {warmup}")
-        if max_error_rate is not None and not 0 <= max_error_rate <= 1:
-            raise CatalogError(f"--max-error-rate must be a share between 0 and 1, got {max_error_rate}")
-        if not (probe_seconds > 0 and math.isfinite(probe_seconds)) or not 0 <= verify_seconds < math.inf:
-            raise CatalogError(
-                f"--probe-seconds must be positive and --verify-seconds at least 0, got {probe_seconds} and "
-                f"{verify_seconds}"
-            )
-        terms = parse_slo(slo) if slo else []
-        spec = WorkloadSpec(
-            isl=isl,
-            osl=osl,
-            rate=rate,
-            burstiness=burstiness,
-            concurrency=concurrency,
-            num_requests=num_requests,
-            trace=trace,
-            time_scale=time_scale,
-            seed=seed,
-        )
-        rates = parse_floats(sweep_rates, "--sweep-rates")
-        if rates and min(rates) <= 0:
-            raise CatalogError(f"--sweep-rates: rates must be positive, got '{sweep_rates}'")
-        search = None
-        if terms and not rates and rate is None and concurrency is None and trace is None:
-            search = SearchSettings(
-                search_start, search_min, search_max, search_probes, probe_s=probe_seconds, verify_s=verify_seconds
-            )
-            RateSearch(search.start_rps, search.min_rps, search.max_rps, search.max_probes)  # bad bounds fail here
-        api_key = None
-        if api_key_env:
-            api_key = os.environ.get(api_key_env)
-            if not api_key:
-                raise CatalogError(f"--api-key-env: environment variable {api_key_env} is not set")
-        base_url = normalise_base_url(url)
-        acc_file = str(accelerators_file) if accelerators_file else None
-        deployment_options = (gpu, gpus, tp, precision, kv_precision, engine, acc_file)
-        _deployment(catalog_model, True, *deployment_options)  # bad --gpu, --tp or --catalog-model fail here
-        from tokenomy.bench.economics import endpoint_price
-
-        price = endpoint_price(gpu, gpus, usd_per_hour, pricing, acc_file)
+        request = parse_options(o)
     except (SloError, CatalogError, TraceError, ValueError) as exc:
         fail(exc)  # an exception: pydantic's errors are mapped to the options they came from
         return
-
-    plan = BenchPlan(
-        endpoint=Endpoint(base_url, model or "", endpoint, api_key),
-        spec=spec,
-        warmup=warmup,
-        timeout_s=timeout,
-        slo=terms,
-        sweep_rates=rates,
-        search=search,
-        max_error_rate=max_error_rate or 0.0,
-    )
     started = time.time()
     try:
-        if progress:
+        if o.progress:
             with ProgressDisplay(err_console) as watch_for:
-                outcome = run_bench(plan, watch_for)
+                outcome = run_bench(request.plan, watch_for)
         else:
-            outcome = run_bench(plan)
-        d = _deployment(catalog_model or outcome.endpoint.model, catalog_model is not None, *deployment_options)
+            outcome = run_bench(request.plan)
+        served = o.catalog_model or outcome.endpoint.model
+        d = _deployment(served, o.catalog_model is not None, *o.deployment_options())
     except (BenchError, CatalogError) as exc:
         fail(str(exc))
         return
-    summary = bench_summary(outcome, plan, d, gpus, price, speedup, spec, started)
+    summary = bench_summary(outcome, request.plan, d, o.gpus, request.price, o.speedup, request.plan.spec, started)
+    render_bench(o, outcome, summary)
+
+
+def check_numbers(o: BenchOptions) -> None:
+    """Refuse an unknown endpoint kind and out-of-range numbers, naming the option (a CatalogError)."""
+    from tokenomy.catalog.errors import CatalogError
+
+    if o.endpoint not in ("chat", "completions"):
+        raise CatalogError(f"--endpoint must be chat or completions, got '{o.endpoint}'")
+    if not (o.speedup > 0 and math.isfinite(o.speedup)):
+        raise CatalogError(f"--speedup must be a positive number, got {o.speedup}")
+    if not o.timeout > 0 or o.warmup < 0:
+        raise CatalogError(f"--timeout must be positive and --warmup at least 0, got {o.timeout} and {o.warmup}")
+    if o.max_error_rate is not None and not 0 <= o.max_error_rate <= 1:
+        raise CatalogError(f"--max-error-rate must be a share between 0 and 1, got {o.max_error_rate}")
+    if not (o.probe_seconds > 0 and math.isfinite(o.probe_seconds)) or not 0 <= o.verify_seconds < math.inf:
+        raise CatalogError(
+            f"--probe-seconds must be positive and --verify-seconds at least 0, got {o.probe_seconds} and "
+            f"{o.verify_seconds}"
+        )
+
+
+def parse_options(o: BenchOptions) -> BenchRequest:
+    """The bench plan the options describe, and the endpoint's price; bad options raise naming the option."""
+    from tokenomy.bench.client import Endpoint, normalise_base_url
+    from tokenomy.bench.economics import endpoint_price
+    from tokenomy.bench.runner import BenchPlan
+    from tokenomy.bench.search import parse_slo
+    from tokenomy.catalog.errors import CatalogError
+    from tokenomy.cli.simulating import parse_floats
+    from tokenomy.sim.workload import WorkloadSpec
+
+    check_numbers(o)
+    terms = parse_slo(o.slo) if o.slo else []
+    spec = WorkloadSpec(
+        isl=o.isl,
+        osl=o.osl,
+        rate=o.rate,
+        burstiness=o.burstiness,
+        concurrency=o.concurrency,
+        num_requests=o.num_requests,
+        trace=o.trace,
+        time_scale=o.time_scale,
+        seed=o.seed,
+    )
+    rates = parse_floats(o.sweep_rates, "--sweep-rates")
+    if rates and min(rates) <= 0:
+        raise CatalogError(f"--sweep-rates: rates must be positive, got '{o.sweep_rates}'")
+    search = _search_settings(o) if terms and not rates and o.rate is None and o.concurrency is None else None
+    api_key = _api_key(o.api_key_env)
+    base_url = normalise_base_url(o.url)
+    _deployment(o.catalog_model, True, *o.deployment_options())  # bad --gpu, --tp or --catalog-model fail here
+    price = endpoint_price(o.gpu, o.gpus, o.usd_per_hour, o.pricing, o.deployment_options()[-1])
+    endpoint = Endpoint(base_url, o.model or "", o.endpoint, api_key)
+    plan = BenchPlan(
+        endpoint=endpoint,
+        spec=spec,
+        warmup=o.warmup,
+        timeout_s=o.timeout,
+        slo=terms,
+        sweep_rates=rates,
+        search=search,
+        max_error_rate=o.max_error_rate or 0.0,
+    )
+    return BenchRequest(plan, price)
+
+
+def _search_settings(o: BenchOptions) -> SearchSettings | None:
+    """The SLO search's settings (None with a trace: its arrivals are given); bad bounds fail here."""
+    from tokenomy.bench.runner import SearchSettings
+    from tokenomy.bench.search import RateSearch
+
+    if o.trace is not None:
+        return None
+    search = SearchSettings(
+        o.search_start, o.search_min, o.search_max, o.search_probes, probe_s=o.probe_seconds, verify_s=o.verify_seconds
+    )
+    RateSearch(search.start_rps, search.min_rps, search.max_rps, search.max_probes)
+    return search
+
+
+def _api_key(env: str | None) -> str | None:
+    """The API key from the environment variable --api-key-env names (a CatalogError when it is unset)."""
+    from tokenomy.catalog.errors import CatalogError
+
+    if not env:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise CatalogError(f"--api-key-env: environment variable {env} is not set")
+    return key
+
+
+def render_bench(o: BenchOptions, outcome: BenchOutcome, summary: RunSummary) -> None:
+    """Warnings, the files asked for, then JSON or the table and lines; exit 1 after them when the run failed."""
+    from rich.markup import escape
+
+    from tokenomy.cli.main import console, emit_json, err_console, fail
+
     for warning in bench_warnings(summary):
         err_console.print(f"[yellow]warning:[/] {warning}")
-    _write_outputs(outcome, summary, requests_csv, requests_jsonl, measurements_csv, html, fail)
-    if as_json:
+    _write_outputs(o, outcome, summary)
+    if o.as_json:
         emit_json(summary)
     else:
-        from rich.markup import escape
-
         from tokenomy.report.tables import simulation_table
 
-        title = f"tokenomy bench {base_url} ({outcome.endpoint.model})"
+        title = f"tokenomy bench {outcome.endpoint.base_url} ({outcome.endpoint.model})"
         console.print(simulation_table(summary, title=escape(title)))
         for line in bench_lines(summary):
             console.print(escape(line))
-        for path in (html, requests_csv, requests_jsonl, measurements_csv):
+        for path in (o.html, o.requests_csv, o.requests_jsonl, o.measurements_csv):
             if path:
                 console.print(f"written: {escape(str(path))}")
-    failure = run_failure(summary, max_error_rate)
+    failure = run_failure(summary, o.max_error_rate)
     if failure:
         fail(failure, 1)  # after the outputs are written: nothing measured is lost
+
+
+def _write_outputs(o: BenchOptions, outcome: BenchOutcome, summary: RunSummary) -> None:
+    """The per-request rows (CSV, JSON lines), the measurement rows appended, and the HTML report (both read the
+    JSON shape: plain dicts)."""
+    from tokenomy.bench.records import write_request_rows
+    from tokenomy.catalog.errors import CatalogError
+    from tokenomy.cli.main import fail
+
+    write_request_rows(outcome, o.requests_csv, o.requests_jsonl)
+    if o.measurements_csv:
+        from tokenomy.bench.measurements import append_measurements, measurement_rows
+
+        try:
+            append_measurements(measurement_rows(summary.as_dict(), summary["run_id"]), o.measurements_csv)
+        except CatalogError as exc:
+            fail(str(exc))
+    if o.html:
+        from tokenomy.report.bench_html import bench_report
+
+        o.html.write_text(bench_report(summary.as_dict(), outcome))
 
 
 def run_failure(summary: dict[str, Any], max_error_rate: float | None) -> str:
@@ -265,7 +395,6 @@ def _deployment(
     from tokenomy.catalog.accelerators import load_accelerator
     from tokenomy.catalog.errors import CatalogError
     from tokenomy.catalog.models import load_model
-    from tokenomy.cli.simulating import deployment_for
 
     if gpus < 1 or (tp is not None and tp < 1):
         raise CatalogError(f"--gpus and --tp must be positive, got {gpus} and {tp}")
@@ -284,7 +413,8 @@ def _deployment(
     tp = tp or gpus
     if gpus % tp:
         raise CatalogError(f"--gpus {gpus} is not a multiple of --tp {tp}")
-    return deployment_for(model_id, gpu, tp, 1, precision, kv_precision, engine, 0, accelerators_file)
+    fields = dict(model=model_id, gpu=gpu, tp=tp, precision=precision, kv_precision=kv_precision, engine=engine)
+    return opt.deployment_of(accelerators_file, **fields).deployment
 
 
 class ProgressDisplay:
@@ -320,83 +450,7 @@ class ProgressDisplay:
         return watch
 
 
-# ---------------------------------------------------------------- the summary
-
-
-def _dataset(spec_isl: str, trace: str | None) -> str:
-    if trace:
-        return Path(trace).stem
-    return "sharegpt" if spec_isl == "sharegpt" else "" if spec_isl.isdigit() else "bench"
-
-
-def bench_summary(
-    outcome: BenchOutcome,
-    plan: BenchPlan,
-    d: Deployment | None,
-    gpus: int,
-    price: Price | None,
-    speedup: float,
-    spec: WorkloadSpec,
-    started_unix_s: float,
-) -> dict[str, Any]:
-    """The summary of a bench: the main run's figures at the top, then sweep, search, economics and prediction."""
-    from tokenomy.bench.economics import achieved_utilisation, comparison, predicted_summary
-
-    main = outcome.main
-    for run in [main, *outcome.sweep]:
-        _add_economics(run, price, speedup)
-    summary: dict[str, Any] = dict(main.summary)
-    summary["run_id"] = f"bench-{int(started_unix_s)}"
-    ep = outcome.endpoint
-    summary["endpoint"] = {"url": ep.base_url, "model": ep.model, "kind": ep.kind}
-    summary["workload"] = {
-        "isl": spec.isl,
-        "osl": spec.osl,
-        "num_requests": spec.num_requests,
-        "seed": spec.seed,
-        "trace": spec.trace,
-        "dataset": _dataset(spec.isl, spec.trace),
-    }
-    summary["speedup"] = speedup
-    summary["warmup"] = {"requests": plan.warmup, "errors": outcome.warmup_errors}
-    replicas = max(gpus // d.n_gpus, 1) if d is not None else 1
-    if d is not None:
-        summary["deployment"] = {
-            "model": d.model.id,
-            "gpu": d.gpu.id,
-            "num_gpus": gpus,
-            "tp": d.tp,
-            "pp": d.pp,
-            "replicas": replicas,
-            "precision": d.fmt.name,
-            "kv_precision": d.kv_dtype,
-            "engine": d.profile.name,
-        }
-    if d is not None and main.arrays.ok.any():
-        duration = main.summary["duration_s"] * speedup
-        summary["utilisation"] = achieved_utilisation(d, main.arrays, duration, speedup, replicas)
-        predicted = predicted_summary(d, main.workload, speedup, replicas, spec.seed)
-        summary["prediction"] = {"summary": predicted, "comparison": comparison(main.summary, predicted)}
-    if outcome.sweep:
-        summary["sweep"] = [run.summary for run in outcome.sweep]
-    if outcome.search is not None:
-        summary["slo_search"] = outcome.search.outcome()
-        summary["slo_search"]["rate_unit"] = "req/s, wall clock, whole endpoint"
-        summary["slo_search"]["verification"] = outcome.verification.as_dict() if outcome.verification else None
-    return summary
-
-
-def _add_economics(run: RunOutcome, price: Price | None, speedup: float) -> None:
-    """$/Mtok of a run, in deployment time, when a price is known."""
-    from tokenomy.bench.economics import prefill_share, usd_per_mtok
-
-    s = run.summary
-    if price is None or not s["requests"]["completed"]:
-        return
-    tokens = s["tokens"]
-    s["usd_per_mtok"] = usd_per_mtok(
-        price, s["duration_s"] * speedup, tokens["input"], tokens["output"], prefill_share(run.arrays)
-    )
+# ---------------------------------------------------------------- the lines
 
 
 def bench_warnings(summary: dict[str, Any]) -> list[str]:
@@ -512,90 +566,3 @@ def probe_line(p: dict[str, Any], unit: str = "req/s") -> str:
         f"{head}; served {p['served_rps']:,.4g} of {p['offered_rps']:,.4g} {unit} offered, "
         f"{p['measured_requests']:,} requests in a {p['window_s']:,.3g} s window"
     )
-
-
-# ---------------------------------------------------------------- files
-
-
-def record_row(run: str, rec: RequestRecord) -> dict[str, Any]:
-    """One request as a flat row (times in seconds from the run's start)."""
-    from tokenomy.tokenizer import count_tokens
-
-    ok = rec.ok
-    client_tokens = count_tokens("".join(rec.chunk_text)) if rec.chunk_text else 0
-    # the server's usage, else the client's own count of what streamed (as the summary does)
-    n_out = rec.completion_tokens if rec.completion_tokens is not None else (client_tokens if ok else None)
-    tpot = (rec.end_s - rec.first_token_s) / (n_out - 1) if ok and n_out and n_out > 1 else None
-    return {
-        "run": run,
-        "index": rec.index,
-        "intended_s": rec.intended_s,
-        "sent_s": rec.sent_s,
-        "send_lag_s": rec.sent_s - rec.intended_s,
-        "first_token_s": rec.first_token_s if ok else None,
-        "end_s": rec.end_s if ok else None,
-        "ttft_s": rec.first_token_s - rec.intended_s if ok else None,
-        "e2e_s": rec.end_s - rec.intended_s if ok else None,
-        "tpot_s": tpot,
-        "input_tokens": rec.input_tokens,
-        "prompt_tokens": rec.prompt_tokens,
-        "output_tokens": n_out,
-        "output_tokens_client": client_tokens,
-        "max_tokens": rec.max_tokens,
-        "chunks": len(rec.chunk_s),
-        "finish_reason": rec.finish_reason,
-        "error": rec.error,
-        "http_status": rec.http_status,
-        "error_detail": rec.error_detail,
-    }
-
-
-def _all_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
-    """Every request of every run: the sweep points or search probes (run = their rate), the verification run
-    of a search (run = 'verify RATE'), else the one run (run = 'main')."""
-    runs = [(f"{r.summary['rate']:g}" if "rate" in r.summary else "main", r) for r in outcome.sweep or [outcome.main]]
-    if outcome.verification is not None:
-        runs.append((f"verify {outcome.verification.rate_rps:g}", outcome.main))
-    return [record_row(label, rec) for label, run in runs for rec in run.records]
-
-
-def _write_outputs(
-    outcome: BenchOutcome,
-    summary: dict[str, Any],
-    requests_csv: Path | None,
-    requests_jsonl: Path | None,
-    measurements_csv: Path | None,
-    html: Path | None,
-    fail: Any,
-) -> None:
-    from tokenomy.catalog.errors import CatalogError
-
-    if requests_csv or requests_jsonl:
-        rows = _all_rows(outcome)
-        if requests_csv:
-            with requests_csv.open("w", newline="") as fh:
-                out = csv.DictWriter(fh, fieldnames=list(RECORD_FIELDS))
-                out.writeheader()
-                out.writerows({k: _csv_value(v) for k, v in r.items()} for r in rows)
-        if requests_jsonl:
-            with requests_jsonl.open("w") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in rows)
-    if measurements_csv:
-        from tokenomy.bench.measurements import append_measurements, measurement_rows
-
-        try:
-            append_measurements(measurement_rows(summary, summary["run_id"]), measurements_csv)
-        except CatalogError as exc:
-            fail(str(exc))
-    if html:
-        from tokenomy.report.bench_html import bench_report
-
-        html.write_text(bench_report(summary, outcome))
-
-
-def _csv_value(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6f}"
-    return v

@@ -95,9 +95,19 @@ def _keystore(config: Path):  # noqa: ANN202
 
     cfg = _config(config)
     try:
-        return KeyStore(Database(cfg.ledger.url, cfg.state_dir), cfg.state_dir, cfg.key_secret_env)
+        store = KeyStore(Database(cfg.ledger.url, cfg.state_dir), cfg.state_dir, cfg.key_secret_env)
     except (RuntimeError, ValueError) as exc:
         _fail(str(exc))
+    if cfg.shared.redis_url:  # running gateways hear of a revocation at once (else at their next poll)
+        from tokenomy.gateway.shared import publish_change
+
+        url, namespace = cfg.shared.redis_url, cfg.shared.namespace
+
+        def announce() -> None:
+            publish_change(url, namespace)
+
+        store.on_change = announce
+    return store
 
 
 @keys_app.command("create")

@@ -26,15 +26,20 @@ def host_entry(
         f"FLOP rate: {FLOPS_KERNEL}, n={m.matmul_n}, {m.blas}, {m.threads} thread(s), "
         f"{m.fp32_flops_per_s / 1e9:.1f} GFLOP/s; best of the repeats"
     )
-    fp32_flops = m.fp32_flops_per_s
+    fp32_flops, matvec = m.fp32_flops_per_s, None
     if engine_rate is not None:
         kernels += "; " + describe(engine_rate)
-        fp32_flops = engine_rate.flops_per_s
+        fp32_flops, matvec = engine_rate.flops_per_s, engine_rate.matvec_flops_per_s
     fp32_source = (
         "solved from llama.cpp's kernels timed here (the profile's flops_efficiency × fp32 = their rate)"
         if engine_rate
         else "the BLAS sgemm peak (llama.cpp's kernels not timed: engine extra missing)"
     )
+    if matvec:
+        fp32_source += (
+            " from its prompt evaluations; matvec_tflops (one-token steps) from its decodes, which run "
+            f"{fp32_flops / matvec:.2f}× slower per FLOP"
+        )
     load = ", ".join(f"{x:.2f}" for x in m.load_average)
     return {
         "id": host_id,
@@ -43,6 +48,7 @@ def host_entry(
         "memory_gb": round(m.memory_bytes / 2**30, 3),
         "memory_bandwidth_gb_s": round(m.read_bytes_per_s / 1e9, 3),
         "dense_tflops": {"fp32": round(fp32_flops / 1e12, 5)},
+        **({"matvec_tflops": {"fp32": round(matvec / 1e12, 5)}} if matvec else {}),
         "interconnect_gb_s": 32.0,
         "interconnect": "none (one host; tp/pp > 1 not meaningful)",
         "usd_per_hour": {"on_demand": usd_per_hour, "reserved": None},
@@ -79,8 +85,14 @@ def host_table(m: HostMeasurement, host_id: str = HOST_ID, rate: EngineKernelRat
     table.add_row("fp32 FLOP rate", f"{m.fp32_flops_per_s / 1e9:,.1f} GFLOP/s", f"{FLOPS_KERNEL}, n={m.matmul_n}")
     table.add_row("", "", m.blas)
     if rate is not None:
-        timed = ", ".join(f"{r.shape.name} {r.best_tokens_per_s:.1f} tok/s" for r in rate.shapes)
-        table.add_row("llama.cpp kernel rate", f"{rate.flops_per_s / 1e9:,.1f} GFLOP/s", f"used as fp32: {timed}")
+        timed = ", ".join(
+            f"{r.shape.name} {r.best_tokens_per_s:.1f} tok/s, prefill {r.prefill_seconds * 1e3:.0f} ms"
+            for r in rate.shapes
+        )
+        table.add_row("llama.cpp prompt rate", f"{rate.flops_per_s / 1e9:,.1f} GFLOP/s", f"used as fp32: {timed}")
+        if rate.matvec_flops_per_s:
+            table.add_row("llama.cpp one-token rate", f"{rate.matvec_flops_per_s / 1e9:,.1f} GFLOP/s",
+                          "used as matvec_tflops (decode steps)")  # fmt: skip
     load = " / ".join(f"{x:.2f}" for x in m.load_average)
     table.add_row("load average", load, "1 / 5 / 15 min, at the end")
     table.add_row("CPU share", f"{m.cpu_share:.0%}", "process CPU time / (wall × threads) while measuring")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,14 @@ from rich.console import Console
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.cli import errors
 from tokenomy.cli import options as opt
+from tokenomy.cli import simulate_command as sc
+
+if TYPE_CHECKING:
+    from tokenomy.advise.workload import Workload
+    from tokenomy.calibrate.measurements import Measurement
+    from tokenomy.costmodel.profile import EngineProfile
+    from tokenomy.results import AdviceReport, PlanResult
+    from tokenomy.twin.server import TwinServer
 
 # rich_markup_mode=None: --help prints option help as written ('uniform:A:B' stays text, never markup or emoji).
 app = typer.Typer(
@@ -73,27 +81,23 @@ def main(
 @app.command()
 def plan(
     model: Annotated[str | None, typer.Option(help="catalogue model id or path to a config.json")] = None,
-    gpu: Annotated[str, typer.Option(help="accelerator id, e.g. H100-SXM")] = DEFAULT_GPU,
-    gpus: Annotated[int | None, typer.Option(help="GPUs in total (replicas = gpus / (tp × pp))")] = None,
-    tp: Annotated[int | None, typer.Option(help="tensor-parallel degree (default: smallest that fits)")] = None,
-    pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
+    gpu: opt.Gpu = DEFAULT_GPU,
+    gpus: opt.Gpus = None,
+    tp: opt.Tp = None,
+    pp: opt.Pp = 1,
     precision: Annotated[
         str | None,
         typer.Option(help="weights: bf16, fp16, fp8, int8, int4, nvfp4, mxfp4, q4_1…; comma-separated to compare"),
     ] = None,
-    kv_precision: Annotated[str, typer.Option(help="KV cache: auto, bf16, fp8, int8, fp4")] = "auto",
+    kv_precision: opt.KvPrecision = "auto",
     isl: Annotated[int, typer.Option(help="input (prompt) tokens per request")] = 1024,
     osl: Annotated[int, typer.Option(help="output tokens per request")] = 256,
-    engine: Annotated[
-        str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file")
-    ] = "vllm",
+    engine: opt.Engine = "vllm",
     utilisation: Annotated[float, typer.Option(help="mean load as a fraction of max throughput, for $/Mtok")] = 0.7,
     pricing: Annotated[str, typer.Option(help="on_demand or reserved GPU price")] = "on_demand",
     usd_per_gpu_hour: Annotated[float | None, typer.Option(help="override the catalogue GPU price")] = None,
-    max_context: Annotated[int, typer.Option(help="static reservation length (default min(model max, 32768))")] = 0,
-    accelerators_file: Annotated[
-        Path | None, typer.Option("--accelerators", help="YAML file adding accelerators")
-    ] = None,
+    max_context: opt.MaxContext = 0,
+    accelerators_file: opt.AcceleratorsFile = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
 ) -> None:
@@ -126,12 +130,17 @@ def plan(
     except CatalogError as exc:
         fail(str(exc))
         return
+    _render_plans(plans, as_json, html, as_list=default_run or len(plans) > 1)
+
+
+def _render_plans(plans: list[PlanResult], as_json: bool, html: Path | None, as_list: bool) -> None:
+    """`plan`'s outputs: the HTML report when asked, then JSON (a list, or the one plan) or the table and warnings."""
     if html:
         from tokenomy.report.html import plan_report
 
         plan_report(plans, html)
     if as_json:
-        emit_json(plans if (default_run or len(plans) > 1) else plans[0])
+        emit_json(plans if as_list else plans[0])
         return
     from rich.markup import escape
 
@@ -141,6 +150,8 @@ def plan(
     for p in plans:
         for warning in p.get("warnings", []):
             err_console.print(f"[yellow]warning:[/] {escape(str(p['precision']))}: {escape(str(warning))}")
+    for note in dict.fromkeys(n for p in plans for n in p.get("notes", [])):
+        err_console.print(f"note: {escape(note)}")
     if html:
         console.print(f"report written to {html}")
 
@@ -156,161 +167,43 @@ def simulate(
     engine: opt.Engine = "vllm",
     accelerators_file: opt.AcceleratorsFile = None,
     isl: opt.Isl = "512",
-    osl: Annotated[str, typer.Option(help="output tokens, same forms as --isl")] = "256",
+    osl: sc.Osl = "256",
     rate: opt.Rate = None,
     burstiness: opt.Burstiness = 1.0,
     concurrency: opt.Concurrency = None,
-    num_requests: Annotated[int, typer.Option(help="requests to simulate")] = 1000,
+    num_requests: sc.NumRequests = 1000,
     trace: opt.Trace = None,
     time_scale: opt.TimeScale = 1.0,
-    daily_rates: Annotated[str | None, typer.Option(help="24 comma-separated hourly rates (req/s): one day")] = None,
-    classes: Annotated[str | None, typer.Option(help="class mix for fleets, e.g. chat=0.7,batch=0.3")] = None,
+    daily_rates: sc.DailyRates = None,
+    classes: sc.Classes = None,
     seed: opt.Seed = 0,
-    scheduler: Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")] = "chunked",
-    kv: Annotated[str, typer.Option(help="paged or contiguous (max-length reservation)")] = "paged",
-    block_size: Annotated[int, typer.Option(help="paged KV block size in tokens")] = 16,
-    max_num_seqs: Annotated[int | None, typer.Option(help="scheduler limit on running sequences")] = None,
-    max_batched_tokens: Annotated[int | None, typer.Option(help="token budget per step")] = None,
-    prefix_caching: Annotated[bool, typer.Option(help="reuse cached prefix blocks (traces with prefix ids)")] = True,
-    draft_model: Annotated[str | None, typer.Option(help="speculative decoding with this draft model")] = None,
-    draft_tokens: Annotated[int, typer.Option(help="speculative decoding: draft tokens per step (γ)")] = 4,
-    acceptance: Annotated[float, typer.Option(help="speculative decoding: per-token acceptance (α)")] = 0.7,
-    exact: Annotated[bool, typer.Option(help="take every step one by one (reference mode; slower)")] = False,
-    slo_ttft: Annotated[float | None, typer.Option(help="SLO on TTFT, seconds (for goodput)")] = None,
-    slo_tpot: Annotated[float | None, typer.Option(help="SLO on TPOT, seconds (for goodput)")] = None,
-    slo_expr: Annotated[
-        str | None, typer.Option("--slo", help="with --find-capacity: e.g. 'ttft_p99<=2s,tpot_p99<=50ms'")
-    ] = None,
-    find_capacity: Annotated[
-        bool, typer.Option(help="search the highest Poisson rate meeting --slo (steady-state probes, as bench)")
-    ] = False,
-    fleet: Annotated[Path | None, typer.Option(help="fleet YAML: tiers (GPU or API) and routes per class")] = None,
-    compare_day: Annotated[bool, typer.Option(help="with --fleet: hybrid vs all-API vs all-self-hosted")] = False,
-    sweep_rates: Annotated[str | None, typer.Option(help="comma-separated rates: latency-throughput curve")] = None,
-    executor: Annotated[str, typer.Option(help="sweep executor: local (processes) or ray")] = "local",
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
-    html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
-    requests_csv: Annotated[Path | None, typer.Option(help="write one row per request")] = None,
+    scheduler: sc.Scheduler = "chunked",
+    kv: sc.Kv = "paged",
+    block_size: sc.BlockSize = 16,
+    max_num_seqs: sc.MaxNumSeqs = None,
+    max_batched_tokens: sc.MaxBatchedTokens = None,
+    prefix_caching: sc.PrefixCaching = True,
+    draft_model: sc.DraftModel = None,
+    draft_tokens: sc.DraftTokens = 4,
+    acceptance: sc.Acceptance = 0.7,
+    exact: sc.Exact = False,
+    slo_ttft: sc.SloTtft = None,
+    slo_tpot: sc.SloTpot = None,
+    slo_expr: sc.SloExpr = None,
+    find_capacity: sc.FindCapacity = False,
+    fleet: sc.FleetFile = None,
+    compare_day: sc.CompareDay = False,
+    sweep_rates: sc.SweepRates = None,
+    executor: sc.Executor = "local",
+    as_json: sc.AsJson = False,
+    html: sc.Html = None,
+    requests_csv: sc.RequestsCsv = None,
 ) -> None:
     """Replay a workload on one replica or a fleet: latency percentiles, throughput, goodput, KV, cost.
 
     With no --rate, --concurrency, --trace or --daily-rates it runs offline (every request at t=0).
     """
-    from tokenomy.cli import simulating as sim_cli
-    from tokenomy.sim.fleetfile import load_fleet
-    from tokenomy.sim.replica import ReplicaConfig, SpecDecoding
-    from tokenomy.sim.run import SLO
-    from tokenomy.sim.workload import TraceError, build_workload
-
-    slo = SLO(ttft_s=slo_ttft, tpot_s=slo_tpot)
-    try:
-        spec = sim_cli.workload_spec(
-            isl=isl,
-            osl=osl,
-            rate=rate,
-            burstiness=burstiness,
-            concurrency=concurrency,
-            num_requests=num_requests,
-            trace=trace,
-            time_scale=time_scale,
-            daily_rates=sim_cli.parse_floats(daily_rates, "--daily-rates"),
-            classes=sim_cli.parse_classes(classes),
-            seed=seed,
-        )
-        rates = sim_cli.parse_floats(sweep_rates, "--sweep-rates", positive=True) or []
-        sim_cli.check_executor(executor)
-        accelerators = str(accelerators_file) if accelerators_file else None
-        d = sim_cli.deployment_for(model, gpu, tp, pp, precision, kv_precision, engine, 0, accelerators)
-        spec_dec = None
-        if draft_model:
-            draft = sim_cli.deployment_for(draft_model, gpu, d.tp, 1, "native", "auto", engine)
-            spec_dec = SpecDecoding(draft, draft_tokens, acceptance)
-        config = ReplicaConfig(
-            scheduler, kv, block_size, max_num_seqs, max_batched_tokens, prefix_caching, spec_dec, exact
-        )
-        workload = build_workload(spec)
-        fleet_spec = load_fleet(fleet, config) if fleet else None
-        if fleet_spec is None:
-            sim_cli.check_runnable(d, workload, slo)
-    except (CatalogError, TraceError, ValueError) as exc:
-        fail(exc)
-        return
-    if find_capacity or slo_expr:
-        _find_capacity(d, spec, config, slo_expr, find_capacity, rate, as_json)
-        return
-    run = sim_cli.SimulateRun(d, spec, workload, config, SLO(slo_ttft, slo_tpot) if slo.given else None)
-    # A sweep alone (no arrival process asked for) runs only the sweep: no unrequested offline headline.
-    headline = not (rates and sim_cli.is_offline(spec) and fleet_spec is None)
-    with console.status("simulating"):
-        summary, result = run.headline(fleet_spec, compare_day) if headline else (run.header(rates), None)
-        if rates:
-            summary["sweep"] = run.sweep(rates, executor)
-    if requests_csv and result is not None:
-        sim_cli.write_requests_csv(result.log, requests_csv)
-    if html:
-        from tokenomy.report.sim_html import simulation_report
-
-        title = f"tokenomy simulate: {summary['deployment']['description']}"
-        html.write_text(simulation_report(summary, result, summary.get("sweep"), title))
-    if as_json:
-        emit_json(summary)
-        return
-    _print_simulation(summary)
-    for path in (html, requests_csv):
-        if path:
-            console.print(f"written: {path}")
-
-
-def _find_capacity(
-    d: Any, spec: Any, config: Any, slo: str | None, find: bool, rate: float | None, as_json: bool
-) -> None:
-    """`simulate --slo … --find-capacity`: the capacity search on the simulator (tokenomy.cli.capacity)."""
-    from rich.markup import escape
-
-    from tokenomy.bench.search import SloError
-    from tokenomy.cli.capacity import capacity_lines, find_capacity_summary
-
-    if not (slo and find):
-        fail("--slo and --find-capacity go together (--slo-ttft/--slo-tpot set goodput limits for one run)")
-    try:
-        with console.status("searching the capacity"):
-            summary = find_capacity_summary(d, spec, config, slo or "", rate)
-    except (SloError, ValueError) as exc:
-        fail(exc)
-        return
-    if as_json:
-        emit_json(summary)
-        return
-    for line in capacity_lines(summary):
-        console.print(escape(line), highlight=False)
-
-
-def _print_simulation(summary: dict[str, Any]) -> None:
-    """The terminal view of `simulate`: what ran, latency table, headline lines, tiers, comparison, sweep."""
-    from rich.markup import escape
-
-    from tokenomy.report import tables
-
-    console.print(escape(f"deployment: {summary['deployment']['description']}"), highlight=False)
-    console.print(escape(f"workload: {summary['workload']['description']}"), highlight=False)
-    if summary["workload"].get("offline") and "requests" in summary:
-        console.print(
-            "offline run: every request arrives at t=0 (a batch job); give --rate or --concurrency for a load",
-            style="yellow",
-            highlight=False,
-        )
-    if "requests" in summary:
-        console.print(tables.simulation_table(summary))
-        for line in tables.simulation_lines(summary):
-            console.print(escape(line), highlight=False)
-    if "tiers" in summary:
-        console.print(tables.tiers_table(summary))
-    if "comparison" in summary:
-        console.print(tables.comparison_table({"hybrid": summary, **summary["comparison"]}))
-    for reason, n in summary.get("rejected_reasons", {}).items():
-        err_console.print(f"[yellow]warning:[/] {n:,} requests rejected: {escape(str(reason))}")
-    if summary.get("sweep"):
-        console.print(tables.sweep_table(summary["sweep"]))
+    sc.simulate_command(sc.SimulateOptions(**locals()))
 
 
 @app.command()
@@ -359,20 +252,10 @@ def calibrate(
 ) -> None:
     """Fit an engine profile's efficiencies and overheads to measurements, or measure this host (--host)."""
     if host or file is None:
-        from tokenomy.cli.hostcal import calibrate_host
-
-        if not host or file is not None:
-            fail("give a measurement FILE to fit, or --host to measure this machine (not both)")
-        try:
-            calibrate_host(output, threads, usd_per_hour, host_id, console, engine_kernels)
-        except ValueError as exc:
-            fail(str(exc))
+        _calibrate_host(file, host, output, threads, usd_per_hour, host_id, engine_kernels)
         return
-    from rich.markup import escape
-
-    from tokenomy.calibrate.fit import calibrate_profile, parameter_lines
     from tokenomy.calibrate.measurements import read_measurement_file
-    from tokenomy.catalog.accelerators import unknown_accelerators, use_user_file
+    from tokenomy.catalog.accelerators import use_user_file
     from tokenomy.catalog.profiles import load_profile
 
     try:
@@ -383,9 +266,34 @@ def calibrate(
     except CatalogError as exc:
         fail(str(exc))
         return
-    for problem in read.broken:
-        errors.err_console.print(f"[yellow]skipped broken row:[/] {escape(str(problem))}")
     chosen = read.rows if all_engines else [r for r in read.rows if r.engine == base.name]
+    fitted = _fit_profile(base, chosen, [str(p) for p in read.broken], file.name)
+    _write_profile(fitted, output)
+
+
+def _calibrate_host(
+    file: Path | None, host: bool, output: Path | None, threads: int | None, usd: float, host_id: str, kernels: str
+) -> None:
+    """`calibrate --host`: measure this machine into an accelerators-YAML entry (tokenomy.cli.hostcal)."""
+    from tokenomy.cli.hostcal import calibrate_host
+
+    if not host or file is not None:
+        fail("give a measurement FILE to fit, or --host to measure this machine (not both)")
+    try:
+        calibrate_host(output, threads, usd, host_id, console, kernels)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _fit_profile(base: EngineProfile, chosen: list[Measurement], broken: list[str], file_name: str) -> EngineProfile:
+    """The profile fitted to the chosen rows (calibrate.fit), broken rows and unknown accelerators warned about."""
+    from rich.markup import escape
+
+    from tokenomy.calibrate.fit import calibrate_profile
+    from tokenomy.catalog.accelerators import unknown_accelerators
+
+    for problem in broken:
+        errors.err_console.print(f"[yellow]skipped broken row:[/] {escape(problem)}")
     unknown = unknown_accelerators([r.gpu for r in chosen])
     hint = (
         f"; rows on unknown accelerator(s) {', '.join(repr(g) for g in unknown)} cannot be predicted: give "
@@ -400,8 +308,15 @@ def calibrate(
             fitted = calibrate_profile(base, chosen)
     except ValueError as exc:
         fail(f"{exc}{hint}")
-        return
-    fitted = fitted.with_values(fitted_on=f"{file.name}: {fitted.fit['rows']} rows")
+    return fitted.with_values(fitted_on=f"{file_name}: {fitted.fit['rows']} rows")
+
+
+def _write_profile(fitted: EngineProfile, output: Path | None) -> None:
+    """The fitted parameters on stderr, the profile JSON to --output (or stdout)."""
+    from rich.markup import escape
+
+    from tokenomy.calibrate.fit import parameter_lines
+
     for line in parameter_lines(fitted):
         errors.err_console.print(escape(line))
     text = json.dumps(fitted.to_dict(), indent=2)
@@ -420,21 +335,21 @@ def catalog(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the models, accelerators, API prices or engine profiles tokenomy knows."""
-    from tokenomy.cli.planning import catalog_listing
+    from tokenomy.catalog.listing import catalog_listing
 
     try:
-        title, columns, rows = catalog_listing(what)
+        listing = catalog_listing(what)
     except CatalogError as exc:
         fail(str(exc))
         return
     if as_json:
-        emit_json([dict(zip(columns, r, strict=True)) for r in rows])
+        emit_json(listing.records())
         return
     from rich.measure import Measurement
 
     from tokenomy.report.tables import list_table
 
-    table = list_table(title, columns, rows)
+    table = list_table(listing.title, listing.columns, listing.rows)
     # As wide as the table needs: an id is never cut or folded (a narrow terminal soft-wraps the lines instead).
     width = max(console.width, Measurement.get(console, console.options.update_width(10_000), table).maximum)
     Console(width=width, emoji=False).print(table)
@@ -458,6 +373,17 @@ from tokenomy.cli.replay import replay_command  # noqa: E402 (options and logic 
 app.command(name="replay")(replay_command)
 
 
+# twin's options that take more than a line to declare
+BusyWait = Annotated[
+    bool, typer.Option(help="spin between steps instead of sleeping: the most even token timing, one CPU busy")
+]
+FailMode = Annotated[str | None, typer.Option("--fail", help="fault to inject: refuse, http500, cut, stall")]
+AnswerPassRate = Annotated[
+    float | None, typer.Option(help="answer evaluation-set prompts, correctly with this probability")
+]
+AnswerPassRateByType = Annotated[str | None, typer.Option(help="per task type, e.g. 'arithmetic=0.5,code=0.9'")]
+
+
 @app.command()
 def twin(
     model: opt.Model = "llama-3.1-8b",
@@ -471,12 +397,8 @@ def twin(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0: any free port)")] = 8000,
     speedup: Annotated[float, typer.Option(help="run K times faster than real time")] = 1.0,
-    busy_wait: Annotated[
-        bool, typer.Option(help="spin between steps instead of sleeping: the most even token timing, one CPU busy")
-    ] = False,
-    fail_mode: Annotated[
-        str | None, typer.Option("--fail", help="fault to inject: refuse, http500, cut, stall")
-    ] = None,
+    busy_wait: BusyWait = False,
+    fail_mode: FailMode = None,
     after_tokens: Annotated[int, typer.Option(help="cut/stall after this many output tokens")] = 0,
     served_model_name: Annotated[str | None, typer.Option(help="model name clients must send")] = None,
     scheduler: Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")] = "chunked",
@@ -487,29 +409,20 @@ def twin(
     default_max_tokens: Annotated[int, typer.Option(help="output tokens when a request sets no max_tokens")] = 256,
     max_model_len: Annotated[int, typer.Option(help="context limit (0: the model's)")] = 0,
     seed: opt.Seed = 0,
-    answer_pass_rate: Annotated[
-        float | None, typer.Option(help="answer evaluation-set prompts, correctly with this probability")
-    ] = None,
-    answer_pass_rate_by_type: Annotated[
-        str | None, typer.Option(help="per task type, e.g. 'arithmetic=0.5,code=0.9'")
-    ] = None,
+    answer_pass_rate: AnswerPassRate = None,
+    answer_pass_rate_by_type: AnswerPassRateByType = None,
 ) -> None:
     """Serve an OpenAI-compatible stand-in for a deployment: the simulator's scheduler in real time, no GPU."""
-    from tokenomy.cli.twin import parse_pass_rates, serve, twin_server
+    from tokenomy.cli.twin import parse_pass_rates, twin_server
     from tokenomy.sim.replica import ReplicaConfig
 
+    deployment = dict(model=model, gpu=gpu, tp=tp, pp=pp, precision=precision, kv_precision=kv_precision)
     try:
         answers = (answer_pass_rate, parse_pass_rates(answer_pass_rate_by_type))
         replica = ReplicaConfig(scheduler, kv, block_size, max_num_seqs, max_batched_tokens)
+        spec = opt.deployment_spec(accelerators_file, **deployment, engine=engine)
         server = twin_server(
-            model,
-            gpu,
-            tp,
-            pp,
-            precision,
-            kv_precision,
-            engine,
-            str(accelerators_file) if accelerators_file else None,
+            spec,
             speedup,
             fail_mode,
             after_tokens,
@@ -524,6 +437,12 @@ def twin(
     except (CatalogError, ValueError) as exc:
         fail(str(exc))
         return
+    _serve_twin(server, host, port)
+
+
+def _serve_twin(server: TwinServer, host: str, port: int) -> None:
+    """Serve the twin until stopped; a port in use exits 3, as the gateway does."""
+    from tokenomy.cli.twin import serve
     from tokenomy.twin.server import AddressInUse
 
     try:
@@ -542,15 +461,12 @@ def plan_chain(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
 ) -> None:
     """Expected cost and latency per valid answer of an escalation chain, and the break-even pass rate."""
-    from tokenomy.cli.chain import chain_lines, chain_report, parse_tier_spec, tiers_from_ledger
+    from tokenomy.advise.chain import chain_report, ledger_tiers
+    from tokenomy.cli.chain import chain_lines, parse_tier_spec
 
     try:
         if from_ledger is not None:
-            from tokenomy.gateway.config import load_config
-            from tokenomy.gateway.ledger import Database
-
-            cfg = load_config(from_ledger)
-            tiers = tiers_from_ledger(Database(cfg.ledger.url, cfg.state_dir).attempts(), request_class)
+            tiers = ledger_tiers(from_ledger, request_class)
         else:
             tiers = [parse_tier_spec(spec) for spec in tier or []]
         if not tiers:
@@ -560,7 +476,7 @@ def plan_chain(
         fail(str(exc))
         return
     if as_json:
-        emit_json(report)
+        emit_json(report.to_json())
         return
     for line in chain_lines(report):
         typer.echo(line)
@@ -588,31 +504,44 @@ def advise(
     time_scale: Annotated[float, typer.Option(help="with --from-ledger: stretch the history's arrivals")] = 1.0,
 ) -> None:
     """The cheapest deployment that meets the SLOs and quality floors: tiers, routes, replicas per hour, $."""
+    run_opts = (executor, verify, sim_requests, seed)
     if from_ledger is not None:
         from tokenomy.cli.history import advise_from_history_command
 
-        options = (time_scale, requests_per_day, models, gpus, precisions, apis, workload)
-        run_opts = (executor, verify, sim_requests, seed)
-        advise_from_history_command(from_ledger, options, run_opts, as_json, emit_gateway_config, html)
+        candidates = dict(models=models, gpus=gpus, precisions=precisions, apis=apis)
+        scaling = dict(source=from_ledger, time_scale=time_scale, requests_per_day=requests_per_day)
+        advise_from_history_command(workload, run_opts, as_json, emit_gateway_config, html, **scaling, **candidates)
         return
-    from rich.progress import Progress
-
-    from tokenomy.cli.advising import load_with_overrides, run
+    from tokenomy.cli.advising import load_with_overrides
 
     try:
         wl = load_with_overrides(workload, requests_per_day, models, gpus, precisions, apis)
-        with Progress(console=err_console, transient=True, disable=as_json) as progress:
-            task = progress.add_task("simulating candidates", total=None)
-            report = run(
-                wl, executor, verify, sim_requests, seed, lambda d, t: progress.update(task, completed=d, total=t)
-            )
+        report = _advise_with_progress(wl, run_opts, as_json)
     except CatalogError as exc:
         fail(str(exc).replace("\n", " "))
         return
-    if emit_gateway_config:
+    _render_advice(report, wl, as_json, html, emit_gateway_config)
+
+
+def _advise_with_progress(wl: Workload, run_opts: tuple[str, int, int, int], as_json: bool) -> AdviceReport:
+    """The advisor's report, with a transient progress bar on stderr (none with --json)."""
+    from rich.progress import Progress
+
+    from tokenomy.cli.advising import run
+
+    with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("simulating candidates", total=None)
+        return run(wl, *run_opts, lambda d, t: progress.update(task, completed=d, total=t))
+
+
+def _render_advice(
+    report: AdviceReport, wl: Workload, as_json: bool, html: Path | None, gateway_config: Path | None
+) -> None:
+    """`advise`'s outputs: the gateway config and HTML files, then JSON or the tables and lines."""
+    if gateway_config:
         from tokenomy.advise.gateway import write_gateway_config
 
-        write_gateway_config(report, wl, emit_gateway_config)
+        write_gateway_config(report, wl, gateway_config)
     if html:
         from tokenomy.report.advise_html import advise_report
 
@@ -628,7 +557,7 @@ def advise(
     console.print(t.hours_table(report))
     console.print(t.pareto_table(report))
     console.print(t.estimates_table(report))
-    for path in (html, emit_gateway_config):
+    for path in (html, gateway_config):
         if path:
             console.print(f"written: {path}")
 

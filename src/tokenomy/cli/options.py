@@ -1,21 +1,34 @@
-"""Command-line options that several commands share, so that they read and behave the same everywhere."""
+"""Command-line options that several commands share, so that they read and behave the same everywhere.
+
+The deployment group (model, gpu, tp, pp, precision, kv-precision, engine, accelerators) becomes a
+`costmodel.resolve.DeploymentSpec` through `deployment_spec(...)`, and a replica through `resolve_deployment(...)`:
+errors name the command-line option (`--gpus: not a multiple of tp × pp = 2 (got 3)`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
-# The deployment (plan, simulate, twin).
+from tokenomy.catalog.errors import CatalogError
+from tokenomy.cli.errors import option_error
+from tokenomy.costmodel.profile import EngineProfile
+from tokenomy.costmodel.resolve import DeploymentSpec, ResolvedDeployment, SpecError, resolve
+
+# The deployment (plan, simulate, twin, bench, watch).
 Model = Annotated[str, typer.Option(help="catalogue model id or path to a config.json")]
 Gpu = Annotated[str, typer.Option(help="accelerator id, e.g. H100-SXM")]
 Tp = Annotated[int | None, typer.Option(help="tensor-parallel degree (default: smallest that fits)")]
 Pp = Annotated[int, typer.Option(help="pipeline-parallel degree")]
 Precision = Annotated[str, typer.Option(help="weights: native, bf16, fp8, int4, ...")]
 KvPrecision = Annotated[str, typer.Option(help="KV cache: auto, bf16, fp8, int8, fp4")]
-Engine = Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic")]
+Engine = Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file")]
 AcceleratorsFile = Annotated[Path | None, typer.Option("--accelerators", help="extra accelerators YAML")]
+Gpus = Annotated[int | None, typer.Option(help="GPUs in total (replicas = gpus / (tp × pp))")]
+MaxContext = Annotated[int, typer.Option(help="static reservation length (default min(model max, 32768))")]
 
 # The workload (simulate, bench).
 Isl = Annotated[str, typer.Option(help="input tokens: N, uniform:A:B, lognormal:MEAN:SIGMA, empirical:FILE")]
@@ -28,3 +41,37 @@ Trace = Annotated[
 ]
 TimeScale = Annotated[float, typer.Option(help="multiply trace arrival times (0.5 = twice as fast)")]
 Seed = Annotated[int, typer.Option(min=0, help="random seed (>= 0): the same seed gives the same run")]
+
+# DeploymentSpec fields whose option is not '--' + the field name with dashes.
+DEPLOYMENT_OPTIONS = {
+    "accelerators_file": "--accelerators",
+    "max_num_batched_tokens": "--max-batched-tokens",
+}
+
+
+def option_name(field: str) -> str:
+    """The command-line option a DeploymentSpec field comes from."""
+    return DEPLOYMENT_OPTIONS.get(field, "--" + field.replace("_", "-"))
+
+
+def deployment_spec(accelerators_file: Path | str | None = None, **fields: Any) -> DeploymentSpec:
+    """The DeploymentSpec of a command's deployment options; a bad value is a CatalogError naming the option."""
+    if accelerators_file is not None:
+        fields["accelerators_file"] = str(accelerators_file)
+    try:
+        return DeploymentSpec(**fields)
+    except ValidationError as exc:
+        raise option_error(exc, DEPLOYMENT_OPTIONS) from exc
+
+
+def resolve_deployment(spec: DeploymentSpec, profile: EngineProfile | None = None) -> ResolvedDeployment:
+    """`costmodel.resolve.resolve`, with a refused field reported as its command-line option."""
+    try:
+        return resolve(spec, profile)
+    except SpecError as exc:
+        raise CatalogError(f"{option_name(exc.field)}: {exc.reason}") from exc
+
+
+def deployment_of(accelerators_file: Path | str | None = None, **fields: Any) -> ResolvedDeployment:
+    """The replica a command's deployment options name: `deployment_spec` then `resolve_deployment`."""
+    return resolve_deployment(deployment_spec(accelerators_file, **fields))

@@ -6,16 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tokenomy.catalog.accelerators import accelerators
-from tokenomy.catalog.deployment import named_deployment
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.catalog.models import load_model, model_ids
-from tokenomy.catalog.prices import api_prices, comparable_apis
-from tokenomy.catalog.profiles import load_profile, profile_names
+from tokenomy.catalog.prices import comparable_apis
+from tokenomy.catalog.profiles import profile_notes
 from tokenomy.cli.errors import option_error
+from tokenomy.cli.options import deployment_of
 from tokenomy.costmodel.deployment import Deployment, serving_constraints
-from tokenomy.costmodel.params import param_counts
 from tokenomy.costmodel.plan import Workload, plan
+from tokenomy.results import PlanResult
 
 
 class PlanRequest(BaseModel):
@@ -48,24 +46,25 @@ def validated_request(**options: Any) -> PlanRequest:
 
 def build_deployment(req: PlanRequest, precision: str) -> tuple[Deployment, int]:
     """The deployment for one precision, and the total GPU count (tp chosen automatically when not given)."""
-    return named_deployment(
-        req.model,
-        req.gpu,
-        req.tp,
-        req.pp,
-        precision,
-        req.kv_precision,
-        req.engine,
-        req.max_context,
-        req.accelerators_file,
-        req.gpus,
-        req.isl,
-        req.osl,
+    r = deployment_of(
+        model=req.model,
+        gpu=req.gpu,
+        tp=req.tp,
+        pp=req.pp,
+        gpus=req.gpus,
+        precision=precision,
+        kv_precision=req.kv_precision,
+        engine=req.engine,
+        max_context=req.max_context,
+        accelerators_file=req.accelerators_file,
+        isl=req.isl,
+        osl=req.osl,
     )
+    return r.deployment, r.n_gpus
 
 
-def run_plans(req: PlanRequest) -> list[dict[str, Any]]:
-    """Plan every requested precision side by side."""
+def run_plans(req: PlanRequest) -> list[PlanResult]:
+    """Plan every requested precision side by side, each a typed PlanResult (`tokenomy plan --json`)."""
     req = validated_request(**req.model_dump())
     if req.pricing not in ("on_demand", "reserved"):
         raise CatalogError(f"--pricing must be on_demand or reserved, got '{req.pricing}'")
@@ -76,7 +75,8 @@ def run_plans(req: PlanRequest) -> list[dict[str, Any]]:
         apis = comparable_apis(d.model.id, d.params.total)
         result = plan(d, Workload(req.isl, req.osl, req.utilisation), n_gpus, price, apis)
         result["price_source"] = "--usd-per-gpu-hour" if req.usd_per_gpu_hour else d.gpu.sources.get("price", "")
-        out.append(refused(with_units(result), serving_constraints(d, req.isl, req.osl)))
+        result["notes"] = profile_notes(d.profile)
+        out.append(PlanResult.model_validate(refused(with_units(result), serving_constraints(d, req.isl, req.osl))))
     return out
 
 
@@ -139,75 +139,3 @@ def refused(result: dict[str, Any], reasons: list[str]) -> dict[str, Any]:
         }
     )
     return out
-
-
-def catalog_listing(what: str) -> tuple[str, list[str], list[list[str]]]:
-    """Title, columns and rows for `tokenomy catalog WHAT`."""
-    if what in ("models", "model"):
-        rows = []
-        for mid in model_ids():
-            m = load_model(mid)
-            p = param_counts(m)
-            kind = "MoE" if m.is_moe else "dense"
-            attn = "MLA" if m.uses_mla else f"GQA {m.n_kv_heads}kv" if m.n_kv_heads < m.n_heads else "MHA"
-            rows.append(
-                [
-                    mid,
-                    f"{p.total / 1e9:.2f}B",
-                    f"{p.active / 1e9:.2f}B",
-                    kind,
-                    attn,
-                    str(m.n_layers),
-                    f"{m.max_context_tokens:,}",
-                ]
-            )
-        return "models", ["id", "params", "active", "kind", "attention", "layers", "context"], rows
-    if what in ("gpus", "gpu", "accelerators"):
-        rows = [
-            [
-                a.id,
-                f"{a.memory_gb:g} GiB",
-                f"{a.memory_bandwidth_gb_s:,.0f} GB/s",
-                " ".join(f"{k}:{v:g}" for k, v in a.dense_tflops.items()),
-                f"{a.interconnect_gb_s:g} GB/s",
-                f"{a.tdp_w:g} W" if a.tdp_w else "—",
-                f"${a.usd_per_hour.on_demand:.2f}" if a.usd_per_hour.on_demand else "—",
-            ]
-            for a in accelerators().values()
-        ]
-        return "accelerators", ["id", "memory", "bandwidth", "dense TFLOP/s", "link/dir", "TDP", "$/h"], rows
-    if what in ("apis", "api", "prices"):
-        rows = [
-            [
-                p.provider,
-                p.model,
-                p.catalog_model or "—",
-                f"{p.usd_per_mtok_input:g}",
-                f"{p.usd_per_mtok_output:g}",
-                "—" if p.usd_per_mtok_cached_input is None else f"{p.usd_per_mtok_cached_input:g}",
-                p.price_date,
-            ]
-            for p in api_prices()
-        ]
-        return "API prices ($/Mtok)", ["provider", "model", "open model", "input", "output", "cached", "date"], rows
-    if what in ("engines", "profiles"):
-        rows = []
-        for name in profile_names():
-            p = load_profile(name)
-            rows.append(
-                [
-                    name,
-                    f"{p.bw_efficiency:.2f}",
-                    f"{p.flops_efficiency:.2f}",
-                    f"{p.step_overhead_s * 1e3:.2f} ms",
-                    f"{p.overlap_k:.2f}",
-                    str(p.max_num_seqs),
-                    p.fitted_on or "defaults",
-                ]
-            )
-        return (
-            "engine profiles",
-            ["engine", "bw eff", "flops eff", "step overhead", "overlap k", "max seqs", "fitted on"],
-            rows,
-        )
-    raise CatalogError(f"unknown catalogue '{what}': choose models, gpus, apis or engines")

@@ -17,7 +17,10 @@ from tokenomy.catalog.errors import CatalogError
 from tokenomy.results import dumps
 
 if TYPE_CHECKING:
+    from tokenomy.replay.alternatives import Alternative
     from tokenomy.replay.compare import Figures
+    from tokenomy.replay.sources import Replayed
+    from tokenomy.sim.run import SLO
 
 
 def _fail(message: str) -> None:
@@ -43,13 +46,15 @@ def _pct(x: float | None) -> str:
 def figures_table(rows: list[Figures], title: str) -> Table:
     """Actual and alternatives side by side (whole replayed period, all tiers)."""
     t = Table(title=escape(title), title_justify="left")
-    for col in ("", "requests", "cost", "$/Mtok", "SLO met", "TTFT p50/p90 ms", "TPOT p50/p90 ms", "spilled"):
+    cols = ("", "requests", "cost (billed)", "fleet bill", "$/Mtok", "SLO met", "TTFT p50/p90 ms", "TPOT p50/p90 ms")
+    for col in (*cols, "spilled"):
         t.add_column(col, justify="left" if not col else "right")
     for f in rows:
         t.add_row(
             escape(f.name),
             f"{f.completed:,}/{f.requests:,}",
             _usd(f.usd),
+            _usd(f.fleet_usd),
             _usd(f.usd_per_mtok),
             _pct(f.slo_attainment),
             f"{_ms(f.ttft_s, 'p50')}/{_ms(f.ttft_s, 'p90')}",
@@ -88,39 +93,62 @@ def replay_command(
     workers: Annotated[int | None, typer.Option(help="processes for the alternatives (default: CPUs)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
     html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
+    time_scale: Annotated[float, typer.Option(help="multiply the source's times (a run on twin --speedup K: K)")] = 1.0,
 ) -> None:
     """Replay real traffic through the fleet simulator under alternatives, beside what actually happened."""
-    from tokenomy.replay.alternatives import Alternative, fleet_from_file, load_alternatives
-    from tokenomy.replay.run import replay
-    from tokenomy.replay.sources import SourceError, read_source
-    from tokenomy.sim.run import SLO
+    from tokenomy.replay.sources import SourceError, read_source, time_scaled
 
     try:
-        alts: list[Alternative] = []
-        slo = None
-        if alternatives is not None:
-            alts, slo = load_alternatives(alternatives)
-        for path in fleet or []:
-            alts.append(Alternative(path.stem, fleet_from_file(path)))
-        if not alts:
-            raise ValueError("give --alternatives FILE or at least one --fleet FILE to replay on")
-        for flag, value in (("--slo-ttft", slo_ttft), ("--slo-tpot", slo_tpot)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{flag} must be positive, got {value}")
-        if slo_ttft is not None or slo_tpot is not None:
-            base = slo or SLO()
-            slo = SLO(slo_ttft if slo_ttft is not None else base.ttft_s, slo_tpot or base.tpot_s, base.e2e_s)
+        alts, slo = parse_alternatives(alternatives, fleet, slo_ttft, slo_tpot)
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
-        rep = read_source(source)
+        rep = time_scaled(read_source(source), time_scale)
     except (CatalogError, SourceError, ValueError) as exc:
         _fail(str(exc))
         return
+    rows = run_replay(rep, alts, slo, seed, workers)
+    render_replay(rep, rows, as_json, html)
+
+
+def parse_alternatives(
+    alternatives: Path | None, fleet: list[Path] | None, slo_ttft: float | None, slo_tpot: float | None
+) -> tuple[list[Alternative], SLO | None]:
+    """The alternatives to replay on (the file's, then one per --fleet) and the SLO, --slo-* over the file's."""
+    from tokenomy.replay.alternatives import Alternative, fleet_from_file, load_alternatives
+    from tokenomy.sim.run import SLO
+
+    alts: list[Alternative] = []
+    slo = None
+    if alternatives is not None:
+        alts, slo = load_alternatives(alternatives)
+    for path in fleet or []:
+        alts.append(Alternative(path.stem, fleet_from_file(path)))
+    if not alts:
+        raise ValueError("give --alternatives FILE or at least one --fleet FILE to replay on")
+    for flag, value in (("--slo-ttft", slo_ttft), ("--slo-tpot", slo_tpot)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    if slo_ttft is not None or slo_tpot is not None:
+        base = slo or SLO()
+        slo = SLO(slo_ttft if slo_ttft is not None else base.ttft_s, slo_tpot or base.tpot_s, base.e2e_s)
+    return alts, slo
+
+
+def run_replay(
+    rep: Replayed, alts: list[Alternative], slo: SLO | None, seed: int, workers: int | None
+) -> list[Figures]:
+    """The replay under every alternative (tokenomy.replay.run), skipped requests warned about on stderr."""
+    from tokenomy.replay.run import replay
+
     err = Console(stderr=True, emoji=False)
     for reason, n in rep.skipped.items():
         err.print(f"[yellow]warning:[/] {n:,} requests skipped: {escape(reason)}")
     with err.status(f"replaying {len(rep):,} requests on {len(alts)} alternative(s)"):
-        rows = replay(rep, alts, slo, seed, workers)
+        return replay(rep, alts, slo, seed, workers)
+
+
+def render_replay(rep: Replayed, rows: list[Figures], as_json: bool, html: Path | None) -> None:
+    """The HTML report when asked, then JSON or the figures and per-team tables."""
     span_h = float(rep.workload.arrival_s[-1]) / 3600 if len(rep) else 0.0
     title = f"{rep.kind} {rep.source}: {len(rep):,} requests over {span_h:,.2f} h"
     if html is not None:

@@ -11,9 +11,11 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
-from tokenomy.cli.simulating import check_runnable, deployment_for
+from tokenomy.cli.options import resolve_deployment
 from tokenomy.costmodel.perf import single_stream
+from tokenomy.costmodel.resolve import DeploymentSpec
 from tokenomy.sim.replica import ReplicaConfig
+from tokenomy.sim.summary import check_runnable
 from tokenomy.sim.workload import Workload
 from tokenomy.twin.server import TwinServer, TwinThread, build_twin
 
@@ -22,14 +24,7 @@ STARTUP_OSL = 256
 
 
 def twin_server(
-    model: str,
-    gpu: str,
-    tp: int | None,
-    pp: int,
-    precision: str,
-    kv_precision: str,
-    engine: str,
-    accelerators_file: str | None,
+    spec: DeploymentSpec,
     speedup: float,
     fail: str | None,
     after_tokens: int,
@@ -43,7 +38,7 @@ def twin_server(
     busy_wait: bool = False,
 ) -> TwinServer:
     """The twin for these options; CatalogError or ValueError when they are wrong."""
-    d = deployment_for(model, gpu, tp, pp, precision, kv_precision, engine, 0, accelerators_file)
+    d = resolve_deployment(spec).deployment
     check_runnable(d, Workload(np.zeros(0), np.zeros(0), np.zeros(0)), None)  # refuses a model that does not fit
     return build_twin(
         d,

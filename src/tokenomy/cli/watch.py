@@ -1,4 +1,8 @@
-"""`tokenomy watch URL…`: scrape engines' Prometheus endpoints, compare with the cost model, flag drift, refit."""
+"""`tokenomy watch URL…`: scrape engines' Prometheus endpoints, compare with the cost model, flag drift, refit.
+
+This module parses the options into `tokenomy.watch.session.EngineWatch`es, runs `tokenomy.watch.loop.watch_loop`
+and renders each interval (a live dashboard, or JSON lines); the comparison and the refit are `tokenomy.watch`'s.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import dataclasses
 import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, Group
@@ -18,7 +23,11 @@ from rich.table import Table
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.cli import options as opt
 from tokenomy.watch.compare import DEFAULT_BANDS
-from tokenomy.watch.session import IntervalReport
+from tokenomy.watch.session import EngineWatch, IntervalReport, WatchOptions
+
+if TYPE_CHECKING:
+    from tokenomy.costmodel.profile import EngineProfile
+    from tokenomy.watch.export import WatchMetrics
 
 ALARM_NAMES = {
     "itl": "itl_s",
@@ -127,159 +136,247 @@ def report_dict(r: IntervalReport) -> dict[str, Any]:
     return clean(dataclasses.asdict(r))
 
 
+# ---------------------------------------------------------------- options (one line each in the command)
+
+Urls = Annotated[list[str], typer.Argument(help="engine base URLs or /metrics URLs, e.g. http://127.0.0.1:8000")]
+Engine = Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file")]
+Interval = Annotated[float, typer.Option(help="seconds between scrapes")]
+Iterations = Annotated[int, typer.Option(help="stop after N intervals (0: until Ctrl-C)")]
+Isl = Annotated[int, typer.Option(help="prompt tokens per request where the engine does not say")]
+Osl = Annotated[int, typer.Option(help="output tokens per request where the engine does not say")]
+TimeScale = Annotated[
+    float | None,
+    typer.Option(help="the engine runs K× faster than the cost model (default: a twin's twin:speedup, else 1)"),
+]
+BandItl = Annotated[float, typer.Option(help="relative band of ITL/TPOT")]
+BandTtft = Annotated[float, typer.Option(help="relative band of TTFT")]
+BandThroughput = Annotated[float, typer.Option(help="relative band of output tokens/s")]
+BandKv = Annotated[float, typer.Option(help="relative band of KV usage")]
+BandQueue = Annotated[
+    float, typer.Option(help="queue beyond the predicted one tolerated, as a share (at least 1 request)")
+]
+AlarmOn = Annotated[str, typer.Option(help="metrics that raise the drift alarm: itl, ttft, throughput, kv, queue")]
+Confirm = Annotated[int, typer.Option(help="consecutive out-of-band intervals before an alarm")]
+Window = Annotated[int, typer.Option(help="intervals the overhead refit uses")]
+ProfileOut = Annotated[
+    Path | None,
+    typer.Option(
+        help="write the refitted profile here each interval (first engine with a fit; for plan --engine FILE)"
+    ),
+]
+MetricsPort = Annotated[int | None, typer.Option(help="serve watch's own Prometheus metrics on 127.0.0.1:PORT")]
+Dialect = Annotated[str | None, typer.Option("--engine-metrics", help="vllm, sglang or llamacpp (default: detected)")]
+ModelName = Annotated[str | None, typer.Option(help="only series with this model_name label")]
+AsJson = Annotated[bool, typer.Option("--json", help="one JSON line per engine and interval, no dashboard")]
+FailOnDrift = Annotated[bool, typer.Option(help="exit 1 if any drift alarm was raised")]
+
+
 def watch_command(
-    urls: Annotated[list[str], typer.Argument(help="engine base URLs or /metrics URLs, e.g. http://127.0.0.1:8000")],
+    urls: Urls,
     model: opt.Model = "llama-3.1-8b",
     gpu: opt.Gpu = "H100-SXM",
     tp: opt.Tp = None,
     pp: opt.Pp = 1,
     precision: opt.Precision = "native",
     kv_precision: opt.KvPrecision = "auto",
-    engine: Annotated[
-        str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file")
-    ] = "vllm",
+    engine: Engine = "vllm",
     accelerators_file: opt.AcceleratorsFile = None,
-    interval: Annotated[float, typer.Option(help="seconds between scrapes")] = 5.0,
-    iterations: Annotated[int, typer.Option(help="stop after N intervals (0: until Ctrl-C)")] = 0,
-    isl: Annotated[int, typer.Option(help="prompt tokens per request where the engine does not say")] = 1024,
-    osl: Annotated[int, typer.Option(help="output tokens per request where the engine does not say")] = 256,
-    time_scale: Annotated[
-        float | None,
-        typer.Option(help="the engine runs K× faster than the cost model (default: a twin's twin:speedup, else 1)"),
-    ] = None,
-    band_itl: Annotated[float, typer.Option(help="relative band of ITL/TPOT")] = DEFAULT_BANDS["itl_s"],
-    band_ttft: Annotated[float, typer.Option(help="relative band of TTFT")] = DEFAULT_BANDS["ttft_s"],
-    band_throughput: Annotated[float, typer.Option(help="relative band of output tokens/s")] = DEFAULT_BANDS[
-        "output_tokens_per_s"
-    ],
-    band_kv: Annotated[float, typer.Option(help="relative band of KV usage")] = DEFAULT_BANDS["kv_usage"],
-    band_queue: Annotated[
-        float, typer.Option(help="queue beyond the predicted one tolerated, as a share (at least 1 request)")
-    ] = DEFAULT_BANDS["waiting"],
-    alarm_on: Annotated[
-        str, typer.Option(help="metrics that raise the drift alarm: itl, ttft, throughput, kv, queue")
-    ] = ("itl,ttft"),
-    confirm: Annotated[int, typer.Option(help="consecutive out-of-band intervals before an alarm")] = 2,
-    window: Annotated[int, typer.Option(help="intervals the overhead refit uses")] = 20,
-    profile_out: Annotated[
-        Path | None,
-        typer.Option(
-            help="write the refitted profile here each interval (first engine with a fit; for plan --engine FILE)"
-        ),
-    ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="serve watch's own Prometheus metrics on 127.0.0.1:PORT")
-    ] = None,
-    dialect: Annotated[
-        str | None, typer.Option("--engine-metrics", help="vllm, sglang or llamacpp (default: detected)")
-    ] = None,
-    model_name: Annotated[str | None, typer.Option(help="only series with this model_name label")] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="one JSON line per engine and interval, no dashboard")
-    ] = False,
-    fail_on_drift: Annotated[bool, typer.Option(help="exit 1 if any drift alarm was raised")] = False,
+    interval: Interval = 5.0,
+    iterations: Iterations = 0,
+    isl: Isl = 1024,
+    osl: Osl = 256,
+    time_scale: TimeScale = None,
+    band_itl: BandItl = DEFAULT_BANDS["itl_s"],
+    band_ttft: BandTtft = DEFAULT_BANDS["ttft_s"],
+    band_throughput: BandThroughput = DEFAULT_BANDS["output_tokens_per_s"],
+    band_kv: BandKv = DEFAULT_BANDS["kv_usage"],
+    band_queue: BandQueue = DEFAULT_BANDS["waiting"],
+    alarm_on: AlarmOn = "itl,ttft",
+    confirm: Confirm = 2,
+    window: Window = 20,
+    profile_out: ProfileOut = None,
+    metrics_port: MetricsPort = None,
+    dialect: Dialect = None,
+    model_name: ModelName = None,
+    as_json: AsJson = False,
+    fail_on_drift: FailOnDrift = False,
 ) -> None:
     """Compare live engines (vLLM, SGLang, llama.cpp, twins) with the cost model; flag drift; refit overheads."""
-    from tokenomy.catalog.profiles import load_profile
-    from tokenomy.cli.simulating import deployment_for
-    from tokenomy.watch.export import WatchMetrics, write_profile
-    from tokenomy.watch.loop import watch_loop
-    from tokenomy.watch.refit import fitted_profile
+    run_watch_command(WatchCommandOptions(**locals()))
+
+
+@dataclass(frozen=True)
+class WatchCommandOptions:
+    """The options of `tokenomy watch`, as given (the parameters of `watch_command`, same names)."""
+
+    urls: list[str]
+    model: str
+    gpu: str
+    tp: int | None
+    pp: int
+    precision: str
+    kv_precision: str
+    engine: str
+    accelerators_file: Path | None
+    interval: float
+    iterations: int
+    isl: int
+    osl: int
+    time_scale: float | None
+    band_itl: float
+    band_ttft: float
+    band_throughput: float
+    band_kv: float
+    band_queue: float
+    alarm_on: str
+    confirm: int
+    window: int
+    profile_out: Path | None
+    metrics_port: int | None
+    dialect: str | None
+    model_name: str | None
+    as_json: bool
+    fail_on_drift: bool
+
+
+def check_options(o: WatchCommandOptions) -> None:
+    """Refuse bad URLs, an unknown metrics dialect and out-of-range numbers (ValueError naming the option)."""
     from tokenomy.watch.scrape import DIALECTS
-    from tokenomy.watch.session import EngineWatch, WatchOptions
+
+    for url in o.urls:
+        check_url(url)
+    if o.dialect is not None and o.dialect not in DIALECTS:
+        raise ValueError(f"--engine-metrics: unknown '{o.dialect}'; choose from {', '.join(DIALECTS)}")
+    if not o.interval > 0:
+        raise ValueError(f"--interval must be positive, got {o.interval}")
+    if o.metrics_port is not None and not 0 < o.metrics_port < 65536:
+        raise ValueError(f"--metrics-port must be 1 to 65535, got {o.metrics_port}")
+    if o.iterations < 0:
+        raise ValueError(f"--iterations must be 0 or more, got {o.iterations}")
+    if o.isl < 1 or o.osl < 1:
+        raise ValueError("--isl and --osl must be at least 1")
+
+
+def watch_options(o: WatchCommandOptions) -> WatchOptions:
+    """The comparison's settings: bands per metric, the metrics that alarm, confirmation, refit window, lengths."""
+    bands = {
+        "itl_s": o.band_itl,
+        "ttft_s": o.band_ttft,
+        "output_tokens_per_s": o.band_throughput,
+        "kv_usage": o.band_kv,
+        "waiting": o.band_queue,
+    }
+    return WatchOptions(
+        bands=bands,
+        alarm_on=parse_alarm_on(o.alarm_on),
+        confirm=o.confirm,
+        window=o.window,
+        isl=o.isl,
+        osl=o.osl,
+        time_scale=o.time_scale,
+    )
+
+
+def parse_watches(o: WatchCommandOptions) -> list[EngineWatch]:
+    """One EngineWatch per URL, all comparing with the deployment the options describe."""
+    from tokenomy.cli import options as opt
+
+    check_options(o)
+    options = watch_options(o)
+    deployment = dict(model=o.model, gpu=o.gpu, tp=o.tp, pp=o.pp, precision=o.precision, kv_precision=o.kv_precision)
+    d = opt.deployment_of(o.accelerators_file, **deployment, engine=o.engine).deployment
+    return [EngineWatch(url, d, options) for url in o.urls]
+
+
+@dataclass
+class WatchView:
+    """What `watch` shows of each interval: JSON lines or a live dashboard, the metrics exporter, the profile file."""
+
+    o: WatchCommandOptions
+    base_profile: EngineProfile
+    exporter: WatchMetrics | None = None
+    live: Live | None = None
+    latest: dict[str, IntervalReport] = field(default_factory=dict)
+    alarmed: set[str] = field(default_factory=set)
+
+    def on_reports(self, reports: list[IntervalReport]) -> None:
+        """One interval's reports: remember them, export, print JSON, write the refitted profile, redraw."""
+        for r in reports:
+            self.latest[r.url] = r
+            self.alarmed.update(f"{r.url} {m}" for m in r.alarms)
+            if self.exporter is not None:
+                self.exporter.update(r)
+            if self.o.as_json:
+                sys.stdout.write(json.dumps(report_dict(r)) + "\n")
+                sys.stdout.flush()
+        if self.o.profile_out is not None:
+            self._write_profile(reports)
+        if self.live is not None:
+            self.live.update(Group(*(report_table(self.latest[u]) for u in self.o.urls if u in self.latest)))
+
+    def _write_profile(self, reports: list[IntervalReport]) -> None:
+        """The profile refitted on the first engine with a fit, written to --profile-out."""
+        from tokenomy.watch.export import write_profile
+        from tokenomy.watch.refit import fitted_profile
+
+        fits = [r for r in reports if r.fit is not None]
+        if fits and self.o.profile_out is not None:
+            source = "tokenomy watch " + fits[0].url
+            write_profile(fitted_profile(self.base_profile, fits[0].fit, source), self.o.profile_out)
+
+
+def start_exporter(port: int | None) -> WatchMetrics | None:
+    """watch's own Prometheus metrics served on 127.0.0.1:PORT (None without --metrics-port)."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    from tokenomy.watch.export import WatchMetrics
+
+    exporter = WatchMetrics()
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=exporter.registry)
+    except OSError as exc:
+        _fail(f"--metrics-port {port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})")
+    return exporter
+
+
+def run_watch_command(o: WatchCommandOptions) -> None:
+    """Parse the options into watches, run the loop with the view on each interval, then report drift."""
+    from tokenomy.catalog.profiles import load_profile
+    from tokenomy.watch.loop import watch_loop
 
     try:
-        for url in urls:
-            check_url(url)
-        if dialect is not None and dialect not in DIALECTS:
-            raise ValueError(f"--engine-metrics: unknown '{dialect}'; choose from {', '.join(DIALECTS)}")
-        if not interval > 0:
-            raise ValueError(f"--interval must be positive, got {interval}")
-        if metrics_port is not None and not 0 < metrics_port < 65536:
-            raise ValueError(f"--metrics-port must be 1 to 65535, got {metrics_port}")
-        if iterations < 0:
-            raise ValueError(f"--iterations must be 0 or more, got {iterations}")
-        if isl < 1 or osl < 1:
-            raise ValueError("--isl and --osl must be at least 1")
-        options = WatchOptions(
-            bands={
-                "itl_s": band_itl,
-                "ttft_s": band_ttft,
-                "output_tokens_per_s": band_throughput,
-                "kv_usage": band_kv,
-                "waiting": band_queue,
-            },
-            alarm_on=parse_alarm_on(alarm_on),
-            confirm=confirm,
-            window=window,
-            isl=isl,
-            osl=osl,
-            time_scale=time_scale,
-        )
-        d = deployment_for(
-            model,
-            gpu,
-            tp,
-            pp,
-            precision,
-            kv_precision,
-            engine,
-            0,
-            str(accelerators_file) if accelerators_file else None,
-        )
-        base_profile = load_profile(engine)
-        watches = [EngineWatch(url, d, options) for url in urls]
+        watches = parse_watches(o)
+        base_profile = load_profile(o.engine)
     except (CatalogError, ValueError) as exc:
         _fail(str(exc))
         return
-    exporter = WatchMetrics() if metrics_port is not None else None
-    if exporter is not None:
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(metrics_port, addr="127.0.0.1", registry=exporter.registry)
-        except OSError as exc:
-            _fail(f"--metrics-port {metrics_port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})")
+    view = WatchView(o, base_profile, start_exporter(o.metrics_port))
     console = Console(emoji=False)
-    latest: dict[str, IntervalReport] = {}
-    alarmed: set[str] = set()
-
-    def on_reports(reports: list[IntervalReport]) -> None:
-        for r in reports:
-            latest[r.url] = r
-            alarmed.update(f"{r.url} {m}" for m in r.alarms)
-            if exporter is not None:
-                exporter.update(r)
-            if as_json:
-                sys.stdout.write(json.dumps(report_dict(r)) + "\n")
-                sys.stdout.flush()
-        if profile_out is not None:
-            fits = [r for r in reports if r.fit is not None]
-            if fits:
-                source = "tokenomy watch " + fits[0].url
-                write_profile(fitted_profile(base_profile, fits[0].fit, source), profile_out)
-        if live is not None:
-            live.update(Group(*(report_table(latest[u]) for u in urls if u in latest)))
-
-    live = None if as_json else Live(console=console, auto_refresh=False, transient=False)
+    view.live = None if o.as_json else Live(console=console, auto_refresh=False, transient=False)
     try:
-        if live is not None:
-            live.start()
-            live.update(f"watching {len(urls)} engine(s) every {interval:g} s…", refresh=True)
-        watch_loop(watches, interval, on_reports, iterations, dialect=dialect, model_name=model_name)
+        if view.live is not None:
+            view.live.start()
+            view.live.update(f"watching {len(o.urls)} engine(s) every {o.interval:g} s…", refresh=True)
+        watch_loop(watches, o.interval, view.on_reports, o.iterations, dialect=o.dialect, model_name=o.model_name)
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
         _fail(str(exc))
     finally:
-        if live is not None:
-            live.refresh()
-            live.stop()
-    if profile_out is not None and any(r.fit is not None for r in latest.values()):
-        console.print(
-            f"refitted profile written to {escape(str(profile_out))} (plan --engine {escape(str(profile_out))})"
-        )
-    if alarmed:
-        Console(stderr=True, emoji=False).print(f"[yellow]drift:[/] {escape(', '.join(sorted(alarmed)))}")
-        if fail_on_drift:
+        if view.live is not None:
+            view.live.refresh()
+            view.live.stop()
+    render_end(o, view, console)
+
+
+def render_end(o: WatchCommandOptions, view: WatchView, console: Console) -> None:
+    """Where the refitted profile went, the drift alarms raised; exit 1 on drift with --fail-on-drift."""
+    if o.profile_out is not None and any(r.fit is not None for r in view.latest.values()):
+        out = escape(str(o.profile_out))
+        console.print(f"refitted profile written to {out} (plan --engine {out})")
+    if view.alarmed:
+        Console(stderr=True, emoji=False).print(f"[yellow]drift:[/] {escape(', '.join(sorted(view.alarmed)))}")
+        if o.fail_on_drift:
             raise typer.Exit(1)

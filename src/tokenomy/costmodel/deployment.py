@@ -8,7 +8,7 @@ math in `perf` is a few numpy expressions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from tokenomy.catalog.accelerators import Accelerator
@@ -44,6 +44,22 @@ class Numbers:
     pp: int
     allreduce_bytes_per_token: float
     link_bytes_per_s: float
+    # A step's matmul cost beyond its tokens' FLOPs at matmul_flops_per_s: (F_token + F_lm_head) × (1/r_matvec −
+    # 1/r_dense), so that a one-token step runs at the accelerator's matvec rate and an M-token step tends to the
+    # dense rate (a weight pass shared by its M tokens). 0 where the entry gives no matvec rate (every GPU).
+    matmul_step_s: float = 0.0
+    # MoE as it executes (0 for dense models): FLOPs one token costs in one routed expert over all MoE layers
+    # (2 × one expert's parameters / tp), and the hidden-state bytes of one pass over a token's k routed copies
+    # over all MoE layers (k × hidden × 2 bytes × MoE layers / tp: under expert parallelism, as TensorRT-LLM ran the
+    # measured multi-GPU MoE rows, each rank permutes its own share of the tokens; under tensor-parallel MoE each
+    # rank permutes every token, which this understates for tp > 1).
+    expert_flops_per_token: float = 0.0
+    moe_dispatch_bytes_per_token: float = 0.0
+    # Expert parallelism (Deployment.expert_parallel): the ranks the routed experts are spread over (1: tensor
+    # parallel MoE), the MoE layers, and the expected remote ranks one token's k experts live on.
+    ep: int = 1
+    n_moe_layers: int = 0
+    ep_remote_ranks_per_token: float = 0.0
 
 
 def _efficiency(profile: EngineProfile, compute: str) -> float:
@@ -83,6 +99,10 @@ class Deployment:
     kv_precision: str = "auto"
     profile: EngineProfile = EngineProfile()
     max_context_tokens: int = 0  # static reservation length; 0 → min(model maximum, 32768)
+    # MoE only, tp > 1: routed experts spread whole over the tp GPUs (expert parallelism) and everything else
+    # replicated and run data-parallel on each GPU's share of the sequences (attention DP), as TensorRT-LLM's
+    # enable_attention_dp + moe_expert_parallel_size runs MoE models; False: tensor-parallel MoE.
+    expert_parallel: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp"):
@@ -96,6 +116,22 @@ class Deployment:
     @property
     def n_gpus(self) -> int:
         return self.tp * self.pp
+
+    @property
+    def ep(self) -> int:
+        """Expert-parallel degree: tp with expert_parallel on a MoE model, else 1 (tensor-parallel MoE)."""
+        return self.tp if self.expert_parallel and self.model.is_moe and self.tp > 1 else 1
+
+    @cached_property
+    def replicated_bytes(self) -> float:
+        """Weights every GPU holds whole under expert parallelism (attention, dense MLPs, shared experts, norms
+        and router; embedding and lm_head stay split); 0 without it."""
+        if self.ep == 1:
+            return 0.0
+        p = self.params
+        return (p.attention + p.dense_mlp + p.shared_experts) * self._linear_bits("attention") / 8 + (
+            p.norms + p.router
+        ) * 2
 
     @property
     def fmt(self) -> WeightFormat:
@@ -147,8 +183,11 @@ class Deployment:
         return 2 * m.n_kv_heads * m.head_dim * b
 
     def kv_bytes_per_gpu_layer_token(self) -> float:
-        """Per GPU: KV heads are split over tp but replicated when tp exceeds them; MLA latents are replicated."""
+        """Per GPU: KV heads are split over tp but replicated when tp exceeds them; MLA latents are replicated.
+        Expert parallelism (attention DP): each GPU holds whole tokens of its own sequences, 1/tp of the total."""
         m, b = self.model, kv_bytes_per_value(self.kv_dtype)
+        if self.ep > 1:
+            return self.kv_bytes_per_layer_token() / self.tp
         if m.uses_mla:
             return (m.kv_lora_rank + m.qk_rope_head_dim) * b
         heads_per_gpu = math.ceil(m.n_kv_heads / self.tp)
@@ -180,18 +219,19 @@ class Deployment:
         usable = capacity * self.profile.gpu_memory_utilization
         activations = self.activation_bytes_per_gpu() * n
         overhead = self.profile.runtime_overhead_gb * 1e9 * n
+        weights = self.weight_bytes + (self.tp - 1) * self.replicated_bytes  # expert parallel: copies on every GPU
         if self.profile.kv_fraction_of_free:
             usable = capacity - (1 - self.profile.gpu_memory_utilization) * max(
-                capacity - self.weight_bytes - activations - overhead, 0.0
+                capacity - weights - activations - overhead, 0.0
             )
-        kv = usable - self.weight_bytes - activations - overhead
+        kv = usable - weights - activations - overhead
         # Capacity in tokens: the per-GPU KV share bounds it (replicated heads cost each GPU the same).
         per_gpu_token = self.kv_bytes_per_gpu_layer_token() * self.model.n_layers / self.pp
         tokens = int(max(kv, 0) / n / per_gpu_token) if kv > 0 else 0
         return MemoryPlan(
             capacity_bytes=capacity,
             usable_bytes=usable,
-            weights_bytes=self.weight_bytes,
+            weights_bytes=weights,
             activation_bytes=activations,
             runtime_overhead_bytes=overhead,
             kv_bytes=kv,
@@ -241,8 +281,20 @@ class Deployment:
             attn_pair = 2 * m.n_heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
         else:
             attn_pair = 4 * m.n_heads * m.head_dim
+        matmul_flops_per_s = gpu.flops_per_s(compute) * _efficiency(prof, compute)
+        matvec = gpu.matvec_flops_per_s(compute)
+        step_flops = 2 * (matmul + lm_head_params) / tp
+        matmul_step_s = (
+            step_flops * (1 / (matvec * _efficiency(prof, compute)) - 1 / matmul_flops_per_s) if matvec else 0.0
+        )
+        ep = self.ep
+        # expert parallel: every GPU reads the replicated weights whole, the rest (lm_head) split over tp
+        split = dense_bytes - self.replicated_bytes
+        dense_per_gpu = self.replicated_bytes + split / tp if ep > 1 else dense_bytes / tp
+        # expected distinct ranks among ep that a token's k experts sit on (experts spread evenly), less its own
+        remote = (ep - 1) * (1 - (1 - 1 / ep) ** m.experts_per_token) if ep > 1 else 0.0
         return Numbers(
-            dense_bytes=dense_bytes / tp,
+            dense_bytes=dense_per_gpu,
             expert_bytes=expert_bytes / tp,
             n_experts=m.n_experts,
             experts_per_token=m.experts_per_token,
@@ -253,7 +305,7 @@ class Deployment:
             lm_head_flops_per_seq=2 * lm_head_params / tp,
             attn_full_flops_per_pair=attn_pair * m.n_full_layers / tp,
             attn_window_flops_per_pair=attn_pair * m.n_sliding_layers / tp,
-            matmul_flops_per_s=gpu.flops_per_s(compute) * _efficiency(prof, compute),
+            matmul_flops_per_s=matmul_flops_per_s,
             attn_flops_per_s=gpu.flops_per_s(attn_compute) * _efficiency(prof, attn_compute),
             bytes_per_s=gpu.bandwidth_bytes_per_s * prof.bw_efficiency,
             n_layers=m.n_layers,
@@ -261,6 +313,14 @@ class Deployment:
             pp=self.pp,
             allreduce_bytes_per_token=m.hidden_size * ACTIVATION_BYTES,
             link_bytes_per_s=gpu.interconnect_bytes_per_s * prof.comm_efficiency,
+            matmul_step_s=matmul_step_s,
+            expert_flops_per_token=2 * p.routed_experts / m.n_experts / tp if m.is_moe else 0.0,
+            moe_dispatch_bytes_per_token=(
+                m.n_moe_layers * m.experts_per_token * m.hidden_size * ACTIVATION_BYTES / tp if m.is_moe else 0.0
+            ),
+            ep=ep,
+            n_moe_layers=m.n_moe_layers,
+            ep_remote_ranks_per_token=remote,
         )
 
     def numbers(self) -> Numbers:
@@ -284,23 +344,12 @@ def auto_tensor_parallel(
     candidates = [t for t in (1, 2, 4, 8, 16, 32, 64) if t * base.pp <= max(max_gpus, 1)] or [1]
     fitting = None
     for tp in candidates:
-        d = Deployment(
-            base.model, base.gpu, tp, base.pp, base.precision, base.kv_precision, base.profile, base.max_context_tokens
-        )
+        d = replace(base, tp=tp)
         if d.memory.fits:
             fitting = fitting or d
             if d.max_concurrency(prompt_tokens, output_tokens)["paged"] >= min_sequences:
                 return d
-    return fitting or Deployment(
-        base.model,
-        base.gpu,
-        candidates[-1],
-        base.pp,
-        base.precision,
-        base.kv_precision,
-        base.profile,
-        base.max_context_tokens,
-    )
+    return fitting or replace(base, tp=candidates[-1])
 
 
 def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -> list[str]:
@@ -319,7 +368,5 @@ def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -
         out.append(f"pp={d.pp} exceeds {m.id}'s {m.n_layers} layers")
     length = prompt_tokens + output_tokens
     if length > m.max_context_tokens:
-        out.append(
-            f"isl + osl = {length:,} tokens exceeds {m.id}'s context window of {m.max_context_tokens:,} tokens"
-        )
+        out.append(f"isl + osl = {length:,} tokens exceeds {m.id}'s context window of {m.max_context_tokens:,} tokens")
     return out

@@ -6,7 +6,22 @@ t = (t_mem^k + t_comp^k)^(1/k) with k fitted per engine (k=1 adds them, k→∞ 
 roofline max), plus fixed per-step and per-layer overheads and tensor-parallel all-reduces
 (ring all-reduce: 2·(tp−1)/tp · bytes / link bandwidth + latency, two per layer, Megatron-LM),
 and fixed costs per step, per sequence (scheduling, sampling) and per layer.
-MoE layers read only the experts a step touches: E·(1 − (1 − k/E)^tokens) of E.
+MoE layers read only the experts a step touches: E·(1 − (1 − k/E)^tokens) of E. As MoE executes (grouped
+GEMM over the touched experts, CUTLASS/TensorRT-LLM/vLLM fused-MoE style), two further terms, both 0 for dense
+models and for a profile that leaves them at 0:
+  - grouped-GEMM efficiency falls when each touched expert gets few tokens: with m = tokens·k / E_touched rows
+    per expert, an expert's GEMMs run at m / (m + m½) of the dense rate (m½: profile `moe_gemm_half_tokens`,
+    a saturating tile-fill form), so expert compute tokens·k·F_e / (R·eff) = tokens·k·F_e / R
+    + E_touched · m½ · F_e / R: each touched expert costs m½ padded rows of compute on top (F_e: one token's
+    FLOPs in one expert, R: the dense GEMM rate);
+  - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
+    passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
+    expert parallelism each rank permutes its own share of the tokens).
+Expert parallelism (Deployment.expert_parallel, ep = tp GPUs; TensorRT-LLM's attention DP + EP): each GPU
+runs attention and the other non-expert layers on its own share of the sequences with those weights whole, holds
+1/ep of the experts whole, and exchanges tokens twice per MoE layer (dispatch and combine all-to-all): per token,
+c = (ep − 1)·(1 − (1 − 1/ep)^k) remote ranks (distinct ranks its k experts sit on, less its own) × hidden × 2
+bytes each way at the link rate, and no tensor-parallel all-reduce. Load imbalance between ranks is not modelled.
 Every function broadcasts over numpy arrays of batch sizes and context lengths.
 """
 
@@ -62,11 +77,15 @@ class StepCost:
         self.expert_s = n.expert_bytes / n.bytes_per_s
         self.n_experts = float(n.n_experts)
         self.expert_miss = 1.0 - n.experts_per_token / n.n_experts if n.n_experts else 1.0
+        # grouped-GEMM padding per touched expert and hidden-state dispatch per token (module docstring)
+        self.expert_pad_s = prof.moe_gemm_half_tokens * n.expert_flops_per_token / n.matmul_flops_per_s
+        self.dispatch_s_per_token = prof.moe_permute_passes * n.moe_dispatch_bytes_per_token / n.bytes_per_s
         self.kv_full_s_per_token = n.kv_full_bytes_per_token / n.bytes_per_s
         self.kv_window_s_per_token = n.kv_window_bytes_per_token / n.bytes_per_s
         self.window_tokens = float(n.window_tokens)
         self.matmul_s_per_token = n.matmul_flops_per_token / n.matmul_flops_per_s
         self.lm_head_s_per_seq = n.lm_head_flops_per_seq / n.matmul_flops_per_s
+        self.matmul_step_s = n.matmul_step_s  # one-token kernels slower than batched ones (CPU hosts); else 0
         self.attn_full_s_per_pair = n.attn_full_flops_per_pair / n.attn_flops_per_s
         self.attn_window_s_per_pair = n.attn_window_flops_per_pair / n.attn_flops_per_s
         self.k = 1.0 if abs(prof.overlap_k - 1.0) < 1e-9 else prof.overlap_k  # a fitted 1.0000000000000002 adds
@@ -75,7 +94,11 @@ class StepCost:
         self.seq_s = prof.seq_overhead_s
         self.comm_fixed_s = 0.0
         self.comm_s_per_token = 0.0
-        if n.tp > 1:
+        if n.ep > 1:  # dispatch + combine all-to-all per MoE layer, each rank sending its own tokens' copies
+            self.comm_fixed_s += 2 * n.n_moe_layers * prof.allreduce_latency_s
+            copies = n.ep_remote_ranks_per_token / n.ep  # per token of the replica's step, per GPU
+            self.comm_s_per_token += 2 * n.n_moe_layers * copies * n.allreduce_bytes_per_token / n.link_bytes_per_s
+        elif n.tp > 1:
             self.comm_fixed_s += 2 * n.n_layers * prof.allreduce_latency_s
             self.comm_s_per_token += (
                 2 * n.n_layers * 2 * (n.tp - 1) / n.tp * n.allreduce_bytes_per_token / n.link_bytes_per_s
@@ -101,8 +124,12 @@ class StepCost:
         t_mem = self.dense_s + self.kv_full_s_per_token * kv_tokens
         t_comp = self.matmul_s_per_token * new_tokens + self.lm_head_s_per_seq * seqs
         t_comp = t_comp + self.attn_full_s_per_pair * attn_pairs
+        if self.matmul_step_s:
+            t_comp = t_comp + self.matmul_step_s
         if self.n_experts:
-            t_mem = t_mem + self.n_experts * (1.0 - self.expert_miss**new_tokens) * self.expert_s
+            touched = self.n_experts * (1.0 - self.expert_miss**new_tokens)
+            t_mem = t_mem + touched * self.expert_s + self.dispatch_s_per_token * new_tokens
+            t_comp = t_comp + touched * self.expert_pad_s
         if self.window_tokens:
             t_mem = t_mem + self.kv_window_s_per_token * np.minimum(kv_tokens, seqs * self.window_tokens)
             t_comp = t_comp + self.attn_window_s_per_pair * np.minimum(attn_pairs, new_tokens * self.window_tokens)

@@ -14,6 +14,8 @@ FITTED = (
     "seq_overhead_s",
     "overlap_k",
     "comm_efficiency",
+    "moe_gemm_half_tokens",
+    "moe_permute_passes",
 )
 
 
@@ -31,6 +33,9 @@ class EngineProfile:
     overlap_k: float = 2.0  # memory/compute overlap: step = (mem^k + comp^k)^(1/k); 1 additive, inf max
     allreduce_latency_s: float = 8e-6  # per tensor-parallel all-reduce
     comm_efficiency: float = 0.7  # achieved / peak interconnect bandwidth in all-reduce
+    # MoE as it executes (0 = off, the form before these terms; calibrate/fit.py PRIORS holds the fit's priors):
+    moe_gemm_half_tokens: float = 0.0  # tokens per expert at which grouped-GEMM runs at half the dense rate
+    moe_permute_passes: float = 0.0  # hidden-state passes per routed copy of a token (router, permute, unpermute)
     gpu_memory_utilization: float = 0.90  # fraction of accelerator memory the engine may use
     kv_fraction_of_free: bool = False  # TensorRT-LLM: KV gets that fraction of what weights etc. leave free
     runtime_overhead_gb: float = 1.5  # per GPU: CUDA context, graphs, communication buffers
@@ -41,6 +46,10 @@ class EngineProfile:
     idle_power_fraction: float = 0.30  # board power at idle as a fraction of TDP
     fitted_on: str = ""
     fit: dict[str, Any] = field(default_factory=dict, compare=False)
+    borrows_from: str = ""  # engine whose fitted efficiencies and overheads this profile reuses ("" = its own)
+    borrowed: list[str] = field(default_factory=list, compare=False)  # the fields taken from `borrows_from`
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # field -> where its value comes from
+    notes: list[str] = field(default_factory=list, compare=False)  # what the profile models and what it does not
 
     def with_values(self, **values: Any) -> EngineProfile:
         return replace(self, **values)

@@ -17,7 +17,10 @@ middleware, the upstream client is a lean HTTP/1.1 client (tokenomy/http1.py), a
 looks for a few byte markers (the first token, [DONE], an error event, the usage event); the ledger row,
 budget settlement and metrics are done once per attempt, after the stream. Under uvicorn (serve.py) the
 reads that carry only tokens are written to the client's connection from the upstream read's callback
-(`Relay.forward`: no task switch, no ASGI message), one HTTP chunk per read as the ASGI path would send.
+(`Relay.forward`: no task switch, no ASGI message), one HTTP chunk per read as the ASGI path would send; the
+status line, headers and first bytes go out in one write (`SSEResponse.start_direct`); a body that arrived with
+its headers is read without arming a timer; and the server calls back when the client's connection is lost
+(`Watch`, `SSEResponse`) instead of a task per request waiting on `receive`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,12 +47,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from tokenomy.gateway.budgets import BudgetsUnavailable, Limit, OverBudget, Reservation, period_start_s
+from tokenomy.gateway.budgets import (
+    BudgetsUnavailable,
+    Limit,
+    OverBudget,
+    Reservation,
+    period_start_s,
+    reserve_or_release,
+)
 from tokenomy.gateway.classifier import CLASSES, default_classifier
 from tokenomy.gateway.config import GatewayConfig
 from tokenomy.gateway.escalate import policy_for, respond
 from tokenomy.gateway.keys import ApiKey, same_secret
-from tokenomy.gateway.ledger import Attempt
+from tokenomy.gateway.ledger import Attempt, usage_details
 from tokenomy.gateway.metrics import GatewayMetrics
 from tokenomy.gateway.router import Route, Router, Tier, UnknownModel, self_hosted_deployment, tier_prices
 from tokenomy.gateway.schema import (
@@ -75,6 +86,7 @@ SSE_HEADERS = [
 ]
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 DIRECT_CYCLE = "tokenomy.cycle"  # the scope key under which serve.GatewayHttpProtocol gives uvicorn's cycle
+DISCONNECT_HOOK = "tokenomy_on_disconnect"  # the cycle's attribute serve.GatewayHttpProtocol calls when the client goes
 DRAIN_S = 1.0  # after [DONE], how long to wait for the upstream to end its response (to reuse the connection)
 
 
@@ -276,12 +288,29 @@ class Gateway:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BadRequest(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        cycle = request.scope.get(DIRECT_CYCLE)
+        if cycle is not None and not cycle.more_body and not cycle.disconnected:
+            # The whole body came with the headers (the usual case): uvicorn's receive hands it over without
+            # waiting, so no timer is armed for it.
+            message = await request.receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                raw = message.get("body", b"")
+                if len(raw) > limit:
+                    raise BadRequest(413, f"request body exceeds the limit of {limit} bytes")
+                return self.parse_body(raw), len(raw)
+            raw, size = await self.receive_body(request.receive, [message])
+        else:
+            raw, size = await self.receive_body(request.receive, [])
+        return self.parse_body(raw), size
+
+    async def receive_body(self, receive: Any, messages: list[dict[str, Any]]) -> tuple[bytes, int]:
+        """The rest of a request's body after `messages` (size- and time-limited; raises BadRequest)."""
+        limit = self.config.limits.max_body_bytes
         chunks, size = [], 0
-        receive = request.receive
         try:
             async with asyncio.timeout(self.config.timeouts.client_body_s):
                 while True:
-                    message = await receive()
+                    message = messages.pop() if messages else await receive()
                     if message["type"] != "http.request":
                         raise BadRequest(499, "the client went away while sending its request")
                     chunk = message.get("body", b"")
@@ -294,7 +323,11 @@ class Gateway:
         except TimeoutError:
             s = self.config.timeouts.client_body_s
             raise BadRequest(408, f"the request body did not arrive within {s:g} s", "timeout") from None
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), size
+
+    @staticmethod
+    def parse_body(raw: bytes) -> dict[str, Any]:
+        """A request body's JSON object (raises BadRequest)."""
         try:
             body = JSON_DECODER.decode(raw.decode())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -303,7 +336,7 @@ class Gateway:
             raise BadRequest(400, "the body is not usable JSON: it is nested too deeply") from None
         if not isinstance(body, dict):
             raise BadRequest(400, "the body must be a JSON object")
-        return body, size
+        return body
 
     def check_body(self, body: dict[str, Any], path: str, body_bytes: int) -> Shape:
         """Check the body against the schema (schema.py); returns what it may cost."""
@@ -344,8 +377,8 @@ class Gateway:
                 cost = dataclasses.replace(cost, prompt_tokens=min(counted, cost.prompt_tokens))
         worst_usd = max(t.prices.usd(cost.prompt_tokens, cost.output_tokens) for t in route.candidates)
         try:
-            reservation = await self.budgets.areserve(
-                key.key_id, key.team, worst_usd, cost.prompt_tokens + cost.output_tokens
+            reservation = await reserve_or_release(
+                self.budgets, key.key_id, key.team, worst_usd, cost.prompt_tokens + cost.output_tokens
             )
         except OverBudget as exc:
             self.metrics.child(self.metrics.rejected, "budget").inc()
@@ -376,8 +409,8 @@ class Gateway:
         # Until a response is ready, a client that leaves cancels the work: the upstream request is dropped and
         # the reservation released (a started stream has its own watcher, SSEResponse).
         task = asyncio.current_task()
-        watch = Watch()
-        watcher = asyncio.create_task(watch.run(request.receive, task))
+        watch = Watch(task)
+        watcher = watch.start(request.scope.get(DIRECT_CYCLE), request.receive)
         try:
             if self.config.routes and (policy := policy_for(self.config.routes, route)) is not None:
                 return await respond(self, call, policy)  # validate and escalate (escalate.py)
@@ -394,8 +427,7 @@ class Gateway:
             self.budgets.settle(reservation, call.billed_usd, call.billed_tokens)
             raise
         finally:
-            watch.done = True
-            watcher.cancel()
+            watch.stop(watcher)
 
     # ---- trying tiers ---------------------------------------------------------------------------
 
@@ -422,11 +454,15 @@ class Gateway:
         tokens_out: int = 0,
         ttft_s: float | None = None,
         reason: str = "",
+        usage: Any = None,
     ) -> float:
-        """Write the attempt's ledger row, ending now and noting the request's spills and failovers so far."""
+        """Write the attempt's ledger row, ending now and noting the request's spills and failovers so far; `usage`
+        (the upstream's) gives its cached input and reasoning tokens (ledger.py `usage_details`)."""
         reason = "; ".join(r for r in ("; ".join(call.notes), reason) if r)
         e2e_s = time.perf_counter() - call.started
-        return self.write_attempt(call, tier, status, http_status, tokens_in, tokens_out, ttft_s, e2e_s, reason)
+        details = usage_details(usage)
+        args = (call, tier, status, http_status, tokens_in, tokens_out, ttft_s, e2e_s, reason)
+        return self.write_attempt(*args, **details)
 
     def write_attempt(
         self,
@@ -443,7 +479,7 @@ class Gateway:
     ) -> float:
         """Write the request's next ledger row and count it in the metrics; returns its cost. `validated` holds
         the validation columns of Attempt (validated routes only, escalate.py)."""
-        cost = tier.prices.usd(tokens_in, tokens_out)
+        cost = tier.prices.usd(tokens_in, tokens_out, validated.get("cached_tokens_in") or 0)
         if (tokens_in or tokens_out) and status != "judge":
             reason = self.check_reservation(call, tier, tokens_in, tokens_out, cost, reason)
         self.ledger.record(
@@ -605,7 +641,8 @@ class Gateway:
                 self.record(call, tier, "client_error", reply.http_status, reason=reply.reason)
                 self.finish(call, tier, "client_error", 0.0, 0)
                 return Response(reply.content, reply.http_status, self.headers(call, tier), "application/json")
-            cost = self.record(call, tier, "ok", 200, reply.tokens_in, reply.tokens_out, reason=reply.reason)
+            usage = reply.answer.get("usage") if isinstance(reply.answer, dict) else None
+            cost = self.record(call, tier, "ok", 200, reply.tokens_in, reply.tokens_out, None, reply.reason, usage)
             self.finish(call, tier, "ok", cost, reply.tokens_in + reply.tokens_out)
             return Response(reply.content, 200, self.headers(call, tier), "application/json")
         return self.all_failed(call)
@@ -666,20 +703,48 @@ class Gateway:
 
 
 class Watch:
-    """Watches a request's ASGI receive channel until its response is ready; a disconnect cancels the request."""
+    """Watches a request until its response is ready; a disconnect cancels the request.
 
-    __slots__ = ("gone", "done")
+    Under uvicorn (serve.py gives its request-response cycle) the server calls `disconnected` when the connection
+    is lost: no task per request. Under any other ASGI server a task waits on the receive channel instead.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("gone", "done", "task", "cycle")
+
+    def __init__(self, task: asyncio.Task | None) -> None:
         self.gone = False
         self.done = False
+        self.task = task
+        self.cycle: Any = None
 
-    async def run(self, receive: Any, task: asyncio.Task | None) -> None:
+    def start(self, cycle: Any, receive: Any) -> asyncio.Task | None:
+        """Begin watching; returns the watcher task, None when the server's callback does the watching."""
+        if cycle is not None and hasattr(cycle, DISCONNECT_HOOK):
+            self.cycle = cycle
+            if cycle.disconnected:
+                self.disconnected()
+            else:
+                setattr(cycle, DISCONNECT_HOOK, self.disconnected)
+                cycle.flow.resume_reading()  # a connection not read from would not tell of its end
+            return None
+        return asyncio.get_running_loop().create_task(self.run(receive))
+
+    def stop(self, watcher: asyncio.Task | None) -> None:
+        self.done = True
+        if watcher is not None:
+            watcher.cancel()
+        elif self.cycle is not None and getattr(self.cycle, DISCONNECT_HOOK) == self.disconnected:
+            setattr(self.cycle, DISCONNECT_HOOK, None)
+
+    def disconnected(self) -> None:
+        if not self.done and self.task is not None:
+            self.gone = True
+            self.task.cancel()
+
+    async def run(self, receive: Any) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        if not self.done and task is not None:
-            self.gone = True
-            task.cancel()
+        self.disconnected()
 
 
 def upstream_error_body(status: int, content: bytes, tier: str) -> bytes:
@@ -862,10 +927,17 @@ class Relay:
         chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if b"[DONE]" in chunk or b'"error"' in chunk or b'"usage"' in chunk or b"\r" in chunk:
             return False
-        if time.perf_counter() > self.deadline:
+        if perf_counter() > self.deadline:
             return False
         response.take()
-        out = self.feed(chunk)
+        if chunk.endswith(b"\n\n"):  # whole content events (feed's common case, its checks done above)
+            events = chunk.count(b"\n\n")
+            if not self.content_events and _is_opening(chunk):
+                events -= 1
+            self.content_events += events
+            out = chunk
+        else:
+            out = self.feed(chunk)
         if out:
             cycle.transport.write(b"%x\r\n%b\r\n" % (len(out), out))  # uvicorn's chunked framing (httptools_impl)
         return True
@@ -931,10 +1003,13 @@ class Relay:
             response.close()
             return
         if not response.at_eof():  # the chunked encoding's end follows [DONE]: read it so the connection is reusable
+            response.set_read_timeout(DRAIN_S)  # the response's own read timer: no second timer for this wait
+            until = perf_counter() + DRAIN_S
             try:
-                async with asyncio.timeout(DRAIN_S):
-                    while await response.read_chunk():
-                        pass
+                while await response.read_chunk():
+                    if perf_counter() > until:  # bytes keep coming after [DONE]: not a connection to reuse
+                        response.close()
+                        return
             except CLIENT_ERRORS:
                 response.close()
                 return
@@ -979,12 +1054,19 @@ class Relay:
         status, reason, tokens_in, tokens_out = self.account()
         if not self.usage:
             reason = "; ".join(r for r in (reason, "tokens estimated: no usage from the upstream") if r)
-        cost = self.gateway.record(self.call, self.tier, status, 200, tokens_in, tokens_out, self.ttft_s, reason)
+        cost = self.gateway.record(
+            self.call, self.tier, status, 200, tokens_in, tokens_out, self.ttft_s, reason, usage=self.usage
+        )
         self.gateway.finish(self.call, self.tier, status, cost, tokens_in + tokens_out)
 
 
 class SSEResponse:
-    """A plain ASGI response relaying a stream; a watcher notices the client leaving so the relay stops."""
+    """A plain ASGI response relaying a stream; the client leaving (the server's disconnect callback, or a watcher
+    task on `receive` under another server) stops the relay.
+
+    Under uvicorn the status line, headers and first bytes go out in one write (`start_direct`, as uvicorn's
+    `send` would frame them); the rest goes through `send`, or `Relay.forward` for the token reads.
+    """
 
     def __init__(self, relay: Relay, first: bytes, headers: list[tuple[bytes, bytes]]):
         self.relay = relay
@@ -993,23 +1075,65 @@ class SSEResponse:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         relay = self.relay
+        cycle = relay.cycle = scope.get(DIRECT_CYCLE)
+        watcher = None
+        if cycle is not None and hasattr(cycle, DISCONNECT_HOOK):
+            if cycle.disconnected:
+                relay.abandon()
+            else:
+                setattr(cycle, DISCONNECT_HOOK, relay.abandon)
+        else:
 
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            relay.abandon()
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                relay.abandon()
 
-        watcher = asyncio.create_task(watch())
-        relay.cycle = scope.get(DIRECT_CYCLE)
+            watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            await send({"type": "http.response.body", "body": self.first, "more_body": not relay.done})
+            if relay.done or not self.start_direct(cycle):
+                await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+                await send({"type": "http.response.body", "body": self.first, "more_body": not relay.done})
             if not relay.done:
                 await relay.pump(send)
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            elif cycle is not None and getattr(cycle, DISCONNECT_HOOK, None) == relay.abandon:
+                setattr(cycle, DISCONNECT_HOOK, None)
             relay.settle()
             await relay.release()
+
+    def start_direct(self, cycle: Any) -> bool:
+        """Write the status line, headers and first bytes to uvicorn's connection in one write, as its `send` would
+        (its default headers, chunked encoding, `connection: close` when not kept alive), updating its cycle; False
+        (nothing written) when the cycle is not in the plain state this expects."""
+        if (
+            cycle is None
+            or cycle.response_started
+            or cycle.disconnected
+            or cycle.access_log
+            or cycle.flow.write_paused
+            or cycle.scope.get("method") != "POST"
+        ):
+            return False
+        head = [b"HTTP/1.1 200 OK\r\n"]
+        for name, value in (*cycle.default_headers, *self.headers):
+            if b"\r" in value or b"\n" in value or b":" in name:  # uvicorn refuses these: let it say so
+                return False
+            head += [name.lower(), b": ", value, b"\r\n"]
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"transfer-encoding: chunked\r\n\r\n")
+        first = self.first
+        if first:
+            head += [b"%x\r\n" % len(first), first, b"\r\n"]
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.chunked_encoding = True
+        cycle.expected_content_length = 0
+        cycle.transport.write(b"".join(head))
+        return True
 
 
 def admin_routes(gateway: Gateway) -> list[HttpRoute]:
@@ -1150,7 +1274,8 @@ class GatewayApp:
             await response(scope, receive, tracked_send)
         except Exception:
             log.exception("internal error on %s", scope["path"])
-            if not started:
+            cycle = scope.get(DIRECT_CYCLE)
+            if not started and not (cycle is not None and cycle.response_started):  # SSEResponse.start_direct
                 internal = error_response(500, "internal error in the gateway (logged)", "internal_error")
                 await internal(scope, receive, send)
         finally:

@@ -11,6 +11,7 @@ Redis instead (`shared.RedisBudgets`, same methods); the app calls `areserve`, w
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import time
 from collections.abc import Callable, Iterable
@@ -22,21 +23,31 @@ ADJECTIVE = {"day": "daily", "month": "monthly"}
 SCOPES = ("key", "team")
 
 
+_PERIODS_SEEN: dict[str, tuple[float, float]] = {}  # period → (start, end) of the last one asked about
+
+
 def period_start_s(period: str, now_s: float) -> float:
-    """Unix time at which the current UTC day or month began."""
+    """Unix time at which the current UTC day or month began (remembered while `now_s` stays in the same period:
+    every request asks)."""
+    seen = _PERIODS_SEEN.get(period)
+    if seen is not None and seen[0] <= now_s < seen[1]:
+        return seen[0]
     t = time.gmtime(now_s)
     if period == "day":
-        return float(calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)))
-    return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
+        start = float(calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)))
+        end = start + 86400.0
+    else:
+        start = float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
+        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        end = float(calendar.timegm((year, month, 1, 0, 0, 0)))
+    _PERIODS_SEEN[period] = (start, end)
+    return start
 
 
 def period_end_s(period: str, now_s: float) -> float:
-    start = period_start_s(period, now_s)
-    if period == "day":
-        return start + 86400.0
-    t = time.gmtime(start)
-    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    return float(calendar.timegm((year, month, 1, 0, 0, 0)))
+    """Unix time at which the current UTC day or month ends."""
+    period_start_s(period, now_s)
+    return _PERIODS_SEEN[period][1]
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,26 @@ class Reservation:
     on_settle: Callable[[], None] | None = None  # run once, after settling (the ledger journal's close line)
     shared_id: str = ""  # its id in Redis (shared.RedisBudgets)
     shared_keys: tuple[str, ...] = ()  # the Redis usage hashes it counts in
+
+
+async def reserve_or_release(budgets: Any, key_id: str, team: str, usd: float, tokens: int) -> Reservation:
+    """`budgets.areserve(...)`, safe against the caller being cancelled while it waits: a store that answers after
+    the caller is gone (Redis, `suspends`) may have made the reservation, so it is settled at $0 as soon as it
+    arrives, never left open. Budgets kept in this process reserve without suspending: awaited directly."""
+    if not getattr(budgets, "suspends", False):
+        return await budgets.areserve(key_id, team, usd, tokens)
+    pending = asyncio.ensure_future(budgets.areserve(key_id, team, usd, tokens))
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        pending.add_done_callback(lambda done: _release_late(budgets, done))
+        raise
+
+
+def _release_late(budgets: Any, done: asyncio.Future) -> None:
+    """Settle at $0 a reservation whose requester was cancelled while it was being made."""
+    if not done.cancelled() and done.exception() is None:
+        budgets.settle(done.result(), 0.0, 0)
 
 
 class BudgetsUnavailable(Exception):
@@ -151,6 +182,8 @@ class LimitBook:
 
 class Budgets(LimitBook):
     """Limits and usage of every key and team."""
+
+    suspends = False  # `areserve` completes without waiting (no store to ask): nothing to release if cancelled
 
     def __init__(self, limits: Iterable[Limit] = (), clock=time.time):  # noqa: ANN001
         self.clock = clock

@@ -133,32 +133,44 @@ def _hits(words: set[str], stems: set[str], vocabulary: frozenset[str], stem_set
     return len(words & vocabulary) + len(stems & stem_set)
 
 
-def features(body: dict[str, Any]) -> np.ndarray:
-    """The feature vector of a request body (order of FEATURES), each roughly in 0–3."""
+def feature_values(body: dict[str, Any]) -> list[float]:
+    """The feature vector of a request body (order of FEATURES), each roughly in 0–3, as plain floats (the request
+    path: no array to build for eleven numbers)."""
     last, total_chars, turns = request_texts(body)
     scan = last[:SCAN_CHARS].lower()
     words = set(WORD.findall(scan))
     stems = {w[:6] for w in words if len(w) > 6}
-    simple = _hits(words, stems, SIMPLE_WORDS, SIMPLE_STEMS) + sum(p in scan for p in SIMPLE_PHRASES)
-    complex_ = _hits(words, stems, COMPLEX_WORDS, COMPLEX_STEMS) + sum(p in scan for p in COMPLEX_PHRASES)
-    code = len(words & CODE_WORDS) + sum(min(scan.count(c), 3) for c in CODE_CHARS)
-    math_hits = len(words & MATH_WORDS) + min(len(ARITHMETIC.findall(scan)), 3)
+    simple = _hits(words, stems, SIMPLE_WORDS, SIMPLE_STEMS) + len([p for p in SIMPLE_PHRASES if p in scan])
+    complex_ = _hits(words, stems, COMPLEX_WORDS, COMPLEX_STEMS) + len([p for p in COMPLEX_PHRASES if p in scan])
+    code = len(words & CODE_WORDS) + sum([min(scan.count(c), 3) for c in CODE_CHARS])
+    math_hits = len(words & MATH_WORDS) + (min(len(ARITHMETIC.findall(scan)), 3) if any_digit(scan) else 0)
     wants_format = "response_format" in body or not words.isdisjoint(FORMAT_WORDS)
-    return np.array(
-        [
-            math.log1p(len(last)) / 4,
-            math.log1p(total_chars) / 4,
-            min(turns - 1, 5) / 5 if turns else 0.0,
-            1.0 if wants_format else 0.0,
-            min(simple, 4) / 2,
-            min(complex_, 6) / 2,
-            min(code, 6) / 2,
-            min(math_hits, 6) / 2,
-            min(scan.count("?"), 4) / 2,
-            min(len(LIST_ITEM.findall(scan)), 8) / 4,
-            min(scan.count(". ") + scan.count(".\n"), 12) / 4,
-        ]
-    )
+    return [
+        math.log1p(len(last)) / 4,
+        math.log1p(total_chars) / 4,
+        min(turns - 1, 5) / 5 if turns else 0.0,
+        1.0 if wants_format else 0.0,
+        min(simple, 4) / 2,
+        min(complex_, 6) / 2,
+        min(code, 6) / 2,
+        min(math_hits, 6) / 2,
+        min(scan.count("?"), 4) / 2,
+        min(len(LIST_ITEM.findall(scan)), 8) / 4,
+        min(scan.count(". ") + scan.count(".\n"), 12) / 4,
+    ]
+
+
+DIGIT = re.compile(r"\d")
+
+
+def any_digit(text: str) -> bool:
+    """Whether the text has a digit (no arithmetic without one: the ARITHMETIC scan is skipped)."""
+    return DIGIT.search(text) is not None
+
+
+def features(body: dict[str, Any]) -> np.ndarray:
+    """The feature vector of a request body (order of FEATURES), each roughly in 0–3."""
+    return np.array(feature_values(body))
 
 
 @dataclass(frozen=True)
@@ -169,8 +181,12 @@ class Classifier:
     bias: float
     threshold: float = 0.5
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_weights", tuple(float(w) for w in self.weights))  # plain floats: a cheap dot
+
     def p_complex(self, body: dict[str, Any]) -> float:
-        z = float(self.weights @ features(body)) + self.bias
+        """σ(w·x + b) of a request body."""
+        z = sum([w * x for w, x in zip(self._weights, feature_values(body), strict=True)]) + self.bias
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
 
     def classify(self, body: dict[str, Any]) -> tuple[str, float]:

@@ -142,11 +142,12 @@ class LedgerConfig(Strict):
 
 class SharedConfig(Strict):
     """issue 14: several gateway processes share budgets through Redis (shared.py); keys and limits through the
-    ledger database, whose version counter each process polls (state.py)."""
+    ledger database: a change is announced on Redis pub/sub and every process reloads at once; each also polls the
+    database's version counter every `poll_s`, the bound should a message be lost (state.py)."""
 
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0; required by `tokenomy gateway --workers N`
     namespace: str = Field("tokenomy", min_length=1)  # prefix of every Redis key (one per deployment)
-    poll_s: float = Field(0.25, gt=0, le=1)  # how often keys and limits are checked for changes
+    poll_s: float = Field(0.25, gt=0, le=1)  # how often keys and limits are checked for changes (pub/sub's fallback)
 
 
 class RouteConfig(Strict):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from tokenomy.gateway.budgets import OverBudget, Reservation
+from tokenomy.gateway.budgets import BudgetsUnavailable, OverBudget, Reservation, reserve_or_release
 from tokenomy.gateway.config import RouteConfig
 from tokenomy.gateway.schema import upstream_fields
 from tokenomy.gateway.upstream import CLIENT_ERRORS, describe
@@ -240,9 +240,10 @@ async def escalated(gateway: Gateway, call: Call, policy: RouteConfig) -> Answer
                 continue
             if last is not None:  # the previous answer failed: escalate if affordable
                 try:
-                    extra.append(reserve(gateway, call, tier))
-                except OverBudget:
-                    call.notes.append(f"no escalation to {tier.name}: over budget")
+                    extra.append(await reserve(gateway, call, tier))
+                except (OverBudget, BudgetsUnavailable) as exc:
+                    why = "over budget" if isinstance(exc, OverBudget) else "the shared budget store is unavailable"
+                    call.notes.append(f"no escalation to {tier.name}: {why}")
                     tier.upstream.breaker.release()
                     break
                 escalations += 1
@@ -278,10 +279,11 @@ async def escalated(gateway: Gateway, call: Call, policy: RouteConfig) -> Answer
             gateway.budgets.settle(reservation, 0.0, 0)
 
 
-def reserve(gateway: Gateway, call: Call, tier: Tier) -> Reservation:
-    """Reserve one more attempt's worst case (raises OverBudget)."""
+async def reserve(gateway: Gateway, call: Call, tier: Tier) -> Reservation:
+    """Reserve one more attempt's worst case, as the admission does: awaited, never a blocking call on the event loop
+    (raises OverBudget, or BudgetsUnavailable when shared budgets cannot be reached)."""
     usd, tokens = call.reserved(tier)
-    return gateway.budgets.reserve(call.key.key_id, call.key.team, usd, tokens)
+    return await reserve_or_release(gateway.budgets, call.key.key_id, call.key.team, usd, tokens)
 
 
 def outcome_headers(gateway: Gateway, call: Call, answer: Answer) -> dict[str, str]:

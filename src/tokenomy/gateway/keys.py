@@ -16,6 +16,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tokenomy.gateway.ledger import Database
 KEY_PREFIX = "tk-"
 SECRET_FILE = "secret"
 SECRET_ENV = "TOKENOMY_KEY_SECRET"
+MAX_VERIFIED = 100_000  # valid keys remembered between reloads (a bound, should a deployment have more)
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,22 @@ class KeyStore:
     def __init__(self, db: Database, state_dir: Path, secret_env: str | None = SECRET_ENV):
         self.db = db
         self.secret = installation_secret(state_dir, secret_env)
-        self.by_hash: dict[str, ApiKey] = {}
+        self._by_hash: dict[str, ApiKey] = {}
+        self.verified: dict[str, ApiKey] = {}  # presented key → its record: each valid key is hashed once per load
         self.loaded_s = 0.0  # time.monotonic() of the last load
         self.reload_lock = threading.Lock()
+        self.on_change: Callable[[], object] | None = None  # after a create or revoke: tell the other replicas now
         self.load()
+
+    @property
+    def by_hash(self) -> dict[str, ApiKey]:
+        return self._by_hash
+
+    @by_hash.setter
+    def by_hash(self, keys: dict[str, ApiKey]) -> None:
+        """Swap in the active keys, forgetting every key verified against the old ones (a revoked key stops here)."""
+        self._by_hash = keys
+        self.verified = {}  # after the swap: a verify racing it (the watcher thread loads) cannot re-remember old keys
 
     def load(self) -> None:
         """Replace the in-memory keys by the database's active ones."""
@@ -105,16 +119,25 @@ class KeyStore:
         )
         self.db.bump_version()
         self.by_hash = {**self.by_hash, record.key_hash: record}
+        self._changed()
         return record, key
 
     def verify(self, key: str) -> ApiKey | None:
-        """The key's record, or None for an unknown or revoked key."""
+        """The key's record, or None for an unknown or revoked key. A valid key is remembered until the keys are
+        next swapped (load, create, revoke), so the HMAC is computed once per key, not once per request; unknown
+        keys are not remembered, so presenting many cannot grow memory."""
+        verified = self.verified
+        record = verified.get(key)
+        if record is not None:
+            return record
         if not key.startswith(KEY_PREFIX):
             return None
         digest = self.digest(key)
-        record = self.by_hash.get(digest)
+        record = self._by_hash.get(digest)
         if record is None or not hmac.compare_digest(record.key_hash, digest):
             return None
+        if verified is self.verified and len(verified) < MAX_VERIFIED:  # not swapped meanwhile
+            verified[key] = record
         return record
 
     def revoke(self, key_id: str) -> bool:
@@ -123,7 +146,12 @@ class KeyStore:
         self.db.execute("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,))
         self.db.bump_version()
         self.by_hash = {h: k for h, k in self.by_hash.items() if k.key_id != key_id}
+        self._changed()
         return bool(active and active[0][0])
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def list(self) -> list[ApiKey]:
         return sorted(self.by_hash.values(), key=lambda k: k.created_s)

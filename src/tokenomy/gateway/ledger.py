@@ -60,7 +60,7 @@ class Attempt:
     stream: bool
     tokens_in: int
     tokens_out: int
-    cost_usd: float
+    cost_usd: float  # the tier's $/Mtok: docs/design.md "Pricing self-hosted tokens" (the rule replay uses too)
     ttft_s: float | None
     e2e_s: float | None
     status: str  # ok, client_error, upstream_error, stream_error, cancelled, reconciled
@@ -72,6 +72,10 @@ class Attempt:
     final_tier: str | None = None  # the tier whose answer the client got; on the final row only
     escalations: int | None = None  # tiers asked after the first; on the final row only
     passed: bool | None = None  # whether the answer the client got passed validation; on the final row only
+    # from the upstream's usage where it says (NULL where it does not); cost_usd bills cached_tokens_in, a part
+    # of tokens_in, at the tier's cached-input rate (router.py `tier_prices`; self-hosted: the input rate)
+    cached_tokens_in: int | None = None  # usage.prompt_tokens_details.cached_tokens
+    reasoning_tokens_out: int | None = None  # usage.completion_tokens_details.reasoning_tokens, part of tokens_out
 
 
 RECONCILED_ATTEMPT = 1_000_000  # the attempt number of the row that bills a request a crash left open
@@ -90,6 +94,8 @@ SQL_TYPES = {
     "request_usd": "DOUBLE PRECISION",
     "escalations": "INTEGER",
     "passed": "INTEGER",
+    "cached_tokens_in": "BIGINT",
+    "reasoning_tokens_out": "BIGINT",
 }
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS attempts ("
@@ -108,6 +114,23 @@ INSERT = (
     "ON CONFLICT (request_id, attempt) DO NOTHING"
 )
 JSON_LINE = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps with options builds one a call
+
+
+def usage_details(usage: Any) -> dict[str, int]:
+    """The cached input and reasoning tokens of an OpenAI-style `usage` object, as Attempt columns; a count the
+    upstream does not give (or gives as something other than a non-negative integer) is left out (NULL)."""
+    out: dict[str, int] = {}
+    if not isinstance(usage, dict):
+        return out
+    for column, details, key in (
+        ("cached_tokens_in", "prompt_tokens_details", "cached_tokens"),
+        ("reasoning_tokens_out", "completion_tokens_details", "reasoning_tokens"),
+    ):
+        part = usage.get(details)
+        value = part.get(key) if isinstance(part, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[column] = value
+    return out
 
 
 def row_values(row: Attempt, postgres: bool) -> tuple:

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenomy.catalog.errors import unknown_name_error
-from tokenomy.catalog.prices import api_prices
+from tokenomy.catalog.prices import api_prices, self_hosted_prices
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import StepCost, queued_ttft_s
-from tokenomy.costmodel.plan import Workload, plan
 from tokenomy.gateway.classifier import Classifier
 from tokenomy.gateway.config import ConfigError, GatewayConfig, TierConfig
 from tokenomy.gateway.upstream import Upstream
@@ -37,18 +36,26 @@ class Prices:
     usd_per_mtok_input: float
     usd_per_mtok_output: float
     source: str  # where the numbers come from
+    usd_per_mtok_cached_input: float | None = None  # None: cached input tokens billed as input
 
-    def usd(self, input_tokens: float, output_tokens: float) -> float:
-        return (input_tokens * self.usd_per_mtok_input + output_tokens * self.usd_per_mtok_output) / 1e6
+    def usd(self, input_tokens: float, output_tokens: float, cached_input_tokens: float = 0) -> float:
+        """Cost of an attempt; its cached input tokens (a part of input_tokens) at the cached-input rate."""
+        usd = input_tokens * self.usd_per_mtok_input + output_tokens * self.usd_per_mtok_output
+        if cached_input_tokens and self.usd_per_mtok_cached_input is not None:  # as catalog/prices.py TokenPrices
+            cached = min(cached_input_tokens, input_tokens)
+            usd -= cached * (self.usd_per_mtok_input - self.usd_per_mtok_cached_input)
+        return usd / 1e6
 
 
 def self_hosted_deployment(tier: TierConfig) -> Deployment:
     """The deployment behind a self-hosted tier, built like `tokenomy plan` builds one."""
-    from tokenomy.cli.simulating import deployment_for
+    from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
     spec = tier.deployment
     assert spec is not None
-    return deployment_for(spec.model, spec.gpu, spec.count, 1, spec.precision, "auto", spec.engine)
+    return resolve(
+        DeploymentSpec(model=spec.model, gpu=spec.gpu, tp=spec.count, precision=spec.precision, engine=spec.engine)
+    ).deployment
 
 
 def tier_prices(tier: TierConfig, deployment: Deployment | None) -> Prices:
@@ -62,20 +69,19 @@ def tier_prices(tier: TierConfig, deployment: Deployment | None) -> Prices:
         usd_per_gpu_hour = usd_per_gpu_hour if usd_per_gpu_hour is not None else deployment.gpu.usd_per_gpu_hour()
         if usd_per_gpu_hour is None:
             raise ConfigError(f"tier '{tier.name}': no catalogue price for {spec.gpu}; give deployment.usd_per_hour")
-        p = plan(
-            deployment, Workload(spec.pricing_isl, spec.pricing_osl, spec.utilisation), spec.count, usd_per_gpu_hour
-        )
-        if not p["fits"]:
-            raise ConfigError(f"tier '{tier.name}': {p.get('why_not', 'the deployment does not fit')}")
-        usd = p["usd_per_mtok"]
+        try:  # the one rule for self-hosted tokens, shared with replay (docs/design.md)
+            p = self_hosted_prices(deployment, usd_per_gpu_hour, spec.utilisation, spec.pricing_isl, spec.pricing_osl)
+        except ValueError as exc:
+            raise ConfigError(f"tier '{tier.name}': {exc}") from None
         name = f"{deployment.model.id} {deployment.fmt.name} on {spec.count}× {spec.gpu}"
         source = f"planner: {name} at {spec.utilisation:.0%} utilisation"
-        return Prices(usd["input"], usd["output"], source)
+        return Prices(p.usd_per_mtok_input, p.usd_per_mtok_output, source)
     offers = {p.name.lower(): p for p in api_prices()}
     offer = offers.get((tier.price or "").lower())
     if offer is None:
         raise unknown_name_error("API price", tier.price or "", [p.name for p in api_prices()])
-    return Prices(offer.usd_per_mtok_input, offer.usd_per_mtok_output, f"catalogue: {offer.name} ({offer.price_date})")
+    source = f"catalogue: {offer.name} ({offer.price_date})"
+    return Prices(offer.usd_per_mtok_input, offer.usd_per_mtok_output, source, offer.usd_per_mtok_cached_input)
 
 
 class Tier:

@@ -7,7 +7,9 @@ within `timeouts.client_header_s`; the body is bounded by `timeouts.client_body_
 (Gateway.read_body, a 408), the requests in flight by `limits.max_concurrent` (GatewayApp, a 503).
 `h11_max_incomplete_event_size` caps a request's head at 64 KiB should uvicorn run h11 instead.
 It also puts uvicorn's request-response cycle in the scope (`tokenomy.cycle`), so the stream relay can
-write the token reads of a started response straight to the connection (app.Relay.forward).
+write the token reads of a started response straight to the connection (app.Relay.forward), and calls the
+cycle's `tokenomy_on_disconnect` (when the app set one) as the connection is lost before the response ended,
+so the app needs no task per request waiting on `receive` for the disconnect.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tokenomy.gateway.config import GatewayConfig
 
 MAX_HEADER_BYTES = 64 * 1024
+DISCONNECT_HOOK = "tokenomy_on_disconnect"  # the cycle's attribute: called once if the client goes before the end
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -45,7 +48,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        # The app's disconnect callback (app.Watch, app.SSEResponse) instead of a task per request waiting on receive.
+        hook = getattr(cycle, DISCONNECT_HOOK, None) if cycle is not None and not cycle.response_complete else None
+        if hook is not None:
+            setattr(cycle, DISCONNECT_HOOK, None)
+            hook()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -55,6 +64,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # The gateway's stream relay writes the common token reads straight to this connection (app.Relay.forward),
         # keeping uvicorn's cycle informed; an app that does not look for the cycle never sees a difference.
         cycle.scope["tokenomy.cycle"] = cycle
+        setattr(cycle, DISCONNECT_HOOK, None)  # set by the app while it watches for the client leaving
         super()._start_asgi_task(cycle, app)
 
     def _stop_header_timer(self) -> None:

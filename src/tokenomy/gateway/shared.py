@@ -13,7 +13,10 @@ restart) bills its open reservations at their full amount (the conservative bill
 Spend is seeded from the ledger (the database of record) when Redis holds none for the namespace (a new
 Redis, or one that lost its data: settlements in the second before the seed may then count twice).
 Limits are not kept in Redis: every process reloads them (and the keys) from the database when its
-version counter changes (state.py), so they need no second source of truth.
+version counter changes (state.py), so they need no second source of truth. A process that changes keys or
+limits publishes on the namespace's `changed` channel (`publish_change`); every process subscribes to it
+(state.Watcher) and reloads at once, so a revocation reaches the other replicas in milliseconds; polling the
+version counter stays as the fallback for a message lost while a subscription was down.
 """
 
 from __future__ import annotations
@@ -94,6 +97,28 @@ return #all / 2
 """
 
 
+def change_channel(namespace: str) -> str:
+    """The Redis pub/sub channel on which a namespace's processes announce a change of keys or limits."""
+    return f"{namespace}:changed"
+
+
+def publish_change(url: str, namespace: str) -> bool:
+    """Announce a change of keys or limits to the gateways of a namespace (for a process without RedisBudgets, such
+    as `tokenomy gateway keys revoke`); whether Redis took the message (if not, their polling finds the change)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        try:
+            client.publish(change_channel(namespace), "1")
+        finally:
+            client.close()
+        return True
+    except (redis.RedisError, OSError) as exc:
+        log.warning("shared state: could not announce the change through Redis (replicas poll for it): %s", exc)
+        return False
+
+
 def nano(usd: float) -> int:
     """Dollars as whole nano-dollars, rounded up (a reservation never rounds down)."""
     return math.ceil(usd * NANO - 1e-6)
@@ -102,6 +127,8 @@ def nano(usd: float) -> int:
 class RedisBudgets(LimitBook):
     """Budgets in Redis, shared by every gateway process with the same Redis and namespace; limits (reloaded from
     the database by state.py) through LimitBook."""
+
+    suspends = True  # `areserve` waits for Redis: a caller cancelled meanwhile releases it (budgets.reserve_or_release)
 
     def __init__(self, url: str, namespace: str, instance: str, clock=time.time):  # noqa: ANN001
         try:
@@ -124,6 +151,9 @@ class RedisBudgets(LimitBook):
         self.reap_sync = self.sync.register_script(REAP)
         self.reserve_aio = self.aio.register_script(RESERVE)
         self.settle_aio = self.aio.register_script(SETTLE)
+        self.url = url
+        self.channel = change_channel(namespace)
+        self.listener_name = f"tokenomy-changes:{instance}"
         self.open_key = f"{namespace}:open:{instance}"
         self.instances_key = f"{namespace}:instances"
         self.pending: set[asyncio.Task] = set()  # settlements on their way to Redis
@@ -178,7 +208,7 @@ class RedisBudgets(LimitBook):
         return self._reservation(result, usd, tokens, rid, keys, owners)
 
     def reserve(self, key_id: str, team: str, usd: float, tokens: int) -> Reservation:
-        """`areserve` without an event loop (a blocking Redis call: escalations and tests only)."""
+        """`areserve` without an event loop (a blocking Redis call: tests and tools, never the event loop)."""
         rid = f"{self.instance}:{time.perf_counter_ns()}"
         keys, argv, owners = self._script_args(key_id, team, usd, tokens, rid)
         try:
@@ -231,6 +261,33 @@ class RedisBudgets(LimitBook):
         for reservation, usd, tokens in waiting:
             if not self._settle_now(reservation, usd, tokens):
                 self.unsettled.append((reservation, usd, tokens))
+
+    # ---- change announcements ----------------------------------------------------------------------
+
+    def publish_change(self) -> None:
+        """Tell every process of the namespace that keys or limits changed in the database (blocking; a failure is
+        logged: the others' polling finds the change)."""
+        try:
+            self.sync.publish(self.channel, "1")
+        except self.errors as exc:
+            log.warning("shared state: could not announce a change through Redis (replicas poll for it): %s", exc)
+
+    def subscribe(self) -> Any:
+        """A pub/sub connection subscribed to the change channel (blocking; raises a Redis error if it cannot), on a
+        connection of its own named `tokenomy-changes:<instance>` (CLIENT LIST shows whose it is); it pings Redis
+        when idle, so a dead connection is noticed within seconds."""
+        import redis
+
+        client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=2.0, health_check_interval=5, client_name=self.listener_name
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel)
+        except BaseException:
+            pubsub.close()
+            raise
+        return pubsub
 
     # ---- liveness, crash recovery, seeding (blocking: the watcher thread calls these) ---------------
 

@@ -8,12 +8,16 @@ The `Watcher` thread does the periodic database and Redis work so that the event
 `shared.poll_s` it reads the database's version counter and, when keys or limits changed (an admin call,
 `tokenomy gateway keys revoke` in another process, another replica), reloads them; with Redis it also keeps
 this process's heartbeat, bills the open reservations of processes that died, re-sends settlements Redis
-refused and re-seeds spend if Redis lost it.
+refused and re-seeds spend if Redis lost it. With Redis, changes are also pushed: a process that changes keys
+or limits publishes on the namespace's channel (shared.publish_change) and a listener thread in every process
+reloads as the message arrives (milliseconds, not a poll); if its subscription drops it reconnects, reloads
+once (what changed meanwhile), and the polling above bounds the delay until it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -32,6 +36,8 @@ from tokenomy.gateway.ledger import Admission, Database, Journal, LedgerWriter, 
 log = logging.getLogger("tokenomy.gateway")
 
 HEARTBEAT_S = 0.5  # shared mode: beat (TTL shared.HEARTBEAT_TTL_MS), reap stopped processes, retry settlements
+LISTEN_WAKE_S = 0.5  # the change listener's longest wait for a message (it checks for shutdown in between)
+RESUBSCRIBE_S = 1.0  # after a lost change subscription, the wait before subscribing again
 
 
 def load_limits(db: Database) -> list[Limit]:
@@ -127,9 +133,11 @@ class GatewayState:
             return True
 
     def store_limit(self, limit: Limit) -> None:
-        """Set a limit here and in the database (blocking: call from a thread)."""
+        """Set a limit here and in the database, and tell the other processes (blocking: call from a thread)."""
         self.budgets.set_limit(limit)
         store_limit(self.db, limit)
+        if self.shared:
+            self.budgets.publish_change()
 
     async def stop(self) -> None:
         """Graceful shutdown: settlements sent, ledger rows written, journal closed, watcher stopped."""
@@ -169,6 +177,7 @@ def open_state(config: GatewayConfig) -> GatewayState:
         budgets.replace_limits(load_limits(db))
         budgets.seed(db.spend_since)
         budgets.heartbeat()
+        keys.on_change = budgets.publish_change  # a key made or revoked here: the other processes reload at once
     else:
         budgets = Budgets()
         budgets.replace_limits(load_limits(db))
@@ -194,13 +203,19 @@ class Watcher(threading.Thread):
         self.state = state
         self.stopping = threading.Event()
         self.reloads = 0
+        self.pushed_reloads = 0  # reloads a change message started (the rest: polling)
+        self.messages = 0  # change messages received
+        self.reload_errors = 0  # reloads a change message started that the database refused (polling retries)
         self.errors = 0
+        self.subscribed = threading.Event()  # set while the change subscription is up
         self.beat = threading.Thread(target=self._beat, name="tokenomy-heartbeat", daemon=True)
+        self.listener = threading.Thread(target=self._listen, name="tokenomy-changes", daemon=True)
 
     def start(self) -> None:
         super().start()
         if self.state.shared:
             self.beat.start()
+            self.listener.start()
 
     def run(self) -> None:
         while not self.stopping.wait(self.state.config.shared.poll_s):
@@ -224,11 +239,50 @@ class Watcher(threading.Thread):
                 self.errors += 1
                 log.error("gateway state: shared budgets upkeep: %s", exc)
 
+    def _listen(self) -> None:
+        """Reload as soon as another process announces a change; on a dropped subscription, resubscribe (after
+        RESUBSCRIBE_S) and reload once, since a message may have been missed."""
+        state = self.state
+        while not self.stopping.is_set():
+            pubsub = None
+            try:
+                pubsub = state.budgets.subscribe()
+                self.subscribed.set()
+                self._reload(pushed=False)  # whatever changed while not subscribed
+                while not self.stopping.is_set():
+                    if pubsub.get_message(timeout=LISTEN_WAKE_S) is not None:
+                        self.messages += 1
+                        self._reload(pushed=True)
+            except Exception as exc:  # noqa: BLE001 - Redis or the database down: polling covers, retry
+                was_up = self.subscribed.is_set()
+                self.subscribed.clear()  # before the error count: whoever sees the count sees the state
+                self.errors += 1
+                if was_up:
+                    log.warning("gateway state: change subscription lost (polling meanwhile): %s", exc)
+                self.stopping.wait(RESUBSCRIBE_S)
+            finally:
+                self.subscribed.clear()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+
+    def _reload(self, pushed: bool) -> None:
+        """Reload keys and limits if the database says they changed; a database error is left to the polling loop,
+        which logs it and tries again (the subscription stays up)."""
+        try:
+            if self.state.refresh():
+                self.reloads += 1
+                self.pushed_reloads += pushed
+        except Exception:  # noqa: BLE001
+            self.reload_errors += 1
+
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=5)
         if self.beat.is_alive():
             self.beat.join(timeout=5)
+        if self.listener.is_alive():
+            self.listener.join(timeout=5)
 
 
 class LedgerCollector(Collector):

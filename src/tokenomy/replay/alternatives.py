@@ -11,13 +11,14 @@ An alternatives file:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.sim.fleet import Fleet
+from tokenomy.catalog.prices import api_prices
+from tokenomy.sim.fleet import ApiTier, Fleet
 from tokenomy.sim.fleetfile import load_fleet
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import SLO
@@ -65,7 +66,18 @@ def load_alternatives(path: Path) -> tuple[list[Alternative], SLO | None]:
 
 
 def fleet_from_file(path: Path) -> Fleet:
-    """A fleet YAML file, as `simulate --fleet` reads it."""
+    """A fleet YAML file, as `simulate --fleet` reads it; API tiers named by `api` (at catalogue input prices)
+    also get the catalogue's cached-input price, which replay bills cached input tokens at."""
     if not path.is_file():
         raise CatalogError(f"{path}: no such fleet file")
-    return load_fleet(path, ReplicaConfig())
+    fleet = load_fleet(path, ReplicaConfig())
+    offers = {p.name: p for p in api_prices()}
+    raw = {t.get("name"): t for t in (read_yaml(path) or {}).get("tiers", []) if isinstance(t, dict)}
+    tiers = []
+    for tier in fleet.tiers:
+        spec = raw.get(tier.name, {})
+        offer = offers.get(spec.get("api")) if isinstance(tier, ApiTier) else None
+        if offer is not None and spec.get("usd_per_mtok_input") is None:
+            tier = replace(tier, usd_per_mtok_cached_input=offer.usd_per_mtok_cached_input)
+        tiers.append(tier)
+    return Fleet(tuple(tiers), fleet.routes)

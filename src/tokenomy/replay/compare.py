@@ -1,8 +1,12 @@
 """Figures of one alternative (a fleet run on the replayed requests) and of what actually happened (no I/O).
 
-Per alternative (sim/fleet.py `simulate_fleet`): total cost = GPU tiers' hourly price × the run's span + API
-tiers' per-token price; per team: each API request's own price, and each GPU tier's cost shared among the
-requests it served by their tokens (input + output); $/Mtok = cost / all tokens of completed requests; SLO
+Cost, by the ledger's own rule (docs/design.md "Pricing self-hosted tokens"), so the same traffic costs the same
+in the ledger and in replay: each completed request's tokens at its tier's $/Mtok — an API tier's price (cached
+input tokens at its cached-input rate), a GPU tier's $/hour amortised at the planned utilisation
+(catalog/prices.py `self_hosted_prices`, the function the gateway prices with). Total, per team and per hour are
+sums of these per-request prices. Beside it, `fleet_usd`: what running the alternative's fleet costs over the
+replayed period (GPU tiers' hourly price × the run's span + the API tokens), which exceeds the billed cost when
+the GPUs run below the planned utilisation. $/Mtok = billed cost / all tokens of completed requests; SLO
 attainment = completed requests within every objective / all requests; TTFT and TPOT percentiles over
 completed requests; spilled = share of requests served by a tier after the first on their route.
 Actual (ledger): the same from the ledger's own cost, TTFT and e2e per request.
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokenomy.catalog.prices import TokenPrices, self_hosted_prices
 from tokenomy.replay.sources import Replayed
 from tokenomy.sim.fleet import ApiTier, Fleet, FleetRun, GpuTier
 from tokenomy.sim.run import SLO
@@ -41,6 +46,7 @@ class Figures:
     tier_requests: dict[str, int] = field(default_factory=dict)
     ttft_quantiles_s: list[float] = field(default_factory=list)  # percentiles 0, 1, …, 100
     tpot_quantiles_s: list[float] = field(default_factory=list)
+    fleet_usd: float | None = None  # GPU-hours over the period + API tokens (alternatives only)
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -130,45 +136,30 @@ def _counts(values: np.ndarray) -> dict[str, int]:
     return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
 
-def usd_by_hour(fleet: Fleet, run: FleetRun, rep: Replayed) -> np.ndarray:
-    """Fleet cost per hour since the first arrival: each GPU tier's hourly price over the hours the run spans,
-    each API request's price in the hour it arrived."""
-    arrival = rep.workload.arrival_s
-    span_s = max(float(run.result.duration_s), 0.0)
-    hours = max(_hours(arrival), int(math.ceil(span_s / 3600)) or 1)
-    covered_h = np.clip(span_s / 3600 - np.arange(hours), 0.0, 1.0)
-    out = np.zeros(hours)
-    log = run.result.log
-    for i, tier in enumerate(fleet.tiers):
-        if isinstance(tier, GpuTier):
-            out += tier.usd_per_hour() * covered_h
-        elif isinstance(tier, ApiTier):
-            mine = (run.tier_of == i) & log.done
-            usd = np.zeros(len(rep))
-            usd[mine] = (
-                log.input_tokens[mine] * tier.usd_per_mtok_input + log.output_tokens[mine] * tier.usd_per_mtok_output
-            ) / 1e6
-            out += _by_hour(usd, arrival, hours)
-    return out
+def tier_prices(tier: GpuTier | ApiTier) -> TokenPrices:
+    """A tier's $/Mtok: an API's prices; a GPU tier's $/hour (its reserved/on-demand mix, per GPU) amortised by
+    the one rule for self-hosted tokens (catalog/prices.py `self_hosted_prices`)."""
+    if isinstance(tier, ApiTier):
+        return TokenPrices(tier.usd_per_mtok_input, tier.usd_per_mtok_output, tier.usd_per_mtok_cached_input)
+    usd_per_gpu_hour = tier.usd_per_hour() / (tier.replicas * tier.deployment.n_gpus)
+    return self_hosted_prices(tier.deployment, usd_per_gpu_hour, tier.billing_utilisation)
 
 
 def per_request_usd(fleet: Fleet, run: FleetRun, rep: Replayed) -> np.ndarray:
-    """Each request's share of the alternative's cost: its API price, or its tokens' share of its GPU tier."""
+    """Each completed request's price on the tier that served it (the ledger's rule); 0 for dropped ones."""
     log = run.result.log
-    done = log.done
-    tokens = (log.input_tokens + log.output_tokens).astype(float)
+    cached = rep.cached_input_tokens if rep.cached_input_tokens is not None else np.zeros(len(rep))
+    cached = np.minimum(cached, log.input_tokens)
     usd = np.zeros(len(rep))
     for i, tier in enumerate(fleet.tiers):
-        mine = (run.tier_of == i) & done
-        if isinstance(tier, ApiTier):
-            usd[mine] = (
-                log.input_tokens[mine] * tier.usd_per_mtok_input + log.output_tokens[mine] * tier.usd_per_mtok_output
-            ) / 1e6
-        elif isinstance(tier, GpuTier):
-            tier_usd = run.summary["tiers"][tier.name]["usd"]
-            tier_tokens = tokens[mine].sum()
-            if tier_tokens:
-                usd[mine] = tier_usd * tokens[mine] / tier_tokens
+        mine = (run.tier_of == i) & log.done
+        p = tier_prices(tier)
+        cached_rate = p.usd_per_mtok_input if p.usd_per_mtok_cached_input is None else p.usd_per_mtok_cached_input
+        usd[mine] = (
+            (log.input_tokens[mine] - cached[mine]) * p.usd_per_mtok_input
+            + cached[mine] * cached_rate
+            + log.output_tokens[mine] * p.usd_per_mtok_output
+        ) / 1e6
     return usd
 
 
@@ -180,7 +171,8 @@ def alternative_figures(name: str, fleet: Fleet, run: FleetRun, rep: Replayed, s
     ttft = np.where(done, log.first_token_s - log.arrival_s, np.nan)
     e2e = np.where(done, log.finish_s - log.arrival_s, np.nan)
     tpot = _tpot_s(e2e, ttft, log.output_tokens)
-    usd = float(run.summary["cost"]["usd"])
+    per_request = per_request_usd(fleet, run, rep)
+    usd = float(per_request.sum())
     tokens = float(log.input_tokens[done].sum() + log.output_tokens[done].sum())
     spilled = run.summary.get("spilled")
     return Figures(
@@ -188,15 +180,16 @@ def alternative_figures(name: str, fleet: Fleet, run: FleetRun, rep: Replayed, s
         requests=n,
         completed=int(done.sum()),
         usd=usd,
-        usd_by_team=by_team(per_request_usd(fleet, run, rep), rep.teams),
+        usd_by_team=by_team(per_request, rep.teams),
         usd_per_mtok=usd / tokens * 1e6 if tokens else None,
         slo_attainment=_attainment(_met(slo, ttft, tpot, e2e, done), n, slo) if slo is not None else None,
         ttft_s=_percentiles(ttft),
         tpot_s=_percentiles(tpot),
         spilled_share=float(spilled) / n if spilled is not None and n else None,
         gpu_hours=float(run.summary["cost"].get("gpu_hours", math.nan)),
-        usd_by_hour=usd_by_hour(fleet, run, rep).tolist(),
+        usd_by_hour=_by_hour(per_request, rep.workload.arrival_s, _hours(rep.workload.arrival_s)).tolist(),
         tier_requests={name: int(t["requests"]) for name, t in run.summary["tiers"].items()},
         ttft_quantiles_s=_quantiles(ttft),
         tpot_quantiles_s=_quantiles(tpot),
+        fleet_usd=float(run.summary["cost"]["usd"]),
     )

@@ -25,8 +25,8 @@ def _pct(x: float | None) -> str:
 
 def replay_report(rows: list[Figures], title: str, skipped: dict[str, int]) -> str:
     """The page: a table of every alternative beside the actual, then four charts."""
-    headers = ["", "completed", "cost (whole fleet)", "$/Mtok", "SLO met", "TTFT p50/p90/p99 ms", "TPOT p50/p90 ms"]
-    headers.append("spilled")
+    headers = ["", "completed", "cost (billed)", "fleet bill", "$/Mtok", "SLO met", "TTFT p50/p90/p99 ms"]
+    headers += ["TPOT p50/p90 ms", "spilled"]
     table = table_html(
         headers,
         [
@@ -34,6 +34,7 @@ def replay_report(rows: list[Figures], title: str, skipped: dict[str, int]) -> s
                 f.name,
                 f"{f.completed:,}/{f.requests:,}",
                 _money(f.usd),
+                _money(f.fleet_usd),
                 _money(f.usd_per_mtok),
                 _pct(f.slo_attainment),
                 f"{_ms(f.ttft_s, 'p50')}/{_ms(f.ttft_s, 'p90')}/{_ms(f.ttft_s, 'p99')}",
@@ -52,7 +53,7 @@ def replay_report(rows: list[Figures], title: str, skipped: dict[str, int]) -> s
         if f.usd_by_hour:
             hourly.add_trace(go.Scatter(x=np.arange(len(f.usd_by_hour)), y=f.usd_by_hour, mode="lines", name=f.name))
     hourly.update_layout(
-        title="Cost by hour (whole fleet)", xaxis_title="hour since the first request", yaxis_title="USD per hour"
+        title="Cost by hour (billed)", xaxis_title="hour since the first request", yaxis_title="USD per hour"
     )
     sections.append(figure_div(hourly, "cost-by-hour"))
     for key, label, div in (("ttft_quantiles_s", "TTFT", "ttft-cdf"), ("tpot_quantiles_s", "TPOT", "tpot-cdf")):

@@ -4,7 +4,8 @@
 Ledger: one request per `request_id`; its arrival is its first attempt's `ts_s`; its lengths, class and team
 come from its last attempt that returned tokens (`status` ok); what it actually cost is the sum of its
 attempts' `cost_usd` (or `request_usd` on its final row, when an escalating route wrote one); its TTFT and
-e2e are those of that attempt; it was spilled when that attempt's `reason` says "spill". Columns are read by
+e2e are those of that attempt, and so are its cached input and reasoning tokens (0 in ledgers without those
+columns); it was spilled when that attempt's `reason` says "spill". Columns are read by
 name from whatever the table has (another version may add some); a request that cannot be replayed is
 skipped with its reason counted, never silently.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ class Replayed:
     actual_e2e_s: np.ndarray | None = None
     actual_spilled: np.ndarray | None = None  # per request, bool (ledger only)
     actual_tiers: np.ndarray | None = None  # per request, the tier that answered (ledger only)
+    cached_input_tokens: np.ndarray | None = None  # per request, input tokens the provider read from its cache
+    reasoning_tokens: np.ndarray | None = None  # per request, output tokens spent reasoning (ledger only)
     skipped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -61,9 +64,44 @@ def _num(value: Any) -> float:
     return x
 
 
-def _ledger_rows(source: str) -> list[dict[str, Any]]:
-    """Every attempt row of a ledger as a dict by column name (read only)."""
-    query = "SELECT * FROM attempts"
+def _count(value: Any) -> int:
+    """A token count column: 0 where missing (older ledgers) or not a number."""
+    x = _num(value)
+    return int(x) if math.isfinite(x) and x > 0 else 0
+
+
+# The attempt columns replay reads, in this order (a column an older ledger lacks reads as NULL).
+LEDGER_COLUMNS = (
+    "request_id",
+    "attempt",
+    "ts_s",
+    "status",
+    "tokens_in",
+    "tokens_out",
+    "request_usd",
+    "cost_usd",
+    "request_class",
+    "team",
+    "ttft_s",
+    "e2e_s",
+    "reason",
+    "tier",
+    "cached_tokens_in",
+    "reasoning_tokens_out",
+)
+_RID, _ATTEMPT, _TS, _STATUS, _TIN, _TOUT, _REQUEST_USD, _COST = range(8)
+_CLASS, _TEAM, _TTFT, _E2E, _REASON, _TIER, _CACHED, _REASONING = range(8, 16)
+
+
+def _select(present: list[str]) -> str:
+    """The query for LEDGER_COLUMNS, NULL for those the table lacks."""
+    cols = [c if c in present else f"NULL AS {c}" for c in LEDGER_COLUMNS]
+    return f"SELECT {', '.join(cols)} FROM attempts"
+
+
+def _ledger_rows(source: str) -> list[tuple]:
+    """Every attempt row of a ledger as a tuple of LEDGER_COLUMNS (read only)."""
+    probe = "SELECT * FROM attempts LIMIT 0"
     if source.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg
@@ -71,9 +109,9 @@ def _ledger_rows(source: str) -> list[dict[str, Any]]:
             raise SourceError(f"{source}: reading a PostgreSQL ledger needs psycopg (pip install psycopg)") from exc
         try:
             with psycopg.connect(source, connect_timeout=5) as conn, conn.cursor() as cur:
-                cur.execute(query)
-                names = [d[0] for d in cur.description]
-                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                cur.execute(probe)
+                cur.execute(_select([d[0] for d in cur.description]))
+                return cur.fetchall()
         except psycopg.Error as exc:
             raise SourceError(f"{source}: {' '.join(str(exc).split())}") from exc
     path = Path(source)
@@ -82,55 +120,65 @@ def _ledger_rows(source: str) -> list[dict[str, Any]]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            cur = conn.execute(query)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            present = [d[0] for d in conn.execute(probe).description]
+            return conn.execute(_select(present)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise SourceError(f"{source}: not a gateway ledger ({exc})") from exc
 
 
+def _request(attempts: list[tuple], skipped: dict[str, int]) -> tuple | None:
+    """One request's record from its attempt rows (None, its reason counted, when it cannot be replayed)."""
+    if len(attempts) > 1:
+        attempts.sort(key=lambda r: _num(r[_ATTEMPT]))
+    arrival = min((_num(r[_TS]) for r in attempts), default=math.nan)
+    served = [r for r in attempts if r[_STATUS] == "ok" and _num(r[_TOUT]) >= 1]
+    if not math.isfinite(arrival):
+        _skip(skipped, "no valid ts_s")
+        return None
+    if not served:
+        _skip(skipped, "no attempt returned tokens (status not ok)")
+        return None
+    final = served[-1]
+    tokens_in = _num(final[_TIN])
+    if not tokens_in >= 1:
+        _skip(skipped, "tokens_in missing or < 1")
+        return None
+    request_usd = _num(attempts[-1][_REQUEST_USD])
+    if math.isfinite(request_usd):
+        usd = request_usd
+    else:
+        costs = [_num(r[_COST]) for r in attempts]
+        usd = sum(c for c in costs if math.isfinite(c))
+    return (
+        arrival,
+        int(tokens_in),
+        int(_num(final[_TOUT])),
+        str(final[_CLASS] or NO_CLASS),
+        str(final[_TEAM] or NO_TEAM),
+        usd if math.isfinite(usd) else 0.0,
+        _num(final[_TTFT]),
+        _num(final[_E2E]),
+        "spill" in str(final[_REASON] or "").lower(),
+        str(final[_TIER] or "?"),
+        _count(final[_CACHED]),
+        _count(final[_REASONING]),
+    )
+
+
 def read_ledger(source: str) -> Replayed:
     """The requests of a gateway ledger (SQLite path or PostgreSQL URL) and what they cost."""
-    rows = _ledger_rows(source)
-    by_request: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_request.setdefault(str(row.get("request_id")), []).append(row)
+    by_request: dict[str, list[tuple]] = {}
+    for row in _ledger_rows(source):
+        rid = str(row[_RID])
+        attempts = by_request.get(rid)
+        if attempts is None:
+            by_request[rid] = [row]
+        else:
+            attempts.append(row)
     skipped: dict[str, int] = {}
-    recs = []
-    for attempts in by_request.values():
-        attempts.sort(key=lambda r: _num(r.get("attempt")))
-        arrival = min((_num(r.get("ts_s")) for r in attempts), default=math.nan)
-        served = [r for r in attempts if r.get("status") == "ok" and _num(r.get("tokens_out")) >= 1]
-        if not math.isfinite(arrival):
-            _skip(skipped, "no valid ts_s")
-            continue
-        if not served:
-            _skip(skipped, "no attempt returned tokens (status not ok)")
-            continue
-        final = served[-1]
-        tokens_in = _num(final.get("tokens_in"))
-        if not tokens_in >= 1:
-            _skip(skipped, "tokens_in missing or < 1")
-            continue
-        request_usd = _num(attempts[-1].get("request_usd"))
-        costs = [_num(r.get("cost_usd")) for r in attempts]
-        usd = request_usd if math.isfinite(request_usd) else sum(c for c in costs if math.isfinite(c))
-        recs.append(
-            (
-                arrival,
-                int(tokens_in),
-                int(_num(final.get("tokens_out"))),
-                str(final.get("request_class") or NO_CLASS),
-                str(final.get("team") or NO_TEAM),
-                usd if math.isfinite(usd) else 0.0,
-                _num(final.get("ttft_s")),
-                _num(final.get("e2e_s")),
-                "spill" in str(final.get("reason") or "").lower(),
-                str(final.get("tier") or "?"),
-            )
-        )
+    recs = [rec for attempts in by_request.values() if (rec := _request(attempts, skipped)) is not None]
     if not recs:
         raise SourceError(f"{source}: no replayable requests in the ledger (skipped: {skipped or 'none'})")
     recs.sort(key=lambda r: r[0])
@@ -147,6 +195,8 @@ def read_ledger(source: str) -> Replayed:
         actual_e2e_s=np.array(cols[7], dtype=float),
         actual_spilled=np.array(cols[8], dtype=bool),
         actual_tiers=np.array(cols[9], dtype=object),
+        cached_input_tokens=np.array(cols[10], dtype=np.int64),
+        reasoning_tokens=np.array(cols[11], dtype=np.int64),
         skipped=skipped,
     )
 
@@ -209,6 +259,22 @@ def _is_bench_jsonl(path: Path) -> bool:
 def _is_sqlite(path: Path) -> bool:
     with path.open("rb") as fh:
         return fh.read(16) == b"SQLite format 3\x00"
+
+
+def time_scaled(rep: Replayed, scale: float) -> Replayed:
+    """The replay with every time multiplied by `scale` (arrivals, actual TTFT and e2e): a run recorded against
+    engines sped up K times (`twin --speedup K`, bench `--time-scale 1/K`) replays in real time with scale K."""
+    if not (scale > 0 and math.isfinite(scale)):
+        raise SourceError(f"--time-scale must be positive, got {scale}")
+    if scale == 1:
+        return rep
+    w = rep.workload
+    workload = replace(w, arrival_s=w.arrival_s * scale)
+
+    def times(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else x * scale
+
+    return replace(rep, workload=workload, actual_ttft_s=times(rep.actual_ttft_s), actual_e2e_s=times(rep.actual_e2e_s))
 
 
 def read_source(source: str) -> Replayed:

@@ -7,13 +7,13 @@ plotted comes from the advisor's report dict (closed form or simulator, as label
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
 import plotly.graph_objects as go
 
 from tokenomy.report.html import figure_div, page, table_html
 from tokenomy.report.tables import saving
+from tokenomy.results import dumps
 
 PARETO_ID = "pareto"
 HOURS_ID = "cost-by-hour"
@@ -243,8 +243,6 @@ def advise_report(report: dict[str, Any], title: str = "tokenomy advise") -> str
         f"{tol['capacity']:.0%} and mean TPOT within {tol['tpot_mean']:.0%} of the closed form.</p>",
         estimates_html(report),
         "<p class='note'>" + "<br>".join(html.escape(n) for n in report["notes"]) + "</p>",
-        "<details><summary>JSON</summary><pre>"
-        + html.escape(json.dumps(report, indent=1, default=str))
-        + "</pre></details>",
+        "<details><summary>JSON</summary><pre>" + html.escape(dumps(report, indent=1)) + "</pre></details>",
     ]
     return page(title, sections)

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tokenomy.report.html import figure_div, page, table_html
-from tokenomy.results import json_safe
+from tokenomy.results import json_safe, plain
 from tokenomy.sim.metrics import RequestLog, Timeline
 from tokenomy.sim.run import SimResult
 
@@ -454,7 +454,9 @@ def simulation_report(
 
     `summary` is `SimResult.summary()` (or a fleet summary, with "tiers"); `result` gives the
     over-time charts and may be None; `sweep` is a list of summaries, each with "rate" (offered req/s).
+    Typed results (`tokenomy.results.RunSummary`) are read as the plain dicts they stand for.
     """
+    summary, sweep = plain(summary), plain(sweep)
     sections: list[str] = [what_ran(summary)]
     if summary.get("requests"):
         latency = latency_table(summary)

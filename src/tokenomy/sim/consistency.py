@@ -17,11 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenomy.catalog.accelerators import load_accelerator
-from tokenomy.catalog.models import load_model
-from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import Scheduling, load_point, replica_slots
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.replica import ReplicaConfig, SpecDecoding
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import Workload, poisson_arrivals
@@ -57,23 +55,23 @@ class Case:
 
     def deployment(self) -> Deployment:
         """The replica (contiguous KV reserves 4,096 tokens a request, so a handful fit)."""
-        return Deployment(
-            load_model(self.model),
-            load_accelerator("H100-SXM"),
-            self.tp,
-            self.pp,
-            "bf16",
-            self.kv_precision,
-            load_profile("vllm"),
-            max_context_tokens=4096 if self.kv == "contiguous" else 0,
+        spec = DeploymentSpec(
+            model=self.model,
+            gpu="H100-SXM",
+            tp=self.tp,
+            pp=self.pp,
+            precision="bf16",
+            kv_precision=self.kv_precision,
+            engine="vllm",
+            max_context=4096 if self.kv == "contiguous" else 0,
         )
+        return resolve(spec).deployment
 
     def draft(self) -> SpecDecoding | None:
         if not self.spec:
             return None
-        d = Deployment(
-            load_model(DRAFT_MODEL), load_accelerator("H100-SXM"), 1, 1, "bf16", "bf16", load_profile("vllm")
-        )
+        spec = DeploymentSpec(model=DRAFT_MODEL, gpu="H100-SXM", tp=1, precision="bf16", kv_precision="bf16")
+        d = resolve(spec).deployment
         return SpecDecoding(d, draft_tokens=3, acceptance=0.7)
 
     def rules(self) -> Scheduling:

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from tokenomy.catalog.prices import SELF_HOSTED_UTILISATION
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import queued_ttft_s
+from tokenomy.results import RunSummary
 from tokenomy.sim.metrics import GapHistogram, RequestLog, summary_stats
 from tokenomy.sim.replica import Replica, ReplicaConfig
 from tokenomy.sim.run import SLO, SimResult, pooled_result
@@ -35,6 +37,7 @@ class GpuTier:
     policy: str = "least_outstanding"
     ttft_slo_s: float | None = None  # spill to the next tier when the predicted TTFT exceeds it
     config: ReplicaConfig = field(default_factory=ReplicaConfig)
+    billing_utilisation: float = SELF_HOSTED_UTILISATION  # replay bills its tokens at $/hour amortised at this load
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -62,6 +65,7 @@ class ApiTier:
     tpot_sigma: float = 0.25
     rate_limit_rps: float | None = None
     ttft_slo_s: float | None = None
+    usd_per_mtok_cached_input: float | None = None  # cached input tokens (None: billed as input)
 
 
 Tier = GpuTier | ApiTier
@@ -114,6 +118,9 @@ class Router:
         self.api_itl = GapHistogram()
         self.tier_of = np.full(len(workload), -1, dtype=np.int64)
         self.spilled = np.zeros(len(workload), dtype=bool)
+        # per request, as Python objects (indexing numpy arrays one element at a time is slow)
+        self.routes = [fleet.route(str(c)) for c in workload.classes] if workload.classes is not None else None
+        self.input_tokens = log.input_tokens.tolist()
 
     def all_replicas(self) -> list[Replica]:
         return [r for rs in self.replicas.values() for r in rs]
@@ -131,13 +138,13 @@ class Router:
         return replicas[i], ttft
 
     def dispatch(self, rid: int, now: float) -> None:
-        log, w = self.log, self.workload
-        cls = str(w.classes[rid]) if w.classes is not None else "*"
-        route = self.fleet.route(cls)
-        isl = int(log.input_tokens[rid])
+        w = self.workload
+        route = self.routes[rid] if self.routes is not None else self.fleet.route("*")
+        isl = self.input_tokens[rid]
         prefixes = tuple(w.prefix_ids[rid]) if w.prefix_ids else ()
+        tiers, tier_index = self.fleet.tiers, self.tier_index
         for position, name in enumerate(route):
-            tier = self.fleet.tiers[self.tier_index[name]]
+            tier = tiers[tier_index[name]]
             last = position == len(route) - 1
             if isinstance(tier, GpuTier):
                 replica, ttft = self.pick(tier, isl)
@@ -182,7 +189,7 @@ class Router:
 @dataclass
 class FleetRun:
     result: SimResult  # pooled over every replica and API
-    summary: dict[str, Any]  # docs/design.md summary plus cost, spill and per-tier / per-class figures
+    summary: RunSummary  # docs/design.md summary plus cost, spill and per-tier / per-class figures
     tier_of: np.ndarray  # per request: index of the tier that served it (-1: dropped)
 
 
@@ -191,9 +198,7 @@ def simulate_fleet(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | N
     log = RequestLog.for_workload(workload)
     router = Router(fleet, log, workload, seed)
     replicas = router.all_replicas()
-    arrivals = log.arrival_s
-    for rid in range(len(workload)):
-        t = float(arrivals[rid])
+    for rid, t in enumerate(log.arrival_s.tolist()):
         for r in replicas:
             r.run_until(t)
         router.dispatch(rid, t)
@@ -253,7 +258,14 @@ def simulate_fleet(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | N
     return FleetRun(result, summary, router.tier_of)
 
 
-def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None = None) -> dict[str, dict]:
+def with_hourly(summary: RunSummary, hourly: dict[str, Any]) -> RunSummary:
+    """A fleet run's summary with its hour-by-hour figures added under 'hourly'."""
+    out = summary.model_copy(deep=True)
+    out["hourly"] = hourly
+    return out
+
+
+def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None = None) -> dict[str, RunSummary]:
     """The fleet as given (hybrid) against all-API and all-self-hosted, on the same requests.
 
     All-self-hosted keeps the GPU tiers (all reserved) and scales their replicas by the ratio of
@@ -263,7 +275,7 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
     from tokenomy.sim.hourly import fleet_hours  # each variant's cost and SLO attainment by hour, for charts
 
     hybrid = simulate_fleet(fleet, workload, seed, slo)
-    out = {"hybrid": {**hybrid.summary, "hourly": fleet_hours(fleet, hybrid, workload, slo)}}
+    out = {"hybrid": with_hourly(hybrid.summary, fleet_hours(fleet, hybrid, workload, slo))}
     hour = np.floor(workload.arrival_s / 3600.0).astype(np.int64)
     in_peak = hour == int(np.argmax(np.bincount(hour))) if len(hour) else np.zeros(0, dtype=bool)
     gpu_index = [i for i, t in enumerate(fleet.tiers) if isinstance(t, GpuTier)]
@@ -275,7 +287,7 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
         routes = {c: tuple(n for n in r if n in api) or (api[0],) for c, r in fleet.routes.items()}
         all_api = Fleet(tuple(t for t in fleet.tiers if t.name in api), routes)
         run = simulate_fleet(all_api, workload, seed, slo)
-        out["all_api"] = {**run.summary, "hourly": fleet_hours(all_api, run, workload, slo)}
+        out["all_api"] = with_hourly(run.summary, fleet_hours(all_api, run, workload, slo))
     if gpu:
         routes = {c: tuple(n for n in r if n in gpu) or (gpu[0],) for c, r in fleet.routes.items()}
         tiers = []
@@ -285,5 +297,5 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
                 tiers.append(GpuTier(t.name, t.deployment, n, n, t.policy, None, t.config))
         all_gpu = Fleet(tuple(tiers), routes)
         run = simulate_fleet(all_gpu, workload, seed, slo)
-        out["all_self_hosted"] = {**run.summary, "hourly": fleet_hours(all_gpu, run, workload, slo)}
+        out["all_self_hosted"] = with_hourly(run.summary, fleet_hours(all_gpu, run, workload, slo))
     return out

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tokenomy.catalog.deployment import named_deployment
 from tokenomy.catalog.errors import CatalogError, unknown_name_error
 from tokenomy.catalog.prices import api_prices
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.resolve import DeploymentSpec, SpecError, resolve
 from tokenomy.sim.fleet import ApiTier, Fleet, GpuTier
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.yamlfile import file_error, read_yaml
@@ -76,6 +77,17 @@ def _api_tier(t: ApiTierFile) -> ApiTier:
     )
 
 
+def _gpu_deployment(t: GpuTierFile, index: int) -> Deployment:
+    """The replica of a GPU tier (costmodel.resolve); a refused field is named as the file's `tiers.N.field`."""
+    fields = {k: getattr(t, k) for k in ("model", "gpu", "tp", "pp", "precision", "kv_precision", "engine")}
+    try:
+        return resolve(DeploymentSpec(**fields)).deployment
+    except ValidationError as exc:
+        raise file_error(exc, f"tiers.{index}") from exc
+    except SpecError as exc:
+        raise CatalogError(f"field 'tiers.{index}.{exc.field}': {exc.reason}") from exc
+
+
 def load_fleet(path: Path, replica: ReplicaConfig) -> Fleet:
     """A fleet from a YAML file; errors name the file and the field."""
     raw = read_yaml(path)
@@ -85,11 +97,11 @@ def load_fleet(path: Path, replica: ReplicaConfig) -> Fleet:
         raise file_error(exc, str(path)) from exc
     tiers: list[GpuTier | ApiTier] = []
     try:
-        for t in spec.tiers:
+        for i, t in enumerate(spec.tiers):
             if isinstance(t, ApiTierFile):
                 tiers.append(_api_tier(t))
                 continue
-            d, _ = named_deployment(t.model, t.gpu, t.tp, t.pp, t.precision, t.kv_precision, t.engine)
+            d = _gpu_deployment(t, i)
             config = ReplicaConfig(t.scheduler, replica.kv, replica.block_tokens, prefix_caching=replica.prefix_caching)
             tiers.append(GpuTier(t.name, d, t.replicas, t.reserved, t.policy, t.ttft_slo_s, config))
         return Fleet(tuple(tiers), {k: tuple(v) for k, v in spec.routes.items()})

@@ -174,11 +174,14 @@ class Replica(Scheduler, Executor, FastMode):
 
     def run_until(self, t_s: float) -> None:
         """Execute steps while the clock is before t_s (the last one may end after it); idle time jumps to t_s."""
+        batch = self.batch
         while self.now < t_s:
-            if not self.step(t_s):
+            # empty queues: no step to form (the scheduler would return none), so skip forming it
+            if not (self.waiting or self.prefilling or batch.seqs or self.padding) or not self.step(t_s):
                 if math.isinf(t_s):
                     return
-                self._sample(t_s)
+                if t_s >= self.next_sample_s:
+                    self._sample(t_s)
                 self.now = t_s
                 return
 

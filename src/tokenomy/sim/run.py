@@ -11,6 +11,7 @@ import numpy as np
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.economics import board_power_w
 from tokenomy.costmodel.perf import roofline_utilisation
+from tokenomy.results import RunSummary
 from tokenomy.sim.metrics import (
     GapHistogram,
     ReplicaStats,
@@ -68,7 +69,9 @@ class SimResult:
     gpu_busy_s: float = 0.0  # busy seconds of each replica times its GPUs, summed
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self, slo: SLO | None = None) -> dict[str, Any]:
+    def summary(self, slo: SLO | None = None) -> RunSummary:
+        """The run's figures in docs/design.md's units: requests, throughput, latency percentiles, KV, energy,
+        cost and $/Mtok (input and output split by the busy time spent on prefill), goodput when an SLO is given."""
         log, st = self.log, self.stats
         done = log.done
         out_tokens = float(log.output_tokens[done].sum())
@@ -126,7 +129,7 @@ class SimResult:
         if self.rejected_reasons:
             result["rejected_reasons"] = self.rejected_reasons
         result.update(self.extra)
-        return result
+        return RunSummary.model_validate(result)
 
 
 def replica_power_w(d: Deployment, stats: ReplicaStats) -> tuple[float, float]:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tokenomy.costmodel.deployment import Deployment
+from tokenomy.results import RunSummary
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import SLO, simulate
 from tokenomy.sim.workload import WorkloadSpec, build_workload
@@ -20,7 +21,7 @@ from tokenomy.sim.workload import WorkloadSpec, build_workload
 EXECUTORS = ("local", "ray")
 
 
-def sweep_point(d: Deployment, spec: WorkloadSpec, config: ReplicaConfig, slo: SLO | None) -> dict[str, Any]:
+def sweep_point(d: Deployment, spec: WorkloadSpec, config: ReplicaConfig, slo: SLO | None) -> RunSummary:
     """Summary of one simulated run, with the offered rate under 'rate'."""
     summary = simulate(d, build_workload(spec), config, seed=spec.seed).summary(slo)
     summary["rate"] = spec.rate
@@ -35,7 +36,7 @@ def sweep_rates(
     slo: SLO | None = None,
     executor: str = "local",
     workers: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RunSummary]:
     """One summary per rate, in the order given."""
     specs = [spec.model_copy(update={"rate": float(r), "concurrency": None}) for r in rates]
     return run_parallel(sweep_point, [(d, s, config, slo) for s in specs], executor, workers)

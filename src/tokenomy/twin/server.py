@@ -583,20 +583,10 @@ def running_twin(
     max_num_seqs, max_num_batched_tokens, prefix_caching (replica); default_max_tokens, max_model_len,
     after_tokens, answer_pass_rate, answer_pass_rate_by_type, answer_seed (server: see twin/answers.py).
     """
-    from tokenomy.cli.simulating import deployment_for
+    from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
     dep, rep, settings = split_options(replica_options)
-    d = deployment_for(
-        model,
-        gpu,
-        tp,
-        dep.get("pp", 1),
-        precision,
-        dep.get("kv_precision", "auto"),
-        engine,
-        0,
-        dep.get("accelerators_file"),
-    )
+    d = resolve(DeploymentSpec(model=model, gpu=gpu, tp=tp, precision=precision, engine=engine, **dep)).deployment
     twin = build_twin(
         d, speedup=speedup, served_model_name=served_model_name, fail=fail, replica=ReplicaConfig(**rep), **settings
     )

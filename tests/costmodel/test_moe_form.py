@@ -1,0 +1,115 @@
+"""MoE as it executes: grouped-GEMM efficiency vs tokens per expert and the router/permute cost (costmodel.perf)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokenomy.calibrate.fit import PRIORS, prior_profile
+from tokenomy.catalog.accelerators import load_accelerator
+from tokenomy.catalog.models import load_model
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.perf import decode_step_seconds, experts_touched, prefill_seconds
+from tokenomy.costmodel.profile import EngineProfile
+
+OFF = {"moe_gemm_half_tokens": 0.0, "moe_permute_passes": 0.0}
+ON = {"moe_gemm_half_tokens": 32.0, "moe_permute_passes": 4.0}
+
+
+def dep(model: str, profile: EngineProfile, gpu: str = "H100-SXM", precision: str = "bf16") -> Deployment:
+    return Deployment(load_model(model), load_accelerator(gpu), 1, 1, precision, "auto", profile)
+
+
+def test_grouped_gemm_efficiency_rises_with_tokens_per_expert() -> None:
+    """The expert compute's achieved rate, m / (m + m½) of the dense rate, rises monotonically with m."""
+    prof = EngineProfile().with_values(**ON)
+    d = dep("qwen3-30b-a3b", prof)
+    n, cost = d.numbers(), d.step_cost()
+    tokens = np.array([1, 2, 4, 16, 64, 256, 1024, 4096], dtype=float)
+    touched = experts_touched(n, tokens)
+    per_expert = tokens * n.experts_per_token / touched  # rows each touched expert computes
+    ideal_s = tokens * n.experts_per_token * n.expert_flops_per_token / n.matmul_flops_per_s
+    efficiency = ideal_s / (ideal_s + touched * cost.expert_pad_s)
+    assert np.all(np.diff(per_expert) > 0)
+    assert np.all(np.diff(efficiency) > 0)
+    assert efficiency == pytest.approx(per_expert / (per_expert + prof.moe_gemm_half_tokens))
+    assert efficiency[0] < 0.05 and efficiency[-1] > 0.8
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mistral-7b"])
+def test_the_moe_terms_leave_dense_models_unchanged(model: str) -> None:
+    base = load_profile("tensorrt-llm")
+    off = dep(model, base.with_values(**OFF))
+    on = dep(model, base.with_values(moe_gemm_half_tokens=256.0, moe_permute_passes=16.0))
+    batch = np.array([1, 8, 64, 512], dtype=float)
+    assert on.numbers().expert_flops_per_token == 0.0 and on.numbers().moe_dispatch_bytes_per_token == 0.0
+    np.testing.assert_array_equal(decode_step_seconds(on, batch, 1024.0), decode_step_seconds(off, batch, 1024.0))
+    np.testing.assert_array_equal(prefill_seconds(on, 4096.0, 4), prefill_seconds(off, 4096.0, 4))
+
+
+def test_a_batch_one_decode_of_a_128_expert_top_8_model_costs_more_than_the_old_form() -> None:
+    off, on = EngineProfile().with_values(**OFF), EngineProfile().with_values(**ON)
+    model = load_model("qwen3-30b-a3b")
+    assert (model.n_experts, model.experts_per_token) == (128, 8)
+    old = float(decode_step_seconds(dep("qwen3-30b-a3b", off), 1, 1024.0))
+    new = float(decode_step_seconds(dep("qwen3-30b-a3b", on), 1, 1024.0))
+    assert new > old * 1.001
+
+
+def test_the_permute_cost_grows_with_the_tokens_of_a_step_and_the_padding_with_the_experts_touched() -> None:
+    """At many tokens every expert is touched: the padding term is flat and the permute term linear in tokens
+    (memory and compute times added, overlap_k = 1, so each term shows on its own)."""
+    base = EngineProfile().with_values(overlap_k=1.0)
+    d_off = dep("qwen3-30b-a3b", base.with_values(**OFF))
+    d_pad = dep("qwen3-30b-a3b", base.with_values(moe_gemm_half_tokens=32.0))
+    d_perm = dep("qwen3-30b-a3b", base.with_values(moe_permute_passes=4.0))
+    big = np.array([4096.0, 8192.0])
+    pad = prefill_seconds(d_pad, big) - prefill_seconds(d_off, big)
+    perm = prefill_seconds(d_perm, big) - prefill_seconds(d_off, big)
+    assert pad[0] > 0 and pad[1] == pytest.approx(pad[0], rel=0.02)
+    assert perm[0] > 0 and perm[1] == pytest.approx(2 * perm[0], rel=0.02)
+
+
+def test_a_fit_starts_the_moe_terms_from_their_documented_priors() -> None:
+    prior = prior_profile(load_profile("tensorrt-llm"))
+    assert {k: getattr(prior, k) for k in PRIORS} == PRIORS
+    # a profile that does not name the terms predicts as before them (they default to off)
+    assert EngineProfile().moe_gemm_half_tokens == 0.0 and EngineProfile().moe_permute_passes == 0.0
+
+
+def ep_dep(model: str, tp: int, expert_parallel: bool, gpu: str = "H200-SXM") -> Deployment:
+    prof = load_profile("tensorrt-llm")
+    return Deployment(load_model(model), load_accelerator(gpu), tp, 1, "fp8", "auto", prof, 0, expert_parallel)
+
+
+def test_expert_parallel_changes_nothing_for_dense_models_or_one_gpu() -> None:
+    for model, tp in (("llama-3.1-8b", 8), ("qwen3-30b-a3b", 1)):
+        a, b = ep_dep(model, tp, False), ep_dep(model, tp, True)
+        assert b.ep == 1 and a.numbers() == b.numbers() and a.memory == b.memory
+
+
+def test_a_top_1_token_is_remote_with_probability_one_less_one_over_ep() -> None:
+    d = ep_dep("llama-4-maverick-17b-128e", 8, True)
+    assert d.model.experts_per_token == 1 and d.ep == 8
+    assert d.numbers().ep_remote_ranks_per_token == pytest.approx(7 / 8)
+    # top-8 over 8 ranks: fewer distinct remote ranks than copies (several experts share a rank)
+    q = ep_dep("qwen3-30b-a3b", 8, True).numbers().ep_remote_ranks_per_token
+    assert 4.0 < q < 7.0
+
+
+def test_expert_parallel_trades_all_reduces_for_a_smaller_all_to_all_and_replicates_attention() -> None:
+    tp_, ep_ = ep_dep("qwen3-30b-a3b", 8, False), ep_dep("qwen3-30b-a3b", 8, True)
+    assert ep_.step_cost().comm_s_per_token < tp_.step_cost().comm_s_per_token
+    # latencies: 2 per MoE layer instead of 2 per layer (Llama 4 Maverick: every other layer is MoE)
+    mav_tp, mav_ep = ep_dep("llama-4-maverick-17b-128e", 8, False), ep_dep("llama-4-maverick-17b-128e", 8, True)
+    assert mav_ep.model.n_moe_layers == mav_ep.model.n_layers // 2
+    assert mav_ep.step_cost().comm_fixed_s == pytest.approx(mav_tp.step_cost().comm_fixed_s / 2)
+    # attention and the other non-expert weights sit whole on every GPU: more weight memory, more bytes per step
+    assert ep_.memory.weights_bytes == pytest.approx(tp_.memory.weights_bytes + 7 * ep_.replicated_bytes)
+    assert ep_.numbers().dense_bytes > tp_.numbers().dense_bytes
+    # the expert weights a step reads and the FLOPs per token are the same split either way
+    assert ep_.numbers().expert_bytes == tp_.numbers().expert_bytes
+    assert ep_.numbers().matmul_flops_per_token == tp_.numbers().matmul_flops_per_token
+    # 4 KV heads over 8 GPUs: tensor parallelism stores each twice, attention DP once
+    assert ep_.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
