@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
@@ -29,7 +30,9 @@ RATE_RPS = 0.6  # deployment time; bench offers RATE_RPS × SPEEDUP requests per
 TOLERANCE = 0.10
 # The twin adds its own time before the first token (HTTP, counting a 2,048-token prompt): 1–3 ms on an idle
 # machine, several times that at load average 5 on 2 cores — ×4 in deployment time, on a ~340 ms TTFT. So TTFT
-# may be late by that much, never early; the 10% check on TTFT is benchmarks/bench_vs_simulate.py (a figure).
+# may be late, never early: by 40% plus whatever the twin itself reports it ran behind its schedule (its clock
+# moved forward, `counters.behind_s`, and its writes' lateness, /twin/stats), so that a busy machine widens the
+# bound by what it measurably did and nothing else. The 10% check on TTFT is benchmarks/bench_vs_simulate.py.
 TTFT_EARLY, TTFT_LATE = 0.05, 0.40
 
 
@@ -47,6 +50,8 @@ def bench_json(url: str) -> dict:
 def test_bench_against_the_twin_agrees_with_simulate_of_the_same_workload() -> None:
     with running_twin(MODEL, GPU, speedup=SPEEDUP) as url:
         measured = bench_json(url)
+        twin = httpx.get(url + "/twin/stats").json()
+    behind_wall_s = twin["counters"]["behind_s"] + max(twin["emission_lateness_s"].get("p99", 0.0), 0.0)
     d = resolve(DeploymentSpec(model=MODEL, gpu=GPU)).deployment
     spec = WorkloadSpec(isl=str(ISL), osl=str(OSL), rate=RATE_RPS, num_requests=N, seed=SEED)
     predicted = simulate(d, build_workload(spec), ReplicaConfig(), seed=SEED).summary()
@@ -63,4 +68,7 @@ def test_bench_against_the_twin_agrees_with_simulate_of_the_same_workload() -> N
         m, p = pairs[name]
         assert m == pytest.approx(p, rel=TOLERANCE), f"{name}: bench {m:.4g} vs simulate {p:.4g}"
     m, p = pairs["mean TTFT"]
-    assert (1 - TTFT_EARLY) * p <= m <= (1 + TTFT_LATE) * p, f"mean TTFT: bench {m:.4g} vs simulate {p:.4g}"
+    late_s = behind_wall_s * SPEEDUP  # deployment time
+    assert (1 - TTFT_EARLY) * p <= m <= (1 + TTFT_LATE) * p + late_s, (
+        f"mean TTFT: bench {m:.4g} vs simulate {p:.4g} (twin behind its schedule by {late_s:.3g} s)"
+    )

@@ -267,7 +267,10 @@ def test_changes_are_pushed_to_the_other_replicas_and_a_lost_subscription_comes_
         while not watcher.subscribed.is_set():  # and subscribes again
             assert time.monotonic() < deadline, "B did not subscribe again after losing its subscription"
             time.sleep(0.02)
-        assert len([c for c in client.client_list(_type="pubsub") if c.get("name") == name]) == 1
+        # SUBSCRIBE is sent without waiting for Redis to confirm it: wait until the server lists the new subscriber
+        while len([c for c in client.client_list(_type="pubsub") if c.get("name") == name]) != 1:
+            assert time.monotonic() < deadline, "Redis does not list exactly one subscription of B's after it came back"
+            time.sleep(0.02)
     finally:
         client.close()
     key_id, key = a.new_key("team-p")
