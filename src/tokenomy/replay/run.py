@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 from tokenomy.replay.alternatives import Alternative
 from tokenomy.replay.compare import Figures, actual_figures, alternative_figures
 from tokenomy.replay.sources import Replayed
 from tokenomy.sim.fleet import simulate_fleet
 from tokenomy.sim.run import SLO
+from tokenomy.sim.sweep import local_pool
 
 
 def run_alternative(alt: Alternative, rep: Replayed, slo: SLO | None, seed: int) -> Figures:
@@ -27,7 +27,7 @@ def replay(
     if workers <= 1:
         results = [run_alternative(a, rep, slo, seed) for a in alternatives]
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with local_pool(workers) as pool:
             futures = [pool.submit(run_alternative, a, rep, slo, seed) for a in alternatives]
             results = [f.result() for f in futures]
     return [actual_figures(rep, slo), *results]

@@ -7,6 +7,8 @@ the advisor's verification (`tokenomy.advise.verify`).
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -65,13 +67,21 @@ def run_parallel(
                 on_done(results[-1])
         return results
     out: list[Any] = [None] * len(args)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with local_pool(workers) as pool:
         futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
         for future in as_completed(futures):
             out[futures[future]] = future.result()
             if on_done:
                 on_done(out[futures[future]])
     return out
+
+
+def local_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of local worker processes: forked (fast to start) unless Ray's core is loaded in this process — a
+    child forked from a process holding Ray's threads can crash in them (segfaults in _raylet.so seen here) —,
+    then spawned."""
+    context = multiprocessing.get_context("spawn") if "ray._raylet" in sys.modules else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 @contextmanager
