@@ -112,23 +112,38 @@ def test_requests_queue_when_the_kv_cache_is_full() -> None:
     assert engine.replica.kv.used_blocks == 0
 
 
+class CancelsAt(Recorder):
+    """A listener that cancels requests from inside the engine's delivery once it holds `tokens` tokens, so the
+    moment of the cancel is a step of the engine, not a point in wall time."""
+
+    def __init__(self, engine: TwinEngine, tokens: int) -> None:
+        super().__init__()
+        self.engine, self.at = engine, tokens
+        self.cancel: list[LiveRequest] = []
+        self.delivered_at_cancel = -1
+
+    def on_tokens(self, req: LiveRequest, start: int, stop: int) -> None:
+        super().on_tokens(req, start, stop)
+        if self.delivered_at_cancel < 0 and self.tokens >= self.at:
+            self.delivered_at_cancel = self.tokens
+            for r in self.cancel:
+                self.engine.cancel(r)
+
+
 def test_cancelled_requests_stop_and_free_their_kv() -> None:
     engine = TwinEngine(L4_8B, speedup=50.0, config=ReplicaConfig(max_num_seqs=2))
-    keep, drop, queued = Recorder(), Recorder(), Recorder()
+    keep, queued = Recorder(), Recorder()
+    drop = CancelsAt(engine, 3)
 
     async def body() -> None:
         engine.add(500, 30, keep)
         dropped = engine.add(500, 1000, drop)
-        never = engine.add(500, 1000, queued)  # max_num_seqs=2: it waits
-        while drop.tokens < 3:
-            await asyncio.sleep(0.001)
-        engine.cancel(dropped)
-        engine.cancel(never)
-        delivered = drop.tokens
+        never = engine.add(500, 1000, queued)  # max_num_seqs=2: it waits for a free slot
+        drop.cancel = [dropped, never]  # both cancelled when `drop` has 3 tokens, long before `keep` ends
         await keep.finished.wait()
-        assert drop.tokens == delivered
 
     run_with(engine, body)
+    assert drop.delivered_at_cancel >= 3 and drop.tokens == drop.delivered_at_cancel  # nothing after the cancel
     assert keep.tokens == 30 and not drop.finished.is_set() and queued.tokens == 0
     assert engine.counters.requests_cancelled == 2 and engine.counters.requests_finished == 1
     assert engine.replica.outstanding == 0 and engine.replica.kv.used_blocks == 0
