@@ -5,7 +5,7 @@ huge, non-numeric, empty; malformed JSON/YAML/CSV files) and runs it in-process 
 TOKENOMY_DEBUG=1, so the top-level guard re-raises instead of hiding a crash: an invocation counts as a
 traceback when any exception other than a clean exit leaves the command, or when its output shows a traceback,
 raw pydantic text or an errors.pydantic.dev link. Commands that serve (twin, gateway) have their serve call
-replaced by a stub; bench points at a closed local port.
+replaced by a stub; bench and watch point at a closed local port (watch for one interval).
 
 `make test` runs a small budget of this (tests/cli/test_cli_fuzz.py); this script runs the full one.
 
@@ -257,6 +257,33 @@ def command_options(files: Files) -> dict[str, tuple[list[str], dict[str, st.Sea
             },
         ),
         "ledger report": ([], {"--config": files.any((".yaml",))}),
+        "gateway": ([], {"--config": files.any((".yaml",)), "--port": numbers, "--workers": numbers}),
+        "replay": (
+            [],
+            {
+                "": files.any((".jsonl", ".csv", ".db", ".yaml")),
+                "--fleet": files.any((".yaml",)),
+                "--slo-ttft": numbers,
+                "--slo-tpot": numbers,
+                "--seed": numbers,
+                "--workers": st.sampled_from(["1", "0", "-1", "x"]),
+                "--time-scale": numbers,
+                "--json": st.just(""),
+            },
+        ),
+        "watch": (
+            ["http://127.0.0.1:9", "--iterations", "1", "--interval", "0.01"],
+            {
+                **deployment,
+                "--interval": st.sampled_from(["0.01", "0", "-1", "nan", "x"]),
+                "--iterations": st.sampled_from(["1", "-1", "x"]),
+                "--isl": numbers,
+                "--osl": numbers,
+                "--time-scale": numbers,
+                "--band-itl": numbers,
+                "--band-ttft": numbers,
+            },
+        ),
         "bench": (
             ["--url", "http://127.0.0.1:9/v1", "--num-requests", "2", "--timeout", "0.5"],
             {
@@ -306,7 +333,11 @@ def no_servers() -> Iterator[None]:
 
     with (
         mock.patch("tokenomy.cli.twin.serve", lambda *a, **k: None),
-        mock.patch("tokenomy.sim.sweep.ProcessPoolExecutor", lambda max_workers=None: ThreadPoolExecutor(1)),
+        mock.patch("tokenomy.gateway.serve.run_server", lambda *a, **k: None),
+        mock.patch("uvicorn.run", lambda *a, **k: None),
+        mock.patch(
+            "tokenomy.sim.sweep.ProcessPoolExecutor", lambda max_workers=None, mp_context=None: ThreadPoolExecutor(1)
+        ),
     ):
         yield
 
