@@ -213,6 +213,27 @@ class Throughput(Result):
     requests_per_s: float | None
 
 
+class ServerMetrics(Result):
+    """`tokenomy bench --server-metrics`: the server's own figures over the measured runs, from its Prometheus
+    endpoint (counter and histogram deltas; gauges time-weighted over the scrapes). Server wall seconds."""
+
+    url: str
+    dialect: str = Field(description="vllm, sglang or llamacpp series")
+    window_s: float = Field(description="first to last scrape")
+    scrapes: int
+    requests: float | None = Field(description="requests the server finished in the window (every client's)")
+    ttft_s_mean: float | None
+    itl_s_mean: float | None
+    e2e_s_mean: float | None
+    queue_s_mean: float | None
+    waiting_mean: float | None
+    waiting_peak: float | None
+    running_mean: float | None
+    running_peak: float | None
+    kv_usage_mean: float | None = Field(description="share of the KV cache in use, 0-1")
+    kv_usage_peak: float | None
+
+
 class RunSummary(Result):
     """`tokenomy simulate --json` and `tokenomy bench --json`: one run, whoever ran it (virtual or real time)."""
 
@@ -226,6 +247,7 @@ class RunSummary(Result):
         default=None, union_mode="left_to_right", description="input and output (one replica), or blended (a fleet)"
     )
     notes: list[str] = Field(default_factory=list, description="what the figures rest on, e.g. a borrowed profile")
+    server: ServerMetrics | None = Field(default=None, description="bench --server-metrics: the server's figures")
 
 
 class SimulateSweep(Result):

@@ -20,7 +20,7 @@ from tokenomy.catalog.prices import (
 from tokenomy.cli.main import app
 from tokenomy.costmodel.resolve import DeploymentSpec as Spec
 from tokenomy.costmodel.resolve import resolve
-from tokenomy.gateway.config import DeploymentSpec, TierConfig
+from tokenomy.gateway.config import TierConfig, TierDeployment
 from tokenomy.gateway.ledger import Database, usage_details
 from tokenomy.gateway.router import self_hosted_deployment, tier_prices
 from tokenomy.replay.alternatives import Alternative, fleet_from_file
@@ -33,7 +33,7 @@ OFFER = "OpenAI/gpt-4.1-mini"
 
 
 def test_gateway_defaults_are_the_rules_defaults() -> None:
-    spec = DeploymentSpec(model="llama-3.1-8b")
+    spec = TierDeployment(model="llama-3.1-8b")
     assert (spec.utilisation, spec.pricing_isl, spec.pricing_osl) == (
         SELF_HOSTED_UTILISATION,
         SELF_HOSTED_PRICING_ISL,
@@ -43,7 +43,7 @@ def test_gateway_defaults_are_the_rules_defaults() -> None:
 
 @pytest.mark.parametrize(("gpu", "precision"), [("H100-SXM", "fp8"), ("L4", "int4")])
 def test_ledger_and_replay_price_a_self_hosted_token_alike(gpu: str, precision: str) -> None:
-    spec = DeploymentSpec(model="llama-3.1-8b", gpu=gpu, precision=precision)
+    spec = TierDeployment(model="llama-3.1-8b", gpu=gpu, precision=precision)
     tier = TierConfig(name="small", url="http://x/v1", model="m", classes=["simple"], deployment=spec)
     gateway = tier_prices(tier, self_hosted_deployment(tier))
     d = resolve(Spec(model="llama-3.1-8b", gpu=gpu, tp=1, precision=precision)).deployment

@@ -6,6 +6,7 @@ Registered on the main app by `tokenomy.cli.main`. The work is in `tokenomy.benc
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from tokenomy.bench.economics import Price
     from tokenomy.bench.load import LiveCounts
     from tokenomy.bench.runner import BenchOutcome, BenchPlan, SearchSettings
+    from tokenomy.bench.server_metrics import ServerScraper
     from tokenomy.costmodel.deployment import Deployment
     from tokenomy.results import RunSummary
 
@@ -79,6 +81,10 @@ MeasurementsCsv = Annotated[
     Path | None, typer.Option(help="append the results as measurement rows (for validate / calibrate)")
 ]
 ShowProgress = Annotated[bool, typer.Option(help="show a progress bar on stderr")]
+ServerMetricsUrl = Annotated[
+    str | None,
+    typer.Option(help="scrape the server's Prometheus metrics during the run: a URL, or 'auto' (--url less /v1)"),
+]
 
 
 def bench_command(
@@ -123,6 +129,7 @@ def bench_command(
     requests_jsonl: RequestsJsonl = None,
     measurements_csv: MeasurementsCsv = None,
     progress: ShowProgress = True,
+    server_metrics: ServerMetricsUrl = None,
 ) -> None:
     """Measure an OpenAI-compatible endpoint: TTFT, ITL, TPOT, E2E, throughput, goodput, errors, $/Mtok."""
     run_bench_command(BenchOptions(**locals()))
@@ -173,6 +180,7 @@ class BenchOptions:
     requests_jsonl: Path | None
     measurements_csv: Path | None
     progress: bool
+    server_metrics: str | None
 
     def deployment_options(self) -> tuple[str | None, int, int | None, str, str, str, str | None]:
         """gpu, gpus, tp, precision, kv_precision, engine and the accelerators file: what `_deployment` takes."""
@@ -189,7 +197,10 @@ class BenchRequest:
 
 
 def run_bench_command(o: BenchOptions) -> None:
-    """Parse the options into a plan, run it (with a progress bar), summarise, render; exit 1 when it failed."""
+    """Parse the options into a plan, run it (with a progress bar; the server's metrics scraped when asked),
+    summarise, render; exit 1 when it failed."""
+    from rich.markup import escape
+
     from tokenomy.bench.runner import BenchError, run_bench
     from tokenomy.bench.search import SloError
     from tokenomy.bench.summary import bench_summary
@@ -203,19 +214,30 @@ def run_bench_command(o: BenchOptions) -> None:
         fail(exc)  # an exception: pydantic's errors are mapped to the options they came from
         return
     started = time.time()
+    scraper = _server_scraper(o.server_metrics, request.plan.endpoint.base_url)
     try:
-        if o.progress:
-            with ProgressDisplay(err_console) as watch_for:
-                outcome = run_bench(request.plan, watch_for)
-        else:
-            outcome = run_bench(request.plan)
+        with ProgressDisplay(err_console) if o.progress else contextlib.nullcontext() as watch_for:
+            outcome = run_bench(request.plan, scraper.watching(watch_for) if scraper else watch_for)
         served = o.catalog_model or outcome.endpoint.model
         d = _deployment(served, o.catalog_model is not None, *o.deployment_options())
     except (BenchError, CatalogError) as exc:
         fail(str(exc))
         return
+    finally:
+        server = scraper.finish() if scraper else None
     summary = bench_summary(outcome, request.plan, d, o.gpus, request.price, o.speedup, request.plan.spec, started)
+    if server is not None:
+        summary["server"] = server
+    if scraper and scraper.warning:
+        err_console.print(f"[yellow]warning:[/] {escape(scraper.warning)}")
     render_bench(o, outcome, summary)
+
+
+def _server_scraper(option: str | None, base_url: str) -> ServerScraper | None:
+    """The scraper of the server's metrics --server-metrics asks for (None: off)."""
+    from tokenomy.bench.server_metrics import ServerScraper, server_metrics_url
+
+    return ServerScraper(server_metrics_url(option, base_url)) if option else None
 
 
 def check_numbers(o: BenchOptions) -> None:
@@ -228,6 +250,8 @@ def check_numbers(o: BenchOptions) -> None:
         raise CatalogError(f"--speedup must be a positive number, got {o.speedup}")
     if not o.timeout > 0 or o.warmup < 0:
         raise CatalogError(f"--timeout must be positive and --warmup at least 0, got {o.timeout} and {o.warmup}")
+    if o.server_metrics and o.server_metrics != "auto" and not o.server_metrics.startswith(("http://", "https://")):
+        raise CatalogError(f"--server-metrics must be an http(s) URL or 'auto', got '{o.server_metrics}'")
     if o.max_error_rate is not None and not 0 <= o.max_error_rate <= 1:
         raise CatalogError(f"--max-error-rate must be a share between 0 and 1, got {o.max_error_rate}")
     if not (o.probe_seconds > 0 and math.isfinite(o.probe_seconds)) or not 0 <= o.verify_seconds < math.inf:
@@ -521,6 +545,10 @@ def bench_lines(summary: dict[str, Any]) -> list[str]:
             if by[k]["ratio"] is not None
         ]
         lines.append("measured vs predicted: " + "; ".join(parts))
+    if summary.get("server"):
+        from tokenomy.bench.server_metrics import server_lines
+
+        lines += server_lines(summary["server"])
     if "slo_search" in summary:
         lines += search_lines(summary["slo_search"], float(summary.get("speedup") or 1.0))
     for point in summary.get("sweep", []) if "slo_search" not in summary else []:

@@ -27,7 +27,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DeploymentSpec(Strict):
+class TierDeployment(Strict):
     """What runs behind a self-hosted endpoint: the cost model prices it and predicts its TTFT."""
 
     model: str  # catalogue id, e.g. llama-3.1-8b
@@ -46,7 +46,7 @@ class TierConfig(Strict):
     url: str  # OpenAI-compatible base URL, ending in /v1
     model: str  # the model name the upstream serves (sent upstream)
     classes: list[str] = Field(min_length=1)  # request classes this tier is good enough for
-    deployment: DeploymentSpec | None = None  # self-hosted tiers
+    deployment: TierDeployment | None = None  # self-hosted tiers
     price: str | None = None  # API tiers: "provider/model" from the price catalogue
     usd_per_mtok_input: float | None = Field(None, ge=0)
     usd_per_mtok_output: float | None = Field(None, ge=0)
