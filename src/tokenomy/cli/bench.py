@@ -136,7 +136,7 @@ def bench_command(
 
 
 @dataclass(frozen=True)
-class BenchOptions:
+class BenchOptions(opt.WorkloadOptions):
     """The options of `tokenomy bench`, as given (the parameters of `bench_command`, same names)."""
 
     url: str
@@ -144,14 +144,6 @@ class BenchOptions:
     catalog_model: str | None
     api_key_env: str | None
     endpoint: str
-    isl: str
-    osl: str
-    rate: float | None
-    burstiness: float
-    concurrency: int | None
-    num_requests: int
-    trace: str | None
-    time_scale: float
     seed: int
     warmup: int
     timeout: float

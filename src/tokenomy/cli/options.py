@@ -7,6 +7,7 @@ errors name the command-line option (`--gpus: not a multiple of tp × pp = 2 (go
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,3 +76,17 @@ def resolve_deployment(spec: DeploymentSpec, profile: EngineProfile | None = Non
 def deployment_of(accelerators_file: Path | str | None = None, **fields: Any) -> ResolvedDeployment:
     """The replica a command's deployment options name: `deployment_spec` then `resolve_deployment`."""
     return resolve_deployment(deployment_spec(accelerators_file, **fields))
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    """The workload options simulate and bench share, as given (their `--isl` … `--time-scale`)."""
+
+    isl: str
+    osl: str
+    rate: float | None
+    burstiness: float
+    concurrency: int | None
+    num_requests: int
+    trace: str | None
+    time_scale: float

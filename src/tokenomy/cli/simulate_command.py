@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tokenomy.cli.options import WorkloadOptions
+
 if TYPE_CHECKING:
     from tokenomy.costmodel.deployment import Deployment
     from tokenomy.results import RunSummary, SimulateSweep
@@ -54,7 +56,7 @@ RequestsCsv = Annotated[Path | None, typer.Option(help="write one row per reques
 
 
 @dataclass(frozen=True)
-class SimulateOptions:
+class SimulateOptions(WorkloadOptions):
     """The options of `tokenomy simulate`, as given (the parameters of the command, same names)."""
 
     model: str
@@ -65,14 +67,6 @@ class SimulateOptions:
     kv_precision: str
     engine: str
     accelerators_file: Path | None
-    isl: str
-    osl: str
-    rate: float | None
-    burstiness: float
-    concurrency: int | None
-    num_requests: int
-    trace: str | None
-    time_scale: float
     daily_rates: str | None
     classes: str | None
     seed: int
