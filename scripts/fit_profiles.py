@@ -1,5 +1,6 @@
 """Refit the shipped engine profiles on the shipped measurement file, then cross-validate the fit and write
-the residual quantiles behind every 80 % interval.
+the residual quantiles behind every 80 % interval. Every shipped measurement file is read (measurements.csv and
+measurements_*.csv beside it); rows of engines the recipe does not fit on are predicted in the cross-validation only.
 
 TensorRT-LLM has ~300 offline rows: its free parameters are fitted on them (those the rows cannot
 identify keep the documented default or fit.py PRIORS, and the profile's `fit.parameters` says so); then the per-step
@@ -8,14 +9,19 @@ have too few rows to fit the profile parameters, so they take those fitted on Te
 records `borrows_from` and `borrowed`, and plan/simulate print a note) and keep their own scheduler and
 memory settings; `generic` does the same. SGLang's own online latency rows then refit its per-step
 overhead where they identify it; vLLM's rows ran V0 multi-step scheduling, which the simulator does not
-model, so they only validate (calibrate/fit.py: fit_engine_profiles, OWN_ROW_FITS).
+model, so they only validate (calibrate/fit.py: fit_engine_profiles, OWN_ROW_FITS). vLLM on AMD GPUs is its own
+profile, vllm-rocm (catalog/profiles.py VENDOR_PROFILES): it starts from the borrowed values and refits what the
+ROCm vLLM offline rows (measurements_rocm_vllm.csv) identify (OWN_OFFLINE_FITS); every cross-validation fold refits
+it too, so holding out the AMD family leaves it the borrowed values.
 
 Then leave-one-group-out cross-validation (engine version, accelerator family, model family) refits
 without each group and predicts it; the out-of-sample log residuals, pooled over the three groupings,
-give the quantiles in catalog/data/residual_quantiles.json (costmodel/intervals.py).
+give the bands in catalog/data/residual_quantiles.json (costmodel/intervals.py says how a band is chosen).
 
-Run: python scripts/fit_profiles.py [--no-cv] [--no-profiles] [--report PATH]
-(--no-profiles: write only the residual quantiles; --report: also the cross-validation report as JSON)
+Run: python scripts/fit_profiles.py [--no-cv] [--no-profiles] [--report PATH] [--from-report PATH]
+(--no-profiles: write only the residual quantiles; --report: also the cross-validation report as JSON;
+--from-report: take the held-out predictions of a saved report instead of refitting, and only rewrite the bands
+and their coverage: for a change of the interval rule, not of the model or the data)
 """
 
 from __future__ import annotations
@@ -23,19 +29,64 @@ from __future__ import annotations
 import json
 import sys
 
-from tokenomy.calibrate.fit import fit_engine_profiles
-from tokenomy.calibrate.measurements import read_measurements
-from tokenomy.calibrate.validate import cross_validate, cv_report
+from tokenomy.calibrate.fit import OTHER_ENGINES, fit_engine_profiles, parameter_lines
+from tokenomy.calibrate.measurements import read_measurements, shipped_measurement_files
+from tokenomy.calibrate.validate import CrossValidation, cross_validate, cv_report
 from tokenomy.catalog.models import DATA_DIR
 from tokenomy.catalog.profiles import PROFILE_DIR, load_profile, save_profile
 from tokenomy.costmodel.intervals import RESIDUALS_FILE, build_residual_table
 
-ENGINES = ("tensorrt-llm", "vllm", "sglang", "generic")
+ENGINES = ("tensorrt-llm", *OTHER_ENGINES)
 
 
-def main(run_cv: bool = True, write_profiles: bool = True, report_path: str = "") -> None:
-    path = DATA_DIR / "measurements.csv"
-    rows = read_measurements(path)
+def cv_from_report(path: str, rows: list) -> CrossValidation:
+    """The cross-validation a saved --report holds: its held-out rows (by id) with their out-of-sample predictions."""
+    with open(path) as fh:
+        saved = json.load(fh)
+    by_id = {row.id: row for row in rows}
+    missing = sorted({h["id"] for h in saved["held_out"]} - set(by_id))
+    if missing:
+        raise SystemExit(f"error: {path}: held-out rows {', '.join(missing[:5])} are not in the shipped files")
+    cv = CrossValidation(fits=saved["fits"], fold_parameters=saved["fold_parameters"])
+    for h in saved["held_out"]:
+        cv.held_out.setdefault(h["grouping"], []).append((h["group"], by_id[h["id"]], h["predicted"]))
+    return cv
+
+
+def write_residuals(cv: CrossValidation, files: list, report_path: str) -> None:
+    """Write the residual bands of a cross-validation, its report if asked, and print its coverage."""
+    table = build_residual_table(cv.residuals())
+    data = {
+        "generated_by": "scripts/fit_profiles.py",
+        "residuals": "log(measured / predicted) of held-out rows, leave-one-group-out over engine version, "
+        "accelerator family and model family, pooled; n: distinct rows, groups: distinct engine version x "
+        "accelerator family x model family cells (costmodel/intervals.py)",
+        "measurements": ", ".join(p.name for p in files),
+        **table.to_dict(),
+    }
+    (DATA_DIR / RESIDUALS_FILE).write_text(json.dumps(data, indent=1) + "\n")
+    report = cv_report(cv)
+    if report_path:
+        with open(report_path, "w") as fh:
+            json.dump(report, fh, indent=1)
+    for grouping, g in report["groupings"].items():
+        for metric, m in g["metrics"].items():
+            cov = "—" if m["coverage_80"] is None else f"{m['coverage_80']:.0%}"
+            print(
+                f"cv {grouping}: {metric}: n {m['n']}, median {m['median_ape']:.1%}, p90 {m['p90_ape']:.1%}, "
+                f"80% coverage {cov}"
+            )
+    for metric, cov in report["coverage_80"].items():
+        print(f"cv all groupings: {metric}: 80% coverage {cov:.0%}")
+    print(f"written: {DATA_DIR / RESIDUALS_FILE} ({cv.fits} refits)")
+
+
+def main(run_cv: bool = True, write_profiles: bool = True, report_path: str = "", from_report: str = "") -> None:
+    files = shipped_measurement_files()  # what `tokenomy validate` with no FILE reads
+    rows = [row for path in files for row in read_measurements(path)]
+    if from_report:  # the interval rule only: the saved held-out predictions, no refit
+        write_residuals(cv_from_report(from_report, rows), files, report_path)
+        return
     bases = {name: load_profile(name) for name in ENGINES}
     fitted = fit_engine_profiles(rows, bases)
     for name, profile in fitted.items():
@@ -52,35 +103,19 @@ def main(run_cv: bool = True, write_profiles: bool = True, report_path: str = ""
     for name in ENGINES[1:]:
         prof = fitted[name]
         own = prof.fit.get("parameters", {}).get("step_overhead_s")
-        checked = f"; own rows: {own['status']} ({prof.fit['online_rows']} rows)" if own else ""
+        online = prof.fit.get("online_rows")
+        checked = f"; own rows: {own['status']} ({online} rows)" if own and online else ""
         print(f"{name}: borrows {', '.join(prof.borrowed) or 'nothing'} from {prof.borrows_from or '-'}{checked}")
+        for line in parameter_lines(prof) if prof.fit.get("row_ids") else []:  # its own offline fit (OWN_OFFLINE_FITS)
+            print(f"  {line}")
     if not run_cv:
         return
     cv = cross_validate(rows, bases, progress=lambda s: print(f"  cv: {s}", flush=True))
-    table = build_residual_table(cv.residuals())
-    data = {
-        "generated_by": "scripts/fit_profiles.py",
-        "residuals": "log(measured / predicted) of held-out rows, leave-one-group-out over engine version, "
-        "accelerator family and model family, pooled",
-        "measurements": "measurements.csv",
-        **table.to_dict(),
-    }
-    (DATA_DIR / RESIDUALS_FILE).write_text(json.dumps(data, indent=1) + "\n")
-    report = cv_report(cv)
-    if report_path:
-        with open(report_path, "w") as fh:
-            json.dump(report, fh, indent=1)
-    for grouping, g in report["groupings"].items():
-        for metric, m in g["metrics"].items():
-            cov = "—" if m["coverage_80"] is None else f"{m['coverage_80']:.0%}"
-            print(
-                f"cv {grouping}: {metric}: n {m['n']}, median {m['median_ape']:.1%}, p90 {m['p90_ape']:.1%}, "
-                f"80% coverage {cov}"
-            )
-    print(f"written: {DATA_DIR / RESIDUALS_FILE} ({cv.fits} refits)")
+    write_residuals(cv, files, report_path)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     report = args[args.index("--report") + 1] if "--report" in args else ""
-    main("--no-cv" not in args, "--no-profiles" not in args, report)
+    saved = args[args.index("--from-report") + 1] if "--from-report" in args else ""
+    main("--no-cv" not in args, "--no-profiles" not in args, report, saved)

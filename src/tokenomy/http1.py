@@ -287,9 +287,10 @@ class _Connection(asyncio.Protocol):
         response.buffered += len(body)  # type: ignore[union-attr]
         if response.buffered > HIGH_WATER:  # type: ignore[union-attr]
             self.pause()
-        waiter = response.waiter  # type: ignore[union-attr]
-        if waiter is not None and response.sink is None and not waiter.done():  # type: ignore[union-attr]
-            waiter.set_result(None)
+        if response.sink is None:  # type: ignore[union-attr]
+            waiter = response.waiter  # type: ignore[union-attr]
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def on_message_complete(self) -> None:
         response = self.response

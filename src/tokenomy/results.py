@@ -166,6 +166,24 @@ class BlendedUsdPerMtok(Result):
     blended: float | None
 
 
+class FigureInterval(Result):
+    """The 80 % interval of one predicted figure, from cross-validated residuals (`costmodel/intervals.py`)."""
+
+    interval_80: list[float] = Field(description="[lo, hi], in the figure's own unit", min_length=2, max_length=2)
+    metric: str = Field(description="the residual metric whose band it takes (mean_ttft, output_throughput, …)")
+    inverse: bool = Field(description="true for a cost per token: it scales inversely with the throughput")
+    pool: str = Field(description="residual pool 'metric|accelerator family|model family' ('*': any)")
+    n: int = Field(description="residuals in that pool")
+    thin: bool = Field(description="the figure's own pool had too few residuals: a wider pool stood in")
+    note: str = Field(default="", description="why a wider pool stood in, or why the band was stretched")
+
+
+INTERVALS_80 = (
+    "per predicted figure (key path, e.g. 'ttft_s', 'usd_per_mtok.output', 'ttft_s.p99'): its 80 % interval "
+    "from cross-validated residuals; empty without a shipped residual table"
+)
+
+
 # --- tokenomy plan ------------------------------------------------------------------------------------------------
 
 
@@ -202,6 +220,7 @@ class PlanResult(Result):
     itl_s: float | None = Field(description="single-stream inter-token latency")
     max_output_tokens_per_s: float | None = Field(description="deployment-wide maximum output throughput")
     usd_per_mtok: UsdPerMtok | None = None
+    intervals_80: dict[str, FigureInterval] = Field(default_factory=dict, description=INTERVALS_80)
     notes: list[str] = Field(default_factory=list, description="what the figures rest on, e.g. a borrowed profile")
 
 
@@ -245,6 +264,9 @@ class RunSummary(Result):
     goodput_rps: float | None = Field(default=None, description="requests/s meeting every SLO given")
     usd_per_mtok: UsdPerMtok | BlendedUsdPerMtok | None = Field(
         default=None, union_mode="left_to_right", description="input and output (one replica), or blended (a fleet)"
+    )
+    intervals_80: dict[str, FigureInterval] = Field(
+        default_factory=dict, description=INTERVALS_80 + " (simulate, one replica; not bench, which measures)"
     )
     notes: list[str] = Field(default_factory=list, description="what the figures rest on, e.g. a borrowed profile")
     server: ServerMetrics | None = Field(default=None, description="bench --server-metrics: the server's figures")

@@ -33,7 +33,7 @@ def test_each_engine_has_its_documented_kv_page_size():
     assert [load_profile(e).kv_block_tokens for e in GPU_ENGINES] == [16, 1, 32]
 
 
-@pytest.mark.parametrize("name", ["vllm", "sglang", "tensorrt-llm", "generic"])
+@pytest.mark.parametrize("name", ["vllm", "vllm-rocm", "sglang", "tensorrt-llm", "generic"])
 def test_every_numeric_field_of_a_gpu_profile_has_a_source(name):
     raw = _raw(name)
     numbers = [k for k in NUMERIC if k in raw]
@@ -76,7 +76,7 @@ def _plan(engine: str) -> dict:
 def test_plan_json_carries_the_borrowing_note_and_the_fitted_engine_none():
     vllm, trt = _plan("vllm"), _plan("tensorrt-llm")
     assert any("borrows" in n and "tensorrt-llm" in n for n in vllm["notes"])
-    assert trt["notes"] == []
+    assert not any("borrows" in n for n in trt["notes"])  # other notes (e.g. how an 80% interval was built) may be
 
 
 def test_plan_text_prints_the_borrowing_note():

@@ -92,15 +92,16 @@ def test_qwen3_uses_its_decoupled_head_dim():
 
 def test_moe_decode_reads_only_the_experts_it_touches():
     mixtral = deploy("mixtral-8x7b", tp=2)
-    one = float(decode_step_seconds(mixtral, 1, 256))
-    dense_equivalent = deploy("mixtral-8x7b", tp=2).weight_bytes / 2 / mixtral.gpu.bandwidth_bytes_per_s
+    one = float(decode_step_seconds(mixtral, 1, 256)) - mixtral.profile.step_overhead_s  # the step's reads
+    dense_equivalent = mixtral.weight_bytes / 2 / mixtral.numbers().bytes_per_s  # every weight, at the same rate
     assert one < 0.6 * dense_equivalent  # 2 of 8 experts per layer at batch 1
 
 
 def test_fp8_decode_is_faster_than_fp16_on_hopper():
+    fixed = VLLM.step_overhead_s  # per-step host cost, the same at either precision
     _, itl16 = single_stream(deploy("llama-3.1-8b"), 512, 128)
     _, itl8 = single_stream(deploy("llama-3.1-8b", precision="fp8"), 512, 128)
-    assert itl8 < 0.7 * itl16
+    assert itl8 - fixed < 0.7 * (itl16 - fixed)  # half the weight bytes per token
 
 
 def test_gguf_q4_1_smollm2_weights_match_the_shipped_file_size():

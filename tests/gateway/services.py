@@ -98,7 +98,7 @@ def start_gateway(config: Path, port: int, *extra: str, env: dict[str, str] | No
     """`tokenomy gateway --config … --port …` in a process of its own, once /healthz answers."""
     cmd = [sys.executable, "-m", "tokenomy.cli.main", "gateway", "--config", str(config), "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # two workers on two busy cores each import the whole package
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -107,7 +107,8 @@ def start_gateway(config: Path, port: int, *extra: str, env: dict[str, str] | No
             time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "gateway exited"
     proc.kill()
-    raise AssertionError("the gateway did not come up")
+    _, err = proc.communicate(timeout=10)
+    raise AssertionError(f"the gateway did not come up in 120 s:\n{err.decode()[-3000:]}")
 
 
 def write_gateway_config(tmp_path: Path, api_url: str, batch_rows: int = 50) -> Path:

@@ -163,8 +163,8 @@ def test_workers_share_state_and_the_cli_revokes_in_a_running_gateway(pg_url, re
         capture_output=True,
         text=True,
         env={**os.environ, **env},
-        check=True,
     )
+    assert made.returncode == 0, made.stderr
     fields = dict(line.split(":", 1) for line in made.stdout.splitlines())
     key_id, key = fields["key_id"].strip(), fields["key"].strip()
     port = free_port()
@@ -173,12 +173,13 @@ def test_workers_share_state_and_the_cli_revokes_in_a_running_gateway(pg_url, re
         h = {"authorization": f"Bearer {key}"}
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         assert all(httpx.post(url, json=chat(), headers=h).status_code == 200 for _ in range(6))
-        subprocess.run(
+        revoked = subprocess.run(
             [*cli, "revoke", "--config", str(config), key_id],
-            check=True,
             capture_output=True,
+            text=True,
             env={**os.environ, **env},
         )
+        assert revoked.returncode == 0, revoked.stderr
         deadline = time.monotonic() + 10
         while httpx.post(url, json=chat(), headers=h).status_code != 401:
             assert time.monotonic() < deadline, "the revoked key still works in the running gateway"

@@ -123,9 +123,12 @@ def test_bench_requests_and_trace_sources(tmp_path: Path) -> None:
         for i in range(20)
     ]
     recs.append({"intended_s": 11.0, "prompt_tokens": 0, "output_tokens": 0, "error": "HTTP 503"})
-    bench.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    lines = [json.dumps(r) + "\n" for r in recs]
+    lines[3:3] = ["{truncated by a crash\n", "[1, 2]\n"]  # two lines it cannot use: skipped, the rest kept
+    bench.write_text("".join(lines))
     rep = read_source(str(bench))
-    assert rep.kind == "bench" and len(rep) == 20 and rep.skipped == {"request failed in the bench run": 1}
+    assert rep.kind == "bench" and len(rep) == 20
+    assert rep.skipped == {"request failed in the bench run": 1, "a line that is not a JSON object": 2}
     trace = tmp_path / "trace.jsonl"
     write_trace_jsonl(
         Workload(np.arange(5.0), np.full(5, 100), np.full(5, 10), np.array(["a"] * 5, dtype=object)), trace

@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.cli.main import app
+from tokenomy.cli.watch import report_table
+from tokenomy.costmodel.intervals import figure_interval_80
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
+from tokenomy.watch.compare import WINDOW_BANDS
 from tokenomy.watch.loop import watch_loop
 from tokenomy.watch.session import EngineWatch, IntervalReport, WatchOptions
 
@@ -76,6 +80,13 @@ def test_steady_twin_no_alarm_and_refit_near_the_profile(loaded_twin: str) -> No
     fit = reports[-1].fit
     assert fit is not None
     assert fit.step_overhead_s == pytest.approx(load_profile("vllm").step_overhead_s, rel=0.3)
+    # judged against the prediction's 80 % interval for H100 × Llama, shown with its pool on the dashboard
+    itl = next(c for c in judged[-1].checks if c.metric == "itl_s")
+    assert itl.source == "80% interval" and itl.pool.startswith("mean_itl|")
+    assert itl.interval[0] <= itl.predicted <= itl.interval[1]
+    console = Console(record=True, width=200)
+    console.print(report_table(judged[-1]))
+    assert f"80% interval, {itl.pool}" in console.export_text()
 
 
 def test_slowed_twin_alarms_within_three_intervals(loaded_twin: str) -> None:
@@ -120,7 +131,7 @@ def test_cli_json_profile_and_own_metrics(loaded_twin: str, tmp_path) -> None:  
     scraper = threading.Thread(target=scrape_own_metrics, daemon=True)
     scraper.start()
     profile = tmp_path / "fitted.json"
-    args = ["watch", loaded_twin, "--interval", str(INTERVAL_S), "--iterations", "4", "--json"]
+    args = ["watch", loaded_twin, "--interval", str(INTERVAL_S), "--iterations", "4", "--json", "--band-itl", "0.3"]
     result = CliRunner().invoke(app, [*args, "--profile-out", str(profile), "--metrics-port", str(port)])
     scraper.join(timeout=15)
     assert result.exit_code == 0, result.output
@@ -133,6 +144,20 @@ def test_cli_json_profile_and_own_metrics(loaded_twin: str, tmp_path) -> None:  
         "kv_usage",
         "waiting",
     }
+    checks = {c["metric"]: c for c in lines[-1]["checks"]}
+    itl, ttft, kv = checks["itl_s"], checks["ttft_s"], checks["kv_usage"]
+    assert (itl["source"], itl["band"]) == ("band", 0.3)  # --band-itl replaces the interval
+    assert itl["interval"] == pytest.approx([itl["predicted"] / 1.3, itl["predicted"] * 1.3])
+    assert ttft["source"] == "80% interval" and ttft["band"] is None and isinstance(ttft["thin"], bool)
+    expected = figure_interval_80("ttft_s", "H100-SXM", MODEL, ttft["predicted"])
+    assert expected is not None and ttft["pool"] == expected.pool
+    floor = WINDOW_BANDS["ttft_s"]  # the interval, never narrower than a window's scatter
+    lo, hi = (
+        min(expected.interval_80[0], ttft["predicted"] / (1 + floor)),
+        max(expected.interval_80[1], ttft["predicted"] * (1 + floor)),
+    )
+    assert ttft["interval"] == pytest.approx([lo, hi])
+    assert kv["source"] == "band (no residual pool)"
     assert load_profile(str(profile)).fitted_on.startswith("tokenomy watch http://127.0.0.1")
     assert 'tokenomy_watch_observed{engine="' in seen.get("text", "")
 

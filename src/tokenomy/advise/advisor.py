@@ -24,7 +24,7 @@ from tokenomy.advise.hourly import DayPlan, daily_cost_usd, plan_day
 from tokenomy.advise.search import CandidateTable, Group, choose_partition, evaluate, make_groups
 from tokenomy.advise.verify import PROBE_FRACTIONS, SimJob, probe
 from tokenomy.advise.workload import Slo, Workload, build_workload, priced_gpus
-from tokenomy.catalog.profiles import load_profile
+from tokenomy.catalog.profiles import engine_profile
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
 RELAX_MARGIN = 1.25  # an unreachable SLO is relaxed to 1.25 × the best reachable value, leaving load headroom
@@ -191,8 +191,8 @@ def _best_score(workload: Workload, bench: str, with_apis: bool, deployable_only
 def _fits_somewhere(workload: Workload, model: str, precision: str) -> bool:
     """Whether the model's weights, runtime and one request's KV fit any candidate accelerator × tp."""
     cand = workload.candidates
-    profile = load_profile(cand.engine)
     for gpu in priced_gpus(cand.gpus):
+        profile = engine_profile(cand.engine, gpu)  # vllm on an AMD GPU: vllm-rocm
         for tp in cand.tensor_parallel:
             d = resolve(DeploymentSpec(model=model, gpu=gpu, tp=tp, precision=precision, kv_precision="bf16"), profile)
             if d.deployment.memory.fits:

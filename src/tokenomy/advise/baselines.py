@@ -30,7 +30,7 @@ from tokenomy.advise.search import DeploymentKey, Group, api_usd_per_request, ma
 from tokenomy.advise.verify import SimJob, probe
 from tokenomy.advise.workload import ClassLoad, Workload, priced_gpus
 from tokenomy.catalog.prices import ApiPrice
-from tokenomy.catalog.profiles import load_profile
+from tokenomy.catalog.profiles import engine_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import batch_latency_seconds, decode_step_seconds, prefill_seconds
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
@@ -128,7 +128,6 @@ class StaticTier:
 def static_candidates(workload: Workload, group: Group) -> list[StaticCandidate]:
     """Every 16-bit deployment meeting all floors, at each static batch size, in closed form."""
     cand = workload.candidates
-    profile = load_profile(cand.engine)
     isl = np.concatenate([c.samples[0] for c in group.classes])
     osl = np.concatenate([c.samples[1] for c in group.classes])
     isl_mean, osl_mean, slo = group.shape.isl_mean, group.shape.osl_mean, group.slo
@@ -142,7 +141,7 @@ def static_candidates(workload: Workload, group: Group) -> list[StaticCandidate]
                 spec = DeploymentSpec(
                     model=model, gpu=gpu, tp=tp, precision=BASELINE_PRECISION, kv_precision=BASELINE_PRECISION
                 )
-                d = resolve(spec, profile).deployment
+                d = resolve(spec, engine_profile(cand.engine, gpu)).deployment
                 if not d.memory.fits:
                     continue
                 limit = min(d.max_concurrency(round(isl_mean), round(osl_mean))["static"], MAX_STATIC_BATCH)

@@ -27,7 +27,7 @@ from tokenomy.advise.closedform import (
 from tokenomy.advise.hourly import SECONDS_PER_HOUR, daily_cost_usd
 from tokenomy.advise.workload import ClassLoad, Slo, Workload, priced_gpus
 from tokenomy.catalog.prices import ApiPrice, batch_price
-from tokenomy.catalog.profiles import load_profile
+from tokenomy.catalog.profiles import engine_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.profile import EngineProfile
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
@@ -214,9 +214,9 @@ def evaluate(workload: Workload, groups: list[Group] | None = None) -> Candidate
     """Stage 1: every candidate of every group, priced in closed form."""
     cand = workload.candidates
     groups = groups if groups is not None else make_groups(workload)
-    profile = load_profile(cand.engine)
     spec_params = SpecParams(cand.speculative.draft_tokens, cand.speculative.acceptance)
     gpus = priced_gpus(cand.gpus)
+    profiles = {g: engine_profile(cand.engine, g) for g in gpus}  # vllm on an AMD GPU: vllm-rocm
     notes = [f"no on-demand price for {g}: left out" for g in cand.gpus if g not in gpus]
     grid = occupancy_grid(max(cand.max_batch))
     keys: list[DeploymentKey] = []
@@ -238,10 +238,10 @@ def evaluate(workload: Workload, groups: list[Group] | None = None) -> Candidate
                 if key not in key_index:
                     key_index[key] = len(keys)
                     keys.append(key)
-                    d = _deployment(key, profile)
+                    d = _deployment(key, profiles[gpu])
                     deployments.append(d)
                     draft = (
-                        _deployment(DeploymentKey(draft_model, gpu, tp, "bf16", "bf16"), profile)
+                        _deployment(DeploymentKey(draft_model, gpu, tp, "bf16", "bf16"), profiles[gpu])
                         if draft_model
                         else None
                     )

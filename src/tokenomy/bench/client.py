@@ -57,9 +57,9 @@ class Endpoint:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def payload(self, prompt: str, max_tokens: int) -> dict[str, Any]:
+    def payload(self, prompt: str | list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         """A streaming request body: exactly max_tokens out (ignore_eos for vLLM/SGLang, min_tokens for vLLM and
-        llama.cpp, which ignores ignore_eos), usage at the end."""
+        llama.cpp, which ignores ignore_eos), usage at the end; a list of chat messages is sent as they are."""
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens,
@@ -70,7 +70,7 @@ class Endpoint:
             "temperature": 0.0,
         }
         if self.kind == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         else:
             body["prompt"] = prompt
         body.update(self.extra_body)
@@ -131,7 +131,7 @@ def new_pool(endpoint: Endpoint, timeout_s: float) -> http1.Pool:
 
 
 async def stream_request(
-    pool: http1.Pool, endpoint: Endpoint, rec: RequestRecord, prompt: str, t0: float
+    pool: http1.Pool, endpoint: Endpoint, rec: RequestRecord, prompt: str | list[dict[str, str]], t0: float
 ) -> RequestRecord:
     """Send one streaming request and fill `rec` (times relative to t0); every failure ends up in rec.error."""
     body = json.dumps(endpoint.payload(prompt, rec.max_tokens)).encode()

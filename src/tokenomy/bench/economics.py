@@ -137,6 +137,8 @@ def deployment_workload(workload: Workload, speedup: float, replicas: int) -> Wo
     idx = np.arange(len(workload))[:: max(replicas, 1)]
     w = workload.subset(idx)
     w.arrival_s = w.arrival_s * speedup
+    if w.think_s is not None:
+        w.think_s = w.think_s * speedup
     if workload.concurrency:
         w.concurrency = max(workload.concurrency // max(replicas, 1), 1)
     return w

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenomy.bench.client import RequestRecord
-    from tokenomy.bench.runner import BenchOutcome
+    from tokenomy.bench.runner import BenchOutcome, RunOutcome
 
 RECORD_FIELDS = (
     "run",
     "index",
+    "session",
     "intended_s",
     "sent_s",
     "send_lag_s",
@@ -36,8 +37,8 @@ RECORD_FIELDS = (
 )
 
 
-def record_row(run: str, rec: RequestRecord) -> dict[str, Any]:
-    """One request as a flat row (times in seconds from the run's start)."""
+def record_row(run: str, rec: RequestRecord, session: int | None = None) -> dict[str, Any]:
+    """One request as a flat row (times in seconds from the run's start; session: its conversation, if any)."""
     from tokenomy.tokenizer import count_tokens
 
     ok = rec.ok
@@ -48,6 +49,7 @@ def record_row(run: str, rec: RequestRecord) -> dict[str, Any]:
     return {
         "run": run,
         "index": rec.index,
+        "session": session,
         "intended_s": rec.intended_s,
         "sent_s": rec.sent_s,
         "send_lag_s": rec.sent_s - rec.intended_s,
@@ -75,7 +77,13 @@ def all_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
     runs = [(f"{r.summary['rate']:g}" if "rate" in r.summary else "main", r) for r in outcome.sweep or [outcome.main]]
     if outcome.verification is not None:
         runs.append((f"verify {outcome.verification.rate_rps:g}", outcome.main))
-    return [record_row(label, rec) for label, run in runs for rec in run.records]
+    return [record_row(label, rec, _session(run, rec.index)) for label, run in runs for rec in run.records]
+
+
+def _session(run: RunOutcome, index: int) -> int | None:
+    """The conversation request `index` of a run belongs to (None without sessions)."""
+    ids = run.workload.session_ids
+    return int(ids[index]) if ids is not None and 0 <= index < len(ids) else None
 
 
 def write_request_rows(outcome: BenchOutcome, csv_path: Path | None, jsonl_path: Path | None) -> None:

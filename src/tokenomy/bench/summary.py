@@ -54,6 +54,10 @@ def bench_summary(
         "trace": spec.trace,
         "dataset": dataset_name(spec.isl, spec.trace),
     }
+    if spec.sessions:  # multi-turn: isl is each turn's new message, the load opens sessions
+        summary["workload"].update(
+            turns=spec.turns, think_s=spec.think_s, system_prompt_tokens=spec.system_prompt_tokens
+        )
     summary["speedup"] = speedup
     summary["warmup"] = {"requests": plan.warmup, "errors": outcome.warmup_errors}
     if d is not None:

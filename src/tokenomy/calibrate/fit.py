@@ -16,6 +16,7 @@ from scipy.optimize import least_squares, minimize_scalar
 
 from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.predict import predict
+from tokenomy.catalog.profiles import profile_name_for
 from tokenomy.costmodel.profile import FITTED, EngineProfile
 
 BOUNDS = {
@@ -55,7 +56,7 @@ IDENTIFIABLE_SENSITIVITY = 0.05
 # The online step-overhead search: objective gains below this (median |log error|) do not identify it.
 ONLINE_MIN_GAIN = 0.005
 ONLINE_LOADS = ("rate", "concurrency")
-OTHER_ENGINES = ("vllm", "sglang", "generic")
+OTHER_ENGINES = ("vllm", "vllm-rocm", "sglang", "generic")
 
 
 def prior_profile(base: EngineProfile) -> EngineProfile:
@@ -237,17 +238,33 @@ def parameter_lines(profile: EngineProfile) -> list[str]:
 # vLLM's shipped rows ran V0 multi-step scheduling (--num-scheduler-steps 10: tokens stream in bursts of 10 steps),
 # which the simulator does not model, so they validate the profile but do not fit it.
 OWN_ROW_FITS = ("sglang",)
+# Profiles whose own offline and fixed-batch rows refit the profile parameters they identify (fit_profile), starting
+# from the borrowed TensorRT-LLM values, which the parameters the rows cannot identify keep. A profile's own rows are
+# those whose engine and GPU select it (catalog.profiles.profile_name_for): vllm-rocm's are the ROCm vLLM rows on
+# 8×MI300X (measurements_rocm_vllm.csv, engine vllm on an AMD GPU). vllm (NVIDIA) has no offline rows the cost model
+# predicts (its four are ShareGPT-length runs), so it borrows everything.
+OWN_OFFLINE_FITS = ("vllm-rocm",)
+
+
+def _own_offline(rows: list[Measurement], profile: str) -> list[Measurement]:
+    """The offline and fixed-batch rows run with `profile` (profile_name_for), if it is one of OWN_OFFLINE_FITS."""
+    if profile not in OWN_OFFLINE_FITS:
+        return []
+    return [r for r in rows if r.load_kind not in ONLINE_LOADS and profile_name_for(r.engine, r.gpu) == profile]
 
 
 def fit_inputs(rows: list[Measurement]) -> frozenset[str]:
-    """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM and OWN_ROW_FITS."""
-    return frozenset(r.id for r in rows if r.engine == "tensorrt-llm" or r.engine in OWN_ROW_FITS)
+    """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM's, OWN_ROW_FITS'
+    and OWN_OFFLINE_FITS' offline rows."""
+    own = {r.id for name in OWN_OFFLINE_FITS for r in _own_offline(rows, name)}
+    return frozenset(r.id for r in rows if r.engine == "tensorrt-llm" or r.engine in OWN_ROW_FITS or r.id in own)
 
 
 def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]) -> dict[str, EngineProfile]:
     """The shipped fitting recipe: TensorRT-LLM's parameters on its own rows (offline, then step overhead on its
     online rows), starting from the documented defaults; the other engines borrow its efficiencies and keep their
-    own scheduler and memory settings (their few rows are online runs that cannot identify the fitted parameters)."""
+    own scheduler and memory settings (their few rows are online runs that cannot identify the fitted parameters);
+    OWN_OFFLINE_FITS profiles (vllm-rocm) then refit what their own offline rows identify."""
     trt = prior_profile(bases["tensorrt-llm"])
     trt_rows = [r for r in rows if r.engine == trt.name]
     fitted = fit_step_overhead(fit_profile(trt, trt_rows), trt_rows)
@@ -266,7 +283,31 @@ def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]
             )
             own = [r for r in rows if r.engine == name] if name in OWN_ROW_FITS else []
             out[name] = _refit_own_step_overhead(borrowed, own) if own else borrowed
+            offline = _own_offline(rows, name)
+            if offline and any(predict(r, borrowed).value is not None for r in offline):
+                out[name] = _refit_own_offline(borrowed, offline)
     return out
+
+
+def _refit_own_offline(profile: EngineProfile, own: list[Measurement]) -> EngineProfile:
+    """The borrowed profile refitted on the engine's own offline/batch rows (fit_profile: the borrowed values are the
+    priors that parameters the rows cannot identify keep); `borrowed` then lists only those."""
+    fitted = fit_profile(profile, own)
+    params = fitted.fit["parameters"]
+    own_fitted = [k for k, p in params.items() if p["status"].startswith("fitted")]
+    where = f"fitted on {fitted.fit['rows']} own {profile.name} offline/batch rows (scripts/fit_profiles.py; `fit`)"
+    kept = {
+        k: f"borrowed from the {profile.borrows_from} fit: the {fitted.fit['rows']} own {profile.name} rows do not "
+        f"identify it ({p['status']})"
+        for k, p in params.items()
+        if k not in own_fitted
+    }
+    return fitted.with_values(
+        sources={**profile.sources, **kept, **dict.fromkeys(own_fitted, where)},
+        fitted_on=f"{fitted.fit['rows']} own {profile.name} offline/batch rows: {', '.join(own_fitted) or 'nothing'} "
+        f"fitted; the rest borrowed from the {profile.borrows_from} fit",
+        borrowed=[k for k in profile.borrowed if k not in own_fitted],
+    )
 
 
 def _refit_own_step_overhead(profile: EngineProfile, own: list[Measurement]) -> EngineProfile:

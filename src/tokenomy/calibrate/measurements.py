@@ -60,6 +60,7 @@ class Measurement:
     line: int
     source: str = ""
     engine_version: str = ""
+    file: str = ""  # the file's name (rows of several shipped files are validated together)
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def _row(path: Path, line: int, row: dict, header: list[str]) -> Measurement | R
         unit=row.get("unit", "") or "",
         scope=(row.get("scope") or "core").strip(),
         line=line,
+        file=path.name,
         source=row.get("source", "") or "",
         engine_version=(row.get("engine_version") or "").strip(),
     )
@@ -237,3 +239,26 @@ def read_measurements(path: Path) -> list[Measurement]:
         more = f" (and {len(result.broken) - 1} more broken row(s))" if len(result.broken) > 1 else ""
         raise CatalogError(f"{result.broken[0]}{more}")
     return result.rows
+
+
+SHIPPED_GLOB = "measurements_*.csv"  # shipped beside measurements.csv (e.g. measurements_rocm_vllm.csv)
+
+
+def shipped_measurement_files(folder: Path | None = None) -> list[Path]:
+    """Every measurement file tokenomy ships: measurements.csv, then each measurements_*.csv beside it, in `folder`
+    (default: catalog/data)."""
+    from tokenomy.catalog.models import DATA_DIR
+
+    folder = folder or DATA_DIR
+    return [folder / "measurements.csv", *sorted(folder.glob(SHIPPED_GLOB))]
+
+
+def read_measurement_files(paths: list[Path]) -> MeasurementFile:
+    """Several measurement files read as one (read_measurement_file each): all readable rows, all broken ones (each
+    naming its file); the path lists the files' names."""
+    parts = [read_measurement_file(p) for p in paths]
+    return MeasurementFile(
+        ", ".join(Path(p.path).name for p in parts),
+        [row for part in parts for row in part.rows],
+        [problem for part in parts for problem in part.broken],
+    )

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tokenomy.calibrate.measurements import LOAD_KINDS, Measurement
 from tokenomy.catalog.accelerators import USER_FILE_ENV
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.catalog.profiles import load_profile
+from tokenomy.catalog.profiles import engine_profile, load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import batch_latency_seconds, max_batch, offline_throughput
 from tokenomy.costmodel.profile import EngineProfile
@@ -85,8 +85,10 @@ def _throughput(metric: str, out_tps: float, isl: int, osl: int) -> float:
 
 
 def _profile_for(row: Measurement, profile: EngineProfile | None) -> EngineProfile:
+    """`profile`, else the one the row's engine runs with on its GPU (engine_profile: vllm on an AMD GPU is
+    vllm-rocm), else generic for an engine the catalogue has no profile for."""
     try:
-        return profile or load_profile(row.engine)
+        return profile or engine_profile(row.engine, row.gpu)
     except CatalogError:
         return load_profile("generic")
 
@@ -152,11 +154,7 @@ def predict(row: Measurement, profile: EngineProfile | None = None) -> Predictio
     if row.dataset not in ("", "fixed"):
         return Prediction(None, f"length distribution of dataset '{row.dataset}' needs the simulator")
     try:
-        prof = profile or load_profile(row.engine)
-    except CatalogError:
-        prof = load_profile("generic")
-    try:
-        d = row_deployment(row, prof)
+        d = row_deployment(row, _profile_for(row, profile))
     except CatalogError as exc:
         return Prediction(None, str(exc))
     if not d.memory.fits:

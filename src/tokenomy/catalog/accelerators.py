@@ -11,12 +11,19 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tokenomy.catalog.errors import CatalogError, unknown_name_error
 from tokenomy.catalog.models import DATA_DIR
 
 USER_FILE_ENV = "TOKENOMY_ACCELERATORS"
+
+
+# The accelerator whose microbenchmark fractions the engine profiles' efficiencies are relative to: profiles were
+# fitted mostly on Hopper rows, so an efficiency is "of the datasheet peak, as on an H100 SXM" (relative_achievable).
+REFERENCE_ACCELERATOR = "H100-SXM"
+# Where an accelerator has no GEMM fraction for a compute type, the nearest type it has one for, in this order.
+TFLOPS_FRACTION_FALLBACK = ("fp8", "bf16", "fp16", "int8", "fp4")
 
 
 class Prices(BaseModel):
@@ -40,11 +47,18 @@ class Accelerator(BaseModel):
     # llama.cpp decode runs other kernels than its batched prompt steps (calibrate --host times both). Empty:
     # one-token steps run at the dense rate (every GPU entry: their small-M steps are bandwidth-bound anyway).
     matvec_tflops: dict[str, float] = {}
+    # What published microbenchmarks reach of the datasheet peaks above (sources["achievable"] names each figure and
+    # its URL): the best STREAM kernel's bandwidth / memory_bandwidth_gb_s, and the best vendor-BLAS (cuBLASLt,
+    # hipBLASLt) large-GEMM rate per compute type / dense_tflops. The cost model scales an accelerator's peaks by
+    # these relative to the reference accelerator's (relative_achievable); None / {}: no published figure, scaled as
+    # the reference is. Priors from microbenchmarks, never fitted on measurement rows.
+    achievable_bandwidth_fraction: float | None = Field(default=None, gt=0, le=1)
+    achievable_tflops_fraction: dict[str, float] = {}
     interconnect_gb_s: float = Field(default=32.0, gt=0)
     interconnect: str = ""
     tdp_w: float | None = Field(default=None, gt=0)
     usd_per_hour: Prices = Prices()
-    sources: dict[str, str] = {}
+    sources: dict[str, str] = Field(default_factory=dict, validate_default=True)  # validated: achievable needs one
     as_of: str = ""
     notes: str = ""
 
@@ -58,6 +72,27 @@ class Accelerator(BaseModel):
         if not rates:
             raise ValueError("needs at least one compute type, e.g. bf16")
         return {k.lower(): float(v) for k, v in rates.items()}
+
+    @field_validator("achievable_tflops_fraction")
+    @classmethod
+    def _fractions(cls, fractions: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in fractions.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"fractions of the datasheet peak must be in (0, 1], got {bad}")
+        return {k.lower(): float(v) for k, v in fractions.items()}
+
+    @field_validator("sources")
+    @classmethod
+    def _achievable_has_source(cls, sources: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """An achievable fraction is a published microbenchmark's figure: refused without sources.achievable."""
+        bandwidth, gemm = info.data.get("achievable_bandwidth_fraction"), info.data.get("achievable_tflops_fraction")
+        given = bandwidth is not None or bool(gemm)
+        if given and not str(sources.get("achievable", "")).strip():
+            raise ValueError(
+                "achievable_bandwidth_fraction / achievable_tflops_fraction need their source: add sources.achievable "
+                "(the microbenchmark, its figures and URL)"
+            )
+        return sources
 
     @field_validator("matvec_tflops")
     @classmethod
@@ -93,6 +128,14 @@ class Accelerator(BaseModel):
             if key in self.dense_tflops:
                 return self.dense_tflops[key] * 1e12
         return max(self.dense_tflops.values()) * 1e12
+
+    def tflops_fraction(self, compute: str) -> float | None:
+        """Published achievable fraction of the dense peak for a compute type, else for the nearest type this
+        accelerator has one for (TFLOPS_FRACTION_FALLBACK), or None: no published GEMM figure."""
+        for key in (compute, *TFLOPS_FRACTION_FALLBACK):
+            if key in self.achievable_tflops_fraction:
+                return self.achievable_tflops_fraction[key]
+        return None
 
     def supports(self, compute: str) -> bool:
         return compute in self.dense_tflops
@@ -164,6 +207,20 @@ def use_user_file(path: str) -> None:
     accelerators(path)  # a missing or unreadable file fails here, naming it
     os.environ[USER_FILE_ENV] = path
     _catalogue.cache_clear()
+
+
+def relative_achievable(gpu: Accelerator, compute: str) -> tuple[float, float]:
+    """(bandwidth, GEMM rate at `compute`) scale of `gpu` against REFERENCE_ACCELERATOR: the ratio of their published
+    achievable fractions of datasheet peak, like with like: the GEMM ratio at the first compute type of `compute`,
+    then TFLOPS_FRACTION_FALLBACK, that both have a figure for (GB200's FP4 takes its FP8 ratio: the H100 has no FP4);
+    1.0 where they share none, i.e. scaled as the reference is."""
+    ref = _catalogue(None).get(REFERENCE_ACCELERATOR)
+    if ref is None or gpu.id == REFERENCE_ACCELERATOR:
+        return 1.0, 1.0
+    bw, ref_bw = gpu.achievable_bandwidth_fraction, ref.achievable_bandwidth_fraction
+    mine, theirs = gpu.achievable_tflops_fraction, ref.achievable_tflops_fraction
+    common = next((k for k in (compute, *TFLOPS_FRACTION_FALLBACK) if k in mine and k in theirs), None)
+    return (bw / ref_bw if bw and ref_bw else 1.0), (mine[common] / theirs[common] if common else 1.0)
 
 
 def unknown_accelerators(ids: list[str]) -> list[str]:

@@ -101,6 +101,10 @@ def bench_command(
     num_requests: NumRequests = 200,
     trace: Trace = None,
     time_scale: opt.TimeScale = 1.0,
+    turns: opt.Turns = None,
+    think_s: opt.ThinkS = "0",
+    system_prompt_tokens: opt.SystemPromptTokens = 0,
+    system_prompts: opt.SystemPrompts = 1,
     seed: Seed = 0,
     warmup: Warmup = 0,
     timeout: Timeout = 300.0,
@@ -275,6 +279,7 @@ def parse_options(o: BenchOptions) -> BenchRequest:
         trace=o.trace,
         time_scale=o.time_scale,
         seed=o.seed,
+        **o.session_fields(),
     )
     rates = parse_floats(o.sweep_rates, "--sweep-rates")
     if rates and min(rates) <= 0:
@@ -299,11 +304,12 @@ def parse_options(o: BenchOptions) -> BenchRequest:
 
 
 def _search_settings(o: BenchOptions) -> SearchSettings | None:
-    """The SLO search's settings (None with a trace: its arrivals are given); bad bounds fail here."""
+    """The SLO search's settings (None with a trace: its arrivals are given; with sessions: their turns wait for
+    answers, so no probe offers an exact rate); bad bounds fail here."""
     from tokenomy.bench.runner import SearchSettings
     from tokenomy.bench.search import RateSearch
 
-    if o.trace is not None:
+    if o.trace is not None or o.turns is not None or o.system_prompt_tokens:
         return None
     search = SearchSettings(
         o.search_start, o.search_min, o.search_max, o.search_probes, probe_s=o.probe_seconds, verify_s=o.verify_seconds

@@ -144,9 +144,11 @@ def _render_plans(plans: list[PlanResult], as_json: bool, html: Path | None, as_
         return
     from rich.markup import escape
 
-    from tokenomy.report.tables import plan_table
+    from tokenomy.report.tables import INTERVALS_LEGEND, plan_table
 
     console.print(plan_table(plans))
+    if any(p.get("intervals_80") for p in plans):
+        console.print(escape(INTERVALS_LEGEND), style="dim", highlight=False)
     for p in plans:
         for warning in p.get("warnings", []):
             err_console.print(f"[yellow]warning:[/] {escape(str(p['precision']))}: {escape(str(warning))}")
@@ -174,6 +176,10 @@ def simulate(
     num_requests: sc.NumRequests = 1000,
     trace: opt.Trace = None,
     time_scale: opt.TimeScale = 1.0,
+    turns: opt.Turns = None,
+    think_s: opt.ThinkS = "0",
+    system_prompt_tokens: opt.SystemPromptTokens = 0,
+    system_prompts: opt.SystemPrompts = 1,
     daily_rates: sc.DailyRates = None,
     classes: sc.Classes = None,
     seed: opt.Seed = 0,
@@ -209,7 +215,7 @@ def simulate(
 @app.command()
 def validate(
     file: Annotated[
-        Path | None, typer.Argument(help="measurement CSV (schema in docs/design.md); default: the shipped one")
+        Path | None, typer.Argument(help="measurement CSV (schema in docs/design.md); default: every shipped file")
     ] = None,
     engine_profile: Annotated[
         str | None, typer.Option(help="use this profile for every row (default: the row's engine)")
@@ -256,7 +262,7 @@ def calibrate(
         return
     from tokenomy.calibrate.measurements import read_measurement_file
     from tokenomy.catalog.accelerators import use_user_file
-    from tokenomy.catalog.profiles import load_profile
+    from tokenomy.catalog.profiles import load_profile, profile_name_for
 
     try:
         if accelerators_file:
@@ -266,7 +272,8 @@ def calibrate(
     except CatalogError as exc:
         fail(str(exc))
         return
-    chosen = read.rows if all_engines else [r for r in read.rows if r.engine == base.name]
+    # a row counts for the profile its engine runs with on its accelerator (vllm rows on MI300X: vllm-rocm)
+    chosen = read.rows if all_engines else [r for r in read.rows if profile_name_for(r.engine, r.gpu) == base.name]
     fitted = _fit_profile(base, chosen, [str(p) for p in read.broken], file.name)
     _write_profile(fitted, output)
 

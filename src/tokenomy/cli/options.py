@@ -41,6 +41,20 @@ Trace = Annotated[
     typer.Option(help="trace file (Azure CSV, Mooncake or tokenomy JSONL) or azure-conv, azure-code, mooncake-conv"),
 ]
 TimeScale = Annotated[float, typer.Option(help="multiply trace arrival times (0.5 = twice as fast)")]
+Turns = Annotated[
+    str | None,
+    typer.Option(
+        help="multi-turn sessions: turns per session (N, uniform:A:B, lognormal:MEAN:SIGMA); --isl is then each "
+        "turn's new message, --rate opens sessions/s, --concurrency keeps sessions in flight"
+    ),
+]
+ThinkS = Annotated[
+    str, typer.Option(help="sessions: seconds from an answer to the next turn: S, uniform:A:B, exponential:MEAN")
+]
+SystemPromptTokens = Annotated[
+    int, typer.Option(min=0, help="sessions: tokens of a system prompt every session's prompts start with (shared)")
+]
+SystemPrompts = Annotated[int, typer.Option(min=1, help="sessions: distinct system prompts, one drawn per session")]
 Seed = Annotated[int, typer.Option(min=0, help="random seed (>= 0): the same seed gives the same run")]
 
 # DeploymentSpec fields whose option is not '--' + the field name with dashes.
@@ -80,7 +94,7 @@ def deployment_of(accelerators_file: Path | str | None = None, **fields: Any) ->
 
 @dataclass(frozen=True)
 class WorkloadOptions:
-    """The workload options simulate and bench share, as given (their `--isl` … `--time-scale`)."""
+    """The workload options simulate and bench share, as given (their `--isl` … `--system-prompts`)."""
 
     isl: str
     osl: str
@@ -90,3 +104,16 @@ class WorkloadOptions:
     num_requests: int
     trace: str | None
     time_scale: float
+    turns: str | None
+    think_s: str
+    system_prompt_tokens: int
+    system_prompts: int
+
+    def session_fields(self) -> dict[str, Any]:
+        """The WorkloadSpec fields of the session options (--turns … --system-prompts)."""
+        return {
+            "turns": self.turns,
+            "think_s": self.think_s,
+            "system_prompt_tokens": self.system_prompt_tokens,
+            "system_prompts": self.system_prompts,
+        }

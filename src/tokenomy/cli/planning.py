@@ -12,7 +12,7 @@ from tokenomy.catalog.profiles import profile_notes
 from tokenomy.cli.errors import option_error
 from tokenomy.cli.options import deployment_of
 from tokenomy.costmodel.deployment import Deployment, serving_constraints
-from tokenomy.costmodel.plan import Workload, plan
+from tokenomy.costmodel.plan import Workload, plan, with_intervals
 from tokenomy.results import PlanResult
 
 
@@ -76,7 +76,8 @@ def run_plans(req: PlanRequest) -> list[PlanResult]:
         result = plan(d, Workload(req.isl, req.osl, req.utilisation), n_gpus, price, apis)
         result["price_source"] = "--usd-per-gpu-hour" if req.usd_per_gpu_hour else d.gpu.sources.get("price", "")
         result["notes"] = profile_notes(d.profile)
-        out.append(PlanResult.model_validate(refused(with_units(result), serving_constraints(d, req.isl, req.osl))))
+        result = refused(with_units(result), serving_constraints(d, req.isl, req.osl))
+        out.append(PlanResult.model_validate(with_intervals(result)))
     return out
 
 

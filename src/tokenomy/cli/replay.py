@@ -19,6 +19,7 @@ from tokenomy.results import dumps
 if TYPE_CHECKING:
     from tokenomy.replay.alternatives import Alternative
     from tokenomy.replay.compare import Figures
+    from tokenomy.replay.quality import ServedModel
     from tokenomy.replay.sources import Replayed
     from tokenomy.sim.run import SLO
 
@@ -77,6 +78,23 @@ def teams_table(rows: list[Figures]) -> Table | None:
     return t
 
 
+def quality_table(rows: list[Figures]) -> tuple[Table | None, list[str]]:
+    """Per class and benchmark, the lowest published score among the models that served the class, per row;
+    the reasons for 'unknown' as numbered notes."""
+    from tokenomy.replay.compare import quality_cells
+
+    header, body, notes = quality_cells(rows)
+    if not body:
+        return None, notes
+    t = Table(title="quality floor per class (lowest published score among the models that served it)")
+    t.title_justify = "left"
+    for i, col in enumerate(header):
+        t.add_column(escape(col), justify="left" if i < 2 else "right")
+    for cells in body:
+        t.add_row(*(escape(c) for c in cells))
+    return t, notes
+
+
 def replay_command(
     source: Annotated[
         str, typer.Argument(help="gateway ledger (SQLite file or postgresql:// URL), bench --requests-jsonl, or trace")
@@ -94,6 +112,9 @@ def replay_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
     html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report")] = None,
     time_scale: Annotated[float, typer.Option(help="multiply the source's times (a run on twin --speedup K: K)")] = 1.0,
+    gateway_config: Annotated[
+        Path | None, typer.Option(help="the gateway.yaml the ledger was written under: what each tier ran (quality)")
+    ] = None,
 ) -> None:
     """Replay real traffic through the fleet simulator under alternatives, beside what actually happened."""
     from tokenomy.replay.sources import SourceError, read_source, time_scaled
@@ -103,10 +124,11 @@ def replay_command(
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
         rep = time_scaled(read_source(source), time_scale)
+        models = ledger_models(gateway_config)
     except (CatalogError, SourceError, ValueError) as exc:
         _fail(str(exc))
         return
-    rows = run_replay(rep, alts, slo, seed, workers)
+    rows = run_replay(rep, alts, slo, seed, workers, models)
     render_replay(rep, rows, as_json, html)
 
 
@@ -114,7 +136,7 @@ def parse_alternatives(
     alternatives: Path | None, fleet: list[Path] | None, slo_ttft: float | None, slo_tpot: float | None
 ) -> tuple[list[Alternative], SLO | None]:
     """The alternatives to replay on (the file's, then one per --fleet) and the SLO, --slo-* over the file's."""
-    from tokenomy.replay.alternatives import Alternative, fleet_from_file, load_alternatives
+    from tokenomy.replay.alternatives import alternative_from_file, load_alternatives
     from tokenomy.sim.run import SLO
 
     alts: list[Alternative] = []
@@ -122,7 +144,7 @@ def parse_alternatives(
     if alternatives is not None:
         alts, slo = load_alternatives(alternatives)
     for path in fleet or []:
-        alts.append(Alternative(path.stem, fleet_from_file(path)))
+        alts.append(alternative_from_file(path.stem, path))
     if not alts:
         raise ValueError("give --alternatives FILE or at least one --fleet FILE to replay on")
     for flag, value in (("--slo-ttft", slo_ttft), ("--slo-tpot", slo_tpot)):
@@ -134,8 +156,23 @@ def parse_alternatives(
     return alts, slo
 
 
+def ledger_models(path: Path | None) -> dict[str, ServedModel] | None:
+    """What each tier of a gateway config ran (None without one)."""
+    if path is None:
+        return None
+    from tokenomy.gateway.config import load_config
+    from tokenomy.replay.quality import gateway_models
+
+    return gateway_models(load_config(path))
+
+
 def run_replay(
-    rep: Replayed, alts: list[Alternative], slo: SLO | None, seed: int, workers: int | None
+    rep: Replayed,
+    alts: list[Alternative],
+    slo: SLO | None,
+    seed: int,
+    workers: int | None,
+    models: dict[str, ServedModel] | None = None,
 ) -> list[Figures]:
     """The replay under every alternative (tokenomy.replay.run), skipped requests warned about on stderr."""
     from tokenomy.replay.run import replay
@@ -144,7 +181,7 @@ def run_replay(
     for reason, n in rep.skipped.items():
         err.print(f"[yellow]warning:[/] {n:,} requests skipped: {escape(reason)}")
     with err.status(f"replaying {len(rep):,} requests on {len(alts)} alternative(s)"):
-        return replay(rep, alts, slo, seed, workers)
+        return replay(rep, alts, slo, seed, workers, models)
 
 
 def render_replay(rep: Replayed, rows: list[Figures], as_json: bool, html: Path | None) -> None:
@@ -165,5 +202,10 @@ def render_replay(rep: Replayed, rows: list[Figures], as_json: bool, html: Path 
     team = teams_table(rows)
     if team is not None:
         console.print(team)
+    quality, notes = quality_table(rows)
+    if quality is not None:
+        console.print(quality)
+        for note in notes:
+            console.print(escape(note), soft_wrap=True)
     if html is not None:
         console.print(f"written: {escape(str(html))}")

@@ -140,6 +140,7 @@ def workload_spec(o: SimulateOptions) -> WorkloadSpec:
         daily_rates=sim_cli.parse_floats(o.daily_rates, "--daily-rates"),
         classes=sim_cli.parse_classes(o.classes),
         seed=o.seed,
+        **o.session_fields(),
     )
 
 
@@ -174,6 +175,8 @@ def simulate_inputs(o: SimulateOptions) -> SimulateInputs:
     config = replica_config(o, d)
     workload = build_workload(spec)
     fleet = load_fleet(o.fleet, config) if o.fleet else None
+    if fleet is not None and spec.turns is not None:
+        raise ValueError("--turns runs on one replica (--fleet sends every request at a fixed time); drop --fleet")
     if fleet is None:
         check_runnable(d, workload, slo)
     return SimulateInputs(d, spec, workload, config, fleet, rates, slo)
@@ -256,6 +259,8 @@ def print_simulation(summary: RunSummary | SimulateSweep) -> None:
         console.print(tables.simulation_table(summary))
         for line in tables.simulation_lines(summary):
             console.print(escape(line), highlight=False)
+        if summary.get("intervals_80"):
+            console.print(escape(tables.SIM_INTERVALS_LEGEND), style="dim", highlight=False)
     if "tiers" in summary:
         console.print(tables.tiers_table(summary))
     if "comparison" in summary:

@@ -9,11 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tokenomy.calibrate.measurements import read_measurement_file
+from tokenomy.calibrate.measurements import read_measurement_file, read_measurement_files, shipped_measurement_files
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.catalog.models import DATA_DIR
-
-SHIPPED = "measurements.csv"
 
 
 def _pct(x: float | None) -> str:
@@ -65,8 +62,8 @@ def run_validate_command(
     """
     from tokenomy.calibrate.validate import validate, worst_rows
 
-    path = file or (DATA_DIR / SHIPPED)
-    read = read_measurement_file(Path(str(path)))
+    # no FILE: everything shipped (measurements.csv and every measurements_*.csv, e.g. the ROCm vLLM rows)
+    read = read_measurement_file(Path(str(file))) if file else read_measurement_files(shipped_measurement_files())
     if strict and read.broken:
         raise CatalogError(f"{read.broken[0]} ({len(read.broken)} broken row(s); drop --strict to skip them)")
     for problem in read.broken:
@@ -80,13 +77,13 @@ def run_validate_command(
     result["broken_rows"] = [str(p) for p in read.broken]
     if strict and result["skipped_reasons"]:
         reason, n = next(iter(result["skipped_reasons"].items()))
-        raise CatalogError(f"{path}: {n} row(s) cannot be predicted: {reason} (drop --strict to skip them)")
+        raise CatalogError(f"{read.path}: {n} row(s) cannot be predicted: {reason} (drop --strict to skip them)")
     if as_json:
         return result
     console.print(validate_summary_table(result))
     skipped = sum(result["skipped_reasons"].values())
     console.print(
-        f"{len(read.rows)} rows read, {len(read.broken)} broken, {skipped} skipped; "
+        f"{len(read.rows)} rows read from {escape(read.path)}, {len(read.broken)} broken, {skipped} skipped; "
         "80% intervals from cross-validated residuals (catalog/data/residual_quantiles.json)"
     )
     for reason, n in result["skipped_reasons"].items():
@@ -96,7 +93,8 @@ def run_validate_command(
         band = f", 80% interval {iv[0]:.4g}–{iv[1]:.4g}" if iv else ""
         console.print(
             escape(
-                f"  worst: {r['id']} (line {r['line']}) {r['engine']} {r['model']} {r['gpu']} tp{r['tp']} "
+                f"  worst: {r['id']} ({r.get('file') or 'line'}:{r['line']}) {r['engine']} {r['model']} {r['gpu']} "
+                f"tp{r['tp']} "
                 f"{r['precision']} {r['lengths']} {r['metric']}: predicted {r['predicted']:.4g}{band}, "
                 f"measured {r['measured']:.4g} ({r['ape']:.0%})"
             )

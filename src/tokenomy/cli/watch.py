@@ -22,11 +22,12 @@ from rich.table import Table
 
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.cli import options as opt
-from tokenomy.watch.compare import DEFAULT_BANDS
+from tokenomy.watch.compare import DEFAULT_BANDS, WINDOW_BANDS
 from tokenomy.watch.session import EngineWatch, IntervalReport, WatchOptions
 
 if TYPE_CHECKING:
     from tokenomy.costmodel.profile import EngineProfile
+    from tokenomy.watch.compare import Check
     from tokenomy.watch.export import WatchMetrics
 
 ALARM_NAMES = {
@@ -44,7 +45,7 @@ LABELS = {
     "kv_usage": "KV usage",
     "waiting": "queue (requests)",
 }
-STATUS_STYLE = {"ok": "green", "high": "red", "low": "red", "no data": "dim"}
+STATUS_STYLE = {"ok": "green", "high": "red", "low": "red", "no data": "dim", "too few requests": "dim"}
 
 
 def _fail(message: str) -> None:
@@ -91,8 +92,8 @@ def report_table(r: IntervalReport) -> Table:
     if r.time_scale != 1:
         title += f" · times × {r.time_scale:g} (cost-model clock)"
     table = Table(title=title, title_justify="left")
-    for col in ("metric", "observed", "predicted", "band", "status"):
-        table.add_column(col, justify="left" if col in ("metric", "status") else "right")
+    for col in ("metric", "observed", "predicted", "allowed", "from", "status"):
+        table.add_column(col, justify="left" if col in ("metric", "from", "status") else "right")
     if o is None or p is None:
         table.caption = escape(r.note)
         return table
@@ -103,22 +104,33 @@ def report_table(r: IntervalReport) -> Table:
             LABELS[c.metric],
             _value(c.metric, c.observed),
             _value(c.metric, c.predicted),
-            f"+max(1, {c.band:.0%})" if c.metric == "waiting" else f"±{c.band:.0%}",
+            f"{_value(c.metric, c.interval[0])} – {_value(c.metric, c.interval[1])}",
+            escape(_origin(c)),
             f"[{style}]{status}[/]" if style else status,
         )
+    rate = f"{o.requests_per_s:,.2f} req/s" if o.requests_per_s is not None else "finished requests not counted"
     caption = (
-        f"load: {o.requests_per_s:,.2f} req/s (cost-model clock), batch {o.batch:.2f} ({o.batch_source}), "
+        f"load: {rate} (cost-model clock), batch {o.batch:.2f} ({o.batch_source}), "
         f"waiting {o.waiting:.1f}, "
         f"{p.prompt_tokens}/{p.output_tokens} tokens per request"
     )
+    caption += "".join(f"\n{LABELS[c.metric]} 80% interval: {c.note}" for c in r.checks if c.note)
     if r.fit is not None:
         caption += (
             f"\nrefit over {r.fit.points} intervals (in sample): step overhead "
             f"{r.fit.prior_step_overhead_s * 1e3:.3f} → {r.fit.step_overhead_s * 1e3:.3f} ms, per sequence "
             f"{r.fit.prior_seq_overhead_s * 1e6:.1f} → {r.fit.seq_overhead_s * 1e6:.1f} µs"
         )
-    table.caption = caption
+    table.caption = escape(caption)
     return table
+
+
+def _origin(c: Check) -> str:
+    """Where a check's allowed range came from, in a few words."""
+    if c.source == "80% interval":
+        return f"80% interval, {c.pool} (n={c.n}{', thin' if c.thin else ''})"
+    width = f"+max(1, {c.band:.0%})" if c.metric == "waiting" else f"±{c.band:.0%}"
+    return f"{c.source} {width}"
 
 
 def report_dict(r: IntervalReport) -> dict[str, Any]:
@@ -148,12 +160,24 @@ TimeScale = Annotated[
     float | None,
     typer.Option(help="the engine runs K× faster than the cost model (default: a twin's twin:speedup, else 1)"),
 ]
-BandItl = Annotated[float, typer.Option(help="relative band of ITL/TPOT")]
-BandTtft = Annotated[float, typer.Option(help="relative band of TTFT")]
-BandThroughput = Annotated[float, typer.Option(help="relative band of output tokens/s")]
-BandKv = Annotated[float, typer.Option(help="relative band of KV usage")]
+_REPLACES = (
+    "a relative band B (allowed: predicted ÷ (1+B) to × (1+B)) that replaces the prediction's 80% interval "
+    "(default: that interval, from cross-validated residuals for the accelerator × model; {fallback:.0%} where "
+    "no residual table ships)"
+)
+BandItl = Annotated[float | None, typer.Option(help="ITL/TPOT: " + _REPLACES.format(fallback=WINDOW_BANDS["itl_s"]))]
+BandTtft = Annotated[float | None, typer.Option(help="TTFT: " + _REPLACES.format(fallback=WINDOW_BANDS["ttft_s"]))]
+BandThroughput = Annotated[
+    float | None,
+    typer.Option(help="output tokens/s: " + _REPLACES.format(fallback=WINDOW_BANDS["output_tokens_per_s"])),
+]
+BandKv = Annotated[float, typer.Option(help="relative band of KV usage (no residual pool: always a band)")]
 BandQueue = Annotated[
-    float, typer.Option(help="queue beyond the predicted one tolerated, as a share (at least 1 request)")
+    float,
+    typer.Option(
+        help="queue beyond the predicted one tolerated, as a share, at least 1 request (no residual pool: "
+        "always a band)"
+    ),
 ]
 AlarmOn = Annotated[str, typer.Option(help="metrics that raise the drift alarm: itl, ttft, throughput, kv, queue")]
 Confirm = Annotated[int, typer.Option(help="consecutive out-of-band intervals before an alarm")]
@@ -186,9 +210,9 @@ def watch_command(
     isl: Isl = 1024,
     osl: Osl = 256,
     time_scale: TimeScale = None,
-    band_itl: BandItl = DEFAULT_BANDS["itl_s"],
-    band_ttft: BandTtft = DEFAULT_BANDS["ttft_s"],
-    band_throughput: BandThroughput = DEFAULT_BANDS["output_tokens_per_s"],
+    band_itl: BandItl = None,
+    band_ttft: BandTtft = None,
+    band_throughput: BandThroughput = None,
     band_kv: BandKv = DEFAULT_BANDS["kv_usage"],
     band_queue: BandQueue = DEFAULT_BANDS["waiting"],
     alarm_on: AlarmOn = "itl,ttft",
@@ -223,9 +247,9 @@ class WatchCommandOptions:
     isl: int
     osl: int
     time_scale: float | None
-    band_itl: float
-    band_ttft: float
-    band_throughput: float
+    band_itl: float | None
+    band_ttft: float | None
+    band_throughput: float | None
     band_kv: float
     band_queue: float
     alarm_on: str
@@ -255,10 +279,15 @@ def check_options(o: WatchCommandOptions) -> None:
         raise ValueError(f"--iterations must be 0 or more, got {o.iterations}")
     if o.isl < 1 or o.osl < 1:
         raise ValueError("--isl and --osl must be at least 1")
+    bands = {"--band-itl": o.band_itl, "--band-ttft": o.band_ttft, "--band-throughput": o.band_throughput}
+    for name, band in {**bands, "--band-kv": o.band_kv, "--band-queue": o.band_queue}.items():
+        if band is not None and not 0 < band < math.inf:
+            raise ValueError(f"{name} must be a positive number, got {band}")
 
 
 def watch_options(o: WatchCommandOptions) -> WatchOptions:
-    """The comparison's settings: bands per metric, the metrics that alarm, confirmation, refit window, lengths."""
+    """The comparison's settings: bands given (each replaces its metric's interval), the metrics that alarm,
+    confirmation, refit window, lengths."""
     bands = {
         "itl_s": o.band_itl,
         "ttft_s": o.band_ttft,
@@ -267,7 +296,7 @@ def watch_options(o: WatchCommandOptions) -> WatchOptions:
         "waiting": o.band_queue,
     }
     return WatchOptions(
-        bands=bands,
+        bands={k: v for k, v in bands.items() if v is not None},
         alarm_on=parse_alarm_on(o.alarm_on),
         confirm=o.confirm,
         window=o.window,
@@ -343,12 +372,12 @@ def start_exporter(port: int | None) -> WatchMetrics | None:
 
 def run_watch_command(o: WatchCommandOptions) -> None:
     """Parse the options into watches, run the loop with the view on each interval, then report drift."""
-    from tokenomy.catalog.profiles import load_profile
+    from tokenomy.catalog.profiles import engine_profile
     from tokenomy.watch.loop import watch_loop
 
     try:
         watches = parse_watches(o)
-        base_profile = load_profile(o.engine)
+        base_profile = engine_profile(o.engine, o.gpu, str(o.accelerators_file or "") or None)  # as resolve picks
     except (CatalogError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from tokenomy.catalog.accelerators import Accelerator
+from tokenomy.catalog.accelerators import Accelerator, relative_achievable
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import ModelArch
 from tokenomy.costmodel.params import ParamCounts, param_counts
@@ -281,11 +281,17 @@ class Deployment:
             attn_pair = 2 * m.n_heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
         else:
             attn_pair = 4 * m.n_heads * m.head_dim
-        matmul_flops_per_s = gpu.flops_per_s(compute) * _efficiency(prof, compute)
+        # The engine's efficiencies are fractions of peak as on the reference accelerator; this one's published
+        # achievable fractions scale them (catalog relative_achievable: MI300X FP8 GEMMs reach 0.63× the H100's).
+        bw_scale, flops_scale = relative_achievable(gpu, compute)
+        _, attn_scale = relative_achievable(gpu, attn_compute)
+        matmul_flops_per_s = gpu.flops_per_s(compute) * flops_scale * _efficiency(prof, compute)
         matvec = gpu.matvec_flops_per_s(compute)
         step_flops = 2 * (matmul + lm_head_params) / tp
         matmul_step_s = (
-            step_flops * (1 / (matvec * _efficiency(prof, compute)) - 1 / matmul_flops_per_s) if matvec else 0.0
+            step_flops * (1 / (matvec * flops_scale * _efficiency(prof, compute)) - 1 / matmul_flops_per_s)
+            if matvec
+            else 0.0
         )
         ep = self.ep
         # expert parallel: every GPU reads the replicated weights whole, the rest (lm_head) split over tp
@@ -306,8 +312,8 @@ class Deployment:
             attn_full_flops_per_pair=attn_pair * m.n_full_layers / tp,
             attn_window_flops_per_pair=attn_pair * m.n_sliding_layers / tp,
             matmul_flops_per_s=matmul_flops_per_s,
-            attn_flops_per_s=gpu.flops_per_s(attn_compute) * _efficiency(prof, attn_compute),
-            bytes_per_s=gpu.bandwidth_bytes_per_s * prof.bw_efficiency,
+            attn_flops_per_s=gpu.flops_per_s(attn_compute) * attn_scale * _efficiency(prof, attn_compute),
+            bytes_per_s=gpu.bandwidth_bytes_per_s * bw_scale * prof.bw_efficiency,
             n_layers=m.n_layers,
             tp=tp,
             pp=self.pp,
@@ -370,3 +376,52 @@ def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -
     if length > m.max_context_tokens:
         out.append(f"isl + osl = {length:,} tokens exceeds {m.id}'s context window of {m.max_context_tokens:,} tokens")
     return out
+
+
+# trtllm-bench's sizing of max_batch_size / max_num_tokens for a request shape (NVIDIA/TensorRT-LLM
+# tensorrt_llm/bench/build/tuning.py: calc_engine_setting and finetune_setting; unchanged from v0.17 to v1.0, the
+# versions of the shipped TensorRT-LLM tables): a rough KV estimate from the checkpoint's parameter count at its
+# quantisation's bytes per element and the KV heads padded to one per tp rank, batch capped at 4096, tokens at 32768.
+TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "fp4": 0.5}  # BYTES_PER_ELEM: FP8 1, NVFP4 0.5, anything else 2
+TRTLLM_BENCH_KV_FRACTION = 0.90  # trtllm-bench --kv_cache_free_gpu_mem_fraction default
+TRTLLM_BENCH_MAX_BATCH = 4096
+TRTLLM_BENCH_MAX_TOKENS = 32768
+
+
+def _trtllm_round(raw: float, floor: int, steps: tuple[tuple[int, int], ...], last_step: int) -> int:
+    """finetune_setting's rounding: up to the step of the first (below, step) whose bound `raw` is under, else to
+    `last_step`; at least `floor`."""
+    step = next((st for below, st in steps if raw < below), last_step)
+    return max(floor, step * math.ceil(raw / step))
+
+
+def _trtllm_round_batch(raw: float) -> int:
+    """finetune_setting's optimistic batch: at least 64, rounded up to 32 below 256, 128 below 1024, else 256."""
+    return _trtllm_round(raw, 64, ((256, 32), (1024, 128)), 256)
+
+
+def _trtllm_round_tokens(raw: float) -> int:
+    """finetune_setting's token budget: at least 2048, rounded up to 256 below 4096, 512 below 8192, else 1024."""
+    return _trtllm_round(raw, 2048, ((4096, 256), (8192, 512)), 1024)
+
+
+def trtllm_bench_limits(d: Deployment, prompt_tokens: int, output_tokens: int) -> tuple[int, int]:
+    """(max sequences, max tokens per step) trtllm-bench configures for this deployment and request shape."""
+    m, gib = d.model, 2.0**30
+    bytes_per_elem = TRTLLM_BENCH_BYTES_PER_ELEMENT.get(d.fmt.compute, 2.0)
+    kv_bytes = 1.0 if d.kv_dtype == "fp8" else 2.0
+    per_token_gib = 2 * m.n_layers * max(d.tp, m.n_kv_heads) * m.head_dim * kv_bytes / gib
+    available_gib = d.gpu.memory_bytes * d.n_gpus / gib - d.params.total * bytes_per_elem / gib
+    requests = max(available_gib, 0.0) * TRTLLM_BENCH_KV_FRACTION / (per_token_gib * (prompt_tokens + output_tokens))
+    raw_batch = min(requests, TRTLLM_BENCH_MAX_BATCH) / d.pp
+    raw_tokens = min(raw_batch * (1 + prompt_tokens / max(output_tokens, 1)), TRTLLM_BENCH_MAX_TOKENS)
+    return _trtllm_round_batch(raw_batch) * d.pp, _trtllm_round_tokens(raw_tokens)
+
+
+def offline_deployment(d: Deployment, prompt_tokens: int, output_tokens: int) -> Deployment:
+    """The deployment as its engine's offline benchmark configures it for a request shape (profile
+    `offline_limits_rule`): trtllm-bench's max sequences and token budget; unchanged without a rule."""
+    if d.profile.offline_limits_rule != "trtllm-bench":
+        return d
+    seqs, tokens = trtllm_bench_limits(d, prompt_tokens, output_tokens)
+    return replace(d, profile=d.profile.with_values(max_num_seqs=seqs, max_num_batched_tokens=tokens))

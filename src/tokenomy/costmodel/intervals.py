@@ -1,12 +1,32 @@
-"""80 % prediction intervals from cross-validated residuals.
+"""80 % prediction intervals, calibrated out of sample on cross-validated residuals.
 
-A prediction p of a metric gets the interval [p·exp(q10), p·exp(q90)], where q10 and q90 are the
-10th and 90th percentiles of log(measured / predicted) over the out-of-sample residuals of
-`tokenomy validate --cv` for the same kind of figure: accelerator family × model family ×
-metric, or, where that pool holds fewer than MIN_ROWS residuals, the first wider pool that
-holds enough (accelerator family × metric, model family × metric, metric, metric kind, all),
-and the interval says which pool it used. The residual table ships as
-`catalog/data/residual_quantiles.json`, written by `scripts/fit_profiles.py`.
+A prediction p of a metric gets the interval [p·exp(q10), p·exp(q90)], where q10 and q90 are the 10th and 90th
+percentiles of log(measured / predicted) over a pool of residuals, and the rule is split-conformal over groups:
+
+* Every residual is out of sample: the log error of a row predicted by profiles refitted without the row's group in
+  the leave-one-group-out cross-validation of `tokenomy validate --cv` (groupings: engine version, accelerator
+  family, model family; each row so gives one residual per grouping, all three kept, so a band mixes the error of a
+  new engine version, a new accelerator family and a new model family).
+* A figure takes the band of its own pool, accelerator family × model family × metric, where that pool holds at
+  least MIN_ROWS distinct rows from at least MIN_GROUPS distinct groups (engine version × accelerator family ×
+  model family cells): rows of one or two sources show their scatter around a shared bias, not the shift the
+  next source brings. Otherwise it takes the metric's band pooled over every group: if groups are exchangeable, a
+  new group's row falls inside the pooled 10–90 % band of the other groups' out-of-sample residuals about 80 % of
+  the time (marginally over groups). An own pool of MIN_ROWS rows from g < MIN_GROUPS groups is not thrown away:
+  the band is the blend w·own + (1 − w)·pooled of the two bands' log quantiles, w = g / MIN_GROUPS, so a cell
+  whose own rows miss by more than the pool (Qwen3 MoE on Blackwell) keeps part of that width. Narrower middle
+  pools (accelerator family × metric) are not used: they leave out the between-group spread, and with them the
+  cross-validated output-throughput coverage falls to 75/72/78 % (engine version / accelerator / model family).
+* A metric with too few rows or groups of its own (the median_* rows) takes the pooled band of its metric kind
+  (throughput, ttft, itl, e2e), and failing that the band of every metric; the interval then has `thin` set and a
+  note naming the pool that stood in and what the own pool held.
+* The cross-validation's own coverage figure is nested: a held-out row's band is built as here from the residuals
+  of rows outside its group only (calibrate/validate.py: cv_report), never from its own or its group's residuals.
+
+Where every row of a metric sits in one group of each grouping (the online TTFT/ITL/request-throughput rows are one
+TensorRT-LLM v0.14 Hopper Llama table), no out-of-group residual of that metric exists, so its cross-validated band
+is its kind's and its coverage says how alike the kinds' errors are, not how well a band of its own would cover.
+The table ships as `catalog/data/residual_quantiles.json`, written by `scripts/fit_profiles.py`.
 """
 
 from __future__ import annotations
@@ -16,11 +36,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from tokenomy.results import FigureInterval
+
 RESIDUALS_FILE = "residual_quantiles.json"
+# Distinct rows a pool needs for a band of its own: split-conformal, the 90 % one-sided bound of n calibration rows is
+# their ceil(0.9·(n + 1))-th smallest, which exists from n = 9; below that the band would be the extremes or less.
 MIN_ROWS = 10
+# Distinct groups (engine version × accelerator family × model family cells) a pool needs to stand on its own.
+# Cross-validated output-throughput coverage (engine version / accelerator family / model family held out, same
+# held-out predictions, scripts/fit_profiles.py --from-report): 76/77/83 % with 3; 70/77/83 % with 1 or 2.
+MIN_GROUPS = 3
 LEVELS = (0.10, 0.90)
 ANY = "*"
 
@@ -75,15 +104,34 @@ def metric_kind(metric: str) -> str:
 
 
 def pool_keys(metric: str, accel_family: str, model_fam: str) -> list[str]:
-    """The pools a figure may take its residuals from, narrowest first."""
+    """The pools a figure may take its band from, in order: its own, its metric's, its metric kind's, every metric's."""
     return [
         f"{metric}|{accel_family}|{model_fam}",
-        f"{metric}|{accel_family}|{ANY}",
-        f"{metric}|{ANY}|{model_fam}",
         f"{metric}|{ANY}|{ANY}",
         f"kind:{metric_kind(metric)}|{ANY}|{ANY}",
         f"{ANY}|{ANY}|{ANY}",
     ]
+
+
+class Residual(NamedTuple):
+    """One out-of-sample residual: log(measured / predicted) of a held-out row, with the row and its group."""
+
+    metric: str
+    accel_family: str
+    model_family: str
+    log_ratio: float
+    row: str = ""  # the row's id: its residuals from several groupings count as one row; "" = a row of its own
+    group: str = ""  # the row's engine version × accelerator family × model family cell; "" = a group of its own
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The band of one pool: distinct rows and groups behind it, and the 10th/90th percentiles of its residuals."""
+
+    n: int
+    groups: int
+    q10: float
+    q90: float
 
 
 @dataclass(frozen=True)
@@ -92,55 +140,89 @@ class Interval:
 
     lo: float
     hi: float
-    pool: str
-    n: int  # residuals in that pool
-    note: str = ""  # set when a wider pool stood in for a thin one
+    pool: str  # its key; "own key + pooled key" for a blend of the two
+    n: int  # distinct rows in that pool (the pooled one for a blend)
+    note: str = ""  # set when a pool other than the figure's own stood in, or the last one was thin too
+    thin: bool = False  # the figure's own pool was too thin: a pooled band stood in
 
 
 @dataclass(frozen=True)
 class ResidualTable:
-    """Quantiles of log(measured / predicted) per pool (key 'metric|accelerator family|model family')."""
+    """Bands of log(measured / predicted) per pool (key 'metric|accelerator family|model family')."""
 
-    pools: dict[str, tuple[int, float, float]]  # key -> (n, q10, q90)
+    pools: dict[str, Pool]
     min_rows: int = MIN_ROWS
+    min_groups: int = MIN_GROUPS
+
+    def rich(self, pool: Pool) -> bool:
+        """Whether a pool holds enough rows from enough groups for its own band."""
+        return pool.n >= self.min_rows and pool.groups >= self.min_groups
 
     def interval(self, metric: str, accel_family: str, model_fam: str, value: float) -> Interval | None:
-        """The 80 % interval of `value` from the narrowest pool with at least min_rows residuals."""
+        """The 80 % interval of `value`: its own pool's band if rich, else the first rich pooled band of pool_keys
+        (the largest if none is), blended with the own band by weight groups / min_groups where the own pool
+        holds min_rows rows (module docstring)."""
         keys = pool_keys(metric, accel_family, model_fam)
-        for i, key in enumerate(keys):
-            n, q10, q90 = self.pools.get(key, (0, 0.0, 0.0))
-            if n >= self.min_rows:
-                note = ""
-                if i:
-                    thin = self.pools.get(keys[0], (0, 0, 0))[0]
-                    note = f"wider pool {key} ({n} residuals): {keys[0]} has {thin}"
-                return Interval(value * float(np.exp(q10)), value * float(np.exp(q90)), key, n, note)
-        return None
+        own = self.pools.get(keys[0])
+        if own is not None and self.rich(own):
+            return Interval(value * float(np.exp(own.q10)), value * float(np.exp(own.q90)), keys[0], own.n)
+        held = [(k, self.pools[k]) for k in keys[1:] if k in self.pools]
+        if not held:
+            return None
+        key, pool = next(((k, p) for k, p in held if self.rich(p)), max(held, key=lambda kp: kp[1].n))
+        w = min(own.groups / self.min_groups, 1.0) if own is not None and own.n >= self.min_rows else 0.0
+        q10 = w * own.q10 + (1 - w) * pool.q10 if own is not None else pool.q10
+        q90 = w * own.q90 + (1 - w) * pool.q90 if own is not None else pool.q90
+        note = f"pooled band {key} ({pool.n} rows, {pool.groups} groups)"
+        if own is None:
+            note += f": {keys[0]} has 0 rows"
+        else:
+            note += f": {keys[0]} has {own.n} rows from {own.groups} groups"
+            note += f", its band weighted {w:.2f}" if w else ""
+        if not self.rich(pool):
+            note += f"; the pooled band has under {self.min_rows} rows from {self.min_groups} groups too"
+        name = f"{keys[0]} + {key}" if w else key  # a blend names both pools; n: the rows behind the wider one
+        return Interval(value * float(np.exp(q10)), value * float(np.exp(q90)), name, pool.n, note, thin=True)
 
     def to_dict(self) -> dict:
         return {
             "min_rows": self.min_rows,
+            "min_groups": self.min_groups,
             "levels": list(LEVELS),
-            "pools": {k: {"n": n, "q10": q10, "q90": q90} for k, (n, q10, q90) in sorted(self.pools.items())},
+            "pools": {
+                k: {"n": p.n, "groups": p.groups, "q10": p.q10, "q90": p.q90} for k, p in sorted(self.pools.items())
+            },
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> ResidualTable:
-        pools = {k: (int(v["n"]), float(v["q10"]), float(v["q90"])) for k, v in data["pools"].items()}
-        return cls(pools, int(data.get("min_rows", MIN_ROWS)))
+        pools = {
+            k: Pool(int(v["n"]), int(v.get("groups", v["n"])), float(v["q10"]), float(v["q90"]))
+            for k, v in data["pools"].items()
+        }
+        return cls(pools, int(data.get("min_rows", MIN_ROWS)), int(data.get("min_groups", MIN_GROUPS)))
 
 
-def build_residual_table(residuals: Iterable[tuple[str, str, str, float]], min_rows: int = MIN_ROWS) -> ResidualTable:
-    """Quantiles per pool from (metric, accelerator family, model family, log(measured/predicted)) tuples."""
-    groups: dict[str, list[float]] = {}
-    for metric, accel, model, r in residuals:
-        for key in pool_keys(metric, accel, model):
-            groups.setdefault(key, []).append(r)
-    pools = {}
-    for key, values in groups.items():
-        arr = np.asarray(values)
-        pools[key] = (int(arr.size), float(np.quantile(arr, LEVELS[0])), float(np.quantile(arr, LEVELS[1])))
-    return ResidualTable(pools, min_rows)
+def build_residual_table(
+    residuals: Iterable[Residual | tuple], min_rows: int = MIN_ROWS, min_groups: int = MIN_GROUPS
+) -> ResidualTable:
+    """Band per pool from Residual records, or plain (metric, accelerator family, model family, log ratio)
+    tuples, each then a row and group of its own: 10th/90th percentiles of all its residuals."""
+    values: dict[str, list[float]] = {}
+    rows: dict[str, set[str]] = {}
+    groups: dict[str, set[str]] = {}
+    for i, item in enumerate(residuals):
+        r = Residual(*item)
+        row, group = r.row or f"#{i}", r.group or f"#{i}"
+        for key in pool_keys(r.metric, r.accel_family, r.model_family):
+            values.setdefault(key, []).append(r.log_ratio)
+            rows.setdefault(key, set()).add(row)
+            groups.setdefault(key, set()).add(group)
+    pools = {
+        key: Pool(len(rows[key]), len(groups[key]), float(np.quantile(v, LEVELS[0])), float(np.quantile(v, LEVELS[1])))
+        for key, v in values.items()
+    }
+    return ResidualTable(pools, min_rows, min_groups)
 
 
 @cache
@@ -164,3 +246,77 @@ def interval_80(metric: str, accel_family: str, model_fam: str, value: float) ->
 def interval_80_for(metric: str, gpu_id: str, model_id: str, value: float) -> Interval | None:
     """interval_80 for an accelerator id and model id ('H100-SXM', 'llama-3.1-70b'): families looked up here."""
     return interval_80(metric, accelerator_family(gpu_id), model_family(model_id), value)
+
+
+# --- plan and simulate figures ------------------------------------------------------------------------------------
+# The one mapping of `plan` and `simulate` figures to the residual metrics behind their bands: (a substring of the
+# figure's key path such as 'ttft_s.p99' or 'usd_per_mtok.output', residual metric, exponent), first match wins.
+# Exponent +1: the figure scales as the metric; -1: inversely (it is a cost per token, and tokens per hour are the
+# throughput). The simulator is deterministic given the cost model, so its figures take the cost model's band too.
+FIGURE_METRICS: tuple[tuple[str, str, int], ...] = (
+    ("usd_per_mtok", "output_throughput", -1),  # $/token = $/hour ÷ tokens/hour (the prefill share held)
+    ("energy_j_per_output_token", "output_throughput", -1),  # J/token = W ÷ tok/s (board power's own error not in)
+    ("single_stream_tokens_per_s", "mean_itl", -1),  # one stream's output rate is ~1 / ITL
+    ("tokens_per_s", "output_throughput", 1),  # plan: max (offline) throughput; simulate: served; input and output
+    ("requests_per_s", "output_throughput", 1),  # requests/s = output tok/s ÷ output tokens per request
+    ("ttft_s", "mean_ttft", 1),  # plan's single stream and every simulated TTFT percentile
+    ("itl", "mean_itl", 1),  # itl_s, itl_at_max_batch_s and every simulated ITL percentile
+    ("tpot_s", "mean_itl", 1),  # TPOT is ITL's kind
+    ("e2e_s", "mean_e2e", 1),  # no mean_e2e residuals shipped: falls back to the e2e kind's pool, and says so
+)
+
+
+def figure_metric(figure: str) -> tuple[str, int] | None:
+    """The residual metric and exponent of a plan/simulate figure's key path (FIGURE_METRICS), or None."""
+    return next(((metric, sign) for part, metric, sign in FIGURE_METRICS if part in figure), None)
+
+
+def figure_interval_80(figure: str, gpu_id: str, model_id: str, value: float | None) -> FigureInterval | None:
+    """80 % interval of a plan/simulate figure: its residual metric's band (FIGURE_METRICS), inverted for a cost,
+    stretched to reach the prediction where the pool's residuals lie all on one side of it; None without one."""
+    found = figure_metric(figure)
+    table = shipped_residual_table()
+    if found is None or table is None or value is None or not np.isfinite(value) or value <= 0:
+        return None
+    metric, sign = found
+    accel, model = accelerator_family(gpu_id), model_family(model_id)
+    band = table.interval(metric, accel, model, 1.0)
+    if band is None:
+        return None
+    lo, hi = (band.lo, band.hi) if sign > 0 else (1.0 / band.hi, 1.0 / band.lo)
+    note = band.note
+    if lo > 1.0 or hi < 1.0:
+        side = "above" if lo > 1.0 else "below"
+        stretched = f"the pool's 80% band lies wholly {side} the prediction: stretched to it"
+        note = f"{note}; {stretched}" if note else stretched
+    return FigureInterval(
+        interval_80=[value * min(lo, 1.0), value * max(hi, 1.0)],
+        metric=metric,
+        inverse=sign < 0,
+        pool=band.pool,
+        n=band.n,
+        thin=band.thin,
+        note=note,
+    )
+
+
+def figure_intervals(figures: dict[str, Any], gpu_id: str, model_id: str) -> dict[str, FigureInterval]:
+    """figure_interval_80 of every number of a plain plan or run summary, at the top level and one level down
+    ('usd_per_mtok.output'), keyed by key path; figures FIGURE_METRICS does not name, and lists, have none."""
+    out: dict[str, FigureInterval] = {}
+    for key, value in figures.items():
+        for path, v in value.items() if isinstance(value, dict) else [(None, value)]:
+            path = key if path is None else f"{key}.{path}"
+            iv = figure_interval_80(path, gpu_id, model_id, v) if isinstance(v, int | float) else None
+            if iv is not None and not isinstance(v, bool):
+                out[path] = iv
+    return out
+
+
+def interval_notes(intervals: dict[str, FigureInterval]) -> list[str]:
+    """One line per residual pool that stood in for a thin one or was stretched, naming the figures it bands."""
+    by_note: dict[str, list[str]] = {}
+    for path, iv in intervals.items():
+        if iv.note:
+            by_note.setdefault(iv.note, []).append(path)
+    return [f"80% interval of {', '.join(paths)}: {note}" for note, paths in by_note.items()]

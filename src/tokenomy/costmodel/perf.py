@@ -34,7 +34,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import ArrayLike
 
-from tokenomy.costmodel.deployment import Deployment, Numbers
+from tokenomy.costmodel.deployment import Deployment, Numbers, offline_deployment
 
 Array = np.ndarray
 
@@ -461,7 +461,9 @@ def load_point(
 
 
 def offline_throughput(d: Deployment, prompt_tokens: int, output_tokens: int) -> SteadyState:
-    """Throughput of an offline run (all requests queued): steady state at the largest batch that fits."""
+    """Throughput of an offline run (all requests queued): steady state at the largest batch that fits, with the
+    scheduler limits the engine's offline benchmark sets for the request shape (`offline_deployment`)."""
+    d = offline_deployment(d, prompt_tokens, output_tokens)
     return steady_state(d, prompt_tokens, output_tokens, max(max_batch(d, prompt_tokens, output_tokens), 1))
 
 

@@ -21,6 +21,7 @@ from tokenomy.costmodel.economics import (
     joules_per_token,
     usd_per_mtok,
 )
+from tokenomy.costmodel.intervals import figure_intervals, interval_notes
 from tokenomy.costmodel.perf import (
     decode_step_seconds,
     max_batch,
@@ -173,6 +174,16 @@ def plan(
             ],
         }
     )
+    return out
+
+
+def with_intervals(result: dict[str, Any]) -> dict[str, Any]:
+    """The plan with `intervals_80`: an 80 % interval for each predicted figure (throughput per replica and
+    deployment, TTFT, ITL, $/Mtok — inversely with throughput — energy per token), from cross-validated residuals
+    of its accelerator family × model family × metric (costmodel/intervals.py); a thin pool's stand-in is noted."""
+    out = dict(result)
+    out["intervals_80"] = figure_intervals(result, result["gpu"], result["model"])
+    out["notes"] = [*result.get("notes", []), *interval_notes(out["intervals_80"])]
     return out
 
 

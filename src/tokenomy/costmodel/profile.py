@@ -24,6 +24,9 @@ class EngineProfile:
     """Efficiencies, overheads and scheduler limits of one serving engine."""
 
     name: str = "generic"
+    # Efficiencies are fractions of the datasheet peak as on the reference accelerator (H100 SXM); on another the
+    # cost model scales them by its published achievable fraction relative to the reference's (catalog
+    # accelerators.relative_achievable), so a profile fitted on Hopper rows carries to MI300X, Blackwell, GDDR parts.
     bw_efficiency: float = 0.80  # achieved / peak memory bandwidth on weight and KV reads
     flops_efficiency: float = 0.60  # achieved / peak tensor-core rate on large 16-bit matmuls
     low_precision_flops_efficiency: float = 0.50  # the same for fp8 / int8 / fp4 matmuls
@@ -43,6 +46,10 @@ class EngineProfile:
     max_num_batched_tokens: int = 8192  # tokens per forward step (prefill chunk budget)
     kv_block_tokens: int = 16  # paged KV block size
     kv_fp8_with_fp8_weights: bool = False  # engine stores KV in fp8 when weights are fp8 (TensorRT-LLM)
+    # How an offline benchmark of this engine sizes its scheduler for a request shape: "" keeps max_num_seqs and
+    # max_num_batched_tokens; "trtllm-bench" derives both from the shape as trtllm-bench does (deployment.py:
+    # trtllm_bench_limits), the rule behind TensorRT-LLM's published throughput tables.
+    offline_limits_rule: str = ""
     idle_power_fraction: float = 0.30  # board power at idle as a fraction of TDP
     fitted_on: str = ""
     fit: dict[str, Any] = field(default_factory=dict, compare=False)

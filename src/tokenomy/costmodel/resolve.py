@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import load_model
-from tokenomy.catalog.profiles import load_profile
+from tokenomy.catalog.profiles import engine_profile
 from tokenomy.costmodel.deployment import Deployment, auto_tensor_parallel
 from tokenomy.costmodel.profile import EngineProfile
 
@@ -94,13 +94,14 @@ def resolve(spec: DeploymentSpec, profile: EngineProfile | None = None) -> Resol
     """The deployment a spec names: model, accelerator and engine profile looked up, 'native' precision read from
     the checkpoint, tp (when None) from `auto_tensor_parallel` on `gpus` (else 8) GPUs at isl/osl, GPU count checked.
 
-    `profile` replaces the profile `spec.engine` names (a profile being fitted, or one already loaded); the spec's
-    memory fraction and scheduler limits apply on top of either. CatalogError for an unknown name; SpecError for
-    a GPU count that is not a whole number of replicas.
+    The engine's profile is the one it runs with on that accelerator (catalog.profiles.engine_profile: vllm on an
+    AMD GPU is vllm-rocm). `profile` replaces the profile `spec.engine` names (a profile being fitted, or one
+    already loaded); the spec's memory fraction and scheduler limits apply on top of either. CatalogError for an
+    unknown name; SpecError for a GPU count that is not a whole number of replicas.
     """
     model = load_model(spec.model)
     gpu = load_accelerator(spec.gpu, spec.accelerators_file)
-    prof = profile if profile is not None else load_profile(spec.engine)
+    prof = profile if profile is not None else engine_profile(spec.engine, spec.gpu, spec.accelerators_file)
     overrides = spec.profile_overrides()
     if overrides:
         prof = prof.with_values(**overrides)

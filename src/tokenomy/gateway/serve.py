@@ -35,14 +35,22 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._in_head = False  # a request's line and headers have begun to arrive and are not complete
         self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s, self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # A request whose head did not come whole in this read gets its deadline now, from its first bytes (a head
+        # that came whole, the usual case, never needs a timer).
+        if self._in_head and self._header_timer is None and not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if getattr(self, "_header_timer", None) is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._too_slow)
+        self._in_head = True
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._stop_header_timer()
         super().on_headers_complete()
 

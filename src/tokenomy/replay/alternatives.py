@@ -11,7 +11,7 @@ An alternatives file:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -48,6 +48,7 @@ class AlternativesFile(BaseModel):
 class Alternative:
     name: str
     fleet: Fleet
+    apis: dict[str, str] = field(default_factory=dict)  # API tier -> catalogue "provider/model" (its `api` field)
 
 
 def load_alternatives(path: Path) -> tuple[list[Alternative], SLO | None]:
@@ -60,24 +61,37 @@ def load_alternatives(path: Path) -> tuple[list[Alternative], SLO | None]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise CatalogError(f"{path}: alternative names must differ; repeated: {', '.join(dupes)}")
-    out = [Alternative(a.name, fleet_from_file(path.parent / a.fleet)) for a in spec.alternatives]
+    out = [alternative_from_file(a.name, path.parent / a.fleet) for a in spec.alternatives]
     slo = SLO(spec.slo.ttft_s, spec.slo.tpot_s, spec.slo.e2e_s) if spec.slo else None
     return out, slo
+
+
+def alternative_from_file(name: str, path: Path) -> Alternative:
+    """An alternative from a fleet YAML file, with the catalogue names of its API tiers (for the quality floor)."""
+    fleet, apis = _fleet_and_apis(path)
+    return Alternative(name, fleet, apis)
 
 
 def fleet_from_file(path: Path) -> Fleet:
     """A fleet YAML file, as `simulate --fleet` reads it; API tiers named by `api` (at catalogue input prices)
     also get the catalogue's cached-input price, which replay bills cached input tokens at."""
+    return _fleet_and_apis(path)[0]
+
+
+def _fleet_and_apis(path: Path) -> tuple[Fleet, dict[str, str]]:
+    """The fleet of a fleet file and its API tiers' catalogue names (tier -> "provider/model")."""
     if not path.is_file():
         raise CatalogError(f"{path}: no such fleet file")
     fleet = load_fleet(path, ReplicaConfig())
     offers = {p.name: p for p in api_prices()}
     raw = {t.get("name"): t for t in (read_yaml(path) or {}).get("tiers", []) if isinstance(t, dict)}
-    tiers = []
+    tiers, apis = [], {}
     for tier in fleet.tiers:
         spec = raw.get(tier.name, {})
         offer = offers.get(spec.get("api")) if isinstance(tier, ApiTier) else None
-        if offer is not None and spec.get("usd_per_mtok_input") is None:
-            tier = replace(tier, usd_per_mtok_cached_input=offer.usd_per_mtok_cached_input)
+        if offer is not None:
+            apis[tier.name] = offer.name
+            if spec.get("usd_per_mtok_input") is None:
+                tier = replace(tier, usd_per_mtok_cached_input=offer.usd_per_mtok_cached_input)
         tiers.append(tier)
-    return Fleet(tuple(tiers), fleet.routes)
+    return Fleet(tuple(tiers), fleet.routes), apis

@@ -8,8 +8,11 @@ sums of these per-request prices. Beside it, `fleet_usd`: what running the alter
 replayed period (GPU tiers' hourly price × the run's span + the API tokens), which exceeds the billed cost when
 the GPUs run below the planned utilisation. $/Mtok = billed cost / all tokens of completed requests; SLO
 attainment = completed requests within every objective / all requests; TTFT and TPOT percentiles over
-completed requests; spilled = share of requests served by a tier after the first on their route.
-Actual (ledger): the same from the ledger's own cost, TTFT and e2e per request.
+completed requests; spilled = share of requests served by a tier after the first on their route; quality floor
+per class = per benchmark, the lowest published score among the models that served the class's completed
+requests (replay/quality.py).
+Actual (ledger): the same from the ledger's own cost, TTFT and e2e per request, and its tiers' models where the
+gateway config the ledger was written under says what they ran.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tokenomy.catalog.prices import TokenPrices, self_hosted_prices
-from tokenomy.replay.sources import Replayed
+from tokenomy.replay.quality import NOT_SERVED, QualityFloor, ServedModel, class_floors, fleet_models
+from tokenomy.replay.sources import NO_CLASS, Replayed
 from tokenomy.sim.fleet import ApiTier, Fleet, FleetRun, GpuTier
 from tokenomy.sim.run import SLO
 
@@ -47,6 +51,7 @@ class Figures:
     ttft_quantiles_s: list[float] = field(default_factory=list)  # percentiles 0, 1, …, 100
     tpot_quantiles_s: list[float] = field(default_factory=list)
     fleet_usd: float | None = None  # GPU-hours over the period + API tokens (alternatives only)
+    quality_floor: dict[str, list[QualityFloor]] = field(default_factory=dict)  # class -> one per benchmark
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -101,8 +106,22 @@ def by_team(usd_per_request: np.ndarray, teams: np.ndarray) -> dict[str, float]:
     return out
 
 
-def actual_figures(rep: Replayed, slo: SLO | None) -> Figures:
-    """What the source says happened (cost only from a ledger)."""
+def _classes(rep: Replayed) -> np.ndarray:
+    w = rep.workload
+    return w.classes.astype(str) if w.classes is not None else np.full(len(w), NO_CLASS, dtype=object)
+
+
+def actual_quality(rep: Replayed, models: dict[str, ServedModel] | None) -> dict[str, list[QualityFloor]]:
+    """The quality floor per class of what happened: the ledger's tiers, by what `models` says they ran."""
+    if rep.actual_tiers is None:
+        return class_floors(_classes(rep), None, None, f"a {rep.kind} source does not say what served each request")
+    why = "the ledger names tiers, not the models behind them: give the gateway config it was written under "
+    why += "(--gateway-config)"
+    return class_floors(_classes(rep), rep.actual_tiers.astype(str), models, why)
+
+
+def actual_figures(rep: Replayed, slo: SLO | None, models: dict[str, ServedModel] | None = None) -> Figures:
+    """What the source says happened (cost only from a ledger); `models`: what each ledger tier ran."""
     w = rep.workload
     n = len(w)
     ttft = rep.actual_ttft_s if rep.actual_ttft_s is not None else np.full(n, np.nan)
@@ -128,6 +147,7 @@ def actual_figures(rep: Replayed, slo: SLO | None) -> Figures:
         tier_requests=_counts(rep.actual_tiers) if rep.actual_tiers is not None else {},
         ttft_quantiles_s=_quantiles(ttft),
         tpot_quantiles_s=_quantiles(tpot),
+        quality_floor=actual_quality(rep, models),
     )
 
 
@@ -163,8 +183,10 @@ def per_request_usd(fleet: Fleet, run: FleetRun, rep: Replayed) -> np.ndarray:
     return usd
 
 
-def alternative_figures(name: str, fleet: Fleet, run: FleetRun, rep: Replayed, slo: SLO | None) -> Figures:
-    """One alternative's figures from its fleet run on the replayed requests."""
+def alternative_figures(
+    name: str, fleet: Fleet, run: FleetRun, rep: Replayed, slo: SLO | None, apis: dict[str, str] | None = None
+) -> Figures:
+    """One alternative's figures from its fleet run on the replayed requests (`apis`: API tier -> catalogue name)."""
     log = run.result.log
     done = log.done
     n = len(rep)
@@ -175,6 +197,9 @@ def alternative_figures(name: str, fleet: Fleet, run: FleetRun, rep: Replayed, s
     usd = float(per_request.sum())
     tokens = float(log.input_tokens[done].sum() + log.output_tokens[done].sum())
     spilled = run.summary.get("spilled")
+    tier_names = np.array([*(t.name for t in fleet.tiers), NOT_SERVED], dtype=object)  # tier_of -1: NOT_SERVED
+    served = np.where(done, run.tier_of, -1)
+    floors = class_floors(_classes(rep), tier_names[served], fleet_models(fleet, apis or {}))
     return Figures(
         name=name,
         requests=n,
@@ -192,4 +217,28 @@ def alternative_figures(name: str, fleet: Fleet, run: FleetRun, rep: Replayed, s
         ttft_quantiles_s=_quantiles(ttft),
         tpot_quantiles_s=_quantiles(tpot),
         fleet_usd=float(run.summary["cost"]["usd"]),
+        quality_floor=floors,
     )
+
+
+def quality_cells(rows: list[Figures]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The quality floors of every row as a table: header, one line per class × benchmark ('score model' or
+    'unknown [n]'), and the numbered reasons for 'unknown' (each reason once)."""
+    header = ["class", "benchmark", *(f.name for f in rows)]
+    classes = sorted({c for f in rows for c in f.quality_floor})
+    notes: dict[str, int] = {}
+    body = []
+    for cls in classes:
+        benchmarks = list(dict.fromkeys(q.benchmark for f in rows for q in f.quality_floor.get(cls, [])))
+        for benchmark in benchmarks:
+            cells = [cls, benchmark]
+            for f in rows:
+                q = next((q for q in f.quality_floor.get(cls, []) if q.benchmark == benchmark), None)
+                if q is None:
+                    cells.append("–")
+                elif q.score is None:
+                    cells.append(f"unknown [{notes.setdefault(q.unknown, len(notes) + 1)}]")
+                else:
+                    cells.append(f"{q.score:.1f} {q.model}")
+            body.append(cells)
+    return header, body, [f"[{n}] {reason}" for reason, n in notes.items()]

@@ -7,7 +7,7 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
-from tokenomy.replay.compare import Figures
+from tokenomy.replay.compare import Figures, quality_cells
 from tokenomy.report.html import figure_div, page, table_html
 
 
@@ -48,12 +48,22 @@ def replay_report(rows: list[Figures], title: str, skipped: dict[str, int]) -> s
     if skipped:
         items = "".join(f"<li>{n:,} skipped: {html.escape(r)}</li>" for r, n in skipped.items())
         sections.append(f"<ul>{items}</ul>")
+    header, body, notes = quality_cells(rows)
+    if body:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+        sections.append(
+            "<h2>Quality floor per class</h2><p>Per benchmark, the lowest published score (0-100, the advisor's "
+            "quality data) among the models that served the class's requests.</p>"
+            f"{table_html(header, body)}{f'<ul>{items}</ul>' if items else ''}"
+        )
     hourly = go.Figure()
     for f in rows:
         if f.usd_by_hour:
             hourly.add_trace(go.Scatter(x=np.arange(len(f.usd_by_hour)), y=f.usd_by_hour, mode="lines", name=f.name))
     hourly.update_layout(
-        title="Cost by hour (billed)", xaxis_title="hour since the first request", yaxis_title="USD per hour"
+        title="Cost by hour (billed, whole fleet)",
+        xaxis_title="hour since the first request",
+        yaxis_title="USD per hour (all tiers)",
     )
     sections.append(figure_div(hourly, "cost-by-hour"))
     for key, label, div in (("ttft_quantiles_s", "TTFT", "ttft-cdf"), ("tpot_quantiles_s", "TPOT", "tpot-cdf")):

@@ -1,5 +1,10 @@
 """Rebuild a workload from what happened: a gateway ledger (SQLite file or PostgreSQL URL), a bench
-`--requests-jsonl` file, or a trace (sim/workload.py `read_trace` formats).
+`--requests-jsonl` file, or a trace (sim/workload.py `read_trace` formats: a Mooncake trace's `hash_ids` become
+prefix ids, so the simulator's prefix cache sees the blocks requests share).
+
+Sessions are kept where the source names them (a tokenomy JSONL trace's `session_id`, a bench file's `session`):
+their prompts then get prefix ids block by block (sim.workload.conversation_prefix_ids), the conversation so far
+being each turn's shared prefix. Replayed turns arrive at their recorded times (what actually happened).
 
 Ledger: one request per `request_id`; its arrival is its first attempt's `ts_s`; its lengths, class and team
 come from its last attempt that returned tokens (`status` ok); what it actually cost is the sum of its
@@ -21,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from tokenomy.sim.workload import TraceError, Workload, read_trace
+from tokenomy.sim.workload import TraceError, Workload, conversation_prefix_ids, json_record, read_trace
 
 NO_TEAM = "(none)"
 NO_CLASS = "*"
+LISTED_BAD_LINES = 10  # bad trace lines named one by one (file:line: reason); the rest are counted together
 
 
 class SourceError(ValueError):
@@ -211,11 +217,10 @@ def read_bench_jsonl(path: Path) -> Replayed:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict):
-                raise SourceError(f"{path}:{n}: expected a JSON object")
+                rec = json_record(line, f"{path}:{n}")
+            except TraceError:
+                _skip(skipped, "a line that is not a JSON object")
+                continue
             if rec.get("error"):
                 _skip(skipped, "request failed in the bench run")
                 continue
@@ -227,14 +232,17 @@ def read_bench_jsonl(path: Path) -> Replayed:
             elif not (tokens_in >= 1 and tokens_out >= 1):
                 _skip(skipped, "prompt_tokens / output_tokens missing or < 1")
             else:
-                recs.append((arrival, int(tokens_in), int(tokens_out), _num(rec.get("ttft_s")), _num(rec.get("e2e_s"))))
+                session = rec.get("session")
+                key = (str(rec.get("run", "")), session) if isinstance(session, int) and session >= 0 else None
+                row = (arrival, int(tokens_in), int(tokens_out), _num(rec.get("ttft_s")), _num(rec.get("e2e_s")), key)
+                recs.append(row)
     if not recs:
         raise SourceError(f"{path}: no replayable requests (skipped: {skipped or 'none'})")
     recs.sort(key=lambda r: r[0])
     cols = list(zip(*recs, strict=True))
     arrival = np.array(cols[0]) - cols[0][0]
     n = len(recs)
-    workload = Workload(arrival, np.array(cols[1]), np.array(cols[2]), name=path.stem)
+    workload = with_sessions(Workload(arrival, np.array(cols[1]), np.array(cols[2]), name=path.stem), cols[5])
     return Replayed(
         "bench",
         str(path),
@@ -244,6 +252,35 @@ def read_bench_jsonl(path: Path) -> Replayed:
         actual_e2e_s=np.array(cols[4], dtype=float),
         skipped=skipped,
     )
+
+
+def with_sessions(workload: Workload, keys: tuple | list | None = None) -> Workload:
+    """The workload with its session ids (one per distinct key; None: a request of its own) and, where the source
+    gave no prefix ids, each turn's prompt blocks as prefix ids (the conversation so far shared with earlier turns)."""
+    if keys is not None and any(k is not None for k in keys):
+        ids: dict[Any, int] = {}
+        workload.session_ids = np.array(
+            [ids.setdefault(k if k is not None else ("lone", i), len(ids)) for i, k in enumerate(keys)], dtype=np.int64
+        )
+    if workload.session_ids is not None and workload.prefix_ids is None:
+        workload.prefix_ids = conversation_prefix_ids(
+            workload.session_ids, workload.input_tokens, block_tokens=workload.prefix_block_tokens
+        )
+    return workload
+
+
+def read_trace_source(source: str) -> Replayed:
+    """A trace as SOURCE: bad lines are skipped and named (file:line: reason), the first LISTED_BAD_LINES one by
+    one; sessions and prefix ids kept (sim.workload.read_trace) and completed by with_sessions."""
+    bad: list[str] = []
+    try:
+        wl = read_trace(source, skipped=bad)
+    except TraceError as exc:
+        raise SourceError(f"{exc} (or give a gateway ledger: SQLite file or postgresql:// URL)") from exc
+    skipped = {line: 1 for line in bad[:LISTED_BAD_LINES]}
+    if len(bad) > LISTED_BAD_LINES:
+        skipped[f"more bad trace lines (the first {LISTED_BAD_LINES} are listed)"] = len(bad) - LISTED_BAD_LINES
+    return Replayed("trace", source, with_sessions(wl), np.full(len(wl), NO_TEAM, dtype=object), skipped=skipped)
 
 
 def _is_bench_jsonl(path: Path) -> bool:
@@ -286,8 +323,4 @@ def read_source(source: str) -> Replayed:
         return read_ledger(source)
     if path.is_file() and path.suffix == ".jsonl" and _is_bench_jsonl(path):
         return read_bench_jsonl(path)
-    try:
-        wl = read_trace(source)
-    except TraceError as exc:
-        raise SourceError(f"{exc} (or give a gateway ledger: SQLite file or postgresql:// URL)") from exc
-    return Replayed("trace", source, wl, np.full(len(wl), NO_TEAM, dtype=object))
+    return read_trace_source(source)

@@ -49,8 +49,55 @@ def table_html(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def ratios(p: dict[str, Any], path: str) -> tuple[float, float] | None:
+    """(lo, hi) of a plan figure's 80 % interval as multiples of the figure (`intervals_80[path]`), or None."""
+    iv, value = (p.get("intervals_80") or {}).get(path), p.get(path)
+    if not iv or not value:
+        return None
+    lo, hi = iv["interval_80"]
+    return lo / value, hi / value
+
+
+def error_bars(y: Any, r: tuple[float, float] | None) -> dict[str, Any] | None:
+    """plotly error_y for values `y` whose 80 % interval is [y·r[0], y·r[1]] (asymmetric, in y's units)."""
+    if r is None:
+        return None
+    y = np.asarray(y, dtype=float)
+    return {"type": "data", "symmetric": False, "array": y * (r[1] - 1), "arrayminus": y * (1 - r[0]), "width": 3}
+
+
+def _cell(p: dict[str, Any], path: str, value: float | None, fmt: str, scale: float = 1.0) -> str:
+    """A summary-table figure with its 80 % interval in brackets ('*' when its pool was thin)."""
+    if value is None:
+        return "—"
+    iv = (p.get("intervals_80") or {}).get(path)
+    if not iv:
+        return f"{value * scale:{fmt}}"
+    lo, hi = iv["interval_80"]
+    return f"{value * scale:{fmt}} [{lo * scale:{fmt}}–{hi * scale:{fmt}}{'*' if iv['thin'] else ''}]"
+
+
+def intervals_note(plans: list[dict[str, Any]]) -> str:
+    """What the brackets and error bars are, and each thin or stretched pool the plans' intervals rest on."""
+    notes = dict.fromkeys(n for p in plans for n in p.get("notes", []) if n.startswith("80% interval"))
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (
+        "<p class='note'>Brackets and error bars: 80% intervals from the cost model's cross-validated residuals "
+        "for the figure's accelerator family × model family × metric (catalog/data/residual_quantiles.json): "
+        "throughput takes offline output throughput's band, TTFT mean TTFT's, ITL mean ITL's; $/Mtok and the "
+        "self-hosted cost scale inversely with throughput, so they take its band inverted. A curve's points share "
+        "the band of its figure at max batch. Memory and power are predicted without residuals: no bars. "
+        "* marks a thin pool: a wider one stood in.</p>" + (f"<ul class='note'>{items}</ul>" if items else "")
+    )
+
+
 def _label(p: dict[str, Any]) -> str:
     return f"{p['model']} {p['precision']} tp{p['tp']} × {p['replicas']} on {p['gpu']}"
+
+
+def _per_replica(p: dict[str, Any]) -> float | None:
+    """A serving plan's max output throughput of one replica (None when it does not serve)."""
+    return p["max_output_tokens_per_s"] / max(p["replicas"], 1) if p["fits"] else None
 
 
 def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
@@ -80,12 +127,12 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
                 "yes" if p["fits"] else "no",
                 f"{p['memory']['weights_bytes'] / gib:.1f}",
                 f"{p['memory']['kv_capacity_tokens']:,}",
-                "—" if p["ttft_s"] is None else f"{p['ttft_s'] * 1e3:.1f}",
-                "—" if p["itl_s"] is None else f"{p['itl_s'] * 1e3:.2f}",
-                f"{p['max_output_tokens_per_s'] / max(p['replicas'], 1):,.0f}" if p["fits"] else "—",
-                f"{p['max_output_tokens_per_s']:,.0f}" if p["fits"] else "—",
-                "—" if p["usd_per_mtok"]["input"] is None else f"{p['usd_per_mtok']['input']:.3f}",
-                "—" if p["usd_per_mtok"]["output"] is None else f"{p['usd_per_mtok']['output']:.3f}",
+                _cell(p, "ttft_s", p["ttft_s"], ".1f", 1e3),
+                _cell(p, "itl_s", p["itl_s"], ".2f", 1e3),
+                _cell(p, "max_output_tokens_per_s_per_replica", _per_replica(p), ",.0f"),
+                _cell(p, "max_output_tokens_per_s", p["max_output_tokens_per_s"] if p["fits"] else None, ",.0f"),
+                _cell(p, "usd_per_mtok.input", p["usd_per_mtok"]["input"], ".3f"),
+                _cell(p, "usd_per_mtok.output", p["usd_per_mtok"]["output"], ".3f"),
             ]
             for lab, p in zip(labels, plans, strict=True)
         ],
@@ -128,8 +175,12 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
     for lab, p in serving:
         c = p["curve"]
         per_replica = [x / max(p["replicas"], 1) for x in c["output_tokens_per_s"]]
-        tput.add_scatter(name=lab, x=c["batch"], y=per_replica, mode="lines+markers")
-        itl.add_scatter(name=lab, x=c["batch"], y=np.array(c["itl_s"]) * 1e3, mode="lines+markers")
+        bars = error_bars(per_replica, ratios(p, "max_output_tokens_per_s"))
+        tput.add_scatter(name=lab, x=c["batch"], y=per_replica, mode="lines+markers", error_y=bars)
+        itl_ms = np.array(c["itl_s"]) * 1e3
+        itl.add_scatter(
+            name=lab, x=c["batch"], y=itl_ms, mode="lines+markers", error_y=error_bars(itl_ms, ratios(p, "itl_s"))
+        )
     tput.update_layout(
         title="Output throughput per replica vs concurrent requests per replica",
         xaxis_title="batch (sequences per replica)",
@@ -149,7 +200,16 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
         if p.get("usd_per_hour") and p.get("replica_tokens_per_day"):
             per_replica_usd_h = p["usd_per_hour"] / p["replicas"]
             y = self_hosted_usd_per_day(volumes, p["replica_tokens_per_day"], per_replica_usd_h) * DAYS_PER_MONTH
-            cost.add_scatter(name=f"self-host: {lab}", x=volumes, y=y, mode="lines", line={"shape": "hv"})
+            bars = None
+            r = ratios(p, "max_output_tokens_per_s")  # fewer tokens per replica-day: more replicas for a volume
+            if r is not None:
+                lo, hi = (
+                    self_hosted_usd_per_day(volumes, p["replica_tokens_per_day"] * k, per_replica_usd_h)
+                    * DAYS_PER_MONTH
+                    for k in (r[1], r[0])
+                )
+                bars = {"type": "data", "symmetric": False, "array": hi - y, "arrayminus": y - lo, "width": 2}
+            cost.add_scatter(name=f"self-host: {lab}", x=volumes, y=y, mode="lines", line={"shape": "hv"}, error_y=bars)
     seen: set[str] = set()
     for p in plans:
         for b in p.get("break_even", []):
@@ -178,5 +238,5 @@ def plan_report(plans: list[dict[str, Any]], path: Path) -> None:
         sections += [figure_div(tput, "throughput"), figure_div(itl, "itl")]
     if cost.data:
         sections.append(figure_div(cost, "cost"))
-    sections += [note, raw]
+    sections += [note, intervals_note(plans), raw]
     path.write_text(page("tokenomy plan", sections))

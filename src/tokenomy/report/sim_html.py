@@ -35,6 +35,7 @@ VARIANT_STYLES = {
 MAX_TIME_BINS = 50
 MIN_REQUESTS_PER_BIN = 10  # fewer bins for short runs, so a bin's percentiles mean something
 DASH = "—"
+QS = ("mean", "p50", "p90", "p99")
 
 
 def _finite(x: Any) -> bool:
@@ -57,6 +58,28 @@ def _get(d: dict[str, Any], *keys: str) -> Any:
             return None
         d = d[k]
     return d
+
+
+def _band(s: dict[str, Any], path: str, fmt: Any) -> str:
+    """' [lo–hi]' of a summary figure's 80 % interval (`intervals_80[path]`, '*' for a thin pool), else ''."""
+    iv = _get(s, "intervals_80", path)
+    if not iv:
+        return ""
+    lo, hi = iv["interval_80"]
+    return f" [{fmt(lo)}–{fmt(hi)}{'*' if iv.get('thin') else ''}]"
+
+
+def _sweep_error_y(points: list[dict[str, Any]], path: str, y_ms: list[float | None]) -> dict[str, Any] | None:
+    """plotly error_y (ms) of one sweep line from each point's 80 % interval; None when no point has one."""
+    ivs = [_get(s, "intervals_80", path) for s in points]
+    if not any(ivs):
+        return None
+    up, down = [], []
+    for iv, y in zip(ivs, y_ms, strict=True):
+        lo, hi = iv["interval_80"] if iv and y is not None else (None, None)
+        up.append(hi * 1e3 - y if hi is not None else 0.0)
+        down.append(y - lo * 1e3 if lo is not None else 0.0)
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "width": 3}
 
 
 def _plot_values(values: Any, positive: bool = False) -> list[float | None]:
@@ -241,6 +264,7 @@ def latency_throughput(sweep: list[dict[str, Any]]) -> go.Figure | None:
                 name=f"{label} {q}",
                 x=x,
                 y=y,
+                error_y=_sweep_error_y(points, f"{metric}.{q}", y),
                 text=rates,
                 mode="lines+markers",
                 line={"dash": dash, "width": 2 if q == "p50" else 1.5},
@@ -347,7 +371,7 @@ def latency_table(summary: dict[str, Any]) -> str | None:
     for key, label in (("ttft_s", "TTFT"), ("itl_s", "ITL"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         stats = summary.get(key)
         if isinstance(stats, dict):
-            rows.append([label, *(_ms(stats.get(q)) for q in ("mean", "p50", "p90", "p99"))])
+            rows.append([label, *(_ms(stats.get(q)) + _band(summary, f"{key}.{q}", _ms) for q in QS)])
     return table_html(["latency (ms)", "mean", "p50", "p90", "p99"], rows) if rows else None
 
 
@@ -365,9 +389,17 @@ def figures_table(s: dict[str, Any]) -> str:
         row("requests preempted", req.get("preempted"), ",.0f")
     row("duration", s.get("duration_s"), ",.1f", suffix=" s")
     scope = "whole fleet" if "tiers" in s else "per replica"
-    row(f"output throughput ({scope})", _get(s, "throughput", "output_tokens_per_s"), ",.0f", suffix=" tok/s")
-    row("input throughput", _get(s, "throughput", "input_tokens_per_s"), ",.0f", suffix=" tok/s")
-    row("request throughput", _get(s, "throughput", "requests_per_s"), ",.2f", suffix=" req/s")
+    for key, label, fmt, unit in (
+        ("output_tokens_per_s", f"output throughput ({scope})", ",.0f", " tok/s"),
+        ("input_tokens_per_s", "input throughput", ",.0f", " tok/s"),
+        ("requests_per_s", "request throughput", ",.2f", " req/s"),
+    ):
+        row(
+            label,
+            _get(s, "throughput", key),
+            fmt,
+            suffix=unit + _band(s, f"throughput.{key}", lambda x, f=fmt: _fmt(x, f)),
+        )
     row("goodput", s.get("goodput_rps"), ",.2f", suffix=" req/s")
     row("SLO attainment", s.get("slo_attainment"), ".1%")
     row("KV utilisation (live / allocated)", _get(s, "kv", "utilisation"), ".1%")
@@ -387,7 +419,7 @@ def figures_table(s: dict[str, Any]) -> str:
     row("cost", _get(s, "cost", "usd"), ",.4f", suffix=" USD")
     row("GPU-hours", _get(s, "cost", "gpu_hours"), ",.3f")
     for part in ("input", "output", "blended"):
-        row(f"$/Mtok {part}", _get(s, "usd_per_mtok", part), ",.4f")
+        row(f"$/Mtok {part}", _get(s, "usd_per_mtok", part), ",.4f", suffix=_band(s, f"usd_per_mtok.{part}", _fmt4))
     row("spilled to another tier", s.get("spilled"), ",.0f")
     row("dropped", s.get("dropped"), ",.0f")
     return table_html(["figure", "value"], rows)
@@ -441,6 +473,19 @@ def sweep_table(sweep: list[dict[str, Any]]) -> str:
     return table_html(headers, rows)
 
 
+def _fmt4(x: Any) -> str:
+    return _fmt(x, ",.4f")
+
+
+INTERVALS_NOTE = (
+    "Brackets and error bars: 80% intervals. The simulator is deterministic given the cost model, so each figure "
+    "takes the cost model's cross-validated residual band for its accelerator family × model family × metric "
+    "(catalog/data/residual_quantiles.json): TTFT percentiles mean TTFT's, ITL and TPOT mean ITL's, E2E the e2e "
+    "kind's, throughput offline output throughput's, $/Mtok that inverted; an open-loop run's throughput and "
+    "$/Mtok follow the arrivals and have none. * marks a thin pool: a wider one stood in (see the notes)."
+)
+
+
 # ---- the page ----------------------------------------------------------------------------------
 
 
@@ -488,6 +533,9 @@ def simulation_report(
         "E2E = finish − arrival, over the requests that finished. KV and queue lengths are the replica "
         "timeline (summed over replicas). Every figure comes from tokenomy's simulator.</p>"
     )
+    if summary.get("intervals_80") or any(s.get("intervals_80") for s in sweep or []):
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.get("notes", []) if n.startswith("80%"))
+        sections.append(f"<p class='note'>{INTERVALS_NOTE}</p>" + (f"<ul class='note'>{notes}</ul>" if notes else ""))
     raw = {"summary": summary, "sweep": sweep} if sweep else {"summary": summary}
     dump = html.escape(json.dumps(json_safe(raw), indent=1, default=str, allow_nan=False))
     sections.append(f"<details><summary>JSON</summary><pre>{dump}</pre></details>")

@@ -90,18 +90,25 @@ def plan_table(plans: list[dict[str, Any]]) -> Table:
         lambda p: f"{p['max_concurrency']['paged']:,} / {p['max_concurrency']['static']:,}",
     )
     row("requests run at once (per replica)", _run_at_once)
-    row("TTFT (single stream)", lambda p: seconds(p["ttft_s"]))
-    row("ITL (single stream)", lambda p: seconds(p["itl_s"]))
+    row("TTFT (single stream)", lambda p: seconds(p["ttft_s"]) + band(p, "ttft_s", seconds))
+    row("ITL (single stream)", lambda p: seconds(p["itl_s"]) + band(p, "itl_s", seconds))
     row("decode (single stream)", lambda p: f"{1 / p['itl_s']:,.1f} tok/s" if p["itl_s"] else "—")
     row(  # the plan's curve at batch 1: prompt and decode steps of one request
         "output (single stream)",
-        lambda p: f"{p['single_stream_tokens_per_s']:,.1f} tok/s" if p.get("single_stream_tokens_per_s") else "—",
+        lambda p: (
+            f"{p['single_stream_tokens_per_s']:,.1f} tok/s" + band(p, "single_stream_tokens_per_s", _tps1)
+            if p.get("single_stream_tokens_per_s")
+            else "—"
+        ),
     )
-    row("ITL at max batch", lambda p: seconds(p.get("itl_at_max_batch_s")))
+    row("ITL at max batch", lambda p: seconds(p.get("itl_at_max_batch_s")) + band(p, "itl_at_max_batch_s", seconds))
     row("max output throughput (per replica)", lambda p: per_replica_tps(p))
     row(
         "max output throughput (deployment)",
-        lambda p: f"{p['max_output_tokens_per_s']:,.0f} tok/s ({p['replicas']} replica{'s' * (p['replicas'] != 1)})",
+        lambda p: (
+            f"{p['max_output_tokens_per_s']:,.0f} tok/s ({p['replicas']} replica{'s' * (p['replicas'] != 1)})"
+            + band(p, "max_output_tokens_per_s", _tps)
+        ),
     )
     row(
         "MBU / MFU at max batch (per GPU)",
@@ -109,12 +116,17 @@ def plan_table(plans: list[dict[str, Any]]) -> Table:
     )
     row(
         "energy / output token",
-        lambda p: f"{p['energy_j_per_output_token']:.3f} J" if "energy_j_per_output_token" in p else "—",
+        lambda p: (
+            f"{p['energy_j_per_output_token']:.3f} J" + band(p, "energy_j_per_output_token", _joules)
+            if "energy_j_per_output_token" in p
+            else "—"
+        ),
     )
     row("$/hour (per GPU)", lambda p: money(p.get("usd_per_gpu_hour"), 2))
     row("$/hour (deployment)", lambda p: money(p.get("usd_per_hour"), 2))
-    row(f"$/Mtok input @ {plans[0].get('utilisation', 0.7):.0%} util", lambda p: money(p["usd_per_mtok"]["input"]))
-    row("$/Mtok output", lambda p: money(p["usd_per_mtok"]["output"]))
+    util = plans[0].get("utilisation", 0.7)
+    row(f"$/Mtok input @ {util:.0%} util", lambda p: money(p["usd_per_mtok"]["input"]) + band(p, "usd_per_mtok.input"))
+    row("$/Mtok output", lambda p: money(p["usd_per_mtok"]["output"]) + band(p, "usd_per_mtok.output"))
     apis = max((len(p.get("break_even", [])) for p in plans), default=0)
     for i in range(apis):
 
@@ -132,7 +144,63 @@ def plan_table(plans: list[dict[str, Any]]) -> Table:
 def per_replica_tps(p: dict[str, Any]) -> str:
     """A plan's max output throughput of one replica (the deployment's divided by its replicas)."""
     value = p.get("max_output_tokens_per_s_per_replica", p["max_output_tokens_per_s"] / max(p["replicas"], 1))
-    return f"{value:,.0f} tok/s"
+    return f"{value:,.0f} tok/s" + band(p, "max_output_tokens_per_s_per_replica", _tps)
+
+
+INTERVALS_LEGEND = (
+    "80% intervals (in brackets): cross-validated residuals of the cost model per accelerator family × model "
+    "family × metric (catalog/data/residual_quantiles.json); $/Mtok and energy per token scale inversely with "
+    "throughput; * a thin pool: a wider one stood in (see the notes)"
+)
+
+
+SIM_INTERVALS_LEGEND = (
+    "80% rows and brackets: the cost model's cross-validated residual band for each figure's metric "
+    "(catalog/data/residual_quantiles.json), the simulator being deterministic given the cost model; "
+    "* a thin pool: a wider one stood in (see the notes)"
+)
+
+
+def band(p: dict[str, Any], path: str, fmt: Any = None) -> str:
+    """' [lo–hi]' for a figure of `p` with an 80 % interval (`intervals_80[path]`; '*' when its pool was thin), in
+    the figure's printed unit, left off ($, ms or s as `seconds` picks for the figure itself; default 3 decimals)."""
+    iv = (p.get("intervals_80") or {}).get(path)
+    if not iv:
+        return ""
+    lo, hi = iv["interval_80"]
+    if fmt is seconds:
+        value = _at(p, path)
+        scale = 1e3 if value is not None and value < 10 else 1.0
+        lo, hi, fmt = lo * scale, hi * scale, _tps1
+    fmt = fmt or _usd
+    return f" [{fmt(lo)}–{fmt(hi)}{'*' if iv['thin'] else ''}]"
+
+
+def _usd(x: float) -> str:
+    return f"{x:,.3f}"
+
+
+def _at(p: dict[str, Any], path: str) -> Any:
+    """The figure at a key path: 'ttft_s' or one level down, 'ttft_s.p99'."""
+    key, _, sub = path.partition(".")
+    value = p.get(key)
+    return value.get(sub) if sub and value is not None else value
+
+
+def _tps(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _rps(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def _tps1(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def _joules(x: float) -> str:
+    return f"{x:.3f}"
 
 
 def validate_table(result: dict[str, Any]) -> Table:
@@ -161,9 +229,16 @@ def simulation_table(summary: dict[str, Any], title: str = "tokenomy simulate") 
     table = Table(title=title, header_style="bold")
     for col in ("", "mean", "p50", "p90", "p99"):
         table.add_column(col, justify="right" if col else "left")
+    intervals = summary.get("intervals_80") or {}
     for key, label in (("ttft_s", "TTFT"), ("itl_s", "ITL"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         stats = summary[key]
         table.add_row(label, *(seconds(stats[q]) for q in ("mean", "p50", "p90", "p99")))
+        if any(f"{key}.{q}" in intervals for q in ("mean", "p50", "p90", "p99")):
+            table.add_row(
+                "  80%",
+                *(band(summary, f"{key}.{q}", seconds).strip(" []") or "—" for q in ("mean", "p50", "p90", "p99")),
+                style="dim",
+            )
     return table
 
 
@@ -174,10 +249,17 @@ def simulation_lines(summary: dict[str, Any]) -> list[str]:
         f"requests: {req['completed']:,} completed of {req['total']:,}"
         + (f", {req['rejected']:,} rejected" if req["rejected"] else "")
         + f" in {summary['duration_s']:,.1f} s simulated",
-        f"throughput: {thr['output_tokens_per_s']:,.0f} output tok/s, {thr['requests_per_s']:,.2f} req/s",
+        f"throughput: {thr['output_tokens_per_s']:,.0f} output tok/s"
+        + band(summary, "throughput.output_tokens_per_s", _tps)
+        + f", {thr['requests_per_s']:,.2f} req/s"
+        + band(summary, "throughput.requests_per_s", _rps),
     ]
     if "goodput_rps" in summary:
         lines.append(f"goodput: {summary['goodput_rps']:,.2f} req/s ({summary['slo_attainment']:.1%} met the SLOs)")
+    hits = summary.get("prefix_cache_hit_tokens") or 0
+    prompt_tokens = summary["throughput"]["input_tokens_per_s"] * summary.get("duration_s", 0.0)
+    if hits and prompt_tokens > 0:  # prompt tokens of the completed requests; hits also count unfinished ones
+        lines.append(f"prefix cache: {hits:,} prompt tokens read from cache ({hits / prompt_tokens:.1%} of prompts)")
     if "kv" in summary and summary.get("gpu_busy_fraction"):
         lines.append(
             f"KV: {summary['kv']['utilisation']:.1%} of allocated blocks hold live tokens; "
@@ -200,7 +282,7 @@ def simulation_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"spilled to a later tier: {summary['spilled']:,}; dropped: {summary['dropped']:,}")
     if "usd_per_mtok" in summary:
         usd = summary["usd_per_mtok"]
-        parts = [f"{k} {money(v)}" for k, v in usd.items()]
+        parts = [f"{k} {money(v)}{band(summary, f'usd_per_mtok.{k}')}" for k, v in usd.items()]
         lines.append(f"$/Mtok: {', '.join(parts)} (total {money(summary['cost']['usd'], 2)})")
     return lines
 

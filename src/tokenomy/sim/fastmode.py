@@ -18,6 +18,10 @@ from tokenomy.sim.block_manager import ContiguousKV, blocks_for
 class FastMode:
     """Decode spans: many identical steps per event instead of one."""
 
+    # An arrival the caller knows of before it is submitted (a session's next turn, set from on_finish): spans stop
+    # there as they stop at t_limit.
+    wake_s: float = math.inf
+
     def _can_span(self) -> bool:
         """True when the next steps are pure decode and nothing waiting could join the batch."""
         if not self.batch.seqs or self.prefilling:
@@ -42,6 +46,7 @@ class FastMode:
         completions while nothing waiting could join the batch."""
         batch, cost = self.batch, self._decode_seconds
         while True:
+            t_limit = min(t_limit, self.wake_s)
             b_live = len(batch.seqs)
             b = b_live + len(self.padding)
             ctx0 = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +168,9 @@ def simulate(
             reasons[why] = reasons.get(why, 0) + 1
 
     n = len(workload)
-    if workload.concurrency:  # closed loop: each finish sends the next request at once
+    if workload.closed_sessions:
+        run_sessions(replica, workload, log, submit)
+    elif workload.concurrency:  # closed loop: each finish sends the next request at once
         next_rid = min(workload.concurrency, n)
 
         def on_finish(_rid: int, now: float) -> None:
@@ -192,6 +196,47 @@ def simulate(
             submit(rid)
         replica.run_until(math.inf)
     return pooled_result(log, [replica], reasons, price)
+
+
+def run_sessions(replica: Replica, workload: Workload, log: RequestLog, submit: Callable[[int], None]) -> None:
+    """Closed loop per session: turn k+1 arrives think_s after turn k finished (or was rejected), on the simulated
+    clock; sessions open at their first turn's arrival_s, or, with a concurrency C, C at a time (the next opens when
+    one's last turn ends). log.arrival_s gets each turn's actual arrival."""
+    nxt, think = workload.next_turns(), workload.think_s
+    assert think is not None
+    firsts = workload.first_turns().tolist()
+    pending: list[tuple[float, int]] = []  # (arrival s, request) not yet submitted
+    unopened = iter(firsts[workload.concurrency :] if workload.concurrency else [])
+
+    def follow(rid: int, now: float) -> None:
+        j = int(nxt[rid])
+        if j < 0:
+            j = next(unopened, -1)  # a session ended: with a concurrency the next one opens now
+            if j < 0:
+                return
+            heapq.heappush(pending, (now, j))
+        else:
+            heapq.heappush(pending, (now + float(think[j]), j))
+        replica.wake_s = pending[0][0]
+
+    for rid in firsts[: workload.concurrency] if workload.concurrency else firsts:
+        pending.append((0.0 if workload.concurrency else float(log.arrival_s[rid]), rid))
+    heapq.heapify(pending)
+    replica.on_finish = follow
+    while True:
+        t = pending[0][0] if pending else math.inf
+        replica.wake_s = t
+        if replica.now < t and replica.step(t):
+            continue
+        if not pending:
+            break
+        t, rid = heapq.heappop(pending)
+        replica.run_until(t)  # idle until then (or a step that ended after t: it waited, as in the open loop)
+        log.arrival_s[rid] = t
+        submit(rid)
+        if log.where[rid] < 0:  # rejected: the session goes on as if it had been answered
+            follow(rid, t)
+    replica.wake_s = math.inf
 
 
 def pooled_result(log: RequestLog, replicas: list[Replica], reasons: dict[str, int], price: str) -> SimResult:

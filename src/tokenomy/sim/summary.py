@@ -15,8 +15,9 @@ import numpy as np
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.profiles import profile_notes
 from tokenomy.costmodel.deployment import Deployment, serving_constraints
+from tokenomy.costmodel.intervals import figure_intervals, interval_notes
 from tokenomy.costmodel.perf import max_batch, single_stream, steady_state
-from tokenomy.results import RunSummary, SimulateSweep
+from tokenomy.results import RunSummary, SimulateSweep, plain
 from tokenomy.sim.fleet import Fleet
 from tokenomy.sim.replica import ReplicaConfig
 from tokenomy.sim.run import SLO, SimResult
@@ -58,8 +59,19 @@ def is_offline(spec: WorkloadSpec) -> bool:
 
 
 def describe_workload(spec: WorkloadSpec, n_requests: int) -> str:
-    """The workload in words: lengths, arrivals and request count."""
+    """The workload in words: lengths (sessions: turns, think time, system prompt), arrivals and request count."""
     lengths = f"trace {spec.trace}" if spec.trace else f"isl {spec.isl}, osl {spec.osl}"
+    if spec.sessions:
+        system = f", a {spec.system_prompt_tokens}-token system prompt" if spec.system_prompt_tokens else ""
+        system += f" (1 of {spec.system_prompts})" if system and spec.system_prompts > 1 else ""
+        lengths = (
+            f"sessions of {spec.turns or 1} turns (each turn's new message isl {spec.isl}, answer osl {spec.osl}, "
+            f"think {spec.think_s} s{system})"
+        )
+        if spec.concurrency is not None:
+            return f"{lengths}; closed loop at {spec.concurrency} sessions in flight; {n_requests:,} turns"
+        opens = "all at t=0" if spec.rate is None else f"{spec.rate:g} sessions/s"
+        return f"{lengths}; sessions open {opens}; {n_requests:,} turns"
     if spec.concurrency is not None:
         arrivals = f"closed loop at concurrency {spec.concurrency}"
     elif spec.rate is not None:
@@ -102,6 +114,33 @@ def capacity_fraction(d: Deployment, workload: Workload, summary: RunSummary) ->
     }
 
 
+# Figures an open-loop run's arrivals set (while the replica keeps up), not the cost model: no interval.
+LOAD_SET = ("throughput.", "usd_per_mtok.")
+OPEN_LOOP_NOTE = (
+    "an open-loop run serves what arrives while the replica keeps up: its throughput and $/Mtok follow the "
+    "arrivals, not the cost model, and carry no 80% interval"
+)
+
+
+def is_open_loop(spec: WorkloadSpec) -> bool:
+    """True when arrivals come at their own pace (a rate, trace or daily profile; no closed-loop concurrency)."""
+    return spec.concurrency is None and not is_offline(spec)
+
+
+def with_intervals(summary: RunSummary, d: Deployment, open_loop: bool) -> RunSummary:
+    """The one-replica summary with `intervals_80` on its predicted percentiles, throughput, $/Mtok and capacity.
+
+    Mapping: the simulator is deterministic given the cost model, so each figure takes its cost-model metric's band —
+    TTFT percentiles mean TTFT's, ITL/TPOT mean ITL's, E2E the e2e kind's, throughput offline output throughput's,
+    $/Mtok that inverted (costmodel/intervals.py FIGURE_METRICS); open loop: throughput and $/Mtok have none.
+    """
+    intervals = figure_intervals(plain(summary), d.gpu.id, d.model.id)
+    if open_loop:
+        intervals = {k: v for k, v in intervals.items() if not k.startswith(LOAD_SET)}
+    summary["intervals_80"] = intervals
+    return summary
+
+
 @dataclass
 class SimulateRun:
     """What `tokenomy simulate` runs: the replica (or fleet), the workload, the scheduler settings and the SLO."""
@@ -119,7 +158,9 @@ class SimulateRun:
         a sweep alone (no arrival process asked for) runs only the sweep: no unrequested offline headline."""
         if sweep_rates and is_offline(self.spec) and fleet is None:
             sweep = self.sweep(sweep_rates, executor)
-            return SimulateSweep.model_validate({**self.header(sweep_rates), "sweep": sweep}), None
+            header = self.header(sweep_rates)
+            header["notes"] += [*interval_notes(sweep[0].get("intervals_80", {}) if sweep else {}), OPEN_LOOP_NOTE]
+            return SimulateSweep.model_validate({**header, "sweep": sweep}), None
         summary, result = self.headline(fleet, compare_day)
         if sweep_rates:
             summary["sweep"] = self.sweep(sweep_rates, executor)
@@ -173,6 +214,7 @@ class SimulateRun:
             capacity = capacity_fraction(self.d, self.workload, summary)
             if capacity is not None:
                 summary["capacity"] = capacity
+            summary = with_intervals(summary, self.d, is_open_loop(self.spec))
         elif compare_day:
             variants = fleet_sim.compare_day(fleet, self.workload, self.spec.seed, self.slo)
             summary = variants["hybrid"]
@@ -181,6 +223,9 @@ class SimulateRun:
             run = fleet_sim.simulate_fleet(fleet, self.workload, self.spec.seed, self.slo)
             result, summary = run.result, run.summary
         header = self.header()
+        header["notes"] += interval_notes(summary.get("intervals_80", {}))
+        if fleet is None and is_open_loop(self.spec):
+            header["notes"].append(OPEN_LOOP_NOTE)
         if fleet is not None:
             names = ", ".join(t.name for t in fleet.tiers)
             header["deployment"] = {"fleet": [t.name for t in fleet.tiers], "description": f"fleet of tiers {names}"}
@@ -190,4 +235,5 @@ class SimulateRun:
         """One simulation per offered rate (Poisson), in parallel: the latency-throughput curve."""
         from tokenomy.sim.sweep import sweep_rates
 
-        return sweep_rates(self.d, self.spec, self.config, rates, self.slo, executor)
+        runs = sweep_rates(self.d, self.spec, self.config, rates, self.slo, executor)
+        return [with_intervals(run, self.d, open_loop=True) for run in runs]  # Poisson at each rate

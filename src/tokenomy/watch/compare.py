@@ -11,25 +11,47 @@ Prediction at the observed load (mean running batch b, prompt and output tokens 
   KV capacity at isl + osl: `Deployment.max_concurrency`); a queue is out of band when it exceeds that by more
   than max(1, band × predicted) requests.
 
-Drift: a metric is out of band when |ln(observed / predicted)| > ln(1 + band). No interval helper exists in the
-cost model yet, so the bands are relative and documented here (DEFAULT_BANDS); they cover the simulator's scatter
-around the closed form at a steady load. A metric alarms after `confirm` consecutive out-of-band intervals;
-intervals with too few samples (MIN_SAMPLES) neither count nor reset.
+Drift: each metric has a range the observed value may take at the predicted one, and where it came from:
+- ITL/TPOT, TTFT and output throughput: the prediction's 80 % interval from cross-validated residuals
+  (`costmodel.intervals.figure_interval_80`, the pool of the engine's accelerator family × model family, or the
+  first wider pool that holds enough residuals: `thin`), the same intervals `plan` and `simulate` show, never
+  narrower than WINDOW_BANDS (what a few seconds' window of a steady engine scatters by even where the model is
+  exact: the interval is the model's error over long runs, not one window's sampling noise); an explicit relative
+  band (`--band-itl` …) replaces both, and without a shipped residual table WINDOW_BANDS stand in alone;
+- KV usage and queue length have no residual pool: always a band (DEFAULT_BANDS). A relative band B allows
+  [predicted ÷ (1 + B), predicted × (1 + B)]; the queue allows up to predicted + max(1, B × predicted) requests.
+A metric is "high" above its range, "low" below it. A metric alarms after `confirm` consecutive out-of-range
+intervals; intervals that cannot be judged ("no data": too few samples, MIN_SAMPLES; "too few requests": fewer
+than MIN_REQUESTS finished, so the per-request means and the load rest on one or two requests) neither count nor
+reset. The queue is judged whatever finished: it is a gauge, and a queue that grows while nothing finishes is drift.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.intervals import figure_interval_80
 from tokenomy.costmodel.perf import queued_ttft_s, steady_state
-from tokenomy.watch.observe import Observation
+from tokenomy.results import FigureInterval
+from tokenomy.watch.observe import MIN_REQUESTS, Observation
 
-DEFAULT_BANDS = {"itl_s": 0.25, "ttft_s": 0.5, "output_tokens_per_s": 0.35, "kv_usage": 0.5, "waiting": 0.5}
-DEFAULT_ALARM_ON = ("itl_s", "ttft_s")
 METRICS = ("ttft_s", "itl_s", "output_tokens_per_s", "kv_usage", "waiting")
-MIN_SAMPLES = {"itl_s": 20.0, "ttft_s": 3.0, "output_tokens_per_s": 20.0, "kv_usage": 0.0, "waiting": 0.0}
+# Metrics with a residual pool: their names are plan/simulate figure names that FIGURE_METRICS maps
+# (itl_s -> mean_itl, ttft_s -> mean_ttft, output_tokens_per_s -> output_throughput).
+INTERVAL_METRICS = ("ttft_s", "itl_s", "output_tokens_per_s")
+# Relative bands of the metrics without a residual pool (set by hand: the simulator's scatter around the closed
+# form at a steady load, as before the intervals existed).
+DEFAULT_BANDS = {"kv_usage": 0.5, "waiting": 0.5}
+# The narrowest relative range of the metrics with a residual pool (same origin: a window of a few seconds of a
+# steady twin scatters this much around the closed form — ITL 0.59–1.66× of it in single windows of a 3-client
+# probe); alone where no residual table is shipped.
+WINDOW_BANDS = {"itl_s": 0.25, "ttft_s": 0.5, "output_tokens_per_s": 0.35}
+DEFAULT_ALARM_ON = ("itl_s", "ttft_s")
+# Samples an interval needs before a metric is judged: token gaps for ITL, first tokens for TTFT, generated
+# tokens for throughput and KV usage (an idle engine's KV usage is not compared with a one-request prediction).
+MIN_SAMPLES = {"itl_s": 20.0, "ttft_s": 3.0, "output_tokens_per_s": 20.0, "kv_usage": 20.0, "waiting": 0.0}
+JUDGED = ("ok", "high", "low")  # statuses that count towards (or reset) an alarm
 DEFAULT_ISL = 1024
 DEFAULT_OSL = 256
 
@@ -51,13 +73,19 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Check:
-    """One metric of one interval against its prediction."""
+    """One metric of one interval against the range its prediction allows, and where that range came from."""
 
     metric: str
     observed: float | None
     predicted: float
-    band: float
-    status: str  # "ok", "high", "low", "no data"
+    interval: tuple[float, float]  # [lo, hi] the observed value may take without drift
+    status: str  # "ok", "high", "low", "no data", "too few requests"
+    source: str  # "80% interval", "band" (given), "fallback band" (no residual table), "band (no residual pool)"
+    band: float | None = None  # the relative band, where a band set the range
+    pool: str = ""  # the residual pool of an 80 % interval ('metric|accelerator family|model family')
+    n: int = 0  # residuals in that pool
+    thin: bool = False  # the deployment's own pool was too thin: a wider pool stood in
+    note: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -104,45 +132,79 @@ def _samples(obs: Observation, metric: str) -> float:
         "itl_s": obs.itl_count,
         "ttft_s": obs.ttft_count,
         "output_tokens_per_s": obs.generation_tokens,
-        "kv_usage": 1.0,
+        "kv_usage": obs.generation_tokens,
         "waiting": 1.0,
     }[metric]
 
 
-def compare(obs: Observation, pred: Prediction, bands: dict[str, float] | None = None) -> list[Check]:
-    """Every metric of an interval against the prediction, in or out of its relative band."""
-    bands = {**DEFAULT_BANDS, **(bands or {})}
+def prediction_intervals(pred: Prediction, gpu_id: str, model_id: str) -> dict[str, FigureInterval]:
+    """The 80 % interval of each predicted metric that has a residual pool, for this accelerator and model."""
+    out = {}
+    for metric in INTERVAL_METRICS:
+        iv = figure_interval_80(metric, gpu_id, model_id, getattr(pred, metric))
+        if iv is not None:
+            out[metric] = iv
+    return out
+
+
+def _range(metric: str, predicted: float, bands: dict[str, float], intervals: dict[str, FigureInterval]) -> dict:
+    """The allowed range of one metric and its origin: a band given, the 80 % interval, or a default band."""
+    if metric in bands or metric not in intervals:
+        given = metric in bands
+        band = bands.get(metric, DEFAULT_BANDS.get(metric, WINDOW_BANDS.get(metric, 0.0)))
+        source = "band (no residual pool)" if metric in DEFAULT_BANDS else "band" if given else "fallback band"
+        if metric == "waiting":
+            lo, hi = 0.0, predicted + max(1.0, band * predicted)
+        else:
+            lo, hi = predicted / (1 + band), predicted * (1 + band)
+        return dict(interval=(lo, hi), source=source, band=band)
+    iv, floor = intervals[metric], WINDOW_BANDS[metric]
+    lo, hi = min(iv.interval_80[0], predicted / (1 + floor)), max(iv.interval_80[1], predicted * (1 + floor))
+    return dict(interval=(lo, hi), source="80% interval", pool=iv.pool, n=iv.n, thin=iv.thin, note=iv.note)
+
+
+def _status(obs: Observation, metric: str, observed: float | None, predicted: float, lo: float, hi: float) -> str:
+    if metric == "waiting":
+        return "high" if observed is not None and observed > hi else "ok"
+    if obs.requests is not None and obs.requests < MIN_REQUESTS:
+        return "too few requests"
+    if observed is None or _samples(obs, metric) < MIN_SAMPLES[metric] or not predicted > 0:
+        return "no data"
+    return "low" if observed < lo else "high" if observed > hi else "ok"
+
+
+def compare(
+    obs: Observation,
+    pred: Prediction,
+    bands: dict[str, float] | None = None,
+    intervals: dict[str, FigureInterval] | None = None,
+) -> list[Check]:
+    """Every metric of an interval against its allowed range: the prediction's 80 % interval (`intervals`), or a
+    relative band where one is given in `bands` (it replaces the interval) or the metric has no interval."""
+    bands, intervals = bands or {}, intervals or {}
     checks = []
     for metric in METRICS:
-        observed = getattr(obs, metric)
-        predicted = getattr(pred, metric)
-        band = bands[metric]
-        if metric == "waiting":
-            excess = observed - predicted
-            status = "high" if excess > max(1.0, band * predicted) else "ok"
-        elif observed is None or _samples(obs, metric) < MIN_SAMPLES[metric] or not predicted > 0:
-            status = "no data"
-        elif observed <= 0:
-            status = "low"
-        else:
-            off = math.log(observed / predicted)
-            status = "ok" if abs(off) <= math.log1p(band) else ("high" if off > 0 else "low")
-        checks.append(Check(metric, observed, predicted, band, status))
+        observed, predicted = getattr(obs, metric), getattr(pred, metric)
+        allowed = _range(metric, predicted, bands, intervals)
+        lo, hi = allowed["interval"]
+        checks.append(
+            Check(metric, observed, predicted, status=_status(obs, metric, observed, predicted, lo, hi), **allowed)
+        )
     return checks
 
 
 @dataclass
 class DriftTracker:
-    """Consecutive out-of-band intervals per metric; an alarm once `confirm` in a row."""
+    """Consecutive out-of-range intervals per metric; an alarm once `confirm` in a row."""
 
     alarm_on: tuple[str, ...] = DEFAULT_ALARM_ON
     confirm: int = 2
     streak: dict[str, int] = field(default_factory=dict)
 
     def update(self, checks: list[Check]) -> list[str]:
-        """Feed one interval's checks; the metrics in alarm after it."""
+        """Feed one interval's checks; the metrics in alarm after it (unjudged intervals neither count nor reset)."""
         for c in checks:
-            if c.metric not in self.alarm_on or c.status == "no data":
+            if c.metric not in self.alarm_on or c.status not in JUDGED:
                 continue
             self.streak[c.metric] = self.streak.get(c.metric, 0) + 1 if c.status in ("high", "low") else 0
         return [m for m in self.alarm_on if self.streak.get(m, 0) >= self.confirm]

@@ -25,8 +25,20 @@ class WatchMetrics:
         self.predicted = Gauge(
             "tokenomy_watch_predicted", "What the cost model predicts at that load.", ["engine", "metric"], registry=r
         )
+        self.allowed_low = Gauge(
+            "tokenomy_watch_allowed_low", "Low end of the range allowed at that load.", ["engine", "metric"], registry=r
+        )
+        self.allowed_high = Gauge(
+            "tokenomy_watch_allowed_high",
+            "High end of the range allowed at that load.",
+            ["engine", "metric"],
+            registry=r,
+        )
         self.out_of_band = Gauge(
-            "tokenomy_watch_out_of_band", "1 when the metric was outside its band.", ["engine", "metric"], registry=r
+            "tokenomy_watch_out_of_band",
+            "1 when the metric was outside its allowed range (80% interval or band).",
+            ["engine", "metric"],
+            registry=r,
         )
         self.alarm = Gauge(
             "tokenomy_watch_drift_alarm", "1 while a drift alarm holds.", ["engine", "metric"], registry=r
@@ -50,6 +62,8 @@ class WatchMetrics:
             if c.observed is not None:
                 self.observed.labels(url, c.metric).set(c.observed)
             self.predicted.labels(url, c.metric).set(c.predicted)
+            self.allowed_low.labels(url, c.metric).set(c.interval[0])
+            self.allowed_high.labels(url, c.metric).set(c.interval[1])
             self.out_of_band.labels(url, c.metric).set(1.0 if c.status in ("high", "low") else 0.0)
             self.alarm.labels(url, c.metric).set(1.0 if c.metric in report.alarms else 0.0)
         if report.fit is not None:

@@ -6,10 +6,11 @@ Times are converted to the cost model's clock: wall seconds × `time_scale` (1 f
   Δ tokens_predicted, its per-slot time per generated token);
 - output throughput = Δ generation tokens / Δt; prompt and output tokens per request from the per-request
   length histograms (vllm:request_prompt_tokens, …) where exported, else Δ tokens / Δ requests (biased when
-  few requests finish: the token counters also count unfinished ones);
+  few requests finish: the token counters also count unfinished ones; not taken below MIN_REQUESTS);
 - the mean running batch by Little's law, L = λ·W: Σ e2e of the requests finished in the interval / Δt, less
   the mean queue (Δ queue_sum / Δt when the engine exports it, else the waiting gauge's mean); without e2e
-  histograms, the mean of the running gauge at both ends;
+  histograms, or with fewer than MIN_REQUESTS finished (Little's law over a window is biased by the requests
+  that straddle its edges, and one or two requests are all edge), the mean of the running gauge at both ends;
 - queue length and KV usage: the gauges' mean at both ends.
 A count lower than at the previous scrape means the engine restarted: the interval has no observation.
 """
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 
 from tokenomy.watch.scrape import Reading
 
+# Finished requests an interval needs before its per-request means, its lengths and its Little's-law batch are
+# used: with 0–2, each rests on one or two requests whose lives mostly lie outside the interval.
+MIN_REQUESTS = 3
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -27,7 +32,7 @@ class Observation:
 
     wall_s: float  # length of the interval on the watcher's clock
     model_s: float  # the same in the cost model's time (wall × time scale)
-    requests: float  # finished in the interval
+    requests: float | None  # finished in the interval (None: the engine does not count them, e.g. llama.cpp)
     ttft_count: float
     itl_count: float
     prompt_tokens: float
@@ -36,7 +41,7 @@ class Observation:
     itl_s: float | None
     e2e_s: float | None
     output_tokens_per_s: float
-    requests_per_s: float
+    requests_per_s: float | None
     prompt_tokens_per_request: float | None
     output_tokens_per_request: float | None
     batch: float  # mean running sequences
@@ -83,6 +88,16 @@ def _ratio(num: float | None, den: float | None, min_den: float = 1e-12) -> floa
     return num / den if num is not None and den is not None and den > min_den else None
 
 
+def _lengths(
+    len_sum: float | None, len_count: float | None, tokens: float, requests: float | None, enough: bool
+) -> float | None:
+    """Tokens per finished request: the length histogram's mean, else Δ tokens / Δ requests; None below
+    MIN_REQUESTS finished."""
+    if not enough:
+        return None
+    return _ratio(len_sum, len_count, 0.5) or _ratio(tokens, requests, 0.5)
+
+
 def observe(prev: Reading, cur: Reading, time_scale: float = 1.0) -> Observation:
     """The interval between two readings of one engine (CounterReset when the engine restarted)."""
     if time_scale <= 0:
@@ -111,7 +126,8 @@ def observe(prev: Reading, cur: Reading, time_scale: float = 1.0) -> Observation
             "output_len_count",
         )
     }
-    requests = d["requests"] if d["requests"] is not None else (d["e2e_count"] or 0.0)
+    requests = d["requests"] if d["requests"] is not None else d["e2e_count"]
+    enough = requests is None or requests >= MIN_REQUESTS
     gen = d["generation_tokens"] or 0.0
     prompt = d["prompt_tokens"] or 0.0
 
@@ -125,11 +141,12 @@ def observe(prev: Reading, cur: Reading, time_scale: float = 1.0) -> Observation
         itl_s, itl_count = scaled(_ratio(d["generation_seconds"], gen)), gen
     e2e_s = scaled(_ratio(d["e2e_sum"], d["e2e_count"]))
     waiting = _mean_gauge(prev, cur, "waiting") or 0.0
-    if d["e2e_sum"] is not None and (d["e2e_count"] or 0) > 0:
+    running = _mean_gauge(prev, cur, "running")
+    if d["e2e_sum"] is not None and (d["e2e_count"] or 0) > 0 and (running is None or d["e2e_count"] >= MIN_REQUESTS):
         queued = d["queue_sum"] / wall_s if d["queue_sum"] is not None else waiting
         batch, source = max(d["e2e_sum"] / wall_s - queued, 0.0), "little"
     else:
-        batch, source = _mean_gauge(prev, cur, "running") or 0.0, "gauge"
+        batch, source = running or 0.0, "gauge"
     return Observation(
         wall_s=wall_s,
         model_s=model_s,
@@ -142,10 +159,9 @@ def observe(prev: Reading, cur: Reading, time_scale: float = 1.0) -> Observation
         itl_s=itl_s,
         e2e_s=e2e_s,
         output_tokens_per_s=gen / model_s,
-        requests_per_s=requests / model_s,
-        prompt_tokens_per_request=_ratio(d["prompt_len_sum"], d["prompt_len_count"], 0.5)
-        or _ratio(prompt, requests, 0.5),
-        output_tokens_per_request=_ratio(d["output_len_sum"], d["output_len_count"], 0.5) or _ratio(gen, requests, 0.5),
+        requests_per_s=requests / model_s if requests is not None else None,
+        prompt_tokens_per_request=_lengths(d["prompt_len_sum"], d["prompt_len_count"], prompt, requests, enough),
+        output_tokens_per_request=_lengths(d["output_len_sum"], d["output_len_count"], gen, requests, enough),
         batch=batch,
         batch_source=source,
         waiting=waiting,

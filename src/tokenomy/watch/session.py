@@ -9,13 +9,15 @@ from tokenomy.watch.compare import (
     DEFAULT_ALARM_ON,
     DEFAULT_ISL,
     DEFAULT_OSL,
-    MIN_SAMPLES,
+    JUDGED,
+    METRICS,
     Check,
     DriftTracker,
     Prediction,
     compare,
     load_lengths,
     predict,
+    prediction_intervals,
 )
 from tokenomy.watch.observe import CounterReset, Observation, observe
 from tokenomy.watch.refit import OverheadFit, OverheadRefit
@@ -24,9 +26,10 @@ from tokenomy.watch.scrape import Reading
 
 @dataclass(frozen=True)
 class WatchOptions:
-    """How to judge an engine: bands, alarm rule, refit window, fallback lengths, time scale."""
+    """How to judge an engine: bands given, alarm rule, refit window, fallback lengths, time scale."""
 
-    bands: dict[str, float] = field(default_factory=dict)
+    bands: dict[str, float] = field(default_factory=dict)  # relative bands given; each replaces that metric's
+    # 80 % interval (ITL, TTFT, throughput) or its default band (KV usage, queue)
     alarm_on: tuple[str, ...] = DEFAULT_ALARM_ON
     confirm: int = 2
     window: int = 20
@@ -40,7 +43,9 @@ class WatchOptions:
         if self.time_scale is not None and not self.time_scale > 0:
             raise ValueError(f"--time-scale must be positive, got {self.time_scale}")
         for name, band in self.bands.items():
-            if not band > 0:
+            if name not in METRICS:
+                raise ValueError(f"band for unknown metric '{name}'; choose from {', '.join(METRICS)}")
+            if not band > 0 or not band < float("inf"):
                 raise ValueError(f"band for {name} must be positive, got {band}")
 
 
@@ -72,6 +77,7 @@ class EngineWatch:
         self.time_scale: float | None = self.options.time_scale
         self.index = 0
         self.last_fit: OverheadFit | None = None
+        self.lengths = (self.options.isl, self.options.osl)  # the last ones observed, else the options'
 
     def feed(self, reading: Reading) -> IntervalReport | None:
         """Take one reading; the report of the interval it closes (None for the first)."""
@@ -85,11 +91,13 @@ class EngineWatch:
             obs = observe(prev, reading, self.time_scale)
         except CounterReset as exc:
             return self._empty(f"counter {exc} went down: the engine restarted; interval skipped")
-        isl, osl = load_lengths(obs, self.options.isl, self.options.osl)
+        isl, osl = self.lengths = load_lengths(obs, *self.lengths)
         pred = predict(self.d, obs.batch, isl, osl, obs.waiting)
-        checks = compare(obs, pred, self.options.bands)
+        intervals = prediction_intervals(pred, self.d.gpu.id, self.d.model.id)
+        checks = compare(obs, pred, self.options.bands, intervals)
         alarms = self.tracker.update(checks)
-        if obs.itl_s is not None and obs.itl_count >= MIN_SAMPLES["itl_s"]:
+        itl = next(c for c in checks if c.metric == "itl_s")
+        if obs.itl_s is not None and itl.status in JUDGED:
             self.refit.add(obs.itl_s, obs.batch, isl, osl)
             self.last_fit = self.refit.fit()
         return IntervalReport(

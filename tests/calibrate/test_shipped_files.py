@@ -1,0 +1,91 @@
+"""`validate` with no FILE reads every shipped measurement file (measurements.csv and each measurements_*.csv, the
+ROCm vLLM rows among them), and vLLM's own offline rows fit its profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.calibrate.measurement_rows import HEADER, changed_row
+from tokenomy.calibrate.fit import OWN_OFFLINE_FITS, fit_inputs
+from tokenomy.calibrate.measurements import read_measurement_files, shipped_measurement_files
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.cli.main import app
+from tokenomy.costmodel.profile import FITTED
+
+NVIDIA = (
+    "n1,src,tensorrt-llm,v1,llama-3.1-8b,H100-SXM,1,1,1,fp8,,128,128,fixed,offline,,output_throughput,28000,tok/s,core"
+)
+AMD = changed_row(NVIDIA, id="amd1", engine="vllm", gpu="MI300X", value="9000")
+
+
+def test_the_shipped_files_include_the_rocm_vllm_rows():
+    files = shipped_measurement_files()
+    assert files[0].name == "measurements.csv"
+    assert "measurements_rocm_vllm.csv" in {p.name for p in files}
+    read = read_measurement_files(files)
+    assert not read.broken
+    amd = [r for r in read.rows if r.gpu == "MI300X"]
+    assert len(amd) >= 100 and {r.engine for r in amd} == {"vllm"}
+
+
+def test_validate_without_a_file_reads_every_shipped_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "measurements.csv").write_text(f"{HEADER}\n{NVIDIA}\n")
+    (tmp_path / "measurements_rocm.csv").write_text(f"{HEADER}\n{AMD}\n")
+    (tmp_path / "other.csv").write_text(f"{HEADER}\n{changed_row(NVIDIA, id='not-shipped')}\n")
+    monkeypatch.setattr(
+        "tokenomy.cli.validating.shipped_measurement_files", lambda: shipped_measurement_files(tmp_path)
+    )
+    result = CliRunner().invoke(app, ["validate", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert {r["id"] for r in rows} == {"n1", "amd1"}  # both shipped files, nothing else in the folder
+    assert {(r["id"], r["file"], r["line"]) for r in rows} == {
+        ("n1", "measurements.csv", 2),
+        ("amd1", "measurements_rocm.csv", 2),
+    }
+
+
+def test_a_broken_row_in_any_shipped_file_is_named_with_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "measurements.csv").write_text(f"{HEADER}\n{NVIDIA}\n")
+    (tmp_path / "measurements_rocm.csv").write_text(f"{HEADER}\n{changed_row(AMD, value='fast')}\n")
+    monkeypatch.setattr(
+        "tokenomy.cli.validating.shipped_measurement_files", lambda: shipped_measurement_files(tmp_path)
+    )
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 0
+    assert "measurements_rocm.csv" in result.output and "value" in result.output
+
+
+def test_rocm_vllm_offline_rows_are_fit_inputs_and_its_online_rows_are_not():
+    online = changed_row(AMD, id="amd2", load_kind="rate", load_value="4", metric="mean_itl", value="12", unit="ms")
+    rows = read_measurement_files([_write(f"{HEADER}\n{NVIDIA}\n{AMD}\n{online}\n")]).rows
+    assert "vllm-rocm" in OWN_OFFLINE_FITS  # vllm on an AMD GPU runs (and fits) vllm-rocm
+    assert fit_inputs(rows) == frozenset({"n1", "amd1"})
+
+
+def test_the_shipped_vllm_rocm_profile_is_fitted_on_its_own_rows_and_reports_what_they_identify():
+    vllm = load_profile("vllm-rocm")
+    amd_ids = {r.id for r in read_measurement_files(shipped_measurement_files()).rows if r.gpu == "MI300X"}
+    assert set(vllm.fit["row_ids"]) <= amd_ids and len(vllm.fit["row_ids"]) >= 100
+    params = vllm.fit["parameters"]
+    assert set(params) == set(FITTED)
+    assert all(p["status"].startswith(("fitted", "prior kept")) for p in params.values())
+    fitted = {k for k, p in params.items() if p["status"].startswith("fitted")}
+    assert fitted and not fitted & set(vllm.borrowed)  # what its rows identify is no longer borrowed
+
+
+def _write(text: str) -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "rows.csv"
+    path.write_text(text)
+    return path
+
+
+def _ship_from(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make `validate` with no FILE read the shipped-file pattern in `folder` instead of catalog/data."""
+    monkeypatch.setattr("tokenomy.cli.validating.shipped_measurement_files", lambda: shipped_measurement_files(folder))
