@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from tokenomy.cli.main import app
@@ -28,11 +29,19 @@ def test_unknown_model_gpu_or_fault_exit_2_with_suggestions() -> None:
     assert res.exit_code == 2 and "does not fit" in res.output
 
 
-def test_serves_until_interrupted() -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sigint_ignored_at_start", [False, True])
+def test_serves_until_interrupted(sigint_ignored_at_start: bool) -> None:
+    """Ctrl-C stops it, also when it was started with SIGINT ignored (inherited, as under some test runners: Python
+    then installs no KeyboardInterrupt handler)."""
     cmd = [sys.executable, "-m", "tokenomy.cli.main", "twin", "--port", "0", "--speedup", "20"]
     cmd += ["--served-model-name", "eight-b", "--max-num-seqs", "8", "--busy-wait"]
     env = {**os.environ, "COLUMNS": "400"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    pre = _ignore_sigint if sigint_ignored_at_start else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=pre)
     try:
         line = proc.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)

@@ -98,13 +98,16 @@ def serve(twin: TwinServer, host: str, port: int, console: Console) -> None:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C too by a handler of our own: a process started with SIGINT ignored (inherited from its parent, as
+    # under some test runners and service managers) gets no KeyboardInterrupt and would never stop on Ctrl-C.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while not stop.is_set() and runner.thread.is_alive():
             stop.wait(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         runner.stop()
         console.print("twin stopped")
