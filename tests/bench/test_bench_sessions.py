@@ -21,14 +21,18 @@ THINK_S = 0.05
 
 
 @contextlib.asynccontextmanager
-async def recording_server(bodies: list[dict]) -> AsyncIterator[str]:
-    """A chat endpoint that keeps every request body and answers 'answer N' (N counts requests) in two chunks."""
+async def recording_server(bodies: list[dict], drop: frozenset[int] = frozenset()) -> AsyncIterator[str]:
+    """A chat endpoint that keeps every request body and answers 'answer N' (N counts requests) in two chunks; the
+    N-th requests in `drop` get their connection closed without an answer."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
         bodies.append(json.loads(await reader.readexactly(length)))
         n = len(bodies)
+        if n in drop:
+            writer.close()
+            return
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
         for text, finish in ((f"answer {n}", None), ("", "length")):
             chunk = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
@@ -46,13 +50,15 @@ async def recording_server(bodies: list[dict]) -> AsyncIterator[str]:
         server.close()
 
 
-def run_sessions(spec: WorkloadSpec) -> tuple[list[dict], list[RequestRecord], np.ndarray]:
+def run_sessions(
+    spec: WorkloadSpec, drop: frozenset[int] = frozenset()
+) -> tuple[list[dict], list[RequestRecord], np.ndarray]:
     """Bodies the stub received, the records, and each request's session."""
     workload = build_workload(spec)
     bodies: list[dict] = []
 
     async def go() -> list[RequestRecord]:
-        async with recording_server(bodies) as url:
+        async with recording_server(bodies, drop) as url:
             endpoint = Endpoint(url, "m")
             pool = new_pool(endpoint, 5.0)
             try:
@@ -111,3 +117,13 @@ def test_sessions_against_the_twin_grow_the_prompt_by_each_answer_and_rows_name_
             # the server counted the earlier prompt, its answer and the new message in the later prompt
             assert after["prompt_tokens"] > before["prompt_tokens"] + before["output_tokens"]
             assert after["intended_s"] >= before["end_s"] + THINK_S
+
+
+def test_a_dropped_turn_is_an_error_row_and_the_conversation_goes_on_without_its_answer() -> None:
+    spec = WorkloadSpec(isl="20", osl="4", turns="3", think_s=str(THINK_S), num_requests=3, concurrency=1)
+    bodies, records, _ = run_sessions(spec, drop=frozenset({2}))
+    by_index = {r.index: r for r in records}
+    assert len(bodies) == 3 and [by_index[i].ok for i in range(3)] == [True, False, True]
+    assert by_index[1].error  # the closed connection is reported, not hidden
+    roles = [m["role"] for m in bodies[2]["messages"]]
+    assert roles == ["user", "assistant", "user", "user"]  # turn 2 got no answer to carry
