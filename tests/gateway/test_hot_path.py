@@ -50,3 +50,50 @@ def test_bodies_that_cannot_be_forwarded_as_json_are_refused(raw: bytes) -> None
     with pytest.raises(BadRequest) as info:
         Gateway.parse_body(raw)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "m", "messages": [{"role": "user", "content": "h\\u00e9llo"}], "temperature": 0.7}',
+        b'{"seed": 1180591620717411303424, "n": 2}',  # 2**70: orjson would read a float
+        b'{"seed": -9223372036854775809}',  # just below int64: orjson would read a float
+        b'{"seed": 18446744073709551615, "x": 1e-400}',  # uint64 max, and a float that underflows to 0.0
+        b'{"text": "\\ud800 lone surrogate"}',  # orjson refuses it, the standard library accepts it
+        b'{"a": 1, "a": 2, "b": [1, 2.5, null, true, {"c": "d"}]}',  # a repeated key: the last one wins in both
+    ],
+)
+def test_parse_body_gives_the_standard_librarys_value_and_types(raw: bytes) -> None:
+    expected = json.loads(raw)
+    got = Gateway.parse_body(raw)
+    assert got == expected
+    assert json.dumps(got) == json.dumps(expected)  # same types too (an int stays an int)
+
+
+def test_deferred_metrics_show_every_update_at_the_scrape() -> None:
+    from prometheus_client import generate_latest
+
+    from tokenomy.gateway.metrics import FLUSH_EVERY, GatewayMetrics
+
+    class Ledger:
+        def pending(self) -> int:
+            return 0
+
+    class FakeGateway:
+        tiers: list = []
+        ledger = Ledger()
+
+    m = GatewayMetrics(FakeGateway())
+    m.child(m.attempts, "t", "ok").inc()
+    m.child(m.attempts, "t", "ok").inc()
+    m.child(m.cost, "t").inc(0.25)
+    for _ in range(FLUSH_EVERY + 3):  # past one flush of held observations, and some held after it
+        m.child(m.ttft, "t").observe(0.02)
+    m.admission.observe(0.001)
+    text = generate_latest(m.registry).decode()
+    assert 'tokenomy_gateway_attempts_total{status="ok",tier="t"} 2.0' in text
+    assert 'tokenomy_gateway_cost_usd_total{tier="t"} 0.25' in text
+    assert f'tokenomy_gateway_ttft_seconds_count{{tier="t"}} {FLUSH_EVERY + 3}.0' in text
+    assert "tokenomy_gateway_admission_seconds_count 1.0" in text
+    m.child(m.attempts, "t", "ok").inc()
+    assert m.registry.get_sample_value("tokenomy_gateway_attempts_total", {"tier": "t", "status": "ok"}) == 3.0

@@ -46,6 +46,7 @@ def relay_with_cycle(**cycle: object) -> tuple[Relay, FakeTransport]:
 class FakeResponse:
     def __init__(self, *chunks: bytes) -> None:
         self.chunks = list(chunks)
+        self.buffered = sum(len(c) for c in chunks)  # under http1.HIGH_WATER: reading was never paused
 
     def take(self) -> bytes | None:
         data = b"".join(self.chunks)

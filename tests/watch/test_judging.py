@@ -53,6 +53,18 @@ def test_gauges_when_no_e2e_and_llamacpp_itl() -> None:
     assert o.ttft_s is None
 
 
+def test_llamacpp_batch_from_busy_slots_per_decode() -> None:
+    # 100 steps at 1.5 busy slots on average, then 300 more at 3.5: the interval's steps ran 3.5 on average
+    prev = Reading(0.0, "llamacpp", dict(decode_calls=100, busy_slots_per_decode=1.5, running=0, waiting=0))
+    cur = Reading(1.0, "llamacpp", dict(decode_calls=400, busy_slots_per_decode=3.0, running=4, waiting=0))
+    o = observe(prev, cur)
+    assert (o.batch, o.batch_source) == (pytest.approx(3.5), "decode")
+    idle = observe(cur, Reading(2.0, "llamacpp", dict(decode_calls=400, busy_slots_per_decode=3.0, running=0)))
+    assert (idle.batch, idle.batch_source) == (0.0, "decode")  # no step in the interval: nothing ran
+    with pytest.raises(CounterReset):
+        observe(cur, Reading(2.0, "llamacpp", dict(decode_calls=10, busy_slots_per_decode=1.0)))
+
+
 def test_a_count_going_down_is_a_restart_but_a_sum_may_fall() -> None:
     with pytest.raises(CounterReset):
         observe(reading(0.0, **{**BASE, "generation_tokens": 50}), reading(1.0, **BASE))

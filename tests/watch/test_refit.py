@@ -24,7 +24,7 @@ def d():  # noqa: ANN201
 def engine_itl_s(d, step_s: float, seq_s: float, batch: float) -> float:  # noqa: ANN001
     """ITL of an 'engine' whose real overheads differ from the profile's."""
     true = dataclasses.replace(d, profile=d.profile.with_values(step_overhead_s=step_s, seq_overhead_s=seq_s))
-    return float(steady_state(true, 512, 128, batch).step_seconds)
+    return float(steady_state(true, 512, 128, batch).tpot_s)
 
 
 def test_recovers_both_overheads_when_the_batch_varies(d) -> None:  # noqa: ANN001

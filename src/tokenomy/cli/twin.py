@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import gc
-import signal
 import threading
-from types import FrameType
 
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
 from tokenomy.cli.options import resolve_deployment
+from tokenomy.cli.signals import stop_on_signals
 from tokenomy.costmodel.perf import single_stream
 from tokenomy.costmodel.resolve import DeploymentSpec
 from tokenomy.sim.replica import ReplicaConfig
@@ -94,20 +93,12 @@ def serve(twin: TwinServer, host: str, port: int, console: Console) -> None:
     gc.freeze()  # startup objects leave the cyclic GC: a full collection would stall token emission for ~50 ms
     console.print(startup_line(twin, url))
     stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    # Ctrl-C too by a handler of our own: a process started with SIGINT ignored (inherited from its parent, as
-    # under some test runners and service managers) gets no KeyboardInterrupt and would never stop on Ctrl-C.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not stop.is_set() and runner.thread.is_alive():
-            stop.wait(0.5)
+        with stop_on_signals(stop):
+            while not stop.is_set() and runner.thread.is_alive():
+                stop.wait(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         runner.stop()
         console.print("twin stopped")

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.cli import options as opt
+from tokenomy.cli.signals import stop_on_signals
 from tokenomy.watch.compare import DEFAULT_BANDS, WINDOW_BANDS
 from tokenomy.watch.session import EngineWatch, IntervalReport, WatchOptions
 
@@ -388,7 +390,8 @@ def run_watch_command(o: WatchCommandOptions) -> None:
         if view.live is not None:
             view.live.start()
             view.live.update(f"watching {len(o.urls)} engine(s) every {o.interval:g} s…", refresh=True)
-        watch_loop(watches, o.interval, view.on_reports, o.iterations, dialect=o.dialect, model_name=o.model_name)
+        with stop_on_signals(threading.Event()) as stop:  # Ctrl-C or SIGTERM: stop, then report drift
+            watch_loop(watches, o.interval, view.on_reports, o.iterations, stop, o.dialect, o.model_name)
     except KeyboardInterrupt:
         pass
     except ValueError as exc:

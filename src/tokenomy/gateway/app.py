@@ -74,6 +74,7 @@ from tokenomy.gateway.schema import (
 )
 from tokenomy.gateway.state import GatewayState, LedgerCollector, open_state
 from tokenomy.gateway.upstream import CLIENT_ERRORS, Upstream, counts_against_upstream, describe, unreachable
+from tokenomy.http1 import HIGH_WATER
 from tokenomy.http1 import Response as UpstreamResponse
 
 log = logging.getLogger("tokenomy.gateway")
@@ -130,6 +131,11 @@ def _finite_float(text: str) -> float:
 
 # NaN, Infinity and numbers that overflow to them are refused, not forwarded
 JSON_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+# A run of 19 digits (a number orjson may read as a float: past 64 bits), found as 19 "0"s in the body with every
+# digit mapped to "0" and every other byte to "x" (Gateway.parse_body): ~0.6 µs on a chat body, ~6× faster than
+# the regular expression \d{19} (timeit).
+DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 120 for b in range(256))
+LONG_NUMBER = b"0" * 19
 
 
 def json_bytes(value: Any) -> bytes:
@@ -374,7 +380,20 @@ class Gateway:
 
     @staticmethod
     def parse_body(raw: bytes) -> dict[str, Any]:
-        """A request body's JSON object (raises BadRequest)."""
+        """A request body's JSON object (raises BadRequest). orjson where it gives the same value (with the check
+        for long numbers, ~2× faster than the standard library on the benchmark's chat body, timeit): it refuses
+        NaN, infinities, lone surrogates, invalid UTF-8 and nesting past 1,024 levels, and reads an integer past 64
+        bits as a float, so a body it refuses or one with a run of 19 digits goes to the standard library's
+        decoder, whose answer (or error) is the one the client gets."""
+        if raw.translate(DIGITS_AS_ZERO).find(LONG_NUMBER) < 0:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                if not isinstance(body, dict):
+                    raise BadRequest(400, "the body must be a JSON object")
+                return body
         try:
             body = JSON_DECODER.decode(raw.decode())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -848,9 +867,16 @@ class ClientError(Exception):
         self.body = body
 
 
+# MARKERS_NOTE: the relay looks for byte markers with bytes.find, not `in`: on CPython 3.11 `marker in chunk` first
+# tries the marker as an integer (a byte value) and raises and clears a TypeError before it searches (~1,700
+# instructions each under callgrind; find: half the time of `in` on a token event, timeit), and the relay does
+# four such checks per upstream read.
+
+
 def _is_opening(event: bytes) -> bool:
     """A chat stream's first event carries the role and no text yet."""
-    return b'"role"' in event and (b'"content":""' in event or b'"content": ""' in event)
+    find = event.find  # not `in`: see MARKERS_NOTE
+    return find(b'"role"') >= 0 and (find(b'"content":""') >= 0 or find(b'"content": ""') >= 0)
 
 
 class Relay:
@@ -926,7 +952,7 @@ class Relay:
 
     def feed(self, chunk: bytes) -> bytes:
         """Complete SSE events out of the bytes received so far, as they go to the client."""
-        if b"\r" in chunk:
+        if chunk.find(b"\r") >= 0:  # not `in`: see MARKERS_NOTE
             chunk = chunk.replace(b"\r\n", b"\n")
         if self.buffer:
             chunk = self.buffer + chunk
@@ -938,11 +964,9 @@ class Relay:
                 return b""
             self.buffer = chunk[end + 2 :]
             chunk = chunk[: end + 2]
+        find = chunk.find
         if (
-            b"[DONE]" not in chunk
-            and b'"error"' not in chunk
-            and b'"usage":{' not in chunk
-            and b'"usage": {' not in chunk
+            find(b"[DONE]") < 0 and find(b'"error"') < 0 and find(b'"usage":{') < 0 and find(b'"usage": {') < 0
         ):  # the common case: only content events
             events = chunk.count(b"\n\n")
             if not self.content_events and _is_opening(chunk):
@@ -956,9 +980,10 @@ class Relay:
                 self.done = True
             elif event.startswith(b'data: {"error"'):
                 self.upstream_error = event[6:200].decode(errors="replace").strip()
-            elif b'"usage":{' in event or b'"usage": {' in event:
+            elif event.find(b'"usage":{') >= 0 or event.find(b'"usage": {') >= 0:
                 self._read_usage(event)
-                if (b'"choices":[]' in event or b'"choices": []' in event) and not self.call.client_wants_usage:
+                no_choices = event.find(b'"choices":[]') >= 0 or event.find(b'"choices": []') >= 0
+                if no_choices and not self.call.client_wants_usage:
                     continue  # the client did not ask for the usage event the gateway asked for
             elif not _is_opening(event):
                 self.content_events += 1
@@ -981,11 +1006,15 @@ class Relay:
             return False
         chunks = response.chunks
         chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if b"[DONE]" in chunk or b'"error"' in chunk or b'"usage"' in chunk or b"\r" in chunk:
+        find = chunk.find  # not `in`: see MARKERS_NOTE
+        if find(b"[DONE]") >= 0 or find(b'"error"') >= 0 or find(b'"usage"') >= 0 or find(b"\r") >= 0:
             return False
         if perf_counter() > self.deadline:
             return False
-        response.take()
+        chunks.clear()  # taken (Response.take, inlined: this runs once per upstream read)
+        if response.buffered > HIGH_WATER:
+            response.conn.resume()
+        response.buffered = 0
         if chunk.endswith(b"\n\n"):
             # Whole content events (feed's common case, its checks done above); the opening event came before the
             # first token, so every event here counts.
@@ -1174,7 +1203,7 @@ class SSEResponse:
             return False
         head = [b"HTTP/1.1 200 OK\r\n"]
         for name, value in (*cycle.default_headers, *self.headers):
-            if b"\r" in value or b"\n" in value or b":" in name:  # uvicorn refuses these: let it say so
+            if value.find(b"\r") >= 0 or value.find(b"\n") >= 0 or name.find(b":") >= 0:  # uvicorn refuses these
                 return False
             head += [name.lower(), b": ", value, b"\r\n"]
         if not cycle.keep_alive:

@@ -40,6 +40,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 log = logging.getLogger("tokenomy.gateway")
 
 
@@ -295,7 +297,7 @@ class Database:
 # ---- the journal ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~5×, and this is built per request
 class Admission:
     """A request's write-ahead row: what it reserved, written before any upstream is called."""
 
@@ -396,7 +398,10 @@ class Journal:
             "tout": a.tokens_out,
             "usd": a.usd,
         }
-        line = JSON_LINE(entry).encode() + b"\n"
+        try:
+            line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)  # ~15× JSON_LINE; the same JSON values
+        except TypeError:  # a string orjson refuses (a lone surrogate in a client's model name)
+            line = JSON_LINE(entry).encode() + b"\n"
         with self.lock:
             if self.closed:
                 return

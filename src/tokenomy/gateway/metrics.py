@@ -40,11 +40,65 @@ class TierGauges(Collector):
         yield from (inflight, ttft, spilling, breaker, pending)
 
 
+class Deferred:
+    """A metric (child) whose updates on the request path are plain additions, handed to prometheus_client's own
+    (a lock and a few calls per update: ~1.7 µs a counter increment, ~4 µs a histogram observation, measured with
+    timeit on the benchmark machine) when the registry is collected (a scrape, `get_sample_value`) or, for
+    observations, every `FLUSH_EVERY` of them. Updates and scrapes both run on the event loop's thread."""
+
+    __slots__ = ("metric", "pending", "observed")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.pending = 0.0  # increments not yet passed on
+        self.observed: list[float] = []  # observations not yet passed on
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.pending += amount
+
+    def observe(self, value: float) -> None:
+        observed = self.observed
+        observed.append(value)
+        if len(observed) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Pass the pending updates on to prometheus_client's metric."""
+        if self.pending:
+            amount, self.pending = self.pending, 0.0
+            self.metric.inc(amount)
+        if self.observed:
+            values, self.observed = self.observed, []
+            for value in values:
+                self.metric.observe(value)
+
+
+FLUSH_EVERY = 1024  # observations held at most per histogram between scrapes (bounded memory without a scrape)
+
+
+class Flush(Collector):
+    """Registered first in the gateway's registry: collecting it passes every Deferred's updates on, so the
+    metrics collected after it are up to date; it yields no metric of its own."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for deferred in self.metrics.deferred:
+            deferred.flush()
+        return iter(())
+
+
 class GatewayMetrics:
     def __init__(self, gateway) -> None:  # noqa: ANN001
-        self.children: dict[tuple, Any] = {}
+        self.children: dict[tuple, Deferred] = {}
+        self.deferred: list[Deferred] = []  # every Deferred, flushed when the registry is collected
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(Flush(self))  # first: the counters and histograms below are collected after it
         self.requests = Counter(
             "tokenomy_gateway_requests",
             "Requests answered, by tier, class and status.",
@@ -68,18 +122,27 @@ class GatewayMetrics:
         self.ttft = Histogram(
             "tokenomy_gateway_ttft_seconds", "Time to first token.", ["tier"], buckets=LATENCY_BUCKETS_S, registry=r
         )
-        self.admission = Histogram(
-            "tokenomy_gateway_admission_seconds",
-            "Time from request received to upstream request sent (the gateway's own work).",
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
+        self.admission = self.defer(
+            Histogram(
+                "tokenomy_gateway_admission_seconds",
+                "Time from request received to upstream request sent (the gateway's own work).",
+                buckets=LATENCY_BUCKETS_S,
+                registry=r,
+            )
         )
         r.register(TierGauges(gateway))
 
-    def child(self, metric: MetricWrapperBase, *labels: str) -> Any:
-        """`metric.labels(*labels)`, looked up once per label set (label sets are few: tiers, classes, statuses)."""
+    def defer(self, metric: Any) -> Deferred:
+        """A Deferred in front of `metric` (a counter or histogram, or one of their children), flushed on collection."""
+        deferred = Deferred(metric)
+        self.deferred.append(deferred)
+        return deferred
+
+    def child(self, metric: MetricWrapperBase, *labels: str) -> Deferred:
+        """`metric.labels(*labels)` behind a Deferred, looked up once per label set (label sets are few: tiers,
+        classes, statuses)."""
         key = (id(metric), labels)
         child = self.children.get(key)
         if child is None:
-            child = self.children[key] = metric.labels(*labels)
+            child = self.children[key] = self.defer(metric.labels(*labels))
         return child

@@ -1,8 +1,9 @@
 """What the cost model predicts for an observed load, and whether the engine drifted from it (no I/O).
 
 Prediction at the observed load (mean running batch b, prompt and output tokens per request):
-- ITL/TPOT: one mixed continuous-batching step at batch b (`costmodel.perf.steady_state`: b decode tokens plus
-  the prefill chunk that keeps the batch full);
+- ITL/TPOT: the steps a decoding request sits in at batch b (`costmodel.perf.steady_state`'s tpot: the mixed
+  continuous-batching steps, b decode tokens plus the prefill chunks that keep the batch full, weighted by the
+  requests decoding in each — not a request's own prompt steps, which engines count in TTFT, not ITL);
 - TTFT: the queued prompts (waiting + 1, each of the observed prompt length) prefilled in chunked steps beside
   the b running sequences (`costmodel.perf.queued_ttft_s`), plus half a step: a request that arrives during a
   step joins at its end;
@@ -119,7 +120,7 @@ def predict(d: Deployment, batch: float, isl: int, osl: int, waiting: float = 0.
         prompt_tokens=isl,
         output_tokens=osl,
         ttft_s=float(ttft_s) + 0.5 * step_s,
-        itl_s=step_s,
+        itl_s=float(ss.tpot_s),
         output_tokens_per_s=float(ss.output_tokens_per_s),
         kv_usage=min(b * (isl + osl / 2) / capacity, 1.0),
         waiting=max(batch + waiting - admits, 0.0),

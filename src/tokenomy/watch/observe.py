@@ -8,9 +8,11 @@ Times are converted to the cost model's clock: wall seconds × `time_scale` (1 f
   length histograms (vllm:request_prompt_tokens, …) where exported, else Δ tokens / Δ requests (biased when
   few requests finish: the token counters also count unfinished ones; not taken below MIN_REQUESTS);
 - the mean running batch by Little's law, L = λ·W: Σ e2e of the requests finished in the interval / Δt, less
-  the mean queue (Δ queue_sum / Δt when the engine exports it, else the waiting gauge's mean); without e2e
-  histograms, or with fewer than MIN_REQUESTS finished (Little's law over a window is biased by the requests
-  that straddle its edges, and one or two requests are all edge), the mean of the running gauge at both ends;
+  the mean queue (Δ queue_sum / Δt when the engine exports it, else the waiting gauge's mean); llama.cpp exports
+  no e2e but the running average of busy slots per llama_decode() call and the count of calls, so Δ(average ×
+  calls) / Δ calls is the mean batch of the interval's steps ("decode"); without either, or with fewer than
+  MIN_REQUESTS finished (Little's law over a window is biased by the requests that straddle its edges, and one
+  or two requests are all edge), the mean of the running gauge at both ends;
 - queue length and KV usage: the gauges' mean at both ends.
 A count lower than at the previous scrape means the engine restarted: the interval has no observation.
 """
@@ -60,6 +62,7 @@ MONOTONIC = frozenset(
         "itl_count",
         "e2e_count",
         "generation_seconds",
+        "decode_calls",
         "prompt_len_count",
         "output_len_count",
     )
@@ -96,6 +99,19 @@ def _lengths(
     if not enough:
         return None
     return _ratio(len_sum, len_count, 0.5) or _ratio(tokens, requests, 0.5)
+
+
+def _decode_batch(prev: Reading, cur: Reading) -> float | None:
+    """Mean busy slots per engine step in the interval, from a running average over steps and the step count
+    (llama.cpp's n_busy_slots_per_decode and n_decode_total): 0 without a step; None without them."""
+    calls = _delta(prev, cur, "decode_calls")
+    a, b = prev.get("busy_slots_per_decode"), cur.get("busy_slots_per_decode")
+    if calls is None or a is None or b is None:
+        return None
+    if calls < 1:
+        return 0.0
+    n0 = prev.values["decode_calls"]
+    return max((b * (n0 + calls) - a * n0) / calls, 0.0)
 
 
 def observe(prev: Reading, cur: Reading, time_scale: float = 1.0) -> Observation:
@@ -145,6 +161,8 @@ def observe(prev: Reading, cur: Reading, time_scale: float = 1.0) -> Observation
     if d["e2e_sum"] is not None and (d["e2e_count"] or 0) > 0 and (running is None or d["e2e_count"] >= MIN_REQUESTS):
         queued = d["queue_sum"] / wall_s if d["queue_sum"] is not None else waiting
         batch, source = max(d["e2e_sum"] / wall_s - queued, 0.0), "little"
+    elif (busy := _decode_batch(prev, cur)) is not None:
+        batch, source = busy, "decode"
     else:
         batch, source = running or 0.0, "gauge"
     return Observation(

@@ -2,9 +2,9 @@
 
 The cost model's step time is additive in the profile's overheads (costmodel/perf.py, StepCost.seconds):
 t = step_overhead_s + n_layers·layer_overhead_s + seq_overhead_s·seqs + roofline(…). At an observed load the
-ITL is one such step, so y = ITL_observed − ITL_predicted(step and sequence overheads = 0)
-= step_overhead_s + seq_overhead_s·x, with x the sequences in that step (found exactly as the step-time
-difference of seq_overhead_s = 1 s and 0).
+ITL is the mean of such steps a decoding request sits in (steady_state's tpot_s), so y = ITL_observed −
+ITL_predicted(step and sequence overheads = 0) = step_overhead_s + seq_overhead_s·x, with x the sequences in
+those steps (found exactly as the ITL difference of seq_overhead_s = 1 s and 0).
 Over a window of intervals: least squares for both when the batch varied enough (MIN_SPREAD), else the
 intercept alone with seq_overhead_s kept; negative values are not physical, so a fit with a negative slope or
 intercept falls back to the intercept alone, which is clamped at 0.
@@ -66,8 +66,8 @@ class OverheadRefit:
     def point(self, itl_observed_s: float, batch: float, isl: int, osl: int) -> StepPoint:
         """The evidence of one interval (observed ITL in cost-model seconds at batch, isl, osl)."""
         b = max(batch, 1.0)
-        bare_s = float(steady_state(self.bare, isl, osl, b).step_seconds)
-        x = float(steady_state(self.unit_seq, isl, osl, b).step_seconds) - bare_s
+        bare_s = float(steady_state(self.bare, isl, osl, b).tpot_s)
+        x = float(steady_state(self.unit_seq, isl, osl, b).tpot_s) - bare_s
         return StepPoint(x, itl_observed_s - bare_s)
 
     def add(self, itl_observed_s: float, batch: float, isl: int, osl: int) -> None:

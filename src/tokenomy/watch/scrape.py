@@ -5,7 +5,8 @@ The text is parsed with prometheus-client's parser (`text_string_to_metric_famil
 are summed over their labels (over `model_name` too, unless a model name is given). Series names:
 - vLLM: docs.vllm.ai "Production Metrics" and vllm/v1/metrics/loggers.py;
 - SGLang: docs.sglang.ai "Production Metrics" (sglang:num_running_reqs, num_queue_reqs, token_usage, …);
-- llama.cpp: tools/server README, `--metrics` (llamacpp:prompt_tokens_total, tokens_predicted_seconds_total, …).
+- llama.cpp: tools/server README, `--metrics` (llamacpp:prompt_tokens_total, tokens_predicted_seconds_total, …;
+  its server writes values with 6 significant digits, so counters past 10⁶ lose their last digits).
 `parse_reading` is pure; `fetch_reading` does the HTTP GET.
 """
 
@@ -71,6 +72,7 @@ SERIES: dict[str, dict[str, tuple[str, ...]]] = {
         "prompt_seconds": ("llamacpp:prompt_seconds_total",),
         "generation_seconds": ("llamacpp:tokens_predicted_seconds_total",),
         "decode_calls": ("llamacpp:n_decode_total",),
+        "busy_slots_per_decode": ("llamacpp:n_busy_slots_per_decode",),  # running average since start
     },
 }
 
