@@ -46,10 +46,21 @@ def bench(url: str, spec: WorkloadSpec, **plan: object) -> BenchOutcome:
     return run_bench(BenchPlan(Endpoint(url + "/v1", MODEL), spec, **plan))  # type: ignore[arg-type]
 
 
+def twin_behind_s(url: str) -> float:
+    """Wall seconds the twin has fallen behind its step schedule so far (its clock moved forward: /twin/stats)."""
+    return float(httpx.get(url + "/twin/stats", timeout=10).json()["counters"]["behind_s"])
+
+
 @pytest.fixture(scope="module")
 def rate_run(twin_url: str) -> BenchOutcome:
     spec = WorkloadSpec(isl="256", osl=str(OSL_RATE_RUN), rate=20, num_requests=N_RATE_RUN, seed=1)
-    return bench(twin_url, spec)
+    before_s = twin_behind_s(twin_url)
+    outcome = bench(twin_url, spec)
+    RATE_RUN_TWIN_BEHIND_S.append(twin_behind_s(twin_url) - before_s)
+    return outcome
+
+
+RATE_RUN_TWIN_BEHIND_S: list[float] = []  # what the rate run's twin reported falling behind (the fixture sets it)
 
 
 def test_token_counts_match_the_server_usage_and_the_client_count(rate_run: BenchOutcome) -> None:
@@ -71,13 +82,15 @@ def test_measured_timing_agrees_with_the_prediction_divided_by_the_speedup(rate_
     s = rate_run.main.summary
     p = predicted_summary(d, rate_run.main.workload, SPEEDUP)
     # Means over whole decodes and medians over requests: one late write cannot move them by much. The margin
-    # holds on a busy machine (a ~2 s run: a 0.2 s stall of this process moves the throughput by 10%); how close
+    # holds on a busy machine (a ~2 s run: a 0.2 s stall of this process moves the throughput by 10%), widened
+    # only by the share of the run the twin itself reports it fell behind its schedule (a stalled step stretches
+    # every gap it holds; seen: mean ITL +23% with the twin's server thread starved on two busy cores); how close
     # they come on a quiet one is benchmarks/bench_vs_simulate.py's figure.
-    assert s["itl_s"]["mean"] == pytest.approx(p["itl_s"]["mean"], rel=TIMING_REL)
-    assert s["tpot_s"]["p50"] == pytest.approx(p["tpot_s"]["p50"], rel=TIMING_REL)
-    assert s["throughput"]["output_tokens_per_s"] == pytest.approx(
-        p["throughput"]["output_tokens_per_s"], rel=TIMING_REL
-    )
+    late = RATE_RUN_TWIN_BEHIND_S[-1] / s["duration_s"]
+    for measured, predicted in ((s["itl_s"]["mean"], p["itl_s"]["mean"]), (s["tpot_s"]["p50"], p["tpot_s"]["p50"])):
+        assert predicted / (1 + TIMING_REL) <= measured <= predicted * (1 + TIMING_REL + late), (measured, late)
+    measured_tps, predicted_tps = s["throughput"]["output_tokens_per_s"], p["throughput"]["output_tokens_per_s"]
+    assert predicted_tps / (1 + TIMING_REL + late) <= measured_tps <= predicted_tps * (1 + TIMING_REL), late
     excess = s["ttft_s"]["p50"] - p["ttft_s"]["p50"]
     assert 0 < excess < TWIN_TTFT_OVERHEAD_MAX_S
 
