@@ -132,16 +132,20 @@ class Response:
                 raise self.error
             await self.wait()
 
+    def drop_taken(self) -> None:
+        """Drop the chunks received so far (the caller has read them) and resume a connection paused for them."""
+        self.chunks.clear()
+        if self.buffered > HIGH_WATER:
+            self.conn.resume()
+        self.buffered = 0
+
     def take(self) -> bytes | None:
         """The body bytes that arrived since the last call, without waiting; b"" at the end of the body, None when
         nothing arrived yet (then `wait()`); raises the error that ended the response."""
         chunks = self.chunks
         if chunks:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            if self.buffered > HIGH_WATER:
-                self.conn.resume()
-            self.buffered = 0
+            self.drop_taken()
             return data
         if self.complete:
             return b""

@@ -50,8 +50,12 @@ class FakeResponse:
 
     def take(self) -> bytes | None:
         data = b"".join(self.chunks)
-        self.chunks.clear()
+        self.drop_taken()
         return data
+
+    def drop_taken(self) -> None:
+        self.chunks.clear()
+        self.buffered = 0
 
 
 def test_forward_writes_one_http_chunk_per_read_and_counts_the_tokens() -> None:

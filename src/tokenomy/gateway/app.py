@@ -74,7 +74,6 @@ from tokenomy.gateway.schema import (
 )
 from tokenomy.gateway.state import GatewayState, LedgerCollector, open_state
 from tokenomy.gateway.upstream import CLIENT_ERRORS, Upstream, counts_against_upstream, describe, unreachable
-from tokenomy.http1 import HIGH_WATER
 from tokenomy.http1 import Response as UpstreamResponse
 
 log = logging.getLogger("tokenomy.gateway")
@@ -1011,10 +1010,7 @@ class Relay:
             return False
         if perf_counter() > self.deadline:
             return False
-        chunks.clear()  # taken (Response.take, inlined: this runs once per upstream read)
-        if response.buffered > HIGH_WATER:
-            response.conn.resume()
-        response.buffered = 0
+        response.drop_taken()  # `chunk` holds them
         if chunk.endswith(b"\n\n"):
             # Whole content events (feed's common case, its checks done above); the opening event came before the
             # first token, so every event here counts.
