@@ -1,13 +1,13 @@
 """`tokenomy watch` against the real llama.cpp engine: a steady run raises no drift alarm.
 
 llama.cpp's own server (`llama-server --metrics`, built by `make .venv/bin/llama-server` from the llama.cpp the
-engine extra vendors) runs SmolLM2-135M Q4_1 on one thread with one slot (as llama-cpp-python's server, which
-the shipped llama.cpp profile describes) or four (continuous batching: the prediction is made at the observed
-batch); `tokenomy bench` keeps every slot busy with a closed loop of as many clients (32 prompt tokens, 64
-out), and `tokenomy watch --fail-on-drift` judges it for 8 intervals against the cost model with this host's own
-calibration (`calibrate --host --threads 1`), out of sample: nothing is fitted on this server. The server
-exports no TTFT, so the alarm rests on ITL (Δ tokens_predicted_seconds / Δ tokens_predicted) and the batch on its
-busy slots per llama_decode() call.
+engine extra vendors) runs SmolLM2-135M Q4_1 on one thread with one slot (as llama-cpp-python's server, which the
+shipped llama.cpp profile describes) or four (continuous batching: the prediction is made at the observed batch,
+with the server's own slot count from /props); `tokenomy bench` keeps every slot busy with a closed loop of as many
+clients (32 prompt tokens, 64 out), and `tokenomy watch --fail-on-drift` judges it for 8 intervals against the cost
+model with this host's own calibration (`calibrate --host --threads 1`), out of sample: nothing is fitted on this
+server. The server exports no TTFT, so the alarm rests on ITL (Δ tokens_predicted_seconds / Δ tokens_predicted) and
+the batch on its busy slots per llama_decode() call.
 """
 
 from __future__ import annotations
@@ -115,3 +115,5 @@ def test_steady_llama_server_raises_no_drift_alarm(tmp_path: Path, slots: int) -
     for r in reports:  # every slot kept busy: llama.cpp's own step count says so
         assert r["observation"]["batch_source"] == "decode"
         assert r["observation"]["batch"] == pytest.approx(slots, abs=0.1 * slots)
+        # the server's own slot count (/props total_slots), not the profile's one: every slot busy is no queue
+        assert r["prediction"]["admits"] == slots and r["prediction"]["waiting"] < 0.5

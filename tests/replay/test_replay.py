@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from tokenomy.cli.main import app
 from tokenomy.gateway.ledger import Attempt, Database
 from tokenomy.replay.alternatives import Alternative, fleet_from_file, load_alternatives
 from tokenomy.replay.run import replay
-from tokenomy.replay.sources import SourceError, read_source
+from tokenomy.replay.sources import SourceError, read_source, time_scaled
+from tokenomy.sim.fleet import simulate_fleet
 from tokenomy.sim.run import SLO
 from tokenomy.sim.workload import Workload, write_trace_jsonl
 
@@ -190,3 +192,33 @@ def test_postgresql_ledger(tmp_path: Path) -> None:
     finally:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.close()
+
+
+def test_bench_sessions_replay_closed_loop_with_their_recorded_think_times(tmp_path: Path) -> None:
+    # two conversations of three turns; each later turn was sent 2 s (session 0) or 5 s (session 1) after its answer
+    recs, answered = [], {}
+    for k in range(3):
+        for s, think in ((0, 2.0), (1, 5.0)):
+            sent = answered.get(s, 0.3 * s) + (think if k else 0.0)
+            e2e = 1.0 + 0.5 * k
+            recs.append({"session": s, "intended_s": sent, "prompt_tokens": 400 * (k + 1), "output_tokens": 120})
+            recs[-1].update(ttft_s=0.1, e2e_s=e2e)
+            answered[s] = sent + e2e
+    bench = tmp_path / "requests.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in sorted(recs, key=lambda r: r["intended_s"])))
+    rep = read_source(str(bench))
+    w = rep.workload
+    assert w.closed_sessions and "closed loop" in rep.arrivals
+    later = w.next_turns()[w.next_turns() >= 0]
+    assert sorted(np.round(w.think_s[later], 9).tolist()) == [2.0, 2.0, 5.0, 5.0]
+    # one slow GPU: the answers take longer than recorded, so later turns come later than recorded, by the think time
+    run = simulate_fleet(fleet_from_file(write_fleets(tmp_path)[1]), w).result.log
+    earlier = np.flatnonzero(w.next_turns() >= 0)
+    np.testing.assert_allclose(run.arrival_s[later], run.finish_s[earlier] + w.think_s[later], atol=1e-9)
+    scaled = time_scaled(rep, 10.0)
+    np.testing.assert_allclose(scaled.workload.think_s, 10.0 * w.think_s)
+    # a trace names sessions but no answer times: its turns come at their recorded times
+    trace = tmp_path / "trace.jsonl"
+    write_trace_jsonl(replace(w, think_s=None), trace)
+    from_trace = read_source(str(trace))
+    assert not from_trace.workload.closed_sessions and "recorded time" in from_trace.arrivals

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tokenomy.cli.main import app
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.replay.sources import read_source
+from tokenomy.sim.fleet import ApiTier, Fleet, GpuTier, simulate_fleet
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import Workload, WorkloadSpec, build_workload, read_trace, write_trace_jsonl
 
@@ -232,3 +233,62 @@ def test_a_turn_due_while_others_decode_starts_at_once_not_after_their_decode_sp
     log = simulate(d, w).log
     assert log.arrival_s[2] < log.finish_s[0]  # it arrived while session 0 was still decoding
     assert log.first_token_s[2] - log.arrival_s[2] < 0.1  # one step's wait, not the rest of the span
+
+
+# ---------------------------------------------------------------- sessions on a fleet
+
+
+def one_tier(d, replicas: int = 1, policy: str = "least_outstanding") -> Fleet:  # noqa: ANN001
+    return Fleet((GpuTier("gpu", d, replicas=replicas, policy=policy),), {"*": ("gpu",)})
+
+
+def test_a_one_replica_fleet_runs_sessions_as_simulate_does(d) -> None:  # noqa: ANN001
+    w = sessions(isl="300", osl="200", turns="uniform:2:5", think_s="exponential:2", rate=6, num_requests=240, seed=5)
+    alone = simulate(d, w).log
+    fleet = simulate_fleet(one_tier(d), w).result.log
+    np.testing.assert_array_equal(fleet.arrival_s, alone.arrival_s)
+    np.testing.assert_array_equal(fleet.finish_s, alone.finish_s)
+
+
+def test_on_a_fleet_each_turn_waits_for_the_previous_answer_whichever_replica_gave_it(d) -> None:  # noqa: ANN001
+    w = sessions(isl="300", osl="200", turns="uniform:2:6", think_s="exponential:3", rate=8, num_requests=400, seed=3)
+    run = simulate_fleet(one_tier(d, replicas=3, policy="round_robin"), w)
+    log = run.result.log
+    assert log.done.all() and set(log.where.tolist()) == {0, 1, 2}
+    earlier = np.flatnonzero(w.next_turns() >= 0)
+    later = w.next_turns()[earlier]
+    np.testing.assert_allclose(log.arrival_s[later], log.finish_s[earlier] + w.think_s[later], atol=1e-9)
+    assert np.all(log.arrival_s[later] > w.arrival_s[later])  # not the earliest times of the workload
+
+
+def test_a_turn_an_api_answered_sends_the_next_think_time_after_that_answer() -> None:
+    w = sessions(isl="200", osl="100", turns="3", think_s="1.5", rate=2, num_requests=30, seed=1)
+    log = simulate_fleet(Fleet((ApiTier("api", 0.2, 0.6),), {"*": ("api",)}), w).result.log
+    earlier = np.flatnonzero(w.next_turns() >= 0)
+    later = w.next_turns()[earlier]
+    assert np.all(log.where == -2) and log.done.all()
+    np.testing.assert_allclose(log.arrival_s[later], log.finish_s[earlier] + 1.5, atol=1e-9)
+
+
+def test_a_fleet_at_a_concurrency_keeps_that_many_requests_in_flight(d) -> None:  # noqa: ANN001
+    w = build_workload(WorkloadSpec(isl="400", osl="150", concurrency=6, num_requests=300))
+    log = simulate_fleet(one_tier(d, replicas=2), w).result.log
+    assert log.done.all()
+    events = sorted([(t, 1) for t in log.arrival_s.tolist()] + [(t, -1) for t in log.finish_s.tolist()])
+    in_flight = np.cumsum([step for _, step in sorted(events, key=lambda e: (e[0], e[1]))])
+    assert in_flight.max() == 6  # six at a time, not all 300 at t = 0
+    pair = simulate(d, build_workload(WorkloadSpec(isl="400", osl="150", concurrency=3, num_requests=150))).summary()
+    both = simulate_fleet(one_tier(d, replicas=2), w).summary
+    assert both["throughput"]["requests_per_s"] == pytest.approx(2 * pair["throughput"]["requests_per_s"], rel=0.02)
+
+
+def test_simulate_runs_sessions_on_a_fleet(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        'tiers:\n  - name: gpu\n    model: llama-3.1-8b\n    gpu: H100-SXM\n    replicas: 2\nroutes:\n  "*": [gpu]\n'
+    )
+    args = ["simulate", "--fleet", str(fleet), "--turns", "3", "--think-s", "2", "--rate", "1", "--num-requests", "30"]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert "sessions of 3 turns" in s["workload"]["description"] and s["requests"]["completed"] == 30

@@ -191,14 +191,15 @@ def render_replay(rep: Replayed, rows: list[Figures], as_json: bool, html: Path 
     if html is not None:
         from tokenomy.replay.html import replay_report
 
-        html.write_text(replay_report(rows, title, rep.skipped))
+        html.write_text(replay_report(rows, f"{title}; {rep.arrivals}", rep.skipped))
     if as_json:
-        out = {"source": rep.source, "kind": rep.kind, "skipped": rep.skipped, "figures": []}
+        out = {"source": rep.source, "kind": rep.kind, "arrivals": rep.arrivals, "skipped": rep.skipped, "figures": []}
         out["figures"] = [dataclasses.asdict(f) for f in rows]
         sys.stdout.write(dumps(out) + "\n")
         return
     console = Console(emoji=False)
     console.print(figures_table(rows, title))
+    console.print(f"arrivals: {escape(rep.arrivals)}", soft_wrap=True)
     team = teams_table(rows)
     if team is not None:
         console.print(team)

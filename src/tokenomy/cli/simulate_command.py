@@ -175,8 +175,6 @@ def simulate_inputs(o: SimulateOptions) -> SimulateInputs:
     config = replica_config(o, d)
     workload = build_workload(spec)
     fleet = load_fleet(o.fleet, config) if o.fleet else None
-    if fleet is not None and spec.turns is not None:
-        raise ValueError("--turns runs on one replica (--fleet sends every request at a fixed time); drop --fleet")
     if fleet is None:
         check_runnable(d, workload, slo)
     return SimulateInputs(d, spec, workload, config, fleet, rates, slo)

@@ -162,6 +162,13 @@ TimeScale = Annotated[
     float | None,
     typer.Option(help="the engine runs K× faster than the cost model (default: a twin's twin:speedup, else 1)"),
 ]
+MaxNumSeqs = Annotated[
+    int | None,
+    typer.Option(
+        help="requests the engine runs at once (vLLM --max-num-seqs, llama-server -np; default: the engine "
+        "profile's, or a llama.cpp server's own slot count from /props)"
+    ),
+]
 _REPLACES = (
     "a relative band B (allowed: predicted ÷ (1+B) to × (1+B)) that replaces the prediction's 80% interval "
     "(default: that interval, from cross-validated residuals for the accelerator × model; {fallback:.0%} where "
@@ -212,6 +219,7 @@ def watch_command(
     isl: Isl = 1024,
     osl: Osl = 256,
     time_scale: TimeScale = None,
+    max_num_seqs: MaxNumSeqs = None,
     band_itl: BandItl = None,
     band_ttft: BandTtft = None,
     band_throughput: BandThroughput = None,
@@ -249,6 +257,7 @@ class WatchCommandOptions:
     isl: int
     osl: int
     time_scale: float | None
+    max_num_seqs: int | None
     band_itl: float | None
     band_ttft: float | None
     band_throughput: float | None
@@ -281,6 +290,8 @@ def check_options(o: WatchCommandOptions) -> None:
         raise ValueError(f"--iterations must be 0 or more, got {o.iterations}")
     if o.isl < 1 or o.osl < 1:
         raise ValueError("--isl and --osl must be at least 1")
+    if o.max_num_seqs is not None and o.max_num_seqs < 1:
+        raise ValueError(f"--max-num-seqs must be at least 1, got {o.max_num_seqs}")
     bands = {"--band-itl": o.band_itl, "--band-ttft": o.band_ttft, "--band-throughput": o.band_throughput}
     for name, band in {**bands, "--band-kv": o.band_kv, "--band-queue": o.band_queue}.items():
         if band is not None and not 0 < band < math.inf:
@@ -305,6 +316,7 @@ def watch_options(o: WatchCommandOptions) -> WatchOptions:
         isl=o.isl,
         osl=o.osl,
         time_scale=o.time_scale,
+        max_num_seqs=o.max_num_seqs,
     )
 
 

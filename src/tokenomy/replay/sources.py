@@ -4,7 +4,11 @@ prefix ids, so the simulator's prefix cache sees the blocks requests share).
 
 Sessions are kept where the source names them (a tokenomy JSONL trace's `session_id`, a bench file's `session`):
 their prompts then get prefix ids block by block (sim.workload.conversation_prefix_ids), the conversation so far
-being each turn's shared prefix. Replayed turns arrive at their recorded times (what actually happened).
+being each turn's shared prefix. Where the source also says when each answer arrived (a bench file's `e2e_s`), the
+sessions replay closed loop: a later turn is sent its recorded think time (its recorded send time less the recorded
+answer to the turn before) after the alternative's answer, as the user would have, so a slower alternative delays
+the conversation instead of piling its turns up. A trace gives no answer times: its turns arrive at their recorded
+times (`Replayed.arrivals` says which).
 
 Ledger: one request per `request_id`; its arrival is its first attempt's `ts_s`; its lengths, class and team
 come from its last attempt that returned tokens (`status` ok); what it actually cost is the sum of its
@@ -56,6 +60,20 @@ class Replayed:
 
     def __len__(self) -> int:
         return len(self.workload)
+
+    @property
+    def arrivals(self) -> str:
+        """How the replayed requests arrive under every alternative (shown with the figures)."""
+        w = self.workload
+        if w.session_ids is None:
+            return "every request at its recorded time"
+        sessions = len(np.unique(w.session_ids))
+        if w.closed_sessions:
+            return (
+                f"{sessions:,} sessions, closed loop: each later turn its recorded think time after the alternative's "
+                "answer to the turn before"
+            )
+        return f"{sessions:,} sessions, every turn at its recorded time (the source gives no answer times)"
 
 
 def _skip(skipped: dict[str, int], reason: str) -> None:
@@ -243,6 +261,7 @@ def read_bench_jsonl(path: Path) -> Replayed:
     arrival = np.array(cols[0]) - cols[0][0]
     n = len(recs)
     workload = with_sessions(Workload(arrival, np.array(cols[1]), np.array(cols[2]), name=path.stem), cols[5])
+    workload = with_think_times(workload, arrival + np.array(cols[4], dtype=float))
     return Replayed(
         "bench",
         str(path),
@@ -267,6 +286,20 @@ def with_sessions(workload: Workload, keys: tuple | list | None = None) -> Workl
             workload.session_ids, workload.input_tokens, block_tokens=workload.prefix_block_tokens
         )
     return workload
+
+
+def with_think_times(workload: Workload, answered_s: np.ndarray) -> Workload:
+    """The sessions closed loop: each later turn's think time = its recorded arrival less the recorded answer time of
+    its session's turn before (≥ 0). Unchanged (turns at their recorded times) where one of those answers is unknown."""
+    if workload.session_ids is None:
+        return workload
+    nxt = workload.next_turns()
+    before = np.flatnonzero(nxt >= 0)
+    if not len(before) or not np.all(np.isfinite(answered_s[before])):
+        return workload
+    think = np.zeros(len(workload))
+    think[nxt[before]] = np.maximum(workload.arrival_s[nxt[before]] - answered_s[before], 0.0)
+    return replace(workload, think_s=think)
 
 
 def read_trace_source(source: str) -> Replayed:
@@ -306,7 +339,7 @@ def time_scaled(rep: Replayed, scale: float) -> Replayed:
     if scale == 1:
         return rep
     w = rep.workload
-    workload = replace(w, arrival_s=w.arrival_s * scale)
+    workload = replace(w, arrival_s=w.arrival_s * scale, think_s=None if w.think_s is None else w.think_s * scale)
 
     def times(x: np.ndarray | None) -> np.ndarray | None:
         return None if x is None else x * scale

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from tokenomy.costmodel.perf import queued_ttft_s
 from tokenomy.results import RunSummary
 from tokenomy.sim.metrics import GapHistogram, RequestLog, summary_stats
 from tokenomy.sim.replica import Replica, ReplicaConfig
-from tokenomy.sim.run import SLO, SimResult, pooled_result
+from tokenomy.sim.run import SLO, SimResult, pooled_result, run_sessions
 from tokenomy.sim.workload import Workload
 
 POLICIES = ("round_robin", "least_outstanding", "least_ttft")
@@ -194,14 +194,21 @@ class FleetRun:
 
 
 def simulate_fleet(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None = None) -> FleetRun:
-    """Replay an open-loop workload on a fleet."""
+    """Replay a workload on a fleet: requests at their arrival_s (open loop), or sessions' turns each think_s after
+    the previous turn's answer (closed loop per session, as `simulate` runs them on one replica)."""
+    if workload.concurrency and not workload.closed_sessions:  # closed loop: each request a session of one turn
+        n = len(workload)
+        workload = replace(workload, session_ids=np.arange(n), think_s=np.zeros(n))
     log = RequestLog.for_workload(workload)
     router = Router(fleet, log, workload, seed)
     replicas = router.all_replicas()
-    for rid, t in enumerate(log.arrival_s.tolist()):
-        for r in replicas:
-            r.run_until(t)
-        router.dispatch(rid, t)
+    if workload.closed_sessions:
+        run_sessions(replicas, workload, log, router.dispatch)
+    else:
+        for rid, t in enumerate(log.arrival_s.tolist()):
+            for r in replicas:
+                r.run_until(t)
+            router.dispatch(rid, t)
     for r in replicas:
         r.run_until(math.inf)
     result = pooled_result(log, replicas, {}, "on_demand")

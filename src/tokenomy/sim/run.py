@@ -169,7 +169,7 @@ def simulate(
 
     n = len(workload)
     if workload.closed_sessions:
-        run_sessions(replica, workload, log, submit)
+        run_sessions([replica], workload, log, lambda rid, _t: submit(rid))
     elif workload.concurrency:  # closed loop: each finish sends the next request at once
         next_rid = min(workload.concurrency, n)
 
@@ -198,14 +198,19 @@ def simulate(
     return pooled_result(log, [replica], reasons, price)
 
 
-def run_sessions(replica: Replica, workload: Workload, log: RequestLog, submit: Callable[[int], None]) -> None:
-    """Closed loop per session: turn k+1 arrives think_s after turn k finished (or was rejected), on the simulated
-    clock; sessions open at their first turn's arrival_s, or, with a concurrency C, C at a time (the next opens when
-    one's last turn ends). log.arrival_s gets each turn's actual arrival."""
+def run_sessions(
+    replicas: list[Replica], workload: Workload, log: RequestLog, dispatch: Callable[[int, float], None]
+) -> None:
+    """Closed loop per session on one replica or a fleet's: turn k+1 arrives think_s after turn k finished (or was
+    rejected, or an API answered it), on the simulated clock; sessions open at their first turn's arrival_s, or,
+    with a concurrency C, C at a time (the next opens when one's last turn ends). The replica whose clock is
+    furthest behind steps first, so finishes, and the turns they send, come in time order. `dispatch(rid, t)`
+    places a request (log.where ≥ 0: on a replica; -1: rejected; below: answered elsewhere by log.finish_s).
+    log.arrival_s gets each turn's actual arrival."""
     nxt, think = workload.next_turns(), workload.think_s
     assert think is not None
     firsts = workload.first_turns().tolist()
-    pending: list[tuple[float, int]] = []  # (arrival s, request) not yet submitted
+    pending: list[tuple[float, int]] = []  # (arrival s, request) not yet dispatched
     unopened = iter(firsts[workload.concurrency :] if workload.concurrency else [])
 
     def follow(rid: int, now: float) -> None:
@@ -217,26 +222,44 @@ def run_sessions(replica: Replica, workload: Workload, log: RequestLog, submit: 
             heapq.heappush(pending, (now, j))
         else:
             heapq.heappush(pending, (now + float(think[j]), j))
-        replica.wake_s = pending[0][0]
+        for r in replicas:
+            r.wake_s = pending[0][0]  # decode spans stop at the new turn's arrival
 
     for rid in firsts[: workload.concurrency] if workload.concurrency else firsts:
         pending.append((0.0 if workload.concurrency else float(log.arrival_s[rid]), rid))
     heapq.heapify(pending)
-    replica.on_finish = follow
+    for r in replicas:
+        r.on_finish = follow
     while True:
         t = pending[0][0] if pending else math.inf
-        replica.wake_s = t
-        if replica.now < t and replica.step(t):
+        behind = [r for r in replicas if r.now < t]
+        while behind:  # step the replica furthest behind; one that has nothing to do drops out
+            r = min(behind, key=_clock)
+            r.wake_s = t
+            if r.step(t):
+                break
+            behind.remove(r)
+        if behind:
             continue
         if not pending:
             break
         t, rid = heapq.heappop(pending)
-        replica.run_until(t)  # idle until then (or a step that ended after t: it waited, as in the open loop)
+        for r in replicas:
+            r.run_until(t)  # idle until then (or a step that ended after t: it waited, as in the open loop)
         log.arrival_s[rid] = t
-        submit(rid)
-        if log.where[rid] < 0:  # rejected: the session goes on as if it had been answered
+        dispatch(rid, t)
+        where = int(log.where[rid])
+        if where == -1:  # rejected: the session goes on as if it had been answered
             follow(rid, t)
-    replica.wake_s = math.inf
+        elif where < -1:  # answered off the replicas (an API tier): its answer time is known now
+            follow(rid, float(log.finish_s[rid]))
+    for r in replicas:
+        r.wake_s = math.inf
+        r.on_finish = None
+
+
+def _clock(r: Replica) -> float:
+    return r.now
 
 
 def pooled_result(log: RequestLog, replicas: list[Replica], reasons: dict[str, int], price: str) -> SimResult:

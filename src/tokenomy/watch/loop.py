@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from tokenomy.watch.scrape import ScrapeError, fetch_reading
+from tokenomy.watch.scrape import ScrapeError, fetch_llamacpp_slots, fetch_reading
 from tokenomy.watch.session import EngineWatch, IntervalReport
 
 
@@ -33,7 +33,10 @@ def watch_loop(
             reports = []
             for w in watches:
                 try:
-                    report = w.feed(fetch_reading(client, w.url, dialect, model_name))
+                    reading = fetch_reading(client, w.url, dialect, model_name)
+                    if reading.dialect == "llamacpp" and not w.slots_given:
+                        w.use_engine_slots(fetch_llamacpp_slots(client, w.url) or 0)
+                    report = w.feed(reading)
                 except ScrapeError as exc:
                     report = w.error(str(exc))
                 if report is not None:

@@ -157,3 +157,14 @@ def fetch_reading(client: httpx.Client, url: str, dialect: str | None = None, mo
         return parse_reading(response.text, now_s, dialect, model_name)
     except ScrapeError as exc:
         raise ScrapeError(f"{target}: {exc}") from exc
+
+
+def fetch_llamacpp_slots(client: httpx.Client, url: str) -> int | None:
+    """The slots (requests at once) a llama.cpp server runs, from its /props `total_slots`; None if it does not say."""
+    target = metrics_url(url)[: -len("/metrics")] + "/props"
+    try:
+        response = client.get(target)
+        slots = response.json().get("total_slots") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return slots if type(slots) is int and slots >= 1 else None

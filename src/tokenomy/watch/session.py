@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.watch.compare import (
@@ -36,8 +36,13 @@ class WatchOptions:
     isl: int = DEFAULT_ISL
     osl: int = DEFAULT_OSL
     time_scale: float | None = None  # None: the twin's `twin:speedup` when exported, else 1
+    # requests the engine runs at once (vLLM --max-num-seqs, llama-server -np); None: the engine profile's, or
+    # what a llama.cpp server says it has (/props total_slots)
+    max_num_seqs: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
+            raise ValueError(f"--max-num-seqs must be at least 1, got {self.max_num_seqs}")
         if self.confirm < 1:
             raise ValueError(f"--confirm must be at least 1, got {self.confirm}")
         if self.time_scale is not None and not self.time_scale > 0:
@@ -69,15 +74,23 @@ class EngineWatch:
 
     def __init__(self, url: str, d: Deployment, options: WatchOptions | None = None):
         self.url = url
-        self.d = d
         self.options = options or WatchOptions()
+        self.slots_given = self.options.max_num_seqs is not None  # else the engine may say (use_engine_slots)
+        self.d = with_max_num_seqs(d, self.options.max_num_seqs) if self.options.max_num_seqs else d
         self.tracker = DriftTracker(self.options.alarm_on, self.options.confirm)
-        self.refit = OverheadRefit(d, self.options.window)
+        self.refit = OverheadRefit(self.d, self.options.window)
         self.prev: Reading | None = None
         self.time_scale: float | None = self.options.time_scale
         self.index = 0
         self.last_fit: OverheadFit | None = None
         self.lengths = (self.options.isl, self.options.osl)  # the last ones observed, else the options'
+
+    def use_engine_slots(self, slots: int) -> None:
+        """The requests the engine itself says it runs at once (a llama.cpp server's slots), unless given."""
+        if not self.slots_given and slots >= 1 and slots != self.d.profile.max_num_seqs:
+            self.d = with_max_num_seqs(self.d, slots)
+            self.refit = OverheadRefit(self.d, self.options.window)
+        self.slots_given = True
 
     def feed(self, reading: Reading) -> IntervalReport | None:
         """Take one reading; the report of the interval it closes (None for the first)."""
@@ -112,3 +125,8 @@ class EngineWatch:
         self.index += 1
         self.prev = None
         return self._empty(message)
+
+
+def with_max_num_seqs(d: Deployment, seqs: int) -> Deployment:
+    """The deployment with its engine admitting `seqs` requests at once."""
+    return replace(d, profile=d.profile.with_values(max_num_seqs=seqs))
