@@ -18,7 +18,7 @@ why, and the gateway's figures still print.
 worker process included) over the requests it served; it is steadier than latency on a shared machine.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--rates 200,500] [--seconds 5] [--rounds 2]
-        [--max-tokens 32] [--workers 1,2] [--no-litellm] [--nice -10] [--split-tokens 2]
+        [--max-tokens 32] [--workers 1,2] [--no-litellm] [--nice -10] [--split-tokens 2] [--floor]
 
 The last lines are `gateway_cpu_per_streamed_request_ms: X ms` (one worker, over every rate) and
 `gateway_overhead_p50_ms: X ms` (TTFT p50 added at the first rate).
@@ -320,7 +320,7 @@ def table(results: dict[tuple[float, str], dict], rates: list[float], skipped: d
     for rate in rates:
         d = results[(rate, "direct")]
         base = {q: (pct(d["ttft_s"], q), pct(d["e2e_s"], q)) for q in (50, 99)}
-        names = [n for n in ("direct", "gateway", "gateway×2", "litellm") if (rate, n) in results]
+        names = [n for n in ("direct", "floor", "gateway", "gateway×2", "litellm") if (rate, n) in results]
         for name in names:
             r = results[(rate, name)]
             t50, t99, e50, e99 = pct(r["ttft_s"], 50), pct(r["ttft_s"], 99), pct(r["e2e_s"], 50), pct(r["e2e_s"], 99)
@@ -359,6 +359,12 @@ def main() -> None:
         "--low-rate", type=float, default=10.0, help="also compare all three at this rate, which LiteLLM sustains"
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the thinnest relay on the same stack (benchmarks/relay_floor.py): the stack's own CPU per "
+        "request, and the gateway's above it",
+    )
     parser.add_argument(
         "--split-tokens",
         type=int,
@@ -414,6 +420,14 @@ def main() -> None:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=niceness(args.nice),
     )  # fmt: skip
     procs = [gateway, twin]
+    if args.floor:
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("relay_floor.py")), "--port", str(floor_port),
+             "--upstream", f"http://127.0.0.1:{twin_port}/v1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=niceness(args.nice),
+        )  # fmt: skip
+        procs.append(floor)
     worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
     multi = None
     if 2 in worker_counts:
@@ -438,6 +452,8 @@ def main() -> None:
         "direct": (f"http://127.0.0.1:{twin_port}/v1/chat/completions", None, "bench", twin),
         "gateway": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", key, "auto", gateway),
     }
+    if args.floor:
+        targets["floor"] = (f"http://127.0.0.1:{floor_port}/v1/chat/completions", None, "bench", floor)
     results: dict[tuple[float, str], dict] = {}
     skipped: dict[float, str] = {}
 
@@ -464,7 +480,8 @@ def main() -> None:
         return r
 
     try:
-        for name, proc, port in (("twin", twin, twin_port), ("gateway", gateway, gw_port)):
+        up = [("twin", twin, twin_port), ("gateway", gateway, gw_port)]
+        for name, proc, port in up + ([("relay floor", floor, floor_port)] if args.floor else []):
             path = "/v1/models" if name == "twin" else "/healthz"
             if (why := wait_up(f"http://127.0.0.1:{port}{path}", proc)) is not None:
                 raise SystemExit(f"{name} {why}")
@@ -541,6 +558,13 @@ def main() -> None:
         )
         print(f"gateway_cpu_per_request_fixed_ms: {fixed_ms:.2f} ms")
         print(f"gateway_cpu_per_streamed_token_us: {per_token_ms * 1e3:.1f} us")
+    if all((rate, "floor") in results for rate in rates):
+        bare = [results[(rate, "floor")] for rate in rates]
+        floor_ms = sum(r["cpu_s"] for r in bare) / sum(r["served"] for r in bare) * 1e3
+        print(
+            f"relay_floor_cpu_per_streamed_request_ms: {floor_ms:.2f} ms (the same stack relaying, nothing else; "
+            f"the gateway's own work: {gateway_cpu_ms - floor_ms:.2f} ms per request)"
+        )
     print(f"gateway_cpu_per_streamed_request_ms: {gateway_cpu_ms:.2f} ms (one worker, over {args.rates} req/s)")
     print(f"gateway_overhead_p50_ms: {added_p50[rates[0]]:.2f} ms")
 
