@@ -6,6 +6,7 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -234,7 +235,7 @@ def run_sessions(
         t = pending[0][0] if pending else math.inf
         behind = [r for r in replicas if r.now < t]
         while behind:  # step the replica furthest behind; one that has nothing to do drops out
-            r = min(behind, key=_clock)
+            r = min(behind, key=attrgetter("now"))
             r.wake_s = t
             if r.step(t):
                 break
@@ -256,10 +257,6 @@ def run_sessions(
     for r in replicas:
         r.wake_s = math.inf
         r.on_finish = None
-
-
-def _clock(r: Replica) -> float:
-    return r.now
 
 
 def pooled_result(log: RequestLog, replicas: list[Replica], reasons: dict[str, int], price: str) -> SimResult:
