@@ -15,6 +15,7 @@ from tokenomy.cli.main import app
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.replay.sources import read_source
 from tokenomy.sim.fleet import ApiTier, Fleet, GpuTier, simulate_fleet
+from tokenomy.sim.hourly import fleet_hours
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import Workload, WorkloadSpec, build_workload, read_trace, write_trace_jsonl
 
@@ -292,3 +293,13 @@ def test_simulate_runs_sessions_on_a_fleet(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     s = json.loads(res.output)
     assert "sessions of 3 turns" in s["workload"]["description"] and s["requests"]["completed"] == 30
+
+
+def test_a_fleets_hours_count_a_turn_in_the_hour_it_really_arrived(d) -> None:  # noqa: ANN001
+    # turn 2 may come 90 s after turn 1 at 3,500 s (earliest 3,590 s: hour 0), but turn 1's 1,500-token answer
+    # takes more than 10 s, so it arrives in hour 1
+    w = Workload([3500.0, 3590.0], [200, 1800], [1500, 20], session_ids=[0, 0], think_s=[0.0, 90.0])
+    fleet = one_tier(d)
+    run = simulate_fleet(fleet, w)
+    assert run.result.log.arrival_s[1] > 3600.0
+    assert fleet_hours(fleet, run, w, None)["requests"][:2] == [1, 1]

@@ -283,7 +283,7 @@ def compare_day(fleet: Fleet, workload: Workload, seed: int = 0, slo: SLO | None
 
     hybrid = simulate_fleet(fleet, workload, seed, slo)
     out = {"hybrid": with_hourly(hybrid.summary, fleet_hours(fleet, hybrid, workload, slo))}
-    hour = np.floor(workload.arrival_s / 3600.0).astype(np.int64)
+    hour = np.floor(hybrid.result.log.arrival_s / 3600.0).astype(np.int64)  # as they arrived (sessions: later)
     in_peak = hour == int(np.argmax(np.bincount(hour))) if len(hour) else np.zeros(0, dtype=bool)
     gpu_index = [i for i, t in enumerate(fleet.tiers) if isinstance(t, GpuTier)]
     on_gpu = np.isin(hybrid.tier_of, gpu_index)

@@ -26,7 +26,8 @@ def fleet_hours(fleet: Fleet, run: FleetRun, workload: Workload, slo: SLO | None
     from tokenomy.sim.fleet import GpuTier
 
     log = run.result.log
-    hour = np.floor(workload.arrival_s / SECONDS_PER_HOUR).astype(np.int64) if len(workload) else np.zeros(0, int)
+    # the hour each request arrived in the run (a session's later turns: when the answer before let them)
+    hour = np.floor(log.arrival_s / SECONDS_PER_HOUR).astype(np.int64) if len(workload) else np.zeros(0, int)
     span_h = run.result.duration_s / SECONDS_PER_HOUR
     n = max(int(hour.max()) + 1 if hour.size else 0, math.ceil(span_h))
     starts = np.arange(n, dtype=float)
