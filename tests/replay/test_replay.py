@@ -222,3 +222,10 @@ def test_bench_sessions_replay_closed_loop_with_their_recorded_think_times(tmp_p
     write_trace_jsonl(replace(w, think_s=None), trace)
     from_trace = read_source(str(trace))
     assert not from_trace.workload.closed_sessions and "recorded time" in from_trace.arrivals
+    # a bench row without its answer time (e2e_s): the think time before the next turn is unknown, so the file's
+    # turns come at their recorded times, and replay says so
+    recs[0].pop("e2e_s")
+    bench.write_text("".join(json.dumps(r) + "\n" for r in sorted(recs, key=lambda r: r["intended_s"])))
+    partial = read_source(str(bench))
+    assert partial.workload.session_ids is not None and not partial.workload.closed_sessions
+    assert "when every answer came" in partial.arrivals

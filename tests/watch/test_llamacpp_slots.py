@@ -10,7 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from tokenomy.cli.main import app
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.watch.loop import watch_loop
 from tokenomy.watch.scrape import Reading, fetch_llamacpp_slots
@@ -98,9 +100,13 @@ def test_watch_takes_a_llama_servers_slots_from_props(server: tuple[str, dict]) 
 
 def test_max_num_seqs_given_wins_over_props_and_props_without_slots_keep_the_profile(server: tuple[str, dict]) -> None:
     url, state = server
-    assert all(r.prediction.admits == 2 for r in watched(url, WatchOptions(max_num_seqs=2)))
+    given = watched(url, WatchOptions(max_num_seqs=2))
+    assert all(r.prediction.admits == 2 and not r.note for r in given)
     state["props"] = {"default_generation_settings": {}}  # an older server: no total_slots
-    assert all(r.prediction.admits == 1 for r in watched(url))
+    reports = watched(url)
+    assert all(r.prediction.admits == 1 for r in reports)
+    # not silently: every report says where the limit came from and what to give instead
+    assert all("no slot count" in r.note and "--max-num-seqs" in r.note for r in reports)
     with httpx.Client() as client:
         assert fetch_llamacpp_slots(client, url) is None
         state["props"] = None  # no /props at all (404)
@@ -108,6 +114,9 @@ def test_max_num_seqs_given_wins_over_props_and_props_without_slots_keep_the_pro
         assert fetch_llamacpp_slots(client, "http://127.0.0.1:9/") is None  # nothing listening
 
 
-def test_max_num_seqs_below_one_is_refused() -> None:
+def test_max_num_seqs_below_one_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="--max-num-seqs must be at least 1"):
         WatchOptions(max_num_seqs=0)
+    r = CliRunner().invoke(app, ["watch", "http://127.0.0.1:9", "--max-num-seqs", "0"])
+    assert r.exit_code == 2 and "--max-num-seqs must be at least 1, got 0" in r.output
+    assert "Traceback" not in r.output

@@ -117,6 +117,8 @@ def report_table(r: IntervalReport) -> Table:
         f"{p.prompt_tokens}/{p.output_tokens} tokens per request"
     )
     caption += "".join(f"\n{LABELS[c.metric]} 80% interval: {c.note}" for c in r.checks if c.note)
+    if r.note:
+        caption += f"\n{r.note}"
     if r.fit is not None:
         caption += (
             f"\nrefit over {r.fit.points} intervals (in sample): step overhead "
@@ -290,8 +292,6 @@ def check_options(o: WatchCommandOptions) -> None:
         raise ValueError(f"--iterations must be 0 or more, got {o.iterations}")
     if o.isl < 1 or o.osl < 1:
         raise ValueError("--isl and --osl must be at least 1")
-    if o.max_num_seqs is not None and o.max_num_seqs < 1:
-        raise ValueError(f"--max-num-seqs must be at least 1, got {o.max_num_seqs}")
     bands = {"--band-itl": o.band_itl, "--band-ttft": o.band_ttft, "--band-throughput": o.band_throughput}
     for name, band in {**bands, "--band-kv": o.band_kv, "--band-queue": o.band_queue}.items():
         if band is not None and not 0 < band < math.inf:

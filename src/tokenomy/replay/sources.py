@@ -73,7 +73,9 @@ class Replayed:
                 f"{sessions:,} sessions, closed loop: each later turn its recorded think time after the alternative's "
                 "answer to the turn before"
             )
-        return f"{sessions:,} sessions, every turn at its recorded time (the source gives no answer times)"
+        return (
+            f"{sessions:,} sessions, every turn at its recorded time (the source does not say when every answer came)"
+        )
 
 
 def _skip(skipped: dict[str, int], reason: str) -> None:

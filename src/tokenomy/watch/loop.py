@@ -35,7 +35,7 @@ def watch_loop(
                 try:
                     reading = fetch_reading(client, w.url, dialect, model_name)
                     if reading.dialect == "llamacpp" and not w.slots_given:
-                        w.use_engine_slots(fetch_llamacpp_slots(client, w.url) or 0)
+                        w.use_engine_slots(fetch_llamacpp_slots(client, w.url))
                     report = w.feed(reading)
                 except ScrapeError as exc:
                     report = w.error(str(exc))

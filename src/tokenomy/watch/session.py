@@ -84,13 +84,23 @@ class EngineWatch:
         self.index = 0
         self.last_fit: OverheadFit | None = None
         self.lengths = (self.options.isl, self.options.osl)  # the last ones observed, else the options'
+        self.note = ""  # said with every interval's report (e.g. where the queue's limit came from)
 
-    def use_engine_slots(self, slots: int) -> None:
-        """The requests the engine itself says it runs at once (a llama.cpp server's slots), unless given."""
-        if not self.slots_given and slots >= 1 and slots != self.d.profile.max_num_seqs:
+    def use_engine_slots(self, slots: int | None) -> None:
+        """The requests the engine itself says it runs at once (a llama.cpp server's slots), unless given; None:
+        it did not say, and the profile's max_num_seqs stands (the reports say so)."""
+        if self.slots_given:
+            return
+        self.slots_given = True
+        if slots is None:
+            seqs = self.d.profile.max_num_seqs
+            self.note = (
+                f"the server gave no slot count (/props total_slots): the queue is predicted with the engine profile's "
+                f"max_num_seqs {seqs}; give --max-num-seqs if it runs more at once"
+            )
+        elif slots != self.d.profile.max_num_seqs:
             self.d = with_max_num_seqs(self.d, slots)
             self.refit = OverheadRefit(self.d, self.options.window)
-        self.slots_given = True
 
     def feed(self, reading: Reading) -> IntervalReport | None:
         """Take one reading; the report of the interval it closes (None for the first)."""
@@ -114,7 +124,7 @@ class EngineWatch:
             self.refit.add(obs.itl_s, obs.batch, isl, osl)
             self.last_fit = self.refit.fit()
         return IntervalReport(
-            self.url, self.index, self.time_scale, obs, pred, tuple(checks), tuple(alarms), self.last_fit
+            self.url, self.index, self.time_scale, obs, pred, tuple(checks), tuple(alarms), self.last_fit, self.note
         )
 
     def _empty(self, note: str) -> IntervalReport:
