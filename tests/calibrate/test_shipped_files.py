@@ -89,3 +89,13 @@ def _write(text: str) -> Path:
 def _ship_from(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     """Make `validate` with no FILE read the shipped-file pattern in `folder` instead of catalog/data."""
     monkeypatch.setattr("tokenomy.cli.validating.shipped_measurement_files", lambda: shipped_measurement_files(folder))
+
+
+def test_the_vllm_nvidia_batch_rows_are_shipped_and_predicted_but_fit_nothing():
+    """Argonne's vLLM 0.5-0.6 fixed-batch rows (measurements_vllm_argonne.csv) are validated out of sample: no profile
+    is fitted on them (they ran the V0 engine; the vllm profile describes V1 and borrows the tensorrt-llm fit)."""
+    rows = read_measurement_files(shipped_measurement_files()).rows
+    argonne = [r for r in rows if r.id.startswith("vn")]
+    assert len(argonne) >= 400 and {(r.engine, r.load_kind) for r in argonne} == {("vllm", "batch")}
+    assert not {r.id for r in argonne} & fit_inputs(rows)
+    assert load_profile("vllm").borrows_from == "tensorrt-llm"

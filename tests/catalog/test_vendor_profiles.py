@@ -78,6 +78,10 @@ def test_plan_with_vllm_on_h100_is_the_tensorrt_llm_fit_with_vllms_own_settings(
         "runtime_overhead_gb": 1.5,
         "kv_fp8_with_fp8_weights": False,
         "offline_limits_rule": "",
+        # TensorRT-LLM's own executor (not a fitted value, so not borrowed): vLLM pays the fitted seq_overhead_s
+        "python_executor_seq_overhead_s": 0.0,
+        "python_executor_since": "",
+        "moe_attention_dp": False,
     }
     path = tmp_path / "vllm-reference.json"
     path.write_text(json.dumps(reference))

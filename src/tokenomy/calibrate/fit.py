@@ -241,8 +241,9 @@ OWN_ROW_FITS = ("sglang",)
 # Profiles whose own offline and fixed-batch rows refit the profile parameters they identify (fit_profile), starting
 # from the borrowed TensorRT-LLM values, which the parameters the rows cannot identify keep. A profile's own rows are
 # those whose engine and GPU select it (catalog.profiles.profile_name_for): vllm-rocm's are the ROCm vLLM rows on
-# 8×MI300X (measurements_rocm_vllm.csv, engine vllm on an AMD GPU). vllm (NVIDIA) has no offline rows the cost model
-# predicts (its four are ShareGPT-length runs), so it borrows everything.
+# 8×MI300X (measurements_rocm_vllm.csv, engine vllm on an AMD GPU). vllm (NVIDIA) borrows everything: its offline rows
+# are ShareGPT-length runs, and its fixed-batch rows (measurements_vllm_argonne.csv) ran the V0 engine of vLLM 0.5-0.6,
+# not the V1 engine the profile's scheduler settings describe, so they validate only.
 OWN_OFFLINE_FITS = ("vllm-rocm",)
 
 

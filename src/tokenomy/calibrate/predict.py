@@ -86,11 +86,13 @@ def _throughput(metric: str, out_tps: float, isl: int, osl: int) -> float:
 
 def _profile_for(row: Measurement, profile: EngineProfile | None) -> EngineProfile:
     """`profile`, else the one the row's engine runs with on its GPU (engine_profile: vllm on an AMD GPU is
-    vllm-rocm), else generic for an engine the catalogue has no profile for."""
+    vllm-rocm), else generic for an engine the catalogue has no profile for; as the row's engine version ran
+    (EngineProfile.for_engine_version: TensorRT-LLM before v0.19 had the C++ executor)."""
     try:
-        return profile or engine_profile(row.engine, row.gpu)
+        chosen = profile or engine_profile(row.engine, row.gpu)
     except CatalogError:
-        return load_profile("generic")
+        chosen = load_profile("generic")
+    return chosen.for_engine_version(row.engine_version)
 
 
 def _predict_online(row: Measurement, profile: EngineProfile | None) -> Prediction:

@@ -54,6 +54,9 @@ class Accelerator(BaseModel):
     # the reference is. Priors from microbenchmarks, never fitted on measurement rows.
     achievable_bandwidth_fraction: float | None = Field(default=None, gt=0, le=1)
     achievable_tflops_fraction: dict[str, float] = {}
+    # How much longer Python/PyTorch host work (an engine's Python step loop) takes on this system's host CPU than on
+    # the reference DGX H100's Intel Xeon Platinum 8480C (1 = as long); a published measurement (sources["host"]).
+    host_overhead_factor: float = Field(default=1.0, gt=0)
     interconnect_gb_s: float = Field(default=32.0, gt=0)
     interconnect: str = ""
     tdp_w: float | None = Field(default=None, gt=0)
@@ -92,6 +95,8 @@ class Accelerator(BaseModel):
                 "achievable_bandwidth_fraction / achievable_tflops_fraction need their source: add sources.achievable "
                 "(the microbenchmark, its figures and URL)"
             )
+        if info.data.get("host_overhead_factor", 1.0) != 1.0 and not str(sources.get("host", "")).strip():
+            raise ValueError("host_overhead_factor needs its source: add sources.host (the measurement and its URL)")
         return sources
 
     @field_validator("matvec_tflops")

@@ -91,7 +91,7 @@ class StepCost:
         self.k = 1.0 if abs(prof.overlap_k - 1.0) < 1e-9 else prof.overlap_k  # a fitted 1.0000000000000002 adds
         self.step_overhead_s = prof.step_overhead_s  # scheduling and sampling, once per engine step
         self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
-        self.seq_s = prof.seq_overhead_s
+        self.seq_s = prof.host_seq_overhead_s(d.model.is_moe, d.tp, d.gpu.host_overhead_factor)
         self.comm_fixed_s = 0.0
         self.comm_s_per_token = 0.0
         if n.ep > 1:  # dispatch + combine all-to-all per MoE layer, each rank sending its own tokens' copies

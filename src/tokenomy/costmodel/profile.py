@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -32,6 +33,14 @@ class EngineProfile:
     low_precision_flops_efficiency: float = 0.50  # the same for fp8 / int8 / fp4 matmuls
     step_overhead_s: float = 0.002  # fixed cost per forward step (scheduling, sampling, launch)
     seq_overhead_s: float = 5e-6  # cost per sequence per step (scheduling, sampling, detokenising)
+    # An engine whose step loop runs in Python (TensorRT-LLM's PyTorch-backend PyExecutor) pays a measured host cost
+    # per sequence per step, on the reference host CPU (a DGX H100's Xeon), instead of the fitted seq_overhead_s (0: it
+    # does not); engine versions before `python_executor_since` ran a C++ executor and pay seq_overhead_s.
+    python_executor_seq_overhead_s: float = 0.0
+    python_executor_since: str = ""  # first engine version whose default executor is the Python one ("" = all)
+    # MoE models on tp > 1 GPUs run attention data-parallel (TensorRT-LLM's published MoE recipe: each rank's
+    # executor schedules and samples its own 1/tp of the sequences), so the per-sequence host cost splits over tp.
+    moe_attention_dp: bool = False
     layer_overhead_s: float = 5e-6  # fixed cost per layer per step (kernel launches, norms)
     overlap_k: float = 2.0  # memory/compute overlap: step = (mem^k + comp^k)^(1/k); 1 additive, inf max
     allreduce_latency_s: float = 8e-6  # per tensor-parallel all-reduce
@@ -61,6 +70,30 @@ class EngineProfile:
     def with_values(self, **values: Any) -> EngineProfile:
         return replace(self, **values)
 
+    def for_engine_version(self, version: str) -> EngineProfile:
+        """The profile as an engine version ran: one before `python_executor_since` had the C++ executor (no Python
+        host cost, no attention DP); an unstated version or a later one runs as the profile says."""
+        if not self.python_executor_since or not version or not _version_before(version, self.python_executor_since):
+            return self
+        return replace(self, python_executor_seq_overhead_s=0.0, moe_attention_dp=False)
+
+    @property
+    def sequence_cost_s(self) -> float:
+        """Host cost per sequence per step: the Python executor's where the engine runs one, else seq_overhead_s."""
+        return self.python_executor_seq_overhead_s or self.seq_overhead_s
+
+    def with_sequence_cost(self, seconds: float) -> EngineProfile:
+        """This profile with `seconds` as its per-sequence host cost, whichever executor it runs (a live refit)."""
+        return replace(self, seq_overhead_s=seconds, python_executor_seq_overhead_s=0.0)
+
+    def host_seq_overhead_s(self, is_moe: bool, tp: int, host_overhead_factor: float = 1.0) -> float:
+        """Per-sequence host cost one step pays: the Python executor's, on a host CPU `host_overhead_factor` times
+        slower at Python/PyTorch work than the reference's (Accelerator.host_overhead_factor), else seq_overhead_s;
+        split over the tp ranks for a MoE model run attention data-parallel (each rank's executor, in parallel)."""
+        python = self.python_executor_seq_overhead_s
+        cost = python * host_overhead_factor if python else self.seq_overhead_s
+        return cost / tp if self.moe_attention_dp and is_moe and tp > 1 else cost
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -68,3 +101,14 @@ class EngineProfile:
     def from_dict(cls, data: dict[str, Any]) -> EngineProfile:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _version_before(version: str, since: str) -> bool:
+    """Whether release `version` ('v0.17', '0.19.0rc1') precedes `since`, by its leading dotted numbers."""
+
+    def numbers(text: str) -> tuple[int, ...]:
+        match = re.match(r"[vV]?(\d+(?:\.\d+)*)", text.strip())
+        return tuple(int(n) for n in match.group(1).split(".")) if match else ()
+
+    release = numbers(version)
+    return bool(release) and release < numbers(since)  # an unreadable version runs as the profile says

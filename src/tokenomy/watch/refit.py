@@ -49,7 +49,7 @@ class OverheadFit:
 
 
 def _with_overheads(d: Deployment, step_s: float, seq_s: float) -> Deployment:
-    return dataclasses.replace(d, profile=d.profile.with_values(step_overhead_s=step_s, seq_overhead_s=seq_s))
+    return dataclasses.replace(d, profile=d.profile.with_values(step_overhead_s=step_s).with_sequence_cost(seq_s))
 
 
 class OverheadRefit:
@@ -80,7 +80,7 @@ class OverheadRefit:
         prof = self.d.profile
         x = np.array([p.x_seqs for p in self.points])
         y = np.array([p.y_s for p in self.points])  # the per-layer overhead stays as profiled (kept in `bare`)
-        seq_s, fitted = prof.seq_overhead_s, ("step_overhead_s",)
+        seq_s, fitted = prof.sequence_cost_s, ("step_overhead_s",)
         step_s = float(np.mean(y - seq_s * x))
         spread = (x.max() - x.min()) / max(x.mean(), 1e-12)
         if len(x) >= MIN_POINTS_FOR_SLOPE and spread >= MIN_SPREAD:
@@ -94,7 +94,7 @@ class OverheadRefit:
             step_overhead_s=step_s,
             seq_overhead_s=seq_s,
             prior_step_overhead_s=prof.step_overhead_s,
-            prior_seq_overhead_s=prof.seq_overhead_s,
+            prior_seq_overhead_s=prof.sequence_cost_s,
             points=len(x),
             fitted=fitted,
             residual_rms_s=float(np.sqrt(np.mean(residual**2))),
@@ -111,9 +111,8 @@ def fitted_profile(profile: EngineProfile, fit: OverheadFit, source: str) -> Eng
         "prior_step_overhead_s": fit.prior_step_overhead_s,
         "prior_seq_overhead_s": fit.prior_seq_overhead_s,
     }
-    return profile.with_values(
+    return profile.with_sequence_cost(fit.seq_overhead_s).with_values(
         step_overhead_s=fit.step_overhead_s,
-        seq_overhead_s=fit.seq_overhead_s,
         fitted_on=f"{source}: {fit.points} intervals (in sample)",
         fit=info,
     )

@@ -1,0 +1,123 @@
+"""Host cost per sequence: the Python executor's measured cost where the engine version runs one, the fitted C++
+executor's before, and split over attention-DP ranks for MoE models (EngineProfile, costmodel.perf.StepCost)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.calibrate.measurement_rows import HEADER
+from tokenomy.calibrate.measurements import read_measurement_files
+from tokenomy.calibrate.predict import predict
+from tokenomy.catalog.accelerators import load_accelerator
+from tokenomy.catalog.errors import CatalogError
+from tokenomy.catalog.models import load_model
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.perf import decode_step_seconds, steady_state
+from tokenomy.costmodel.profile import EngineProfile
+from tokenomy.costmodel.resolve import DeploymentSpec, resolve
+from tokenomy.watch.refit import OverheadRefit, fitted_profile
+
+PYTHON = EngineProfile(
+    seq_overhead_s=6e-6, python_executor_seq_overhead_s=30e-6, python_executor_since="v0.19", moe_attention_dp=True
+)
+
+
+@pytest.mark.parametrize("version", ["v0.14", "v0.17", "0.18.2", "v0.18"])
+def test_versions_before_the_python_executor_pay_the_cpp_executor_cost(version: str) -> None:
+    ran = PYTHON.for_engine_version(version)
+    assert ran.sequence_cost_s == 6e-6 and not ran.moe_attention_dp
+
+
+@pytest.mark.parametrize("version", ["v0.19", "0.19.0rc1", "v1.0", "1.2.0", "", "nightly"])
+def test_later_unstated_or_unreadable_versions_run_as_the_profile_says(version: str) -> None:
+    assert PYTHON.for_engine_version(version) == PYTHON
+    assert PYTHON.sequence_cost_s == 30e-6
+
+
+def test_attention_dp_splits_the_host_cost_over_the_ranks_of_a_moe_model_only() -> None:
+    assert PYTHON.host_seq_overhead_s(is_moe=True, tp=8) == pytest.approx(30e-6 / 8)
+    assert PYTHON.host_seq_overhead_s(is_moe=True, tp=1) == 30e-6
+    assert PYTHON.host_seq_overhead_s(is_moe=False, tp=8) == 30e-6  # dense tensor parallel: every rank, every seq
+    no_dp = dataclasses.replace(PYTHON, moe_attention_dp=False)
+    assert no_dp.host_seq_overhead_s(is_moe=True, tp=8) == 30e-6
+
+
+def _dep(model: str, profile: EngineProfile, tp: int = 1) -> Deployment:
+    return Deployment(load_model(model), load_accelerator("B200"), tp, 1, "nvfp4", "auto", profile)
+
+
+def test_a_decode_step_pays_the_host_cost_of_every_sequence_it_carries() -> None:
+    """1024 sequences cost 1024 × (Python − C++ executor cost) more per step on the Python executor."""
+    seqs, ctx = 1024, 600
+    python_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON), seqs, ctx))
+    cpp_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON.for_engine_version("v0.17")), seqs, ctx))
+    assert python_s - cpp_s == pytest.approx(seqs * (30e-6 - 6e-6), rel=1e-9)
+    split_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON, tp=4), seqs, ctx))
+    cpp_tp4_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON.for_engine_version("v0.17"), tp=4), seqs, ctx))
+    assert split_s - cpp_tp4_s == pytest.approx(seqs * (30e-6 / 4 - 6e-6), rel=1e-9)
+
+
+def test_a_measurement_row_is_predicted_with_the_executor_its_engine_version_ran(tmp_path) -> None:  # noqa: ANN001
+    """Same deployment and shape: the v1.0 (PyTorch backend) row is predicted slower than the v0.17 one, whose C++
+    executor pays the fitted per-sequence cost; a small-active MoE at 128/128 is host-bound."""
+    base = "tensorrt-llm,{v},qwen3-30b-a3b,B200,1,1,1,FP4,FP8,128,128,fixed,offline,,output_throughput,30000,tok/s,core"
+    path = tmp_path / "rows.csv"
+    path.write_text(f"{HEADER}\nold,src,{base.format(v='v0.17')}\nnew,src,{base.format(v='v1.0')}\n")
+    old, new = read_measurement_files([path]).rows
+    profile = load_profile("tensorrt-llm")
+    assert profile.python_executor_seq_overhead_s > profile.seq_overhead_s  # the shipped profile's two executors
+    assert predict(new).value < 0.9 * predict(old).value
+
+
+def test_the_live_refit_moves_the_host_cost_the_profile_actually_pays() -> None:
+    """watch's refit of a Python-executor profile fits the per-sequence cost the steps pay, not a shadowed field."""
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM", engine="tensorrt-llm")).deployment
+    assert d.profile.python_executor_seq_overhead_s > 0
+    refit = OverheadRefit(d, window=10)
+    for batch in (1, 8, 16, 32, 64, 96, 128):
+        truth = dataclasses.replace(d, profile=d.profile.with_sequence_cost(80e-6))
+        refit.add(float(steady_state(truth, 512, 128, batch).tpot_s), batch, 512, 128)
+    fit = refit.fit()
+    assert fit.fitted == ("step_overhead_s", "seq_overhead_s")
+    assert fit.seq_overhead_s == pytest.approx(80e-6, rel=1e-3)
+    assert fit.prior_seq_overhead_s == d.profile.python_executor_seq_overhead_s
+    assert fitted_profile(d.profile, fit, "test").sequence_cost_s == pytest.approx(80e-6, rel=1e-3)
+
+
+def test_a_slower_host_cpu_scales_the_python_executors_cost_only() -> None:
+    """GB200's Grace host runs PyTorch host work 2.75× as long as a DGX H100's Xeon (accelerators.yaml, sourced):
+    the Python executor's per-sequence cost scales with it, the C++ executor's fitted cost does not."""
+    gb200 = load_accelerator("GB200")
+    assert gb200.host_overhead_factor > 2 and "2053" in gb200.sources["host"]
+    assert load_accelerator("B200").host_overhead_factor == 1.0
+    assert PYTHON.host_seq_overhead_s(False, 1, gb200.host_overhead_factor) == pytest.approx(30e-6 * 2.75)
+    cpp = PYTHON.for_engine_version("v0.17")
+    assert cpp.host_seq_overhead_s(False, 1, gb200.host_overhead_factor) == 6e-6
+    seqs, ctx = 1024, 600
+    on = {
+        g: Deployment(load_model("qwen3-30b-a3b"), load_accelerator(g), 1, 1, "nvfp4", "auto", PYTHON)
+        for g in ("B200", "GB200")
+    }
+    bare = {
+        g: dataclasses.replace(d, profile=d.profile.with_values(python_executor_seq_overhead_s=0.0, seq_overhead_s=0.0))
+        for g, d in on.items()
+    }
+    host_s = {
+        g: float(decode_step_seconds(on[g], seqs, ctx)) - float(decode_step_seconds(bare[g], seqs, ctx)) for g in on
+    }
+    assert host_s["GB200"] == pytest.approx(2.75 * host_s["B200"], rel=1e-9)
+
+
+def test_a_host_factor_without_a_source_is_refused(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "gpus.yaml"
+    entry = "- id: {id}\n  memory_gb: 24\n  memory_bandwidth_gb_s: 20\n  dense_tflops: {{fp32: 0.2}}\n"
+    entry += "  host_overhead_factor: 2\n"
+    path.write_text(entry.format(id="unsourced"))
+    with pytest.raises(CatalogError) as exc:
+        load_accelerator("unsourced", str(path))
+    assert "host_overhead_factor" in str(exc.value) and "sources.host" in str(exc.value)
+    path.write_text(entry.format(id="sourced") + "  sources: {host: 'my measurement'}\n")
+    assert load_accelerator("sourced", str(path)).host_overhead_factor == 2.0
