@@ -28,13 +28,13 @@ PYTHON = EngineProfile(
 @pytest.mark.parametrize("version", ["v0.14", "v0.17", "0.18.2", "v0.18"])
 def test_versions_before_the_python_executor_pay_the_cpp_executor_cost(version: str) -> None:
     ran = PYTHON.for_engine_version(version)
-    assert ran.sequence_cost_s == 6e-6 and not ran.moe_attention_dp
+    assert ran.sequence_cost_s() == 6e-6 and not ran.moe_attention_dp
 
 
 @pytest.mark.parametrize("version", ["v0.19", "0.19.0rc1", "v1.0", "1.2.0", "", "nightly"])
 def test_later_unstated_or_unreadable_versions_run_as_the_profile_says(version: str) -> None:
     assert PYTHON.for_engine_version(version) == PYTHON
-    assert PYTHON.sequence_cost_s == 30e-6
+    assert PYTHON.sequence_cost_s() == 30e-6
 
 
 def test_attention_dp_splits_the_host_cost_over_the_ranks_of_a_moe_model_only() -> None:
@@ -84,7 +84,7 @@ def test_the_live_refit_moves_the_host_cost_the_profile_actually_pays() -> None:
     assert fit.fitted == ("step_overhead_s", "seq_overhead_s")
     assert fit.seq_overhead_s == pytest.approx(80e-6, rel=1e-3)
     assert fit.prior_seq_overhead_s == d.profile.python_executor_seq_overhead_s
-    assert fitted_profile(d.profile, fit, "test").sequence_cost_s == pytest.approx(80e-6, rel=1e-3)
+    assert fitted_profile(d.profile, fit, "test").sequence_cost_s() == pytest.approx(80e-6, rel=1e-3)
 
 
 def test_a_slower_host_cpu_scales_the_python_executors_cost_only() -> None:
@@ -121,3 +121,17 @@ def test_a_host_factor_without_a_source_is_refused(tmp_path) -> None:  # noqa: A
     assert "host_overhead_factor" in str(exc.value) and "sources.host" in str(exc.value)
     path.write_text(entry.format(id="sourced") + "  sources: {host: 'my measurement'}\n")
     assert load_accelerator("sourced", str(path)).host_overhead_factor == 2.0
+
+
+def test_the_live_refit_on_a_grace_host_starts_from_the_cost_that_host_pays() -> None:
+    """On GB200 (Grace host) the Python executor costs host_overhead_factor × the reference's per sequence: a window
+    of steady intervals from an engine that behaves exactly as profiled fits back the profile's own step overhead."""
+    d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="GB200", engine="tensorrt-llm")).deployment
+    factor = d.gpu.host_overhead_factor
+    refit = OverheadRefit(d, window=3)
+    for _ in range(3):
+        refit.add(float(steady_state(d, 512, 128, 32).tpot_s), 32, 512, 128)
+    fit = refit.fit()
+    assert fit.fitted == ("step_overhead_s",)
+    assert fit.prior_seq_overhead_s == pytest.approx(d.profile.python_executor_seq_overhead_s * factor)
+    assert fit.step_overhead_s == pytest.approx(d.profile.step_overhead_s, rel=1e-6)

@@ -77,21 +77,21 @@ class EngineProfile:
             return self
         return replace(self, python_executor_seq_overhead_s=0.0, moe_attention_dp=False)
 
-    @property
-    def sequence_cost_s(self) -> float:
-        """Host cost per sequence per step: the Python executor's where the engine runs one, else seq_overhead_s."""
-        return self.python_executor_seq_overhead_s or self.seq_overhead_s
+    def sequence_cost_s(self, host_overhead_factor: float = 1.0) -> float:
+        """Host cost per sequence per step: the Python executor's where the engine runs one, on a host CPU
+        `host_overhead_factor` times slower at Python/PyTorch work than the reference's
+        (Accelerator.host_overhead_factor); else the fitted seq_overhead_s."""
+        python = self.python_executor_seq_overhead_s
+        return python * host_overhead_factor if python else self.seq_overhead_s
 
     def with_sequence_cost(self, seconds: float) -> EngineProfile:
         """This profile with `seconds` as its per-sequence host cost, whichever executor it runs (a live refit)."""
         return replace(self, seq_overhead_s=seconds, python_executor_seq_overhead_s=0.0)
 
     def host_seq_overhead_s(self, is_moe: bool, tp: int, host_overhead_factor: float = 1.0) -> float:
-        """Per-sequence host cost one step pays: the Python executor's, on a host CPU `host_overhead_factor` times
-        slower at Python/PyTorch work than the reference's (Accelerator.host_overhead_factor), else seq_overhead_s;
-        split over the tp ranks for a MoE model run attention data-parallel (each rank's executor, in parallel)."""
-        python = self.python_executor_seq_overhead_s
-        cost = python * host_overhead_factor if python else self.seq_overhead_s
+        """Per-sequence host cost one step pays: sequence_cost_s, split over the tp ranks for a MoE model run
+        attention data-parallel (each rank's executor handles its own sequences, in parallel)."""
+        cost = self.sequence_cost_s(host_overhead_factor)
         return cost / tp if self.moe_attention_dp and is_moe and tp > 1 else cost
 
     def to_dict(self) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class OverheadRefit:
         prof = self.d.profile
         x = np.array([p.x_seqs for p in self.points])
         y = np.array([p.y_s for p in self.points])  # the per-layer overhead stays as profiled (kept in `bare`)
-        seq_s, fitted = prof.sequence_cost_s, ("step_overhead_s",)
+        seq_s, fitted = prof.sequence_cost_s(self.d.gpu.host_overhead_factor), ("step_overhead_s",)
         step_s = float(np.mean(y - seq_s * x))
         spread = (x.max() - x.min()) / max(x.mean(), 1e-12)
         if len(x) >= MIN_POINTS_FOR_SLOPE and spread >= MIN_SPREAD:
@@ -94,7 +94,7 @@ class OverheadRefit:
             step_overhead_s=step_s,
             seq_overhead_s=seq_s,
             prior_step_overhead_s=prof.step_overhead_s,
-            prior_seq_overhead_s=prof.sequence_cost_s,
+            prior_seq_overhead_s=prof.sequence_cost_s(self.d.gpu.host_overhead_factor),
             points=len(x),
             fitted=fitted,
             residual_rms_s=float(np.sqrt(np.mean(residual**2))),
