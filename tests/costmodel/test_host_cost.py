@@ -135,3 +135,15 @@ def test_the_live_refit_on_a_grace_host_starts_from_the_cost_that_host_pays() ->
     assert fit.fitted == ("step_overhead_s",)
     assert fit.prior_seq_overhead_s == pytest.approx(d.profile.python_executor_seq_overhead_s * factor)
     assert fit.step_overhead_s == pytest.approx(d.profile.step_overhead_s, rel=1e-6)
+
+
+def test_a_non_positive_host_factor_is_refused_naming_the_file_entry_and_field(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "gpus.yaml"
+    path.write_text(
+        "- id: zero\n  memory_gb: 24\n  memory_bandwidth_gb_s: 20\n  dense_tflops: {fp32: 0.2}\n"
+        "  host_overhead_factor: 0\n  sources: {host: 'my measurement'}\n"
+    )
+    with pytest.raises(CatalogError) as exc:
+        load_accelerator("zero", str(path))
+    msg = str(exc.value)
+    assert str(path) in msg and "'zero'" in msg and "host_overhead_factor" in msg and "Traceback" not in msg
