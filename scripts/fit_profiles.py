@@ -70,7 +70,13 @@ def write_residuals(cv: CrossValidation, files: list, report_path: str) -> None:
         with open(report_path, "w") as fh:
             json.dump(report, fh, indent=1)
     for grouping, g in report["groupings"].items():
-        for metric, m in g["metrics"].items():
+        by_metric = [(metric, m) for metric, m in g["metrics"].items()]
+        loads = [
+            (k, m)
+            for k, m in g["loads"].items()
+            if sum(x.startswith(k.split(" | ")[0] + " | ") for x in g["loads"]) > 1
+        ]
+        for metric, m in by_metric + loads:  # a metric measured under several loads also per load kind
             cov = "—" if m["coverage_80"] is None else f"{m['coverage_80']:.0%}"
             print(
                 f"cv {grouping}: {metric}: n {m['n']}, median {m['median_ape']:.1%}, p90 {m['p90_ape']:.1%}, "

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tests.calibrate.measurement_rows import HEADER, changed_row
 from tokenomy.calibrate.fit import OWN_OFFLINE_FITS, fit_inputs
 from tokenomy.calibrate.measurements import read_measurement_files, shipped_measurement_files
+from tokenomy.calibrate.predict import predict
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.cli.main import app
 from tokenomy.costmodel.profile import FITTED
@@ -99,3 +100,19 @@ def test_the_vllm_nvidia_batch_rows_are_shipped_and_predicted_but_fit_nothing():
     assert len(argonne) >= 400 and {(r.engine, r.load_kind) for r in argonne} == {("vllm", "batch")}
     assert not {r.id for r in argonne} & fit_inputs(rows)
     assert load_profile("vllm").borrows_from == "tensorrt-llm"
+
+
+def test_the_nim_concurrency_rows_are_shipped_and_predicted_but_fit_nothing():
+    """NVIDIA NIM's published AIPerf tables (measurements_nim.csv: TTFT, ITL and output throughput at fixed
+    concurrency, on H100 and L40S) run TensorRT-LLM inside a container whose engine settings are not published: they
+    go through the simulator with the tensorrt-llm profile, every row predicted, and fit no profile."""
+    rows = read_measurement_files(shipped_measurement_files()).rows
+    nim = [r for r in rows if r.id.startswith("nim")]
+    assert len(nim) >= 300
+    assert {(r.engine, r.load_kind) for r in nim} == {("tensorrt-llm", "concurrency")}
+    assert {r.metric for r in nim} == {"mean_ttft", "mean_itl", "output_throughput"}
+    assert {r.gpu for r in nim} == {"H100-SXM", "L40S"} and all(r.engine_version.startswith("nim-1.") for r in nim)
+    assert not {r.id for r in nim} & fit_inputs(rows)
+    assert {r.id for r in rows if r.engine == "tensorrt-llm" and not r.id.startswith("nim")} <= fit_inputs(rows)
+    light = [r for r in nim if r.load_value <= 5]  # every table's first two concurrency levels (short simulations)
+    assert len(light) >= 90 and all(predict(r).value for r in light)

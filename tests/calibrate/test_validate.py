@@ -109,3 +109,26 @@ def test_coverage_counts_measurements_inside_their_interval(mixed: Path):
     assert inside == {"a1": True, "f4": False}
     assert result["metrics"]["output_throughput"]["coverage_80"] == 0.5
     assert result["rows"][0]["interval_pool"] == "output_throughput|*|*"
+
+
+def test_a_metric_under_several_loads_is_also_summarised_per_load_kind(tmp_path: Path):
+    """Offline output throughput (the accuracy goal's metric) is reported apart from the same metric at a fixed
+    concurrency; a metric of one load kind gets no breakdown line."""
+    rows = [
+        HEADER,
+        GOOD,
+        _row(id="c1", load_kind="concurrency", load_value="1", osl="32", value="150"),
+        _row(id="t1", load_kind="concurrency", load_value="1", osl="32", metric="mean_ttft", value="20", unit="ms"),
+    ]
+    path = tmp_path / "loads.csv"
+    path.write_text("\n".join(rows) + "\n")
+    result = validate(read_measurement_file(path).rows)
+    assert set(result["loads"]) == {
+        "output_throughput | offline",
+        "output_throughput | concurrency",
+        "mean_ttft | concurrency",
+    }
+    assert result["loads"]["output_throughput | offline"]["n"] == 1
+    out = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "120"}).output
+    assert "concurrency load" in out and "offline load" in out
+    assert out.count("concurrency load") == 1  # mean_ttft has one load kind: no breakdown line

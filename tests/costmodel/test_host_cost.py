@@ -37,6 +37,18 @@ def test_later_unstated_or_unreadable_versions_run_as_the_profile_says(version: 
     assert PYTHON.sequence_cost_s() == 30e-6
 
 
+@pytest.mark.parametrize("version", ["nim-1.3.0", "nim-1.8.0", "NIM-1.14.1"])
+def test_a_nim_release_before_1_15_ran_tensorrt_llms_cpp_executor(version: str) -> None:
+    """A bundle's release is read against its own first Python-executor release, not the engine's (NIM 1.15)."""
+    ran = PYTHON.for_engine_version(version)
+    assert ran.sequence_cost_s() == 6e-6 and not ran.moe_attention_dp
+
+
+@pytest.mark.parametrize("version", ["nim-1.15.0", "nim-2.0.1"])
+def test_a_nim_release_from_1_15_runs_the_python_executor(version: str) -> None:
+    assert PYTHON.for_engine_version(version) == PYTHON
+
+
 def test_attention_dp_splits_the_host_cost_over_the_ranks_of_a_moe_model_only() -> None:
     assert PYTHON.host_seq_overhead_s(is_moe=True, tp=8) == pytest.approx(30e-6 / 8)
     assert PYTHON.host_seq_overhead_s(is_moe=True, tp=1) == 30e-6

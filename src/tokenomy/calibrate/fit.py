@@ -17,7 +17,7 @@ from scipy.optimize import least_squares, minimize_scalar
 from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.predict import predict
 from tokenomy.catalog.profiles import profile_name_for
-from tokenomy.costmodel.profile import FITTED, EngineProfile
+from tokenomy.costmodel.profile import FITTED, EngineProfile, bundle_prefix
 
 BOUNDS = {
     "bw_efficiency": (0.3, 1.0),
@@ -254,11 +254,18 @@ def _own_offline(rows: list[Measurement], profile: str) -> list[Measurement]:
     return [r for r in rows if r.load_kind not in ONLINE_LOADS and profile_name_for(r.engine, r.gpu) == profile]
 
 
+def _engine_rows(rows: list[Measurement], engine: str) -> list[Measurement]:
+    """The rows of `engine` itself: not those of a product bundling it (a 'nim-1.8.0' engine_version: NIM ran
+    TensorRT-LLM with engine settings its pages do not give, so its rows validate the profile, never fit it)."""
+    return [r for r in rows if r.engine == engine and not bundle_prefix(r.engine_version)]
+
+
 def fit_inputs(rows: list[Measurement]) -> frozenset[str]:
-    """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM's, OWN_ROW_FITS'
-    and OWN_OFFLINE_FITS' offline rows."""
+    """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM's own (not a
+    bundle's), OWN_ROW_FITS' and OWN_OFFLINE_FITS' offline rows."""
     own = {r.id for name in OWN_OFFLINE_FITS for r in _own_offline(rows, name)}
-    return frozenset(r.id for r in rows if r.engine == "tensorrt-llm" or r.engine in OWN_ROW_FITS or r.id in own)
+    engines = [r for name in ("tensorrt-llm", *OWN_ROW_FITS) for r in _engine_rows(rows, name)]
+    return frozenset({r.id for r in engines} | own)
 
 
 def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]) -> dict[str, EngineProfile]:
@@ -267,7 +274,7 @@ def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]
     own scheduler and memory settings (their few rows are online runs that cannot identify the fitted parameters);
     OWN_OFFLINE_FITS profiles (vllm-rocm) then refit what their own offline rows identify."""
     trt = prior_profile(bases["tensorrt-llm"])
-    trt_rows = [r for r in rows if r.engine == trt.name]
+    trt_rows = _engine_rows(rows, trt.name)
     fitted = fit_step_overhead(fit_profile(trt, trt_rows), trt_rows)
     fitted = replace(fitted, fitted_on=f"measurements: {fitted.fit['rows']} tensorrt-llm rows")
     shared = {k: getattr(fitted, k) for k in FITTED}
@@ -282,7 +289,7 @@ def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]
                 borrows_from=trt.name,
                 borrowed=list(FITTED),
             )
-            own = [r for r in rows if r.engine == name] if name in OWN_ROW_FITS else []
+            own = _engine_rows(rows, name) if name in OWN_ROW_FITS else []
             out[name] = _refit_own_step_overhead(borrowed, own) if own else borrowed
             offline = _own_offline(rows, name)
             if offline and any(predict(r, borrowed).value is not None for r in offline):

@@ -70,11 +70,14 @@ def validate(
     rows: list[Measurement], profile: EngineProfile | None = None, table: ResidualTable | None = None
 ) -> dict[str, Any]:
     """Predict every row; summarise n, skipped (with reasons), median and p90 APE, and 80 %-interval coverage
-    per metric (APE = |pred − meas| / meas; intervals from `table`, default the shipped residual table)."""
+    per metric and per metric and load kind (`loads`: 'output_throughput | offline'; APE = |pred − meas| / meas;
+    intervals from `table`, default the shipped residual table)."""
     table = table if table is not None else shipped_residual_table()
     out_rows: list[dict[str, Any]] = []
     by_metric: dict[str, list[float]] = defaultdict(list)
     covered: dict[str, list[bool]] = defaultdict(list)
+    by_load: dict[str, list[float]] = defaultdict(list)  # 'metric | load kind'
+    load_covered: dict[str, list[bool]] = defaultdict(list)
     skipped: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for row in rows:
@@ -104,6 +107,7 @@ def validate(
         else:
             ape = abs(pred.value - row.value) / abs(row.value)
             by_metric[row.metric].append(ape)
+            by_load[f"{row.metric} | {row.load_kind}"].append(ape)
             record.update(predicted=pred.value, ape=ape)
             iv = (
                 table.interval(row.metric, accelerator_family(row.gpu), model_family(row.model), pred.value)
@@ -113,6 +117,7 @@ def validate(
             if iv is not None:
                 inside = iv.lo <= row.value <= iv.hi
                 covered[row.metric].append(inside)
+                load_covered[f"{row.metric} | {row.load_kind}"].append(inside)
                 record.update(interval_80=[iv.lo, iv.hi], interval_pool=iv.pool, in_interval=inside)
                 if iv.note:
                     record["interval_note"] = iv.note
@@ -125,8 +130,13 @@ def validate(
             "skipped": skipped.get(metric, 0),
             "coverage_80": float(np.mean(cov)) if cov else None,
         }
+    loads = {
+        key: {**_summary(v), "coverage_80": float(np.mean(load_covered[key])) if load_covered[key] else None}
+        for key, v in sorted(by_load.items())
+    }
     return {
         "metrics": metrics,
+        "loads": loads,
         "skipped_reasons": dict(reasons.most_common()),
         "rows": out_rows,
     }
@@ -198,7 +208,8 @@ def cross_validate(
 
 
 def cv_report(cv: CrossValidation) -> dict[str, Any]:
-    """Per grouping: out-of-sample median/p90 APE and 80 %-interval coverage per metric, overall and per group.
+    """Per grouping: out-of-sample median/p90 APE and 80 %-interval coverage per metric, overall, per load kind
+    (`loads`: 'output_throughput | offline' apart from the same metric under load) and per group.
 
     A held-out row's interval is built by the shipped rule (costmodel/intervals.py: out-of-sample residuals pooled
     over all groupings) from the residuals of rows outside its group only, so the coverage is out of sample too;
@@ -210,17 +221,22 @@ def cv_report(cv: CrossValidation) -> dict[str, Any]:
         apes: dict[str, list[float]] = defaultdict(list)
         per_group: dict[tuple[str, str], list[float]] = defaultdict(list)
         cover: dict[str, list[bool]] = defaultdict(list)
+        per_load: dict[str, list[float]] = defaultdict(list)  # 'metric | load kind' (offline throughput apart)
+        load_cover: dict[str, list[bool]] = defaultdict(list)
         tables: dict[str, ResidualTable] = {}
         for group in {g for g, _, _ in held}:
             inside = {row.id for g, row, _ in held if g == group}
             tables[group] = build_residual_table(r for r in everything if r.row not in inside)
         for group, row, pred in held:
             ape = abs(pred - row.value) / row.value
+            load = f"{row.metric} | {row.load_kind}"
             apes[row.metric].append(ape)
             per_group[(row.metric, group)].append(ape)
+            per_load[load].append(ape)
             iv = tables[group].interval(row.metric, accelerator_family(row.gpu), model_family(row.model), pred)
             if iv is not None:
                 cover[row.metric].append(iv.lo <= row.value <= iv.hi)
+                load_cover[load].append(iv.lo <= row.value <= iv.hi)
                 overall[row.metric].append(iv.lo <= row.value <= iv.hi)
         report["groupings"][name] = {
             "metrics": {
@@ -228,10 +244,22 @@ def cv_report(cv: CrossValidation) -> dict[str, Any]:
                 for m, v in sorted(apes.items())
             },
             "groups": {f"{m} | {g}": _summary(v) for (m, g), v in sorted(per_group.items())},
+            "loads": {
+                k: {**_summary(v), "coverage_80": float(np.mean(load_cover[k])) if load_cover[k] else None}
+                for k, v in sorted(per_load.items())
+            },
         }
     report["coverage_80"] = {m: float(np.mean(v)) for m, v in sorted(overall.items())}
     report["held_out"] = [
-        {"grouping": name, "group": g, "id": row.id, "metric": row.metric, "predicted": pred, "measured": row.value}
+        {
+            "grouping": name,
+            "group": g,
+            "id": row.id,
+            "metric": row.metric,
+            "load_kind": row.load_kind,
+            "predicted": pred,
+            "measured": row.value,
+        }
         for name, held in cv.held_out.items()
         for g, row, pred in held
     ]

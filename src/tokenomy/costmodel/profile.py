@@ -6,6 +6,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# Products that bundle an engine, by the engine_version prefix their rows carry ("nim-1.8.0"), with their first release
+# whose default backend is the engine's Python executor: NIM for LLMs made TensorRT-LLM's PyTorch backend the default in
+# 1.15.0 (its release notes: "TRT-LLM PyTorch backend is now stable and the default; legacy TRT-LLM backend moved to
+# legacy"). Such rows ran the engine with settings their pages do not publish, so they validate, never fit (fit.py).
+BUNDLE_PYTHON_EXECUTOR_SINCE = {"nim-": "1.15"}
+
 # Parameters `tokenomy calibrate` fits; the rest are engine settings taken from the engine's docs.
 FITTED = (
     "bw_efficiency",
@@ -72,8 +78,15 @@ class EngineProfile:
 
     def for_engine_version(self, version: str) -> EngineProfile:
         """The profile as an engine version ran: one before `python_executor_since` had the C++ executor (no Python
-        host cost, no attention DP); an unstated version or a later one runs as the profile says."""
-        if not self.python_executor_since or not version or not _version_before(version, self.python_executor_since):
+        host cost, no attention DP); an unstated version or a later one runs as the profile says. A bundle's release
+        ('nim-1.8.0') is judged by BUNDLE_PYTHON_EXECUTOR_SINCE."""
+        if not self.python_executor_since or not version:
+            return self
+        since = self.python_executor_since
+        bundle = bundle_prefix(version)
+        if bundle:
+            version, since = version[len(bundle) :], BUNDLE_PYTHON_EXECUTOR_SINCE[bundle]
+        if not _version_before(version, since):
             return self
         return replace(self, python_executor_seq_overhead_s=0.0, moe_attention_dp=False)
 
@@ -101,6 +114,11 @@ class EngineProfile:
     def from_dict(cls, data: dict[str, Any]) -> EngineProfile:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def bundle_prefix(version: str) -> str:
+    """The BUNDLE_PYTHON_EXECUTOR_SINCE prefix an engine_version starts with ('nim-1.8.0' -> 'nim-'), or ''."""
+    return next((p for p in BUNDLE_PYTHON_EXECUTOR_SINCE if version.strip().lower().startswith(p)), "")
 
 
 def _version_before(version: str, since: str) -> bool:
