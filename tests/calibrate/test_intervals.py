@@ -244,3 +244,28 @@ def test_cv_report_gives_a_metric_per_load_kind_and_the_cli_prints_them_under_it
         console.print(table)
     text = console.export_text()
     assert "offline load" in text and "concurrency load" in text
+
+
+def test_throughput_under_load_pools_apart_from_offline_throughput():
+    """A concurrency row's throughput residual joins `output_throughput@load`, so the offline band (which plan's
+    throughput figures take) holds offline rows only; latency metrics keep their own name under any load."""
+    from dataclasses import replace
+
+    from tokenomy.calibrate.validate import residual
+    from tokenomy.costmodel.intervals import metric_kind, residual_metric
+
+    assert residual_metric("output_throughput", "concurrency") == "output_throughput@load"
+    assert residual_metric("request_throughput", "rate") == "request_throughput@load"
+    assert residual_metric("output_throughput", "offline") == "output_throughput"
+    assert residual_metric("mean_ttft", "concurrency") == "mean_ttft"
+    assert metric_kind("output_throughput@load") == "throughput"
+    versions = [f"v{i % 3}" for i in range(12)]  # three groups: each pool rich enough for a band of its own
+    offline = [residual(replace(row(i, "H100-SXM", 1.0), engine_version=v), 1.0) for i, v in enumerate(versions)]
+    loaded = [
+        residual(replace(row(50 + i, "H100-SXM", 2.0), load_kind="concurrency", engine_version=v), 1.0)
+        for i, v in enumerate(versions)
+    ]
+    table = build_residual_table(offline + loaded)
+    band = table.interval("output_throughput", "hopper", "llama", 1.0)
+    assert band is not None and band.lo == band.hi == 1.0  # the 2x misses under load are not in the offline band
+    assert table.pools["output_throughput@load|hopper|llama"].q10 == pytest.approx(math.log(2.0))

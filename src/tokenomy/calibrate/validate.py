@@ -22,6 +22,7 @@ from tokenomy.costmodel.intervals import (
     accelerator_family,
     build_residual_table,
     model_family,
+    residual_metric,
     shipped_residual_table,
 )
 from tokenomy.costmodel.profile import EngineProfile
@@ -39,7 +40,8 @@ def residual(row: Measurement, predicted: float) -> Residual:
     (engine version × accelerator family × model family cell, the unit intervals.py counts groups in)."""
     accel, model = accelerator_family(row.gpu), model_family(row.model)
     group = f"{GROUPINGS['engine_version'](row)}|{accel}|{model}"
-    return Residual(row.metric, accel, model, math.log(row.value / predicted), row.id, group)
+    metric = residual_metric(row.metric, row.load_kind)
+    return Residual(metric, accel, model, math.log(row.value / predicted), row.id, group)
 
 
 def _safe_predict(row: Measurement, profile: EngineProfile | None) -> Prediction:
@@ -110,7 +112,12 @@ def validate(
             by_load[f"{row.metric} | {row.load_kind}"].append(ape)
             record.update(predicted=pred.value, ape=ape)
             iv = (
-                table.interval(row.metric, accelerator_family(row.gpu), model_family(row.model), pred.value)
+                table.interval(
+                    residual_metric(row.metric, row.load_kind),
+                    accelerator_family(row.gpu),
+                    model_family(row.model),
+                    pred.value,
+                )
                 if table
                 else None
             )
@@ -233,7 +240,8 @@ def cv_report(cv: CrossValidation) -> dict[str, Any]:
             apes[row.metric].append(ape)
             per_group[(row.metric, group)].append(ape)
             per_load[load].append(ape)
-            iv = tables[group].interval(row.metric, accelerator_family(row.gpu), model_family(row.model), pred)
+            pool = residual_metric(row.metric, row.load_kind)
+            iv = tables[group].interval(pool, accelerator_family(row.gpu), model_family(row.model), pred)
             if iv is not None:
                 cover[row.metric].append(iv.lo <= row.value <= iv.hi)
                 load_cover[load].append(iv.lo <= row.value <= iv.hi)

@@ -17,6 +17,8 @@ percentiles of log(measured / predicted) over a pool of residuals, and the rule 
   whose own rows miss by more than the pool (Qwen3 MoE on Blackwell) keeps part of that width. Narrower middle
   pools (accelerator family × metric) are not used: they leave out the between-group spread, and with them the
   cross-validated output-throughput coverage falls to 75/72/78 % (engine version / accelerator / model family).
+* Throughput under a request rate or a fixed concurrency pools as its own metric (`output_throughput@load`,
+  residual_metric), so the offline throughput band that plan's throughput figures take holds offline rows only.
 * A metric with too few rows or groups of its own (the median_* rows) takes the pooled band of its metric kind
   (throughput, ttft, itl, e2e), and failing that the band of every metric; the interval then has `thin` set and a
   note naming the pool that stood in and what the own pool held.
@@ -101,6 +103,16 @@ def metric_kind(metric: str) -> str:
         if any(t in metric for t in tags):
             return kind
     return metric
+
+
+# Throughput measured under a request rate or a fixed concurrency pools apart from the offline figure plan reports
+# and its band describes (metric `output_throughput@load`; its metric kind is still throughput).
+UNDER_LOAD = ("rate", "concurrency")
+
+
+def residual_metric(metric: str, load_kind: str) -> str:
+    """The metric a row's residual pools under: its own, but a throughput under load gets '@load' appended."""
+    return f"{metric}@load" if metric_kind(metric) == "throughput" and load_kind in UNDER_LOAD else metric
 
 
 def pool_keys(metric: str, accel_family: str, model_fam: str) -> list[str]:
