@@ -19,6 +19,7 @@ without each group and predicts it; the out-of-sample log residuals, pooled over
 give the bands in catalog/data/residual_quantiles.json (costmodel/intervals.py says how a band is chosen).
 
 Run: python scripts/fit_profiles.py [--no-cv] [--no-profiles] [--report PATH] [--from-report PATH]
+Last, docs/cost-model.md is regenerated from what was written (scripts/write_model_doc.py).
 (--no-profiles: write only the residual quantiles; --report: also the cross-validation report as JSON;
 --from-report: take the held-out predictions of a saved report instead of refitting, and only rewrite the bands
 and their coverage: for a change of the interval rule, not of the model or the data)
@@ -27,7 +28,9 @@ and their coverage: for a change of the interval rule, not of the model or the d
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 from tokenomy.calibrate.fit import OTHER_ENGINES, fit_engine_profiles, parameter_lines
 from tokenomy.calibrate.measurements import read_measurements, shipped_measurement_files
@@ -53,6 +56,15 @@ def cv_from_report(path: str, rows: list) -> CrossValidation:
     return cv
 
 
+def fold_ranges(fold_parameters: dict[str, dict[str, str]]) -> dict[str, list[float]]:
+    """Per tensorrt-llm parameter, the lowest and highest value its cross-validation refits gave ('0.9: fitted')."""
+    values: dict[str, list[float]] = {}
+    for params in fold_parameters.values():
+        for name, text in params.items():
+            values.setdefault(name, []).append(float(text.split(":", 1)[0]))
+    return {name: [min(v), max(v)] for name, v in sorted(values.items())}
+
+
 def write_residuals(cv: CrossValidation, files: list, report_path: str) -> None:
     """Write the residual bands of a cross-validation, its report if asked, and print its coverage."""
     table = build_residual_table(cv.residuals())
@@ -62,6 +74,7 @@ def write_residuals(cv: CrossValidation, files: list, report_path: str) -> None:
         "accelerator family and model family, pooled; n: distinct rows, groups: distinct engine version x "
         "accelerator family x model family cells (costmodel/intervals.py)",
         "measurements": ", ".join(p.name for p in files),
+        "fold_parameter_ranges": fold_ranges(cv.fold_parameters),
         **table.to_dict(),
     }
     (DATA_DIR / RESIDUALS_FILE).write_text(json.dumps(data, indent=1) + "\n")
@@ -120,8 +133,14 @@ def main(run_cv: bool = True, write_profiles: bool = True, report_path: str = ""
     write_residuals(cv, files, report_path)
 
 
+def write_model_doc() -> None:
+    """Regenerate docs/cost-model.md from the files just written (its values must match them)."""
+    subprocess.run([sys.executable, str(Path(__file__).with_name("write_model_doc.py"))], check=True)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     report = args[args.index("--report") + 1] if "--report" in args else ""
     saved = args[args.index("--from-report") + 1] if "--from-report" in args else ""
     main("--no-cv" not in args, "--no-profiles" not in args, report, saved)
+    write_model_doc()
