@@ -1,12 +1,12 @@
 """tokenomy against NVIDIA AIConfigurator (the peer planner) on the shipped measurement rows both can predict.
 
-For every row of `catalog/data/measurements.csv` that AIConfigurator can express, both tools predict the
-measured figure; the script prints the median and p90 absolute percentage error (|pred − meas| / meas) per
-accelerator family and per model family (`costmodel/intervals.py`), for AIConfigurator, for tokenomy out of
-sample (`tokenomy validate --cv` machinery: a row of accelerator family G is predicted by profiles refitted
-without G, a row of model family M by profiles refitted without M) and for tokenomy in sample (the shipped
-profiles, fitted on these rows — labelled as such). AIConfigurator was not fitted on these rows, so the
-honest comparison is tokenomy out of sample against AIConfigurator.
+For every shipped measurement row (`catalog/data/measurements*.csv`) that AIConfigurator can express, both tools
+predict the measured figure; the script prints the median and p90 absolute percentage error (|pred − meas| / meas)
+per accelerator family and per model family (`costmodel/intervals.py`), then per metric and load kind, for
+AIConfigurator, for tokenomy out of sample (`tokenomy validate --cv` machinery: a row of accelerator family G is
+predicted by profiles refitted without G, a row of model family M by profiles refitted without M) and for
+tokenomy in sample (the shipped profiles, fitted on most of these rows — labelled as such). AIConfigurator was
+not fitted on these rows, so the honest comparison is tokenomy out of sample against AIConfigurator.
 
 How a row becomes an AIConfigurator query (`row_query`):
 - model: AIConfigurator's bundled HF config where it has one, else a folder holding tokenomy's config.json;
@@ -238,6 +238,7 @@ class Scored:
     tokenomy_in_sample: float | None
     # grouping name ("accelerator_family", "model_family") -> prediction with that group held out
     tokenomy_cv: dict[str, float] = field(default_factory=dict)
+    metric: str = ""  # the row's metric and load kind ('mean_ttft | concurrency'), for the per-metric table
 
 
 @dataclass(frozen=True)
@@ -602,6 +603,22 @@ def overall_rows(scored: Sequence[Scored], use_cv: bool) -> list[GroupComparison
     return out
 
 
+def render_metrics(scored: Sequence[Scored]) -> Iterator[str]:
+    """Per metric and load kind: AIConfigurator against tokenomy held out by accelerator family, on the rows both
+    predicted."""
+    yield f"{'metric | load':<34}{'n':>5} | {'AIC med':>8}{'p90':>8} | {'tok-CV med':>10}{'p90':>8}"
+    for metric in sorted({s.metric for s in scored}):
+        both = [s for s in scored if s.metric == metric and s.aic is not None and "accelerator_family" in s.tokenomy_cv]
+        if not both:
+            continue
+        aic = ErrorStats.of([ape(s.aic, s.measured) for s in both if s.aic is not None])
+        tok = ErrorStats.of([ape(s.tokenomy_cv["accelerator_family"], s.measured) for s in both])
+        yield (
+            f"{metric:<34}{len(both):>5} | {_pct(aic, 'median_ape'):>8}{_pct(aic, 'p90_ape'):>8} | "
+            f"{_pct(tok, 'median_ape'):>10}{_pct(tok, 'p90_ape'):>8}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aic-python", default=sys.executable, help="interpreter that can import aiconfigurator")
@@ -621,14 +638,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vs_aiconfigurator_groups_ahead: n/a")
         return 0
 
-    from tokenomy.calibrate.measurements import read_measurement_file
-    from tokenomy.catalog.models import DATA_DIR
+    from tokenomy.calibrate.measurements import read_measurement_files, shipped_measurement_files
     from tokenomy.costmodel.intervals import accelerator_family, model_family
 
     started = time.perf_counter()
-    path = DATA_DIR / "measurements.csv"
-    rows = read_measurement_file(path).rows
-    print(f"{len(rows)} rows in {path.name}")
+    paths = shipped_measurement_files()  # every shipped file, as `tokenomy validate` with no FILE reads them
+    rows = read_measurement_files(paths).rows
+    print(f"{len(rows)} rows in {', '.join(p.name for p in paths)}")
     picked = rows
     if args.sample and args.sample < len(rows):
         picked = random.Random(args.seed).sample(rows, args.sample)
@@ -685,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             aic_values.get(r.id),
             in_sample.get(r.id),
             {g: preds[r.id] for g, preds in held.items() if r.id in preds},
+            f"{r.metric} | {r.load_kind}",
         )
         for r in picked
     ]
@@ -705,6 +722,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("the row's group held out of the fit (out of sample); tok-in: shipped profiles, fitted on these rows")
     for line in render(groups, overall_rows(scored, use_cv)):
         print(line)
+    if use_cv:
+        print()
+        for line in render_metrics(scored):
+            print(line)
     k, n = groups_ahead(groups, use_cv)
     k_in, _ = groups_ahead(groups, out_of_sample=False)
     print(f"\ngroups where tokenomy in sample is ahead: {k_in}/{n}; total time {time.perf_counter() - started:.0f} s")
