@@ -54,8 +54,12 @@ def main(saved: str = "") -> None:
     start = time.perf_counter()
     rows = [row for path in shipped_measurement_files() for row in read_measurements(path)]
     if saved:
-        with open(saved) as fh:
-            report = json.load(fh)
+        try:
+            with open(saved) as fh:
+                report = json.load(fh)
+            report["groupings"], report["held_out"]  # noqa: B018 - the keys this script reads
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            sys.exit(f"error: --from-report {saved}: not a report of `scripts/fit_profiles.py --report` ({exc})")
     else:
         bases = {name: load_profile(name) for name in ("tensorrt-llm", *OTHER_ENGINES)}
         report = cv_report(cross_validate(rows, bases))
@@ -82,4 +86,6 @@ def main(saved: str = "") -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if "--from-report" in args and args.index("--from-report") + 1 >= len(args):
+        sys.exit("error: --from-report needs the path of a saved report (scripts/fit_profiles.py --report PATH)")
     main(args[args.index("--from-report") + 1] if "--from-report" in args else "")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tokenomy.calibrate.fit import OTHER_ENGINES, fit_engine_profiles, parameter_lines
 from tokenomy.calibrate.measurements import read_measurements, shipped_measurement_files
-from tokenomy.calibrate.validate import CrossValidation, cross_validate, cv_report
+from tokenomy.calibrate.validate import CrossValidation, cross_validate, cv_report, metric_loads
 from tokenomy.catalog.models import DATA_DIR
 from tokenomy.catalog.profiles import PROFILE_DIR, load_profile, save_profile
 from tokenomy.costmodel.intervals import RESIDUALS_FILE, build_residual_table
@@ -83,13 +83,10 @@ def write_residuals(cv: CrossValidation, files: list, report_path: str) -> None:
         with open(report_path, "w") as fh:
             json.dump(report, fh, indent=1)
     for grouping, g in report["groupings"].items():
-        by_metric = [(metric, m) for metric, m in g["metrics"].items()]
-        loads = [
-            (k, m)
-            for k, m in g["loads"].items()
-            if sum(x.startswith(k.split(" | ")[0] + " | ") for x in g["loads"]) > 1
-        ]
-        for metric, m in by_metric + loads:  # a metric measured under several loads also per load kind
+        lines = list(g["metrics"].items())
+        for metric in g["metrics"]:  # a metric measured under several loads also per load kind
+            lines += [(f"{metric} | {load}", m) for load, m in metric_loads(g["loads"], metric)]
+        for metric, m in lines:
             cov = "—" if m["coverage_80"] is None else f"{m['coverage_80']:.0%}"
             print(
                 f"cv {grouping}: {metric}: n {m['n']}, median {m['median_ape']:.1%}, p90 {m['p90_ape']:.1%}, "

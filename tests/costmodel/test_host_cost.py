@@ -37,7 +37,7 @@ def test_later_unstated_or_unreadable_versions_run_as_the_profile_says(version: 
     assert PYTHON.sequence_cost_s() == 30e-6
 
 
-@pytest.mark.parametrize("version", ["nim-1.3.0", "nim-1.8.0", "NIM-1.14.1"])
+@pytest.mark.parametrize("version", ["nim-1.3.0", "nim-1.8.0", "NIM-1.14.1", " nim-1.8.0 "])
 def test_a_nim_release_before_1_15_ran_tensorrt_llms_cpp_executor(version: str) -> None:
     """A bundle's release is read against its own first Python-executor release, not the engine's (NIM 1.15)."""
     ran = PYTHON.for_engine_version(version)
@@ -46,6 +46,12 @@ def test_a_nim_release_before_1_15_ran_tensorrt_llms_cpp_executor(version: str) 
 
 @pytest.mark.parametrize("version", ["nim-1.15.0", "nim-2.0.1"])
 def test_a_nim_release_from_1_15_runs_the_python_executor(version: str) -> None:
+    assert PYTHON.for_engine_version(version) == PYTHON
+
+
+@pytest.mark.parametrize("version", ["nim-", "nim-latest", " NIM-x.y "])
+def test_an_unreadable_bundle_release_runs_as_the_profile_says(version: str) -> None:
+    """A bundle prefix without a readable release is no error: like an unreadable engine version, the profile."""
     assert PYTHON.for_engine_version(version) == PYTHON
 
 

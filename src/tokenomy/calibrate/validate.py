@@ -59,13 +59,24 @@ def _lengths(row: Measurement) -> str:
     return row.dataset or "lengths not given"
 
 
-def _summary(values: list[float]) -> dict[str, float | int | None]:
+def _summary(values: list[float], covered: list[bool] | None = None) -> dict[str, float | int | None]:
+    """n, median and p90 of absolute percentage errors; with `covered`, the share inside their 80% interval too."""
     apes = np.asarray(values, dtype=float)
-    return {
+    out: dict[str, float | int | None] = {
         "n": int(apes.size),
         "median_ape": float(np.median(apes)) if apes.size else None,
         "p90_ape": float(np.percentile(apes, 90)) if apes.size else None,
     }
+    if covered is not None:
+        out["coverage_80"] = float(np.mean(covered)) if covered else None
+    return out
+
+
+def metric_loads(loads: dict[str, Any], metric: str) -> list[tuple[str, dict[str, Any]]]:
+    """(load kind, summary) of `metric` from a `loads` summary ('metric | load kind' keys), where the metric was
+    measured under more than one load kind; none for a metric of one load kind (its metric line says it all)."""
+    found = [(key.split(" | ", 1)[1], s) for key, s in loads.items() if key.startswith(f"{metric} | ")]
+    return found if len(found) > 1 else []
 
 
 def validate(
@@ -131,16 +142,11 @@ def validate(
         out_rows.append(record)
     metrics: dict[str, dict[str, Any]] = {}
     for metric in sorted(set(by_metric) | set(skipped)):
-        cov = covered.get(metric, [])
         metrics[metric] = {
-            **_summary(by_metric.get(metric, [])),
+            **_summary(by_metric.get(metric, []), covered.get(metric, [])),
             "skipped": skipped.get(metric, 0),
-            "coverage_80": float(np.mean(cov)) if cov else None,
         }
-    loads = {
-        key: {**_summary(v), "coverage_80": float(np.mean(load_covered[key])) if load_covered[key] else None}
-        for key, v in sorted(by_load.items())
-    }
+    loads = {key: _summary(v, load_covered[key]) for key, v in sorted(by_load.items())}
     return {
         "metrics": metrics,
         "loads": loads,
@@ -247,15 +253,9 @@ def cv_report(cv: CrossValidation) -> dict[str, Any]:
                 load_cover[load].append(iv.lo <= row.value <= iv.hi)
                 overall[row.metric].append(iv.lo <= row.value <= iv.hi)
         report["groupings"][name] = {
-            "metrics": {
-                m: {**_summary(v), "coverage_80": float(np.mean(cover[m])) if cover[m] else None}
-                for m, v in sorted(apes.items())
-            },
+            "metrics": {m: _summary(v, cover[m]) for m, v in sorted(apes.items())},
             "groups": {f"{m} | {g}": _summary(v) for (m, g), v in sorted(per_group.items())},
-            "loads": {
-                k: {**_summary(v), "coverage_80": float(np.mean(load_cover[k])) if load_cover[k] else None}
-                for k, v in sorted(per_load.items())
-            },
+            "loads": {k: _summary(v, load_cover[k]) for k, v in sorted(per_load.items())},
         }
     report["coverage_80"] = {m: float(np.mean(v)) for m, v in sorted(overall.items())}
     report["held_out"] = [

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tokenomy.calibrate.measurements import read_measurement_file, read_measurement_files, shipped_measurement_files
+from tokenomy.calibrate.validate import metric_loads
 from tokenomy.catalog.errors import CatalogError
 
 
@@ -25,16 +26,10 @@ def validate_summary_table(result: dict[str, Any]) -> Table:
     for metric, m in result["metrics"].items():
         cov = "—" if m.get("coverage_80") is None else f"{m['coverage_80']:.0%}"
         table.add_row(escape(metric), str(m["n"]), str(m["skipped"]), _pct(m["median_ape"]), _pct(m["p90_ape"]), cov)
-        for load, s in _loads_of(result.get("loads", {}), metric):
+        for load, s in metric_loads(result.get("loads", {}), metric):
             cov = "—" if s["coverage_80"] is None else f"{s['coverage_80']:.0%}"
             table.add_row(f"  {escape(load)} load", str(s["n"]), "", _pct(s["median_ape"]), _pct(s["p90_ape"]), cov)
     return table
-
-
-def _loads_of(loads: dict[str, Any], metric: str) -> list[tuple[str, dict[str, Any]]]:
-    """(load kind, summary) of a metric measured under several load kinds; none for a metric of one load kind."""
-    found = [(key.split(" | ", 1)[1], s) for key, s in loads.items() if key.startswith(f"{metric} | ")]
-    return found if len(found) > 1 else []
 
 
 def cv_tables(report: dict[str, Any]) -> list[Table]:
@@ -47,7 +42,7 @@ def cv_tables(report: dict[str, Any]) -> list[Table]:
         for metric, m in g["metrics"].items():
             cov = "—" if m["coverage_80"] is None else f"{m['coverage_80']:.0%}"
             t.add_row(f"[bold]{escape(metric)}[/]", str(m["n"]), _pct(m["median_ape"]), _pct(m["p90_ape"]), cov)
-            for load, s in _loads_of(g.get("loads", {}), metric):  # one metric measured under several loads
+            for load, s in metric_loads(g.get("loads", {}), metric):  # one metric measured under several loads
                 cov = "—" if s["coverage_80"] is None else f"{s['coverage_80']:.0%}"
                 t.add_row(f"  {escape(load)} load", str(s["n"]), _pct(s["median_ape"]), _pct(s["p90_ape"]), cov)
             for key, s in g["groups"].items():

@@ -85,7 +85,7 @@ class EngineProfile:
         since = self.python_executor_since
         bundle = bundle_prefix(version)
         if bundle:
-            version, since = version[len(bundle) :], BUNDLE_PYTHON_EXECUTOR_SINCE[bundle]
+            version, since = version.strip()[len(bundle) :], BUNDLE_PYTHON_EXECUTOR_SINCE[bundle]
         if not _version_before(version, since):
             return self
         return replace(self, python_executor_seq_overhead_s=0.0, moe_attention_dp=False)
