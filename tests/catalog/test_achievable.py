@@ -3,16 +3,21 @@ time (an MI300X step runs at the bandwidth and GEMM rate its microbenchmarks rea
 
 from __future__ import annotations
 
+import csv
+import re
+
 import pytest
 
 from tokenomy.catalog.accelerators import (
+    KERNEL_RATES_FILE,
     REFERENCE_ACCELERATOR,
     accelerators,
+    kernel_rates,
     load_accelerator,
     relative_achievable,
 )
 from tokenomy.catalog.errors import CatalogError
-from tokenomy.catalog.models import load_model
+from tokenomy.catalog.models import DATA_DIR, load_model
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import decode_step_seconds, prefill_seconds
@@ -53,7 +58,7 @@ def test_an_mi300x_prefill_runs_at_its_achievable_fp8_gemm_rate():
 
 
 def test_an_accelerator_without_published_figures_scales_as_the_reference():
-    assert relative_achievable(load_accelerator("L40S"), "fp8") == (1.0, 1.0)
+    assert relative_achievable(load_accelerator("L4"), "fp8") == (1.0, 1.0)
     assert relative_achievable(load_accelerator(REFERENCE_ACCELERATOR), "bf16") == (1.0, 1.0)
     bw, gemm = relative_achievable(load_accelerator("MI300X"), "fp8")
     assert bw < 1.0 and gemm < bw  # AMD: both below the H100's shares, GEMMs the more
@@ -94,11 +99,74 @@ def test_a_fraction_above_the_datasheet_peak_is_refused(tmp_path):
         load_accelerator("over", str(path))
 
 
-def test_gemm_scales_compare_like_with_like_compute_types():
-    ref, gb200 = load_accelerator(REFERENCE_ACCELERATOR), load_accelerator("GB200")
-    fp8_ratio = gb200.achievable_tflops_fraction["fp8"] / ref.achievable_tflops_fraction["fp8"]
-    # the H100 has no FP4 figure (no FP4 units): GB200's FP4 GEMMs take the ratio at FP8, which both measured
-    assert relative_achievable(gb200, "fp4")[1] == pytest.approx(fp8_ratio)
-    # the A100 measured FP16 only, the H100 FP8 only: no common type, so no GEMM scaling (its bandwidth still scales)
-    bw, gemm = relative_achievable(load_accelerator("A100-SXM-80GB"), "bf16")
-    assert gemm == 1.0 and bw < 1.0
+def test_gemm_scales_compare_like_with_like_compute_types(tmp_path):
+    # entries without kernel rates (a user's own ids), so their microbenchmark fractions decide
+    path = tmp_path / "gpus.yaml"
+    fp4_part = HOST.format(id="fp4-part") + "  achievable_tflops_fraction: {fp8: 0.6, fp4: 0.75}\n"
+    fp16_part = HOST.format(id="fp16-part") + "  achievable_tflops_fraction: {fp16: 0.8}\n"
+    fp16_part += "  achievable_bandwidth_fraction: 0.85\n"
+    path.write_text(fp4_part + "  sources: {achievable: x}\n" + fp16_part + "  sources: {achievable: x}\n")
+    ref = load_accelerator(REFERENCE_ACCELERATOR)
+    # the H100 has no FP4 figure (no FP4 units): FP4 GEMMs take the ratio at FP8, which both measured
+    fp8_ratio = 0.6 / ref.achievable_tflops_fraction["fp8"]
+    assert relative_achievable(load_accelerator("fp4-part", str(path)), "fp4")[1] == pytest.approx(fp8_ratio)
+    # FP16 measured here, FP8 only on the H100: no common type, so no GEMM scaling (its bandwidth still scales)
+    bw, gemm = relative_achievable(load_accelerator("fp16-part", str(path)), "bf16")
+    assert gemm == 1.0 and bw == pytest.approx(0.85 / ref.achievable_bandwidth_fraction)
+
+
+# --- kernel rates: the engine's own kernels as NVIDIA timed them (catalog/data/kernel_rates.csv) ------------------
+
+
+def _csv_rows() -> list[dict]:
+    with open(DATA_DIR / KERNEL_RATES_FILE, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_kernel_rate_names_a_catalogued_accelerator_its_table_and_date_and_stays_under_the_datasheet():
+    rows, table = _csv_rows(), accelerators()
+    assert {"H100-SXM", "H200-SXM", "B200", "GB200", "L40S", "RTX-PRO-6000"} <= {r["accelerator"] for r in rows}
+    for r in rows:
+        gpu = table[r["accelerator"]]
+        assert "AIConfigurator" in r["source"] and r["table"].endswith(".parquet"), r
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", r["read_on"]), r
+        value = float(r["value"])
+        if r["quantity"] == "gemv_bandwidth":
+            assert 0.5 < value / gpu.memory_bandwidth_gb_s <= 1.0, r  # under the datasheet, past the L2 cache
+        elif r["quantity"] == "gemm_rate":
+            assert 0.3 < value / gpu.dense_tflops[r["compute"]] <= 1.0, r
+        else:
+            assert r["quantity"] == "allreduce_latency" and int(r["tp"]) >= 2 and 0 < value < 100, r
+
+
+def test_kernel_rates_decide_where_the_accelerator_and_the_reference_both_have_them():
+    rates, ref, h200 = kernel_rates(), load_accelerator(REFERENCE_ACCELERATOR), load_accelerator("H200-SXM")
+    kernel_bw = (rates["H200-SXM"].gemv_bandwidth_gb_s / h200.memory_bandwidth_gb_s) / (
+        rates[REFERENCE_ACCELERATOR].gemv_bandwidth_gb_s / ref.memory_bandwidth_gb_s
+    )
+    micro_bw = h200.achievable_bandwidth_fraction / ref.achievable_bandwidth_fraction
+    bw, _ = relative_achievable(h200, "fp8")
+    assert bw == pytest.approx(kernel_bw) and abs(kernel_bw - micro_bw) > 0.01  # the two harnesses differ
+    # the MI300X has no kernel rates: its microbenchmarks still decide
+    mi = load_accelerator("MI300X")
+    assert relative_achievable(mi, "fp8")[0] == pytest.approx(
+        mi.achievable_bandwidth_fraction / ref.achievable_bandwidth_fraction
+    )
+
+
+def test_a_b200_fp4_gemm_scales_by_its_fp4_kernel_fraction_over_the_h100_fp8_one():
+    rates, ref, b200 = kernel_rates(), load_accelerator(REFERENCE_ACCELERATOR), load_accelerator("B200")
+    fp4_share = rates["B200"].gemm_tflops["fp4"] / b200.dense_tflops["fp4"]
+    h100_fp8_share = rates[REFERENCE_ACCELERATOR].gemm_tflops["fp8"] / ref.dense_tflops["fp8"]
+    assert relative_achievable(b200, "fp4")[1] == pytest.approx(fp4_share / h100_fp8_share)
+    # NVFP4 GEMMs reach a smaller share of their datasheet rate than FP8 ones do: an FP4 prefill is the slower for it
+    assert relative_achievable(b200, "fp4")[1] < relative_achievable(b200, "fp8")[1]
+    model = load_model("llama-3.3-70b")
+    fp4 = Deployment(model, b200, precision="nvfp4", profile=load_profile("tensorrt-llm"))
+    flat = Deployment(
+        model,
+        b200.model_copy(update={"id": "B200-unmeasured"}),
+        precision="nvfp4",
+        profile=load_profile("tensorrt-llm"),
+    )
+    assert fp4.numbers().matmul_flops_per_s < flat.numbers().matmul_flops_per_s

@@ -2,11 +2,15 @@
 
 Figures live in `data/accelerators.yaml`, each with its source. A user YAML file in the same
 shape adds entries or overrides catalogued ones (for example a CPU host from `calibrate --host`).
+`data/kernel_rates.csv` holds the engine's own kernel rates NVIDIA measured per accelerator (AIConfigurator's
+collected TensorRT-LLM tables, written by scripts/kernel_rates_aic.py); relative_achievable prefers them.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -214,14 +218,73 @@ def use_user_file(path: str) -> None:
     _catalogue.cache_clear()
 
 
+KERNEL_RATES_FILE = "kernel_rates.csv"
+# Compute types that run on the same tensor cores at the same datasheet rate as a measured one.
+_SAME_RATE = {"fp16": "bf16", "int8": "fp8"}
+
+
+@dataclass(frozen=True)
+class KernelRates:
+    """One accelerator's kernel rates as its engine's kernels reach them (kernel_rates.csv): a memory-bound GEMV's
+    bandwidth (GB/s) and the best GEMM rate per compute type (TFLOP/s)."""
+
+    gemv_bandwidth_gb_s: float | None = None
+    gemm_tflops: dict[str, float] = field(default_factory=dict)
+
+
+@cache
+def kernel_rates() -> dict[str, KernelRates]:
+    """Shipped kernel rates by accelerator id (data/kernel_rates.csv); {} where the file is absent."""
+    path = DATA_DIR / KERNEL_RATES_FILE
+    if not path.is_file():
+        return {}
+    bandwidth: dict[str, float] = {}
+    gemm: dict[str, dict[str, float]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["quantity"] == "gemv_bandwidth":
+                bandwidth[row["accelerator"]] = float(row["value"])
+            elif row["quantity"] == "gemm_rate":
+                gemm.setdefault(row["accelerator"], {})[row["compute"]] = float(row["value"])
+    return {a: KernelRates(bandwidth.get(a), gemm.get(a, {})) for a in sorted(set(bandwidth) | set(gemm))}
+
+
+def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[float | None, float | None]:
+    """(bandwidth, GEMM) scale of `gpu` over `ref` from the kernel rates both have, each a fraction of its own
+    datasheet peak; the GEMM at `compute` (fp16 as bf16, int8 as fp8), else the nearest type `gpu` has, against the
+    reference's same type, else its fp8 (a low-precision rate against the reference's: the H100 has no FP4).
+    None where either lacks the figure."""
+    rates, ref_rates = kernel_rates().get(gpu.id), kernel_rates().get(ref.id)
+    if rates is None or ref_rates is None:
+        return None, None
+    bw = None
+    if rates.gemv_bandwidth_gb_s and ref_rates.gemv_bandwidth_gb_s:
+        bw = (rates.gemv_bandwidth_gb_s / gpu.memory_bandwidth_gb_s) / (
+            ref_rates.gemv_bandwidth_gb_s / ref.memory_bandwidth_gb_s
+        )
+    want = _SAME_RATE.get(compute, compute)
+    key = next((k for k in (want, *TFLOPS_FRACTION_FALLBACK) if k in rates.gemm_tflops), None)
+    ref_key = next((k for k in (key, "fp8") if k in ref_rates.gemm_tflops), None) if key else None
+    if key is None or ref_key is None or key not in gpu.dense_tflops or ref_key not in ref.dense_tflops:
+        return bw, None
+    gemm = (rates.gemm_tflops[key] / gpu.dense_tflops[key]) / (
+        ref_rates.gemm_tflops[ref_key] / ref.dense_tflops[ref_key]
+    )
+    return bw, gemm
+
+
 def relative_achievable(gpu: Accelerator, compute: str) -> tuple[float, float]:
-    """(bandwidth, GEMM rate at `compute`) scale of `gpu` against REFERENCE_ACCELERATOR: the ratio of their published
-    achievable fractions of datasheet peak, like with like: the GEMM ratio at the first compute type of `compute`,
-    then TFLOPS_FRACTION_FALLBACK, that both have a figure for (GB200's FP4 takes its FP8 ratio: the H100 has no FP4);
-    1.0 where they share none, i.e. scaled as the reference is."""
+    """(bandwidth, GEMM rate at `compute`) scale of `gpu` against REFERENCE_ACCELERATOR: the ratio of their achieved
+    fractions of datasheet peak, like with like. Where both have kernel rates (kernel_rates.csv: the engine's own
+    kernels, one harness on both) those decide; else their published microbenchmark fractions: the GEMM ratio at the
+    first compute type of `compute`, then TFLOPS_FRACTION_FALLBACK, that both have a figure for; 1.0 where they share
+    none, i.e. scaled as the reference is."""
     ref = _catalogue(None).get(REFERENCE_ACCELERATOR)
     if ref is None or gpu.id == REFERENCE_ACCELERATOR:
         return 1.0, 1.0
+    kernel_bw, kernel_gemm = _kernel_scale(gpu, ref, compute)
+    if kernel_bw is not None and kernel_gemm is not None:
+        return kernel_bw, kernel_gemm
     bw, ref_bw = gpu.achievable_bandwidth_fraction, ref.achievable_bandwidth_fraction
     mine, theirs = gpu.achievable_tflops_fraction, ref.achievable_tflops_fraction
     common = next((k for k in (compute, *TFLOPS_FRACTION_FALLBACK) if k in mine and k in theirs), None)

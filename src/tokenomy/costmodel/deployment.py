@@ -281,8 +281,9 @@ class Deployment:
             attn_pair = 2 * m.n_heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
         else:
             attn_pair = 4 * m.n_heads * m.head_dim
-        # The engine's efficiencies are fractions of peak as on the reference accelerator; this one's published
-        # achievable fractions scale them (catalog relative_achievable: MI300X FP8 GEMMs reach 0.63× the H100's).
+        # The engine's efficiencies are fractions of peak as on the reference accelerator; this one's achieved
+        # fractions scale them (catalog relative_achievable: kernel rates, else microbenchmarks; MI300X FP8 GEMMs
+        # reach 0.63× the H100's share of peak, B200 NVFP4 GEMMs 0.66× its FP8 share).
         bw_scale, flops_scale = relative_achievable(gpu, compute)
         _, attn_scale = relative_achievable(gpu, attn_compute)
         matmul_flops_per_s = gpu.flops_per_s(compute) * flops_scale * _efficiency(prof, compute)

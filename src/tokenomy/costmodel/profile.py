@@ -32,8 +32,9 @@ class EngineProfile:
 
     name: str = "generic"
     # Efficiencies are fractions of the datasheet peak as on the reference accelerator (H100 SXM); on another the
-    # cost model scales them by its published achievable fraction relative to the reference's (catalog
-    # accelerators.relative_achievable), so a profile fitted on Hopper rows carries to MI300X, Blackwell, GDDR parts.
+    # cost model scales them by its achieved fraction relative to the reference's (catalog
+    # accelerators.relative_achievable: the engine's kernel rates, else published microbenchmarks), so a profile
+    # fitted on Hopper rows carries to MI300X, Blackwell, GDDR parts.
     bw_efficiency: float = 0.80  # achieved / peak memory bandwidth on weight and KV reads
     flops_efficiency: float = 0.60  # achieved / peak tensor-core rate on large 16-bit matmuls
     low_precision_flops_efficiency: float = 0.50  # the same for fp8 / int8 / fp4 matmuls

@@ -1,0 +1,169 @@
+"""Extract the engine's own kernel rates from NVIDIA AIConfigurator's collected performance tables into
+src/tokenomy/catalog/data/kernel_rates.csv: per NVIDIA accelerator, the best memory-bound GEMV bandwidth, the best
+GEMM rate per compute type, and TensorRT-LLM's custom all-reduce latency for small messages.
+
+AIConfigurator (pip install "aiconfigurator==0.12.*", Apache-2.0) ships, per system, tables NVIDIA collected by
+timing TensorRT-LLM's own kernels (GEMM through its torch flow, custom all-reduce) on that GPU. The cost model uses
+the bandwidth and GEMM figures as achievable fractions measured by one harness on the reference H100 and on every
+other accelerator alike (catalog/accelerators.py: relative_achievable); the all-reduce latency is documented beside
+the profile's prior (docs/cost-model.md). Figures, not code, carry over; each row names its table.
+
+- gemv_bandwidth: max over the bf16 GEMMs with m = 1 whose weights take at least 512 MB (past any L2 cache) of
+  weight bytes / latency, GB/s: a memory-bound kernel's achieved bandwidth, as decode's weight reads run;
+- gemm_rate: max over the table's shapes of 2·m·n·k / latency per compute type (bf16, fp8 per-tensor, nvfp4), TFLOP/s;
+- allreduce_latency: median latency of messages of up to 16,384 bf16 elements (a decode step of up to two tokens of a
+  hidden size of 8,192) per tensor-parallel size, µs.
+
+Run with an interpreter that has aiconfigurator installed (it brings pandas and pyarrow):
+    /path/to/aic-venv/bin/python scripts/kernel_rates_aic.py [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+from pathlib import Path
+
+import aiconfigurator_core
+import pandas as pd
+
+# AIConfigurator system directory -> tokenomy catalogue accelerator id (the systems tokenomy's catalogue has).
+SYSTEMS = {
+    "h100_sxm": "H100-SXM",
+    "h200_sxm": "H200-SXM",
+    "b200_sxm": "B200",
+    "gb200": "GB200",
+    "l40s": "L40S",
+    "rtx_pro_6000_server": "RTX-PRO-6000",
+    "a100_sxm": "A100-SXM-80GB",
+}
+GEMM_DTYPES = {"bfloat16": ("bf16", 2.0), "fp8": ("fp8", 1.0), "nvfp4": ("fp4", 0.5625)}  # weight bytes per value
+GEMV_MIN_BYTES = 512e6
+ALLREDUCE_MAX_ELEMENTS = 16384
+OUT = Path(__file__).resolve().parents[1] / "src/tokenomy/catalog/data/kernel_rates.csv"
+FIELDS = ("accelerator", "quantity", "compute", "tp", "value", "unit", "shape", "table", "device", "source")
+
+
+def _newest(directory: Path, filename: str) -> Path | None:
+    """The newest collection version directory under `directory` holding `filename` (named by engine release)."""
+    if not directory.is_dir():
+        return None
+    versions = sorted((p for p in directory.iterdir() if (p / filename).is_file()), key=lambda p: p.name)
+    return versions[-1] if versions else None
+
+
+def _table(data: Path, system: str, kind: str, filename: str) -> tuple[pd.DataFrame, str] | None:
+    """The newest TensorRT-LLM collection of one table of a system, with its path inside the package; None if absent."""
+    version = _newest(data / system / kind / "trtllm", filename)
+    if version is None:
+        return None
+    return pd.read_parquet(version / filename), f"systems/data/{system}/{kind}/trtllm/{version.name}/{filename}"
+
+
+def _row(
+    accel: str,
+    quantity: str,
+    compute: str,
+    value: str,
+    unit: str,
+    shape: str,
+    table: str,
+    device: str,
+    package: str,
+    tp: str = "",
+) -> dict:
+    """One kernel_rates.csv row, naming the AIConfigurator table it was read from."""
+    source = f"NVIDIA AIConfigurator {package} (PyPI aiconfigurator_core), {table}"
+    return dict(
+        accelerator=accel,
+        quantity=quantity,
+        compute=compute,
+        tp=tp,
+        value=value,
+        unit=unit,
+        shape=shape,
+        table=table,
+        device=device,
+        source=source,
+    )
+
+
+def gemm_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
+    """Best GEMV bandwidth (bf16) and best GEMM rate per compute type of one system's TensorRT-LLM GEMM table."""
+    found = _table(data, system, "gemm", "gemm_perf.parquet")
+    if found is None:
+        return []
+    df, table = found
+    rows = []
+    for dtype, (compute, weight_bytes) in GEMM_DTYPES.items():
+        sub = df[df.gemm_dtype == dtype]
+        if sub.empty:
+            continue
+        tflops = 2.0 * sub.m * sub.n * sub.k / (sub.latency * 1e-3) / 1e12
+        best = sub.loc[tflops.idxmax()]
+        shape = f"m={best.m} n={best.n} k={best.k}"
+        rows.append(
+            _row(accel, "gemm_rate", compute, f"{tflops.max():.1f}", "TFLOP/s", shape, table, best.device, package)
+        )
+        if dtype != "bfloat16":
+            continue
+        gemv = sub[(sub.m == 1) & (sub.n * sub.k * weight_bytes >= GEMV_MIN_BYTES)]
+        if gemv.empty:
+            continue
+        gb_s = gemv.n * gemv.k * weight_bytes / (gemv.latency * 1e-3) / 1e9
+        best = gemv.loc[gb_s.idxmax()]
+        shape = f"m=1 n={best.n} k={best.k}"
+        rows.append(
+            _row(accel, "gemv_bandwidth", compute, f"{gb_s.max():.0f}", "GB/s", shape, table, best.device, package)
+        )
+    return rows
+
+
+def allreduce_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
+    """Median small-message latency per tensor-parallel size of one system's TensorRT-LLM custom all-reduce table."""
+    found = _table(data, system, "comm", "custom_allreduce_perf.parquet")
+    if found is None:
+        return []
+    df, table = found
+    small = df[df.message_size <= ALLREDUCE_MAX_ELEMENTS]
+    return [
+        _row(
+            accel,
+            "allreduce_latency",
+            "bf16",
+            f"{grp.latency.median() * 1e3:.2f}",
+            "us",
+            f"messages of {int(grp.message_size.min())}-{int(grp.message_size.max())} elements",
+            table,
+            grp.device.iloc[0],
+            package,
+            tp=str(int(tp)),
+        )
+        for tp, grp in small.groupby("num_gpus")
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    data = Path(os.path.dirname(aiconfigurator_core.__file__)) / "systems" / "data"
+    from importlib.metadata import version
+
+    package = version("aiconfigurator_core")
+    rows = []
+    for system, accel in SYSTEMS.items():
+        rows += gemm_rows(system, accel, data, package) + allreduce_rows(system, accel, data, package)
+    read_on = datetime.date.today().isoformat()
+    with open(args.out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=(*FIELDS, "read_on"), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "read_on": read_on})
+    print(f"wrote {len(rows)} rows to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
