@@ -24,10 +24,18 @@ import argparse
 import csv
 import datetime
 import os
+import sys
 from pathlib import Path
 
-import aiconfigurator_core
-import pandas as pd
+try:  # the AIConfigurator interpreter's packages, not tokenomy's dependencies
+    import aiconfigurator_core
+    import pandas as pd
+except ImportError as exc:
+    raise SystemExit(
+        f"error: {exc.name} is not installed in {sys.executable}: run this script with an interpreter that has "
+        'AIConfigurator (python -m venv aic && aic/bin/pip install "aiconfigurator==0.12.*" && '
+        "aic/bin/python scripts/kernel_rates_aic.py)"
+    ) from None
 
 # AIConfigurator system directory -> tokenomy catalogue accelerator id (the systems tokenomy's catalogue has).
 SYSTEMS = {

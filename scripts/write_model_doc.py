@@ -10,7 +10,6 @@ residual_quantiles.json, accelerators.yaml, kernel_rates.csv), so the page canno
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -181,10 +180,8 @@ def _accelerator_section() -> list[str]:
         "| accelerator | tp | measured µs |",
         "|---|---:|---:|",
     ]
-    with open(DATA_DIR / KERNEL_RATES_FILE, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["quantity"] == "allreduce_latency":
-                out.append(f"| {row['accelerator']} | {row['tp']} | {float(row['value']):.2f} |")
+    for accel, mine in rates.items():
+        out += [f"| {accel} | {tp} | {us:.2f} |" for tp, us in sorted(mine.allreduce_latency_us.items())]
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -226,10 +226,12 @@ _SAME_RATE = {"fp16": "bf16", "int8": "fp8"}
 @dataclass(frozen=True)
 class KernelRates:
     """One accelerator's kernel rates as its engine's kernels reach them (kernel_rates.csv): a memory-bound GEMV's
-    bandwidth (GB/s) and the best GEMM rate per compute type (TFLOP/s)."""
+    bandwidth (GB/s), the best GEMM rate per compute type (TFLOP/s) and the all-reduce latency of small messages
+    per tensor-parallel size (µs; documented, not used by the cost model)."""
 
     gemv_bandwidth_gb_s: float | None = None
     gemm_tflops: dict[str, float] = field(default_factory=dict)
+    allreduce_latency_us: dict[int, float] = field(default_factory=dict)
 
 
 @cache
@@ -238,15 +240,18 @@ def kernel_rates() -> dict[str, KernelRates]:
     path = DATA_DIR / KERNEL_RATES_FILE
     if not path.is_file():
         return {}
-    bandwidth: dict[str, float] = {}
-    gemm: dict[str, dict[str, float]] = {}
+    table: dict[str, KernelRates] = {}
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
+            rates = table.setdefault(row["accelerator"], KernelRates())
+            value = float(row["value"])
             if row["quantity"] == "gemv_bandwidth":
-                bandwidth[row["accelerator"]] = float(row["value"])
+                table[row["accelerator"]] = replace(rates, gemv_bandwidth_gb_s=value)
             elif row["quantity"] == "gemm_rate":
-                gemm.setdefault(row["accelerator"], {})[row["compute"]] = float(row["value"])
-    return {a: KernelRates(bandwidth.get(a), gemm.get(a, {})) for a in sorted(set(bandwidth) | set(gemm))}
+                rates.gemm_tflops[row["compute"]] = value
+            elif row["quantity"] == "allreduce_latency":
+                rates.allreduce_latency_us[int(row["tp"])] = value
+    return table
 
 
 def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[float | None, float | None]:
