@@ -51,6 +51,7 @@ TERMS = (
     ("max_num_seqs", "sequences in flight", "scheduler limit (offline rows: trtllm-bench's, offline_limits_rule)"),
     ("max_num_batched_tokens", "tokens per step", "prefill chunk budget per step (per micro-batch with pp)"),
     ("kv_block_tokens", "KV block size", "paged KV blocks of this many tokens"),
+    ("kv_admission", "KV admission", "on_demand: when the prompt's blocks are free; full_length: the whole length"),
 )
 PROFILES = ("tensorrt-llm", "vllm-rocm")  # the profiles fitted on their own rows; vllm, sglang, generic borrow
 

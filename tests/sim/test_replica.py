@@ -51,6 +51,12 @@ def d70_tiny_kv() -> Deployment:
     return deployment("llama-3.1-70b", "fp8")
 
 
+def d70_tiny_kv_full_length() -> Deployment:
+    """d70_tiny_kv with full-length admission (TensorRT-LLM's GUARANTEED_NO_EVICT)."""
+    d = d70_tiny_kv()
+    return Deployment(d.model, d.gpu, 1, 1, "fp8", "auto", d.profile.with_values(kv_admission="full_length"))
+
+
 def poisson(
     n: int, rate: float, isl: str = "lognormal:512:0.8", osl: str = "lognormal:256:0.8", seed: int = 0
 ) -> Workload:
@@ -142,6 +148,16 @@ FAST_CASES: list[tuple[str, Callable[[], Deployment], Callable[[], Workload], di
             True,
         )
         for sch in ("chunked", "continuous", "static")
+    ],
+    *[
+        (
+            f"70b-tiny-kv-full-length-{sch}",
+            d70_tiny_kv_full_length,
+            lambda: poisson(400, 5, "lognormal:256:0.6", "lognormal:128:0.6"),
+            {"scheduler": sch},
+            False,
+        )
+        for sch in ("chunked", "continuous")
     ],
     # a step formula that is not linear in the context (overlap_k = 2), where Simpson's rule is not exact
     ("8b-overlap2-30rps", lambda: deployment(overlap_k=2.0), lambda: poisson(1000, 30), {}, False),
@@ -297,6 +313,41 @@ def test_kv_overflow_preempts_and_never_over_allocates(scheduler: str, exact: bo
     assert r.kv.used_blocks == 0
     # the checked replay is the same run as simulate()
     np.testing.assert_array_equal(log.finish_s, simulate(d, w, config).log.finish_s)
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+@pytest.mark.parametrize("scheduler", ["chunked", "continuous"])
+def test_full_length_admission_never_preempts_and_holds_what_the_kv_holds_at_full_length(
+    scheduler: str, exact: bool
+) -> None:
+    """GUARANTEED_NO_EVICT: where on-demand admission overflows the KV cache and preempts, full-length admission
+    queues instead; the requests running at once never need more than the cache at their full lengths."""
+    w = poisson(300, 5, "lognormal:256:0.6", "lognormal:128:0.6")
+    config = ReplicaConfig(scheduler=scheduler, exact=exact)
+    on_demand, _, _ = drive(d70_tiny_kv(), w, config)
+    r = Replica(d70_tiny_kv_full_length(), config, RequestLog.for_workload(w))
+    worst_commitment = 0
+    step = r.step
+
+    def checked_step(t_limit: float = math.inf) -> bool:
+        nonlocal worst_commitment
+        ran = step(t_limit)
+        running = r.prefilling + r.batch.seqs
+        full = sum(blocks_for(int(w.input_tokens[s.rid] + w.output_tokens[s.rid]), 16) for s in running)
+        worst_commitment = max(worst_commitment, full)
+        assert r.kv.committed_blocks == sum(s.committed_blocks for s in running)
+        return ran
+
+    r.step = checked_step
+    for rid in range(len(w)):
+        r.run_until(float(w.arrival_s[rid]))
+        r.submit(rid)
+    r.run_until(math.inf)
+    assert on_demand.stats.preemptions > 0
+    assert r.stats.preemptions == 0
+    assert r.log.done.all()
+    assert 0 < worst_commitment <= r.kv.total_blocks
+    assert r.kv.committed_blocks == 0 and r.kv.free_blocks == r.kv.total_blocks
 
 
 def test_speculative_decoding_keeps_kv_accounting() -> None:

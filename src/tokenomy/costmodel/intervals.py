@@ -1,7 +1,9 @@
 """80 % prediction intervals, calibrated out of sample on cross-validated residuals.
 
 A prediction p of a metric gets the interval [p·exp(q10), p·exp(q90)], where q10 and q90 are the 10th and 90th
-percentiles of log(measured / predicted) over a pool of residuals, and the rule is split-conformal over groups:
+percentiles of log(measured / predicted) over a pool of residuals, taken at the split-conformal order statistics of
+the pool's n rows (the floor(0.1·(n+1))-th and ceil(0.9·(n+1))-th smallest: conformal_levels, a little wider than
+the plain percentiles for small pools), and the rule is split-conformal over groups:
 
 * Every residual is out of sample: the log error of a row predicted by profiles refitted without the row's group in
   the leave-one-group-out cross-validation of `tokenomy validate --cv` (groupings: engine version, accelerator
@@ -34,6 +36,7 @@ The table ships as `catalog/data/residual_quantiles.json`, written by `scripts/f
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -230,11 +233,20 @@ def build_residual_table(
             values.setdefault(key, []).append(r.log_ratio)
             rows.setdefault(key, set()).add(row)
             groups.setdefault(key, set()).add(group)
-    pools = {
-        key: Pool(len(rows[key]), len(groups[key]), float(np.quantile(v, LEVELS[0])), float(np.quantile(v, LEVELS[1])))
-        for key, v in values.items()
-    }
+    pools = {}
+    for key, v in values.items():
+        q10, q90 = np.quantile(v, conformal_levels(len(rows[key])), method="inverted_cdf")
+        pools[key] = Pool(len(rows[key]), len(groups[key]), float(q10), float(q90))
     return ResidualTable(pools, min_rows, min_groups)
+
+
+def conformal_levels(n: int) -> tuple[float, float]:
+    """Split-conformal levels of a band from n calibration rows, as fractions of n: the floor(0.1·(n+1))-th and
+    ceil(0.9·(n+1))-th smallest of n, between which a new exchangeable row falls with probability >= 80 %
+    (Lei et al. 2018, 'Distribution-free predictive inference for regression'); the 10th/90th percentiles as n grows."""
+    lo = math.floor(LEVELS[0] * (n + 1)) / n
+    hi = math.ceil(LEVELS[1] * (n + 1)) / n
+    return max(min(lo, LEVELS[0]), 0.0), min(max(hi, LEVELS[1]), 1.0)
 
 
 @cache

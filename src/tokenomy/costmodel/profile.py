@@ -26,6 +26,9 @@ FITTED = (
 )
 
 
+KV_ADMISSIONS = ("on_demand", "full_length")  # EngineProfile.kv_admission
+
+
 @dataclass(frozen=True)
 class EngineProfile:
     """Efficiencies, overheads and scheduler limits of one serving engine."""
@@ -61,6 +64,11 @@ class EngineProfile:
     max_num_seqs: int = 256  # concurrent sequences the scheduler admits
     max_num_batched_tokens: int = 8192  # tokens per forward step (prefill chunk budget)
     kv_block_tokens: int = 16  # paged KV block size
+    # When the scheduler admits a request on paged KV: "on_demand" when the blocks of its prompt (or first chunk) are
+    # free, preempting the newest when decodes run short (vLLM, SGLang); "full_length" only when the blocks of its
+    # whole prompt + max output fit beside what every running request may still grow to, so none is ever preempted
+    # (TensorRT-LLM's default capacity scheduler policy, GUARANTEED_NO_EVICT).
+    kv_admission: str = "on_demand"
     kv_fp8_with_fp8_weights: bool = False  # engine stores KV in fp8 when weights are fp8 (TensorRT-LLM)
     # How an offline benchmark of this engine sizes its scheduler for a request shape: "" keeps max_num_seqs and
     # max_num_batched_tokens; "trtllm-bench" derives both from the shape as trtllm-bench does (deployment.py:
@@ -73,6 +81,10 @@ class EngineProfile:
     borrowed: list[str] = field(default_factory=list, compare=False)  # the fields taken from `borrows_from`
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # field -> where its value comes from
     notes: list[str] = field(default_factory=list, compare=False)  # what the profile models and what it does not
+
+    def __post_init__(self) -> None:
+        if self.kv_admission not in KV_ADMISSIONS:
+            raise TypeError(f"kv_admission '{self.kv_admission}' is not one of {', '.join(KV_ADMISSIONS)}")
 
     def with_values(self, **values: Any) -> EngineProfile:
         return replace(self, **values)

@@ -3,6 +3,10 @@
 Both count memory in blocks of `block_tokens` tokens. Paged allocation hands a sequence a new
 block each time its context crosses a block boundary; contiguous allocation reserves the
 maximum length for every request up front, as engines did before paging (Orca, FasterTransformer).
+Paged allocation admits a request either on demand (its prompt's blocks are free: vLLM, SGLang)
+or at full length (the blocks of its prompt + output fit beside the full lengths of those
+running, so decodes never run short: TensorRT-LLM's GUARANTEED_NO_EVICT); blocks are still
+handed out as sequences grow.
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ class PagedKV:
 
     grows = True
 
-    def __init__(self, total_blocks: int, block_tokens: int = 16, prefix_block_tokens: int = 512):
+    def __init__(
+        self, total_blocks: int, block_tokens: int = 16, prefix_block_tokens: int = 512, full_length: bool = False
+    ):
         self.total_blocks = total_blocks
         self.block_tokens = block_tokens
         self.prefix_block_tokens = prefix_block_tokens
+        self.full_length = full_length  # admit a request only when its whole length fits (module docstring)
+        self.committed_blocks = 0  # full_length: blocks the admitted requests may grow to, in all
         self.free_blocks = total_blocks
         self.prefix_refs: dict[int, int] = {}  # prefix id -> sequences reading it
         self.prefix_blocks: dict[int, int] = {}  # prefix id -> blocks it occupies
@@ -72,10 +80,21 @@ class PagedKV:
             hits.append(pid)
         return tokens, hits
 
+    def full_length_blocks(self, seq: Seq) -> int:
+        """Blocks a sequence may grow to: its prompt (with any output so far) and the rest of its output."""
+        return blocks_for(seq.prompt_tokens + seq.remaining_output, self.block_tokens)
+
+    def over_committed(self, seq: Seq) -> bool:
+        """Full-length admission: whether `seq`'s whole length does not fit beside the running requests' own."""
+        return self.full_length and self.committed_blocks + self.full_length_blocks(seq) > self.total_blocks
+
     def admit(self, seq: Seq, max_new_tokens: int | None = None) -> bool:
-        """Allocate the prompt's blocks, reusing cached prefix blocks; False if memory is short. With
-        `max_new_tokens` only the blocks of the first chunk (vLLM v1 allocates per scheduled chunk; the
-        block after the prompt, for the first output token, comes with its last chunk)."""
+        """Allocate the prompt's blocks, reusing cached prefix blocks; False if memory is short (or, at full
+        length, the request's whole length is not free to commit). With `max_new_tokens` only the blocks of the
+        first chunk (vLLM v1 allocates per scheduled chunk; the block after the prompt, for the first output
+        token, comes with its last chunk)."""
+        if self.over_committed(seq):
+            return False
         cached, hits = self.cached_prefix_tokens(seq) if seq.prefix_ids and self.caches_prefixes else (0, [])
         end = seq.prompt_tokens if max_new_tokens is None else min(seq.prompt_tokens, cached + max_new_tokens)
         own = blocks_for(end + (end == seq.prompt_tokens) - cached, self.block_tokens)
@@ -89,6 +108,9 @@ class PagedKV:
             self.prefix_refs[pid] += 1
         self.take(own)
         seq.blocks = own
+        if self.full_length:
+            seq.committed_blocks = self.full_length_blocks(seq)
+            self.committed_blocks += seq.committed_blocks
         seq.shared_ids = hits
         seq.shared_tokens = cached
         seq.prefilled = cached
@@ -125,9 +147,11 @@ class PagedKV:
         seq.shared_tokens = tokens
 
     def release(self, seq: Seq) -> None:
-        """Free a sequence's own blocks; its prefix blocks stay cached until evicted."""
+        """Free a sequence's own blocks and its full-length commitment; its prefix blocks stay cached till evicted."""
         self.free_blocks += seq.blocks
         seq.blocks = 0
+        self.committed_blocks -= seq.committed_blocks
+        seq.committed_blocks = 0
         for pid in seq.shared_ids:
             self.prefix_refs[pid] -= 1
             if self.prefix_refs[pid] == 0:

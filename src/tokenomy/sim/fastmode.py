@@ -33,6 +33,8 @@ class FastMode:
         head = self.waiting[0]
         if isinstance(self.kv, ContiguousKV):
             need = self.kv.reserved_blocks
+        elif self.kv.over_committed(head):
+            return True  # full-length admission: blocked until a completion frees its commitment
         elif self.per_chunk:  # its first chunk: what the budget leaves beside the decodes
             first = min(head.prompt_tokens, max(self.budget - len(self.batch.seqs) // self.pp * self.per_seq, 1))
             need = blocks_for(first + (first == head.prompt_tokens), self.config.block_tokens)

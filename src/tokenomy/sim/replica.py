@@ -101,7 +101,8 @@ class Replica(Scheduler, Executor, FastMode):
             }[config.scheduler]
         total_blocks = int(d.memory.kv_capacity_tokens // config.block_tokens) if d.memory.fits else 0
         if config.kv == "paged":
-            self.kv: PagedKV | ContiguousKV = PagedKV(total_blocks, config.block_tokens)
+            full_length = prof.kv_admission == "full_length"
+            self.kv: PagedKV | ContiguousKV = PagedKV(total_blocks, config.block_tokens, full_length=full_length)
         else:
             self.kv = ContiguousKV(total_blocks, config.block_tokens, d.static_context_tokens)
         self.longest_request_tokens = self._longest_request_tokens()

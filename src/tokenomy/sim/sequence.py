@@ -14,6 +14,7 @@ class Seq:
         "generated",
         "ctx",
         "blocks",
+        "committed_blocks",
         "prefix_ids",
         "prefix_tokens",
         "shared_ids",
@@ -33,6 +34,7 @@ class Seq:
         self.generated = 0
         self.ctx = 0  # tokens whose KV is in the cache
         self.blocks = 0  # blocks this sequence owns (shared prefix blocks are owned by the cache)
+        self.committed_blocks = 0  # full-length admission: blocks set aside for its whole length (block_manager)
         self.prefix_ids = prefix_ids
         self.prefix_tokens: tuple[int, ...] = ()  # tokens per prefix id
         self.shared_ids: list[int] = []  # prefix ids whose blocks this sequence reads from the cache
