@@ -112,3 +112,20 @@ def test_unknown_api_in_fleet_file_suggests_names(tmp_path: Path) -> None:
     res = run("--fleet", str(bad), "--rate", "1", "--num-requests", "5")
     assert res.exit_code == 2
     assert "fleet.yaml" in res.output and "OpenAI/gpt-4o-mini" in res.output
+
+
+def test_tensorrt_llm_admits_at_full_length_and_kv_admission_overrides_it() -> None:
+    """TensorRT-LLM's replica queues what its KV cache cannot hold at full length (no preemption); the same run
+    admitted on demand, as vLLM does, preempts; a misspelt rule is named with its choices."""
+    shape = ["--engine", "tensorrt-llm", "--model", "llama-3.1-70b", "--precision", "fp8", "--gpu", "H100-SXM"]
+    load = ["--tp", "1", "--concurrency", "64", "--isl", "1000", "--osl", "1000", "--num-requests", "200", "--json"]
+    full = run(*shape, *load)
+    on_demand = run(*shape, *load, "--kv-admission", "on_demand")
+    assert full.exit_code == 0 and on_demand.exit_code == 0, (full.output, on_demand.output)
+    full_s, on_demand_s = json.loads(full.output), json.loads(on_demand.output)
+    assert full_s["preemptions"] == 0 < on_demand_s["preemptions"]
+    assert full_s["ttft_s"]["mean"] > on_demand_s["ttft_s"]["mean"]  # the excess waits instead
+    assert full_s["itl_s"]["mean"] < on_demand_s["itl_s"]["mean"]  # in a smaller batch
+    bad = run(*shape, "--kv-admission", "eager", "--num-requests", "10")
+    assert bad.exit_code != 0 and "eager" in bad.output and "on_demand, full_length" in bad.output
+    assert "Traceback" not in bad.output

@@ -186,6 +186,7 @@ def simulate(
     scheduler: sc.Scheduler = "chunked",
     kv: sc.Kv = "paged",
     block_size: sc.BlockSize = 16,
+    kv_admission: sc.KvAdmission = None,
     max_num_seqs: sc.MaxNumSeqs = None,
     max_batched_tokens: sc.MaxBatchedTokens = None,
     prefix_caching: sc.PrefixCaching = True,
@@ -411,6 +412,7 @@ def twin(
     scheduler: Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")] = "chunked",
     kv: Annotated[str, typer.Option(help="paged or contiguous (max-length reservation)")] = "paged",
     block_size: Annotated[int, typer.Option(help="paged KV block size in tokens")] = 16,
+    kv_admission: sc.KvAdmission = None,
     max_num_seqs: Annotated[int | None, typer.Option(help="scheduler limit on running sequences")] = None,
     max_batched_tokens: Annotated[int | None, typer.Option(help="token budget per step")] = None,
     default_max_tokens: Annotated[int, typer.Option(help="output tokens when a request sets no max_tokens")] = 256,
@@ -426,7 +428,7 @@ def twin(
     deployment = dict(model=model, gpu=gpu, tp=tp, pp=pp, precision=precision, kv_precision=kv_precision)
     try:
         answers = (answer_pass_rate, parse_pass_rates(answer_pass_rate_by_type))
-        replica = ReplicaConfig(scheduler, kv, block_size, max_num_seqs, max_batched_tokens)
+        replica = ReplicaConfig(scheduler, kv, block_size, max_num_seqs, max_batched_tokens, kv_admission=kv_admission)
         spec = opt.deployment_spec(accelerators_file, **deployment, engine=engine)
         server = twin_server(
             spec,

@@ -33,6 +33,13 @@ Classes = Annotated[str | None, typer.Option(help="class mix for fleets, e.g. ch
 Scheduler = Annotated[str, typer.Option(help="static, continuous (prefill first) or chunked")]
 Kv = Annotated[str, typer.Option(help="paged or contiguous (max-length reservation)")]
 BlockSize = Annotated[int, typer.Option(help="paged KV block size in tokens")]
+KvAdmission = Annotated[
+    str | None,
+    typer.Option(
+        help="paged KV: on_demand (when the prompt's blocks are free, preempting when short: vLLM, SGLang) or "
+        "full_length (when the whole length fits: TensorRT-LLM); default: the engine's"
+    ),
+]
 MaxNumSeqs = Annotated[int | None, typer.Option(help="scheduler limit on running sequences")]
 MaxBatchedTokens = Annotated[int | None, typer.Option(help="token budget per step")]
 PrefixCaching = Annotated[bool, typer.Option(help="reuse cached prefix blocks (traces with prefix ids)")]
@@ -73,6 +80,7 @@ class SimulateOptions(WorkloadOptions):
     scheduler: str
     kv: str
     block_size: int
+    kv_admission: str | None
     max_num_seqs: int | None
     max_batched_tokens: int | None
     prefix_caching: bool
@@ -154,7 +162,7 @@ def replica_config(o: SimulateOptions, d: Deployment) -> ReplicaConfig:
         draft = opt.deployment_of(o.accelerators_file, model=o.draft_model, gpu=o.gpu, tp=d.tp, engine=o.engine)
         spec_dec = SpecDecoding(draft.deployment, o.draft_tokens, o.acceptance)
     limits = (o.max_num_seqs, o.max_batched_tokens, o.prefix_caching)
-    return ReplicaConfig(o.scheduler, o.kv, o.block_size, *limits, spec_dec, o.exact)
+    return ReplicaConfig(o.scheduler, o.kv, o.block_size, *limits, spec_dec, o.exact, kv_admission=o.kv_admission)
 
 
 def simulate_inputs(o: SimulateOptions) -> SimulateInputs:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.profile import KV_ADMISSIONS
 from tokenomy.sim.batch import DecodeBatch
 from tokenomy.sim.block_manager import ContiguousKV, PagedKV, blocks_for
 from tokenomy.sim.executor import Executor
@@ -56,12 +57,15 @@ class ReplicaConfig:
     spec: SpecDecoding | None = None
     exact: bool = False  # take every step one by one (the reference for the fast mode)
     sample_interval_s: float = 1.0  # timeline resolution
+    kv_admission: str | None = None  # paged KV: on_demand or full_length (EngineProfile.kv_admission); None: engine's
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler '{self.scheduler}'; choose from {', '.join(SCHEDULERS)}")
         if self.kv not in KV_MODES:
             raise ValueError(f"unknown KV allocation '{self.kv}'; choose from {', '.join(KV_MODES)}")
+        if self.kv_admission is not None and self.kv_admission not in KV_ADMISSIONS:
+            raise ValueError(f"unknown KV admission '{self.kv_admission}'; choose from {', '.join(KV_ADMISSIONS)}")
         if self.block_tokens < 1:
             raise ValueError(f"block size must be a positive number of tokens, got {self.block_tokens}")
         for name in ("max_num_seqs", "max_num_batched_tokens"):
@@ -101,7 +105,7 @@ class Replica(Scheduler, Executor, FastMode):
             }[config.scheduler]
         total_blocks = int(d.memory.kv_capacity_tokens // config.block_tokens) if d.memory.fits else 0
         if config.kv == "paged":
-            full_length = prof.kv_admission == "full_length"
+            full_length = (config.kv_admission or prof.kv_admission) == "full_length"
             self.kv: PagedKV | ContiguousKV = PagedKV(total_blocks, config.block_tokens, full_length=full_length)
         else:
             self.kv = ContiguousKV(total_blocks, config.block_tokens, d.static_context_tokens)
