@@ -60,10 +60,15 @@ class Shape:
     weights: str  # GGUF type of the linear layers: "q4_1" or "q8_0" (the embedding is always Q8_0)
 
 
-# What `calibrate --host` times: two q4_1 shapes, a wide-shallow and a narrow-deep one, neither SmolLM2's 576 × 30.
+# What `calibrate --host` times: two q4_1 shapes, a wide-shallow and a narrow-deep one, neither SmolLM2's 576 × 30,
+# each of about 110 MB, so that neither decodes out of a last-level cache a smaller model lives in. Measured on a
+# 2-core Intel Xeon VM reporting a 480 MiB L3 (llama.cpp, 1 thread, best of 3): a 44 MB model (w384-24L) decoded
+# at 108 µs per MB of weights, the 96-163 MB ones at 182-211 µs per MB (w384-96L, SmolLM2's shape at 30 and 60
+# layers); calibrated on w1024-8L and w384-24L, SmolLM2-135M's decode was predicted 29-39% too fast over three runs,
+# on w1024-8L and w384-96L 2.7% and 3.1% (benchmarks/host_decode.py).
 KERNEL_SHAPES = (
     Shape("w1024-8L", 1024, 2816, 8, 16, 4, "q4_1"),
-    Shape("w384-24L", 384, 1024, 24, 6, 2, "q4_1"),
+    Shape("w384-96L", 384, 1024, 96, 6, 2, "q4_1"),
 )
 
 
