@@ -2,6 +2,7 @@
 its metric's band pooled over groups, and says so; the cross-validation's coverage figure is nested."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from tokenomy.costmodel.intervals import (
     Residual,
     accelerator_family,
     build_residual_table,
-    conformal_levels,
+    conformal_ranks,
     interval_80,
     interval_80_for,
     model_family,
@@ -110,21 +111,24 @@ def test_many_rows_from_one_group_are_blended_with_the_pooled_band_not_trusted_a
     assert iv.hi / iv.lo > 2 * math.exp(own.q90 - own.q10)
 
 
-@pytest.mark.parametrize("n", [10, 19, 30, 60, 200])
+@pytest.mark.parametrize("n", [10, 19, 30, 60, 157, 200, 564])
 def test_a_small_pools_band_reaches_the_split_conformal_order_statistics(n: int) -> None:
-    """The band of n residuals 1..n reaches the floor(0.1(n+1))-th smallest and the ceil(0.9(n+1))-th (for a
-    new exchangeable row to fall inside with probability >= 80 %), wider than numpy's 10th/90th percentiles below
-    a few hundred rows and equal to them in the limit."""
-    values = np.arange(1.0, n + 1)
+    """The band of n residuals (one per row, in shuffled order) is their k_lo-th and k_hi-th smallest, k_lo the
+    largest integer <= (n+1)/10 and k_hi the smallest >= 9(n+1)/10 (exact fractions: n = 157 and 564 are where
+    float arithmetic picks the next one), wider than numpy's 10th/90th percentiles and equal to them in the limit;
+    with three residuals per row (one per grouping) the ranks scale by three."""
+    values = np.random.default_rng(n).permutation(np.arange(1.0, n + 1))
     pool = build_residual_table(Residual("mean_itl", "hopper", "llama", v, f"r{v}", "g") for v in values).pools[
         "mean_itl|hopper|llama"
     ]
-    k_lo, k_hi = math.floor(0.1 * (n + 1)), math.ceil(0.9 * (n + 1))
-    assert (pool.q10, pool.q90) == (max(k_lo, 1), min(k_hi, n))  # those order statistics, exactly
+    k_lo, k_hi = math.floor(Fraction(n + 1, 10)), math.ceil(Fraction(9 * (n + 1), 10))
+    assert (pool.q10, pool.q90) == (max(k_lo, 1), min(k_hi, n))
     assert pool.q90 - pool.q10 >= np.quantile(values, 0.9) - np.quantile(values, 0.1)
-    lo, hi = conformal_levels(n)
-    assert 0.0 <= lo <= 0.1 and 0.9 <= hi <= 1.0
-    assert conformal_levels(100_000) == pytest.approx((0.1, 0.9), abs=1e-4)
+    tripled = build_residual_table(
+        Residual("mean_itl", "hopper", "llama", v, f"r{v}", "g") for v in values for _ in range(3)
+    ).pools["mean_itl|hopper|llama"]
+    assert (tripled.q10, tripled.q90) == (pool.q10, pool.q90) and tripled.n == n
+    assert conformal_ranks(100_000) == (10_000, 90_001)
 
 
 def test_pooled_out_of_group_band_covers_a_held_out_group_at_about_80_percent():

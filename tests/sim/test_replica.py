@@ -350,6 +350,21 @@ def test_full_length_admission_never_preempts_and_holds_what_the_kv_holds_at_ful
     assert r.kv.committed_blocks == 0 and r.kv.free_blocks == r.kv.total_blocks
 
 
+@pytest.mark.parametrize("scheduler", ["chunked", "continuous"])
+def test_full_length_admission_with_speculative_decoding_never_preempts(scheduler: str) -> None:
+    """A burst that commits the whole KV cache, decoded with γ = 4 draft tokens: the verify step's look-ahead past a
+    sequence's last token is not room it needs, so nothing is preempted and every block comes back."""
+    d = d70_tiny_kv_full_length()
+    total = Replica(d, ReplicaConfig(), RequestLog.for_workload(offline(1, "16", "16"))).kv.total_blocks
+    n = total // 2  # 16 + 16 tokens: two blocks each, every block committed
+    w = Workload(offline_arrivals(n), np.full(n, 16), np.full(n, 16))
+    spec = SpecDecoding(deployment("llama-3.2-1b"), draft_tokens=4, acceptance=0.0)
+    r, log, broken = drive(d, w, ReplicaConfig(scheduler=scheduler, spec=spec, max_num_seqs=4 * n))
+    assert not broken, broken[:5]
+    assert r.stats.preemptions == 0 and log.done.all()
+    assert r.kv.committed_blocks == 0 and r.kv.free_blocks == r.kv.total_blocks
+
+
 def test_speculative_decoding_keeps_kv_accounting() -> None:
     d = d70_tiny_kv()
     w = poisson(200, 3, "lognormal:256:0.6", "lognormal:128:0.6")

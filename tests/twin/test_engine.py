@@ -150,6 +150,28 @@ def test_cancelled_requests_stop_and_free_their_kv() -> None:
     assert not engine.live
 
 
+def test_the_replica_settings_reach_the_twins_replica_and_cancelling_returns_a_full_length_commitment() -> None:
+    """Every ReplicaConfig field given to the twin reaches its replica (full-length admission on a vLLM profile
+    here), and a cancelled request gives back the KV it had set aside for its whole length."""
+    config = ReplicaConfig(max_num_seqs=2, kv_admission="full_length", block_tokens=32)
+    engine = TwinEngine(L4_8B, speedup=50.0, config=config)
+    assert engine.replica.kv.full_length and engine.replica.kv.block_tokens == 32
+    assert engine.config.max_num_seqs == 2 and engine.config.exact
+    keep, queued = Recorder(), Recorder()
+    drop = CancelsAt(engine, 3)
+
+    async def body() -> None:
+        engine.add(500, 30, keep)
+        dropped = engine.add(500, 1000, drop)
+        never = engine.add(500, 1000, queued)
+        drop.cancel = [dropped, never]
+        await keep.finished.wait()
+
+    run_with(engine, body)
+    assert keep.tokens == 30 and engine.replica.outstanding == 0
+    assert engine.replica.kv.committed_blocks == 0 and engine.replica.kv.used_blocks == 0
+
+
 def test_more_requests_than_slots_all_complete() -> None:
     d = resolve(DeploymentSpec(model="llama-3.1-8b", gpu="H100-SXM", tp=1)).deployment
     engine = TwinEngine(d, speedup=1000.0)

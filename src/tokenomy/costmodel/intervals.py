@@ -2,7 +2,7 @@
 
 A prediction p of a metric gets the interval [p·exp(q10), p·exp(q90)], where q10 and q90 are the 10th and 90th
 percentiles of log(measured / predicted) over a pool of residuals, taken at the split-conformal order statistics of
-the pool's n rows (the floor(0.1·(n+1))-th and ceil(0.9·(n+1))-th smallest: conformal_levels, a little wider than
+the pool's n rows (the floor(0.1·(n+1))-th and ceil(0.9·(n+1))-th smallest: conformal_ranks, a little wider than
 the plain percentiles for small pools), and the rule is split-conformal over groups:
 
 * Every residual is out of sample: the log error of a row predicted by profiles refitted without the row's group in
@@ -36,7 +36,6 @@ The table ships as `catalog/data/residual_quantiles.json`, written by `scripts/f
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -235,18 +234,33 @@ def build_residual_table(
             groups.setdefault(key, set()).add(group)
     pools = {}
     for key, v in values.items():
-        q10, q90 = np.quantile(v, conformal_levels(len(rows[key])), method="inverted_cdf")
-        pools[key] = Pool(len(rows[key]), len(groups[key]), float(q10), float(q90))
+        q10, q90 = conformal_band(v, len(rows[key]))
+        pools[key] = Pool(len(rows[key]), len(groups[key]), q10, q90)
     return ResidualTable(pools, min_rows, min_groups)
 
 
-def conformal_levels(n: int) -> tuple[float, float]:
-    """Split-conformal levels of a band from n calibration rows, as fractions of n: the floor(0.1·(n+1))-th and
-    ceil(0.9·(n+1))-th smallest of n, between which a new exchangeable row falls with probability >= 80 %
-    (Lei et al. 2018, 'Distribution-free predictive inference for regression'); the 10th/90th percentiles as n grows."""
-    lo = math.floor(LEVELS[0] * (n + 1)) / n
-    hi = math.ceil(LEVELS[1] * (n + 1)) / n
-    return max(min(lo, LEVELS[0]), 0.0), min(max(hi, LEVELS[1]), 1.0)
+# LEVELS as exact fractions: the order statistics below are integer arithmetic, never a float rounded twice.
+_LO_TENTHS, _HI_TENTHS = 1, 9
+
+
+def conformal_ranks(n: int) -> tuple[int, int]:
+    """Split-conformal ranks (1-based) of a band from n calibration rows: the floor(0.1·(n+1))-th and the
+    ceil(0.9·(n+1))-th smallest, between which a new exchangeable row falls with probability >= 80 % (Lei et al.
+    2018, 'Distribution-free predictive inference for regression'); clamped to 1..n (below n = 9 the lower one is
+    the minimum and the guarantee is lost, which MIN_ROWS rules out for a band of its own)."""
+    lo = _LO_TENTHS * (n + 1) // 10
+    hi = -(-_HI_TENTHS * (n + 1) // 10)
+    return max(lo, 1), min(hi, n)
+
+
+def conformal_band(values: list[float], n: int) -> tuple[float, float]:
+    """The values at the conformal_ranks of n rows, scaled to len(values) = m (a row may give several residuals,
+    one per grouping): the lower rank k of n becomes (k − 1)·m/n + 1, the upper ⌈k·m/n⌉, the outer ends of the
+    k-th row's share of the sorted values, so the band never narrows."""
+    ordered = sorted(values)
+    m = len(ordered)
+    lo, hi = conformal_ranks(n)
+    return float(ordered[(lo - 1) * m // n]), float(ordered[min(-(-hi * m // n), m) - 1])
 
 
 @cache

@@ -6,7 +6,9 @@ maximum length for every request up front, as engines did before paging (Orca, F
 Paged allocation admits a request either on demand (its prompt's blocks are free: vLLM, SGLang)
 or at full length (the blocks of its prompt + output fit beside the full lengths of those
 running, so decodes never run short: TensorRT-LLM's GUARANTEED_NO_EVICT); blocks are still
-handed out as sequences grow.
+handed out as sequences grow. A request's output length stands for the max_tokens the engine
+sets aside (benchmarks send max_tokens = the output length; a trace's shorter answers would be
+admitted a little sooner here than by the engine).
 """
 
 from __future__ import annotations
@@ -163,6 +165,8 @@ class PagedKV:
 
 class ContiguousKV:
     """Every request reserves `reserved_tokens` of contiguous KV at admission, whatever its real length."""
+
+    full_length = False  # admitted by its reservation, not by its own length
 
     grows = False
 

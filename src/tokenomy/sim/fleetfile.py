@@ -102,7 +102,13 @@ def load_fleet(path: Path, replica: ReplicaConfig) -> Fleet:
                 tiers.append(_api_tier(t))
                 continue
             d = _gpu_deployment(t, i)
-            config = ReplicaConfig(t.scheduler, replica.kv, replica.block_tokens, prefix_caching=replica.prefix_caching)
+            config = ReplicaConfig(
+                t.scheduler,
+                replica.kv,
+                replica.block_tokens,
+                prefix_caching=replica.prefix_caching,
+                kv_admission=replica.kv_admission,
+            )
             tiers.append(GpuTier(t.name, d, t.replicas, t.reserved, t.policy, t.ttft_slo_s, config))
         return Fleet(tuple(tiers), {k: tuple(v) for k, v in spec.routes.items()})
     except (CatalogError, ValueError) as exc:

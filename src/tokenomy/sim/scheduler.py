@@ -153,7 +153,9 @@ class Scheduler:
 
     def _make_room(self, tokens_each: int) -> bool:
         """Preempt the newest sequences until the decoding ones have KV room for `tokens_each` more tokens;
-        True if any was preempted."""
+        True if any was preempted. Under full-length admission never: every sequence's whole length is set aside."""
+        if self.kv.full_length:
+            return False
         if self.kv.available_blocks >= len(self.batch.seqs) * (tokens_each // self.config.block_tokens + 1):
             return False  # enough for any sequence
         preempted = False

@@ -32,7 +32,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -178,18 +178,8 @@ class TwinEngine:
     ):
         if speedup <= 0:
             raise ValueError(f"speedup must be positive, got {speedup}")
-        base = config or ReplicaConfig()
-        self.config = ReplicaConfig(
-            base.scheduler,
-            base.kv,
-            base.block_tokens,
-            base.max_num_seqs,
-            base.max_num_batched_tokens,
-            base.prefix_caching,
-            base.spec,
-            exact=True,
-            sample_interval_s=1e12,  # no timeline: the twin runs indefinitely
-        )
+        # every setting as given, stepped one by one and without a timeline (the twin runs indefinitely)
+        self.config = replace(config or ReplicaConfig(), exact=True, sample_interval_s=1e12)
         self.d = d
         self.speedup = speedup
         self.clock = clock
