@@ -129,3 +129,19 @@ def test_tensorrt_llm_admits_at_full_length_and_kv_admission_overrides_it() -> N
     bad = run(*shape, "--kv-admission", "eager", "--num-requests", "10")
     assert bad.exit_code != 0 and "eager" in bad.output and "on_demand, full_length" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_kv_admission_with_contiguous_kv_and_an_unknown_rule_in_a_profile_file_are_named(tmp_path: Path) -> None:
+    """--kv-admission means nothing for contiguous KV: an error naming the option; a profile file whose
+    kv_admission is not a known rule: an error naming the file and the choices. No traceback either way."""
+    res = run("--kv", "contiguous", "--kv-admission", "full_length", "--num-requests", "5")
+    assert res.exit_code != 0 and "--kv-admission applies to paged KV" in res.output
+    shipped = Path(__file__).resolve().parents[2] / "src/tokenomy/catalog/data/profiles/vllm.json"
+    profile = json.loads(shipped.read_text())
+    profile["kv_admission"] = "eager"
+    path = tmp_path / "eager.json"
+    path.write_text(json.dumps(profile))
+    res = run("--engine", str(path), "--num-requests", "5")
+    assert res.exit_code != 0 and str(path) in res.output.replace("\n", "")
+    assert "kv_admission 'eager' is not one of on_demand, full_length" in res.output
+    assert "Traceback" not in res.output

@@ -65,9 +65,10 @@ class ReplicaConfig:
         if self.kv not in KV_MODES:
             raise ValueError(f"unknown KV allocation '{self.kv}'; choose from {', '.join(KV_MODES)}")
         if self.kv_admission is not None and self.kv_admission not in KV_ADMISSIONS:
-            raise ValueError(f"unknown KV admission '{self.kv_admission}'; choose from {', '.join(KV_ADMISSIONS)}")
+            choices = ", ".join(KV_ADMISSIONS)
+            raise ValueError(f"unknown KV admission (--kv-admission) '{self.kv_admission}'; choose from {choices}")
         if self.kv_admission is not None and self.kv == "contiguous":
-            raise ValueError("KV admission applies to paged KV; contiguous KV admits by its fixed reservation")
+            raise ValueError("--kv-admission applies to paged KV; contiguous KV admits by its fixed reservation")
         if self.block_tokens < 1:
             raise ValueError(f"block size must be a positive number of tokens, got {self.block_tokens}")
         for name in ("max_num_seqs", "max_num_batched_tokens"):
