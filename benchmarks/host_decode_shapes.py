@@ -139,8 +139,10 @@ def main() -> None:
         sgemm_only = ("--engine-kernels", "off")  # the profile's flops_efficiency is relative to the sgemm peak
         tokenomy("calibrate", "--host", *sgemm_only, "--threads", str(args.threads), "--output", str(host_yaml))
         host = load_accelerator("host", str(host_yaml))
-        fit_rows = measure_shapes(FIT_SHAPES, template, work, args.threads, args.output_tokens, args.runs)
-        check_rows = measure_shapes(CHECK_SHAPES, template, work, args.threads, args.output_tokens, args.runs)
+        fit_rows = measure_shapes(FIT_SHAPES, template, work, args.threads, args.output_tokens, args.runs, batch_seqs=0)
+        check_rows = measure_shapes(
+            CHECK_SHAPES, template, work, args.threads, args.output_tokens, args.runs, batch_seqs=0
+        )
     print(
         f"host: {host.memory_bandwidth_gb_s:.1f} GB/s read, {host.dense_tflops['fp32'] * 1e3:.1f} GFLOP/s fp32, "
         f"{args.threads} thread(s); decode tok/s, best and median of {args.runs} runs × {args.output_tokens} tokens"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenomy.calibrate.engine_decode import DecodeMeasurement, DecodeRun, measure_decode
+from tokenomy.calibrate.engine_decode import DecodeMeasurement, DecodeRun, measure_batched_decode, measure_decode
 
 
 def run(tokens_per_s: float, cpu_share: float) -> DecodeRun:
@@ -32,3 +32,10 @@ def test_bad_arguments_fail_before_loading_anything(kwargs: dict[str, int]) -> N
     args = {"threads": 1, **kwargs}
     with pytest.raises(ValueError, match="positive"):
         measure_decode(Path("missing.gguf"), **args)
+
+
+@pytest.mark.parametrize("kwargs", [{"threads": 0}, {"seqs": 0}, {"prompt_tokens": 0}, {"steps": 0}, {"runs": 0}])
+def test_batched_decode_bad_arguments_fail_before_loading_anything(kwargs: dict[str, int]) -> None:
+    args = {"threads": 1, "seqs": 4, **kwargs}
+    with pytest.raises(ValueError, match="positive"):
+        measure_batched_decode(Path("missing.gguf"), **args)

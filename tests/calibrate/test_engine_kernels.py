@@ -18,6 +18,7 @@ from tokenomy.calibrate.engine_kernels import (
     EngineKernelRate,
     ShapeResult,
     hf_config,
+    predicted_batch_step_s,
     predicted_prefill_s,
     predicted_tokens_per_s,
     solve_host,
@@ -64,16 +65,23 @@ def test_a_slower_kernel_gives_a_lower_rate_and_a_slower_prediction() -> None:
     assert rate < 0.2e12 * 0.75
 
 
-def timed_at(dense_tflops: float, matvec_tflops: float | None, prompt_tokens: int = 128) -> list[ShapeResult]:
-    """The shapes' decode speeds and prefill times as the cost model gives them for a host with these rates (the
-    inverse problem's known answer)."""
+def timed_at(
+    dense_tflops: float, matvec_tflops: float | None, prompt_tokens: int = 128, batch_dense_tflops: float | None = None
+) -> list[ShapeResult]:
+    """The shapes' decode speeds, prefill times and 4-sequence decode steps as the cost model gives them for a host
+    with these rates (the inverse problem's known answer); batch_dense_tflops: the batched steps' tokens beyond the
+    first run at this dense rate instead (a host whose small batches outrun its prompts)."""
     profile = load_profile("llama.cpp")
-    truth = with_rates(HOST, dense_tflops * 1e12, matvec_tflops * 1e12 if matvec_tflops else None)
+    matvec = matvec_tflops * 1e12 if matvec_tflops else None
+    truth = with_rates(HOST, dense_tflops * 1e12, matvec)
+    batch_truth = with_rates(HOST, (batch_dense_tflops or dense_tflops) * 1e12, matvec)
     out = []
     for s in KERNEL_SHAPES:
-        r = dataclasses.replace(shape_result(s, 1.0), prompt_tokens=prompt_tokens)
+        r = dataclasses.replace(shape_result(s, 1.0), prompt_tokens=prompt_tokens, batch_seqs=4,
+                                batch_context_tokens=32)  # fmt: skip
         out.append(dataclasses.replace(r, best_tokens_per_s=predicted_tokens_per_s(r, truth, profile, 64),
-                                       prefill_seconds=predicted_prefill_s(r, truth, profile)))  # fmt: skip
+                                       prefill_seconds=predicted_prefill_s(r, truth, profile),
+                                       batch_step_seconds=predicted_batch_step_s(r, batch_truth, profile)))  # fmt: skip
     return out
 
 
@@ -82,7 +90,22 @@ def test_prefill_and_decode_pin_the_dense_and_the_one_token_rates() -> None:
     sol = solve_host(timed_at(0.16, 0.1), HOST, load_profile("llama.cpp"), 64)
     assert sol.matvec_flops_per_s == pytest.approx(0.1e12, rel=0.02)
     assert sol.flops_per_s == pytest.approx(0.16e12, rel=0.02)
-    assert max(sol.decode_errors) < 0.01 and max(sol.prefill_errors) < 0.01
+    assert max(sol.decode_errors) < 0.01 and max(sol.prefill_errors) < 0.01 and max(sol.batch_errors) < 0.01
+    assert len(sol.batch_errors) == len(KERNEL_SHAPES)
+
+
+def test_batched_decode_steps_pull_the_dense_rate_towards_them() -> None:
+    """A host whose 4-sequence steps run as if its dense rate were 0.24 while its prompts run at 0.16: the solved
+    rate lies between, and the batched steps are predicted closer than by the rates fitted without them."""
+    profile = load_profile("llama.cpp")
+    timed = timed_at(0.16, 0.1, batch_dense_tflops=0.24)
+    sol = solve_host(timed, HOST, profile, 64)
+    assert 0.17e12 < sol.flops_per_s < 0.23e12
+    unbatched = solve_host([dataclasses.replace(r, batch_step_seconds=0.0) for r in timed], HOST, profile, 64)
+    assert unbatched.batch_errors == () and unbatched.flops_per_s == pytest.approx(0.16e12, rel=0.02)
+    host = with_rates(HOST, unbatched.flops_per_s, unbatched.matvec_flops_per_s)
+    before = max(abs(predicted_batch_step_s(r, host, profile) / r.batch_step_seconds - 1) for r in timed)
+    assert max(sol.batch_errors) < 0.75 * before
 
 
 def test_a_decode_only_rate_mispredicts_the_prefill_that_the_two_rates_get_right() -> None:
@@ -143,6 +166,12 @@ def test_entry_carries_both_rates_and_says_which_is_which() -> None:
     assert entry["memory_bandwidth_gb_s"] == pytest.approx(round(m.read_bytes_per_s / 1e9, 3))
     assert "1.52× slower per FLOP" in entry["notes"]
     assert "prefill 16 tokens 40.0 ms (3.0%)" in entry["sources"]["specs"]
+    assert "from its prompt evaluations;" in entry["notes"]
+    batched = tuple(dataclasses.replace(r, batch_seqs=4, batch_step_seconds=0.05) for r in results)
+    entry = host_entry(m, "h", engine_rate=dataclasses.replace(rate, shapes=batched, batch_errors=(0.04, 0.06)))
+    assert "4-sequence decode step 50.0 ms (6.0%)" in entry["sources"]["specs"]
+    assert "fp32 by the prefills and the batched decode steps" in entry["sources"]["specs"]
+    assert "from its prompt evaluations and batched decode steps;" in entry["notes"]
     assert Accelerator.model_validate(entry).matvec_flops_per_s("fp32") == pytest.approx(3.3e10)
 
 

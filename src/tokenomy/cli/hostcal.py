@@ -35,9 +35,10 @@ def host_entry(
         if engine_rate
         else "the BLAS sgemm peak (llama.cpp's kernels not timed: engine extra missing)"
     )
-    if matvec:
+    if matvec and engine_rate is not None:
+        dense_from = "prompt evaluations and batched decode steps" if engine_rate.batch_errors else "prompt evaluations"
         fp32_source += (
-            " from its prompt evaluations; matvec_tflops (one-token steps) from its decodes, which run "
+            f" from its {dense_from}; matvec_tflops (one-token steps) from its decodes, which run "
             f"{fp32_flops / matvec:.2f}× slower per FLOP"
         )
     load = ", ".join(f"{x:.2f}" for x in m.load_average)
@@ -87,9 +88,10 @@ def host_table(m: HostMeasurement, host_id: str = HOST_ID, rate: EngineKernelRat
     if rate is not None:
         timed = ", ".join(
             f"{r.shape.name} {r.best_tokens_per_s:.1f} tok/s, prefill {r.prefill_seconds * 1e3:.0f} ms"
+            + (f", {r.batch_seqs}-sequence step {r.batch_step_seconds * 1e3:.1f} ms" if r.batch_step_seconds else "")
             for r in rate.shapes
         )
-        table.add_row("llama.cpp prompt rate", f"{rate.flops_per_s / 1e9:,.1f} GFLOP/s", f"used as fp32: {timed}")
+        table.add_row("llama.cpp dense rate", f"{rate.flops_per_s / 1e9:,.1f} GFLOP/s", f"used as fp32: {timed}")
         if rate.matvec_flops_per_s:
             table.add_row("llama.cpp one-token rate", f"{rate.matvec_flops_per_s / 1e9:,.1f} GFLOP/s",
                           "used as matvec_tflops (decode steps)")  # fmt: skip
