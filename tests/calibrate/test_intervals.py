@@ -11,7 +11,9 @@ from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.validate import CrossValidation, cv_report
 from tokenomy.costmodel.intervals import (
     MIN_GROUPS,
+    MIN_POOLED_GROUPS,
     Residual,
+    ResidualTable,
     accelerator_family,
     build_residual_table,
     conformal_ranks,
@@ -111,6 +113,28 @@ def test_many_rows_from_one_group_are_blended_with_the_pooled_band_not_trusted_a
     assert iv.hi / iv.lo > 2 * math.exp(own.q90 - own.q10)
 
 
+@pytest.mark.parametrize("groups", [4, MIN_POOLED_GROUPS])
+def test_a_stand_in_pool_of_few_groups_lends_its_5_to_95_percent_band_and_says_so(groups: int) -> None:
+    """A thin figure's stand-in pool resting on under MIN_POOLED_GROUPS groups (NIM's few tables behind the online
+    TTFT rows) lends its wider 5-95% band; from MIN_POOLED_GROUPS groups on, its 10-90% band."""
+    rng = np.random.default_rng(groups)
+    table = build_residual_table(grouped_residuals(rng, "mean_ttft", "hopper", "llama", groups, 30, 0.3, 0.2))
+    pooled = table.pools["mean_ttft|*|*"]
+    assert pooled.groups == groups and pooled.q05 < pooled.q10 < pooled.q90 < pooled.q95
+    iv = table.interval("mean_ttft", "ada", "llama", 1.0)  # no ada rows: the pooled band stands in
+    wide = groups < MIN_POOLED_GROUPS
+    expected = (pooled.q05, pooled.q95) if wide else (pooled.q10, pooled.q90)
+    assert iv.thin and (math.log(iv.lo), math.log(iv.hi)) == pytest.approx(expected)
+    assert ("5-95% band" in iv.note and f"only {groups} groups" in iv.note) == wide
+    own = table.interval("mean_ttft", "hopper", "llama", 1.0)  # a rich own pool keeps its 10-90% band
+    assert not own.thin and (math.log(own.lo), math.log(own.hi)) == pytest.approx((pooled.q10, pooled.q90))
+    old = ResidualTable.from_dict(  # a table written before the 5-95% band: its 10-90% band stands in
+        {"pools": {k: {"n": p.n, "groups": p.groups, "q10": p.q10, "q90": p.q90} for k, p in table.pools.items()}}
+    )
+    assert old.interval("mean_ttft", "ada", "llama", 1.0).lo == pytest.approx(math.exp(pooled.q10))
+    assert ResidualTable.from_dict(table.to_dict()) == table
+
+
 @pytest.mark.parametrize("n", [10, 19, 30, 60, 157, 200, 564])
 def test_a_small_pools_band_reaches_the_split_conformal_order_statistics(n: int) -> None:
     """The band of n residuals (one per row, in shuffled order) is their k_lo-th and k_hi-th smallest, k_lo the
@@ -129,6 +153,10 @@ def test_a_small_pools_band_reaches_the_split_conformal_order_statistics(n: int)
     ).pools["mean_itl|hopper|llama"]
     assert (tripled.q10, tripled.q90) == (pool.q10, pool.q90) and tripled.n == n
     assert conformal_ranks(100_000) == (10_000, 90_001)
+    w_lo, w_hi = math.floor(Fraction(n + 1, 20)), math.ceil(Fraction(19 * (n + 1), 20))
+    assert conformal_ranks(n, wide=True) == (max(w_lo, 1), min(w_hi, n))
+    assert (pool.q05, pool.q95) == (max(w_lo, 1), min(w_hi, n))
+    assert conformal_ranks(100_000, wide=True) == (5_000, 95_001)
 
 
 def test_pooled_out_of_group_band_covers_a_held_out_group_at_about_80_percent():
