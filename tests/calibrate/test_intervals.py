@@ -135,7 +135,26 @@ def test_a_stand_in_pool_of_few_groups_lends_its_5_to_95_percent_band_and_says_s
     assert ResidualTable.from_dict(table.to_dict()) == table
 
 
-@pytest.mark.parametrize("n", [10, 19, 30, 60, 157, 200, 564])
+def test_a_thin_own_pool_blends_with_the_wide_band_of_a_few_groups_stand_in() -> None:
+    """12 rows from one group (own weight 1/3) beside a pooled band on 4 groups: the blend takes the pool's
+    5-95% ends, and names both pools."""
+    rng = np.random.default_rng(7)
+    others = grouped_residuals(rng, "mean_itl", "hopper", "llama", 3, 30, 0.3, 0.1)
+    one_source = [
+        Residual("mean_itl", "ada", "llama", v, f"a{i}", "a") for i, v in enumerate(rng.normal(0.2, 0.05, 12))
+    ]
+    table = build_residual_table(others + one_source)
+    own, pooled = table.pools["mean_itl|ada|llama"], table.pools["mean_itl|*|*"]
+    assert own.groups == 1 and pooled.groups == 4 < MIN_POOLED_GROUPS
+    iv = table.interval("mean_itl", "ada", "llama", 1.0)
+    w = 1 / MIN_GROUPS
+    assert math.log(iv.lo) == pytest.approx(w * own.q10 + (1 - w) * pooled.q05)
+    assert math.log(iv.hi) == pytest.approx(w * own.q90 + (1 - w) * pooled.q95)
+    assert iv.thin and iv.pool == "mean_itl|ada|llama + mean_itl|*|*" and "5-95% band" in iv.note
+    assert "weighted 0.33" in iv.note
+
+
+@pytest.mark.parametrize("n", [10, 19, 20, 39, 59, 157, 200, 564])
 def test_a_small_pools_band_reaches_the_split_conformal_order_statistics(n: int) -> None:
     """The band of n residuals (one per row, in shuffled order) is their k_lo-th and k_hi-th smallest, k_lo the
     largest integer <= (n+1)/10 and k_hi the smallest >= 9(n+1)/10 (exact fractions: n = 157 and 564 are where
@@ -151,7 +170,8 @@ def test_a_small_pools_band_reaches_the_split_conformal_order_statistics(n: int)
     tripled = build_residual_table(
         Residual("mean_itl", "hopper", "llama", v, f"r{v}", "g") for v in values for _ in range(3)
     ).pools["mean_itl|hopper|llama"]
-    assert (tripled.q10, tripled.q90) == (pool.q10, pool.q90) and tripled.n == n
+    assert (tripled.q10, tripled.q90, tripled.q05, tripled.q95) == (pool.q10, pool.q90, pool.q05, pool.q95)
+    assert tripled.n == n
     assert conformal_ranks(100_000) == (10_000, 90_001)
     w_lo, w_hi = math.floor(Fraction(n + 1, 20)), math.ceil(Fraction(19 * (n + 1), 20))
     assert conformal_ranks(n, wide=True) == (max(w_lo, 1), min(w_hi, n))

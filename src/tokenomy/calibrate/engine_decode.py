@@ -176,28 +176,36 @@ def measure_batched_decode(
     import llama_cpp as lib
 
     lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(gguf).encode(), lib.llama_model_default_params())
+    model_params = lib.llama_model_default_params()
+    model_params.n_gpu_layers = 0  # the host's CPU, as measure_decode's Llama() loads it
+    model = lib.llama_model_load_from_file(str(gguf).encode(), model_params)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {gguf}")
     params = lib.llama_context_default_params()
     params.n_ctx = seqs * (prompt_tokens + steps + 1)
     params.n_batch = params.n_ubatch = max(prompt_tokens, seqs)
     params.n_seq_max = seqs
+    params.kv_unified = True  # one KV buffer shared by the sequences, as llama-server's slots share it
+    params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as measure_decode's Llama(): one attention kernel
     params.n_threads = params.n_threads_batch = threads
-    ctx = lib.llama_init_from_model(model, params)
-    batch = lib.llama_batch_init(max(prompt_tokens, seqs), 0, seqs)
-
-    def submit(tokens: list[tuple[int, int, int]]) -> None:  # (position, sequence, token id)
-        batch.n_tokens = len(tokens)
-        for j, (pos, seq, token) in enumerate(tokens):  # logits: every decode token, a prompt's last one
-            batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, pos, 1
-            batch.logits[j] = pos >= prompt_tokens - 1
-            batch.seq_id[j][0] = seq
-        if lib.llama_decode(ctx, batch) != 0:
-            raise RuntimeError(f"llama_decode failed on {gguf} ({len(tokens)} tokens)")
-
+    ctx = batch = None
     best: tuple[float, float] | None = None  # (median step s, CPU share)
     try:
+        ctx = lib.llama_init_from_model(model, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a {seqs}-sequence context for {gguf}")
+        batch = lib.llama_batch_init(max(prompt_tokens, seqs), 0, seqs)
+
+        def submit(tokens: list[tuple[int, int, int]]) -> None:  # (position, sequence, token id)
+            batch.n_tokens = len(tokens)
+            for j, (pos, seq, token) in enumerate(tokens):  # logits: every decode token, a prompt's last one
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, pos, 1
+                batch.logits[j] = pos >= prompt_tokens - 1
+                batch.seq_id[j][0] = seq
+            if lib.llama_decode(ctx, batch) != 0:
+                raise RuntimeError(f"llama_decode failed on {gguf} ({len(tokens)} tokens)")
+            lib.llama_synchronize(ctx)
+
         for _ in range(runs):
             lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
             for seq in range(seqs):
@@ -211,8 +219,10 @@ def measure_batched_decode(
             run = (statistics.median(times), share)
             best = run if best is None or run[0] < best[0] else best
     finally:
-        lib.llama_batch_free(batch)
-        lib.llama_free(ctx)
+        if batch is not None:
+            lib.llama_batch_free(batch)
+        if ctx:
+            lib.llama_free(ctx)
         lib.llama_model_free(model)
     assert best is not None
     return BatchedDecode(seqs, prompt_tokens + steps // 2, best[0], best[1])

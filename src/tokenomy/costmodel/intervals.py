@@ -1,7 +1,8 @@
 """80 % prediction intervals, calibrated out of sample on cross-validated residuals.
 
 A prediction p of a metric gets the interval [p·exp(q10), p·exp(q90)], where q10 and q90 are the 10th and 90th
-percentiles of log(measured / predicted) over a pool of residuals, taken at the split-conformal order statistics of
+percentiles (5th and 95th for a stand-in pool on few groups, below) of log(measured / predicted) over a pool of
+residuals, taken at the split-conformal order statistics of
 the pool's n rows (the floor(0.1·(n+1))-th and ceil(0.9·(n+1))-th smallest: conformal_ranks, a little wider than
 the plain percentiles for small pools), and the rule is split-conformal over groups:
 
@@ -159,10 +160,10 @@ class Pool:
     q05: float | None = None  # the 5th/95th percentiles (same conformal rule): the band of a stand-in on few groups
     q95: float | None = None
 
-    def stand_in_band(self) -> tuple[float, float, bool]:
+    def stand_in_band(self, min_groups: int = MIN_POOLED_GROUPS) -> tuple[float, float, bool]:
         """The log band this pool lends a figure whose own pool is thin: 10–90 %, or 5–95 % when it rests on under
-        MIN_POOLED_GROUPS groups (and has them); the flag says which."""
-        if self.groups < MIN_POOLED_GROUPS and self.q05 is not None and self.q95 is not None:
+        min_groups groups (and has them); the flag says which."""
+        if self.groups < min_groups and self.q05 is not None and self.q95 is not None:
             return self.q05, self.q95, True
         return self.q10, self.q90, False
 
@@ -186,6 +187,7 @@ class ResidualTable:
     pools: dict[str, Pool]
     min_rows: int = MIN_ROWS
     min_groups: int = MIN_GROUPS
+    min_pooled_groups: int = MIN_POOLED_GROUPS
 
     def rich(self, pool: Pool) -> bool:
         """Whether a pool holds enough rows from enough groups for its own band."""
@@ -203,7 +205,7 @@ class ResidualTable:
         if not held:
             return None
         key, pool = next(((k, p) for k, p in held if self.rich(p)), max(held, key=lambda kp: kp[1].n))
-        pool_lo, pool_hi, wide = pool.stand_in_band()
+        pool_lo, pool_hi, wide = pool.stand_in_band(self.min_pooled_groups)
         w = min(own.groups / self.min_groups, 1.0) if own is not None and own.n >= self.min_rows else 0.0
         q10 = w * own.q10 + (1 - w) * pool_lo if own is not None else pool_lo
         q90 = w * own.q90 + (1 - w) * pool_hi if own is not None else pool_hi
@@ -226,7 +228,7 @@ class ResidualTable:
             "min_groups": self.min_groups,
             "levels": list(LEVELS),
             "wide_levels": list(WIDE_LEVELS),
-            "min_pooled_groups": MIN_POOLED_GROUPS,
+            "min_pooled_groups": self.min_pooled_groups,
             "pools": {
                 k: {"n": p.n, "groups": p.groups, "q10": p.q10, "q90": p.q90, "q05": p.q05, "q95": p.q95}
                 for k, p in sorted(self.pools.items())
@@ -246,7 +248,8 @@ class ResidualTable:
             )  # fmt: skip
             for k, v in data["pools"].items()
         }
-        return cls(pools, int(data.get("min_rows", MIN_ROWS)), int(data.get("min_groups", MIN_GROUPS)))
+        return cls(pools, int(data.get("min_rows", MIN_ROWS)), int(data.get("min_groups", MIN_GROUPS)),
+                   int(data.get("min_pooled_groups", MIN_POOLED_GROUPS)))  # fmt: skip
 
 
 def build_residual_table(
@@ -285,8 +288,8 @@ def conformal_ranks(n: int, wide: bool = False) -> tuple[int, int]:
     """Split-conformal ranks (1-based) of a band from n calibration rows: the floor(0.1·(n+1))-th and the
     ceil(0.9·(n+1))-th smallest (wide: 0.05 and 0.95), between which a new exchangeable row falls with probability
     >= 80 % (90 %) (Lei et al. 2018, 'Distribution-free predictive inference for regression'); clamped to 1..n
-    (below n = 9 the lower one is the minimum and the guarantee is lost, which MIN_ROWS rules out for a band of its
-    own)."""
+    (below n = 9, or n = 19 when wide, the lower one is the minimum and the guarantee is lost; MIN_ROWS rules out
+    the first for a band of its own)."""
     lo_20, hi_20 = _LEVELS_20THS[wide]
     lo = lo_20 * (n + 1) // 20
     hi = -(-hi_20 * (n + 1) // 20)
