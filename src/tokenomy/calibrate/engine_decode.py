@@ -11,6 +11,7 @@ Needs the optional engine extra (`pip install -e '.[engine]'`).
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -175,6 +176,18 @@ def measure_batched_decode(
         raise ValueError("threads, seqs, prompt_tokens, steps and runs must be positive")
     import llama_cpp as lib
 
+    quiet = logging.getLogger("llama-cpp-python")  # llama.cpp's log goes through it: errors only, as verbose=False
+    level, _ = quiet.level, quiet.setLevel(logging.ERROR)
+    try:
+        return _time_batched_steps(lib, gguf, threads, seqs, prompt_tokens, steps, runs)
+    finally:
+        quiet.setLevel(level)
+
+
+def _time_batched_steps(
+    lib: Any, gguf: Path, threads: int, seqs: int, prompt_tokens: int, steps: int, runs: int
+) -> BatchedDecode:
+    """measure_batched_decode's timing, with llama.cpp's low-level API `lib`."""
     lib.llama_backend_init()
     model_params = lib.llama_model_default_params()
     model_params.n_gpu_layers = 0  # the host's CPU, as measure_decode's Llama() loads it

