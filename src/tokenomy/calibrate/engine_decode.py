@@ -177,7 +177,8 @@ def measure_batched_decode(
     import llama_cpp as lib
 
     quiet = logging.getLogger("llama-cpp-python")  # llama.cpp's log goes through it: errors only, as verbose=False
-    level, _ = quiet.level, quiet.setLevel(logging.ERROR)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         return _time_batched_steps(lib, gguf, threads, seqs, prompt_tokens, steps, runs)
     finally:

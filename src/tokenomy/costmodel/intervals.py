@@ -245,7 +245,7 @@ class ResidualTable:
                 float(v["q90"]),
                 _optional_float(v.get("q05")),
                 _optional_float(v.get("q95")),
-            )  # fmt: skip
+            )
             for k, v in data["pools"].items()
         }
         return cls(pools, int(data.get("min_rows", MIN_ROWS)), int(data.get("min_groups", MIN_GROUPS)),
@@ -276,6 +276,7 @@ def build_residual_table(
 
 
 def _optional_float(value: Any) -> float | None:
+    """A JSON number as a float, None kept (a table written before q05/q95 existed)."""
     return None if value is None else float(value)
 
 
