@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,7 +14,7 @@ from tokenomy.catalog.accelerators import USER_FILE_ENV
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.profiles import engine_profile, load_profile
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import batch_latency_seconds, max_batch, offline_throughput
+from tokenomy.costmodel.perf import batch_latency_seconds, max_batch, offline_run_tokens_per_s
 from tokenomy.costmodel.profile import EngineProfile
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 from tokenomy.sim.run import simulate
@@ -166,7 +167,15 @@ def predict(row: Measurement, profile: EngineProfile | None = None) -> Predictio
     if row.load_kind == "offline" and row.metric in THROUGHPUT_METRICS:
         if max_batch(d, isl, osl) < 1:
             return Prediction(None, "one request does not fit the KV cache")
-        out = float(offline_throughput(d, isl, osl).output_tokens_per_s[()]) * replicas
+        requests = row.load_value  # the run's requests, when the source gives them; else an endless run
+        if requests is None:
+            out = offline_run_tokens_per_s(d, isl, osl, None) * replicas
+        elif not math.isfinite(requests) or requests < 1 or not float(requests).is_integer():
+            why = f"offline load_value counts the run's requests: a whole number ≥ 1, got {requests:g}"
+            return Prediction(None, why)
+        else:  # the replica with the most requests (⌈N/R⌉) ends the run
+            most = math.ceil(requests / replicas)
+            out = offline_run_tokens_per_s(d, isl, osl, most) * requests / most
         return Prediction(_throughput(row.metric, out, isl, osl))
     if row.load_kind == "batch" and row.load_value:
         batch = int(row.load_value)

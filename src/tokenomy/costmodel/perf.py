@@ -267,7 +267,12 @@ def _mixture(k: Array) -> tuple[Array, Array, Array]:
 
 
 def steady_state(
-    d: Deployment, prompt_tokens: int, output_tokens: int, batch: ArrayLike, rules: Scheduling = CHUNKED
+    d: Deployment,
+    prompt_tokens: int,
+    output_tokens: int,
+    batch: ArrayLike,
+    rules: Scheduling = CHUNKED,
+    cohorts: bool = False,
 ) -> SteadyState:
     """Throughput and latency at `batch` requests in the engine under the simulator's scheduler rules.
 
@@ -275,7 +280,9 @@ def steady_state(
     prefilling and n_d = (osl − 1)/E decoding (E: tokens per verify step), so r = b/(n_c + n_d)
     finish per step, b_d = r·n_d decode, and k = r·n_c prompt chunks ride a step: the steps carry
     ⌊k⌋ or ⌈k⌉ chunks (mean k), each micro-batch's budget holding its decodes first (chunked). With
-    pp micro-batches a round lasts as long as its slowest (`pipeline_round_s`). When the budget
+    pp micro-batches a round lasts as long as its slowest (`pipeline_round_s`), one carrying the round's chunks;
+    `cohorts` (fixed-length requests admitted together, as an offline run's are) spreads them over the
+    micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each, so a round lasts their mean. When the budget
     cannot hold r·isl prompt tokens a step, every step is full and r = pp·B / (n_d·(γ+1) + isl).
     continuous: prompts run in prefill-only steps between decode steps; static: a batch prefills,
     then decodes until its last request ends (fixed lengths: all end together).
@@ -329,9 +336,19 @@ def steady_state(
     chunk = isl / n_c
     done = chunk * (n_c - 1) / 2  # mean tokens a chunk follows
     k = r * n_c  # chunks per round; a step with K of them decodes the other b − K requests
-    lo, hi, w = _mixture(np.where(full, 0.0, k))
-    t_lo = _micro_batch_s(d, rules, _largest_micro_batch(b - lo, pp), ctx, np.ceil(lo / pp), chunk, done)
-    t_hi = _micro_batch_s(d, rules, _largest_micro_batch(np.maximum(b - hi, 0), pp), ctx, np.ceil(hi / pp), chunk, done)
+    spread = cohorts and pp > 1 and bool(np.all(b >= pp))  # fewer requests than stages: some micro-batches idle
+    if spread:
+        # chunks spread over the micro-batches: each carries ⌊k/pp⌋ or ⌈k/pp⌉ beside its share of the decodes
+        lo, hi, w = _mixture(np.where(full, 0.0, k / pp))
+        t_lo = _micro_batch_s(d, rules, np.maximum(b / pp - lo, 0), ctx, lo, chunk, done)
+        t_hi = _micro_batch_s(d, rules, np.maximum(b / pp - hi, 0), ctx, hi, chunk, done)
+        lo, hi = lo * pp, hi * pp  # as chunks per round, for the decode weights below
+    else:
+        lo, hi, w = _mixture(np.where(full, 0.0, k))
+        t_lo = _micro_batch_s(d, rules, _largest_micro_batch(b - lo, pp), ctx, np.ceil(lo / pp), chunk, done)
+        t_hi = _micro_batch_s(
+            d, rules, _largest_micro_batch(np.maximum(b - hi, 0), pp), ctx, np.ceil(hi / pp), chunk, done
+        )
     t_dec = _micro_batch_s(d, rules, rows, ctx, zero, zero, zero)
     # a full step: decodes plus prompt tokens to the budget, in chunks of at most the room
     room = np.maximum(budget - rows * per_seq, 1.0)
@@ -345,7 +362,7 @@ def steady_state(
     # TPOT: the steps a decoding request is in, weighted by how many decode in each (not its own prompt's)
     dec_lo, dec_hi = (1 - w) * np.maximum(b - lo, 0), w * np.maximum(b - hi, 0)
     seen = np.where(dec_lo + dec_hi > 0, (dec_lo * t_lo + dec_hi * t_hi) / np.maximum(dec_lo + dec_hi, 1e-12), t_dec)
-    tpot = np.where(full, t_full, seen) / e_tok
+    tpot = np.where(full, t_full, step if spread else seen) / e_tok  # spread: every round is alike
     return SteadyState(b, step, r_s * osl, r_s, share, tpot, n_c * t_chunk, t_dec, residual)
 
 
@@ -461,10 +478,38 @@ def load_point(
 
 
 def offline_throughput(d: Deployment, prompt_tokens: int, output_tokens: int) -> SteadyState:
-    """Throughput of an offline run (all requests queued): steady state at the largest batch that fits, with the
-    scheduler limits the engine's offline benchmark sets for the request shape (`offline_deployment`)."""
+    """Throughput of an endless offline run (all requests queued, fixed lengths): steady state at the largest batch
+    that fits, with the scheduler limits the engine's offline benchmark sets for the request shape
+    (`offline_deployment`). Fixed-length requests finish, and are replaced, in cohorts, so the prompts of a cohort
+    fill every pipeline micro-batch (`steady_state(cohorts=True)`)."""
     d = offline_deployment(d, prompt_tokens, output_tokens)
-    return steady_state(d, prompt_tokens, output_tokens, max(max_batch(d, prompt_tokens, output_tokens), 1))
+    batch = max(max_batch(d, prompt_tokens, output_tokens), 1)
+    return steady_state(d, prompt_tokens, output_tokens, batch, cohorts=True)
+
+
+def offline_run_tokens_per_s(d: Deployment, prompt_tokens: int, output_tokens: int, requests: int | None) -> float:
+    """Output tokens/s of an offline run of `requests` fixed-length requests queued at once, as a benchmark times it
+    (all output over first request to last answer); None: an endless run (`offline_throughput`).
+
+    The requests run in cohorts of the largest batch B (they start and end together): ⌊N/B⌋ full cohorts, then
+    one of the N mod B left, at the steady-state rate of its own size, so a run of a few cohorts pays for its
+    thin last one. That is how the simulator runs them under full-length KV admission (TensorRT-LLM's, whose
+    tables give N: benchmarks/offline_run_vs_sim.py); under on-demand admission more than B run at once and the
+    cohorts blur over many batches, towards the staggered steady state."""
+    whole = offline_throughput(d, prompt_tokens, output_tokens)
+    rate = float(whole.output_tokens_per_s[()])
+    if requests is not None and requests < 1:
+        raise ValueError(f"an offline run needs at least one request, got {requests}")
+    if requests is None or rate <= 0:
+        return rate
+    batch = int(whole.batch[()])
+    full, rest = divmod(int(requests), batch)
+    seconds = full * batch * output_tokens / rate
+    if rest:
+        d = offline_deployment(d, prompt_tokens, output_tokens)
+        last = steady_state(d, prompt_tokens, output_tokens, rest, cohorts=True)
+        seconds += rest * output_tokens / float(last.output_tokens_per_s[()])
+    return int(requests) * output_tokens / seconds
 
 
 def batch_latency_seconds(d: Deployment, prompt_tokens: int, output_tokens: int, batch: int) -> float:
