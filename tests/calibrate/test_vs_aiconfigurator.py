@@ -22,29 +22,10 @@ from benchmarks.vs_aiconfigurator import (
     row_query,
 )
 
+from tests.calibrate.measurement_rows import measurement
 from tokenomy.calibrate.measurements import Measurement
 
-BASE = Measurement(
-    id="t1",
-    engine="tensorrt-llm",
-    model="llama-3.1-70b",
-    gpu="H100-SXM",
-    num_gpus=8,
-    tp=4,
-    pp=1,
-    precision="FP8",
-    kv_precision="",
-    isl=1000,
-    osl=500,
-    dataset="fixed",
-    load_kind="offline",
-    load_value=None,
-    metric="output_throughput",
-    value=1000.0,
-    unit="output tokens/s",
-    scope="core",
-    line=2,
-)
+BASE = measurement(id="t1", model="llama-3.1-70b", num_gpus=8, tp=4, precision="FP8", isl=1000, osl=500)
 
 
 def _row(**changes: object) -> Measurement:

@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.calibrate.measurement_rows import measurement
 from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.predict import predict
 from tokenomy.catalog.accelerators import load_accelerator
@@ -89,27 +90,7 @@ def test_a_run_needs_a_request() -> None:
 
 
 def offline_row(load_value: float | None, num_gpus: int = 1) -> Measurement:
-    return Measurement(
-        id="r1",
-        engine="tensorrt-llm",
-        model="llama-3.1-8b",
-        gpu="H100-SXM",
-        num_gpus=num_gpus,
-        tp=1,
-        pp=1,
-        precision="fp8",
-        kv_precision="",
-        isl=1024,
-        osl=1024,
-        dataset="fixed",
-        load_kind="offline",
-        load_value=load_value,
-        metric="output_throughput",
-        value=1000.0,
-        unit="tokens/s",
-        scope="core",
-        line=2,
-    )
+    return measurement(load_value=load_value, num_gpus=num_gpus)
 
 
 def test_an_offline_row_with_its_request_count_is_predicted_as_that_run() -> None:
