@@ -496,10 +496,10 @@ def offline_run_tokens_per_s(d: Deployment, prompt_tokens: int, output_tokens: i
     thin last one. That is how the simulator runs them under full-length KV admission (TensorRT-LLM's, whose
     tables give N: benchmarks/offline_run_vs_sim.py); under on-demand admission more than B run at once and the
     cohorts blur over many batches, towards the staggered steady state."""
-    whole = offline_throughput(d, prompt_tokens, output_tokens)
-    rate = float(whole.output_tokens_per_s[()])
     if requests is not None and requests < 1:
         raise ValueError(f"an offline run needs at least one request, got {requests}")
+    whole = offline_throughput(d, prompt_tokens, output_tokens)
+    rate = float(whole.output_tokens_per_s[()])
     if requests is None or rate <= 0:
         return rate
     batch = int(whole.batch[()])
