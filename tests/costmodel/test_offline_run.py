@@ -41,8 +41,10 @@ def batch_of(d: Deployment, isl: int, osl: int) -> int:
 
 
 def test_pipeline_cohorts_match_the_simulated_offline_run() -> None:
-    """tp1·pp4, 8,192 in / 1,024 out, four cohorts: the cohort closed form within 5% of the simulator, where the
-    staggered steady state (one micro-batch carrying the round's prompt) is over 10% short of it."""
+    """tp1·pp4, 8,192 in / 1,024 out, four cohorts: the cohort closed form within 5% of the simulator. So is the
+    staggered steady state (one micro-batch carrying the round's prompt), which was over 10% short of it while a
+    round lasted its slowest micro-batch; bounded by a stage's load too (every micro-batch's host work and its share
+    of their GPU work, `pipeline_round_s`), where the prompt rides matters less."""
     d, isl, osl = dep(pp=4), 8192, 1024
     batch = batch_of(d, isl, osl)
     simulated = simulated_offline_tps(d, isl, osl, 4 * batch)
@@ -50,7 +52,7 @@ def test_pipeline_cohorts_match_the_simulated_offline_run() -> None:
     staggered = float(steady_state(offline_deployment(d, isl, osl), isl, osl, batch).output_tokens_per_s[()])
     print(f"\n  pp4 offline: cohorts {cohorts:,.0f}, staggered {staggered:,.0f}, simulated {simulated:,.0f} tok/s")
     assert abs(cohorts - simulated) / simulated < 0.05
-    assert (simulated - staggered) / simulated > 0.10
+    assert abs(staggered - simulated) / simulated < 0.05
 
 
 def test_cohorts_need_a_pipeline_with_every_stage_busy() -> None:

@@ -107,6 +107,12 @@ class StepCost:
             self.comm_fixed_s += (n.pp - 1) * prof.allreduce_latency_s
             self.comm_s_per_token += (n.pp - 1) * n.allreduce_bytes_per_token / n.link_bytes_per_s
 
+    def host_seconds(self, seqs):  # noqa: ANN001, ANN201 (float or array)
+        """The host part of a step of `seqs` sequences: scheduling, input preparation and bookkeeping
+        (step_overhead_s + the per-sequence cost), which with pp > 1 every pipeline rank pays for every
+        micro-batch (`pipeline_round_s`)."""
+        return self.step_overhead_s + self.seq_s * seqs
+
     def decode_line(self, seqs: int) -> tuple[float, float] | None:
         """A decode step of `seqs` sequences as intercept + slope · summed context (seconds, seconds per
         token), or None where the step time is not linear in the context (k ≠ 1 or sliding windows)."""
@@ -147,11 +153,15 @@ def expected_tokens(acceptance: ArrayLike, draft_tokens: int) -> Array:
     return np.where(np.isclose(a, 1.0), draft_tokens + 1.0, out)
 
 
-def pipeline_round_s(micro_batch_s: list[float], pp: int) -> float:
-    """A round of pipeline parallelism (vLLM virtual engines, GPipe-style 1F): each micro-batch j spends
-    t_j/pp on each of the pp stages; in a cycle every stage serves every micro-batch once (≥ Σ t_j / pp)
-    and each micro-batch crosses all stages before its next step (≥ max t_j), the larger bound holding."""
-    return max(max(micro_batch_s, default=0.0), sum(micro_batch_s) / pp)
+def pipeline_round_s(micro_batch_s: list[float], pp: int, host_s: list[float] | None = None) -> float:
+    """A round of pipeline parallelism (vLLM virtual engines, TensorRT-LLM's PP executor loop; GPipe-style 1F):
+    micro-batch j takes t_j through the whole model, h_j of it host work (StepCost.host_seconds). Its GPU work
+    splits over the pp stages, but every rank's executor schedules and prepares every micro-batch, so each stage
+    pays h_j in full: in a cycle every stage serves every micro-batch once (≥ Σ h_j + Σ (t_j − h_j) / pp), and
+    each micro-batch crosses all stages before its next step (≥ max t_j), the larger bound holding."""
+    hosts = host_s or [0.0] * len(micro_batch_s)
+    per_stage = sum(h + (t - h) / pp for t, h in zip(micro_batch_s, hosts, strict=True) if t > 0)
+    return max(max(micro_batch_s, default=0.0), per_stage)
 
 
 def step_seconds(
@@ -255,6 +265,40 @@ def _micro_batch_s(
     return t
 
 
+def _round_s(d: Deployment, pp: float, parts: list[tuple[Array, Array, Array]]) -> Array:
+    """`pipeline_round_s` over kinds of micro-batch (time through the model, sequences, how many of the round's
+    are of that kind): max(max t, Σ n·(h + (t − h)/pp)), h the host part of a micro-batch of those sequences."""
+    cost = d.step_cost()
+    slowest = np.max([np.where(n > 0, t, 0.0) for t, _, n in parts], axis=0)
+    if pp <= 1:
+        return slowest
+    per_stage = sum(
+        np.where((n > 0) & (t > 0), n * (cost.host_seconds(seqs) + (t - cost.host_seconds(seqs)) / pp), 0.0)
+        for t, seqs, n in parts
+    )
+    return np.maximum(slowest, per_stage)
+
+
+def _chunk_round_s(
+    d: Deployment, rules: Scheduling, pp: float, b: Array, c: Array, ctx: float, chunk: Array, done: Array
+) -> Array:
+    """A round of `b` requests, `c` of them prompt chunks: ⌈c/pp⌉ chunks ride each of min(c, pp) micro-batches
+    beside their share of the b − c decodes (`_largest_micro_batch`), the other micro-batches decode only."""
+    zero = np.zeros_like(b)
+    rows = _largest_micro_batch(np.maximum(b - c, 0), pp)
+    per_mb = np.ceil(c / pp)
+    with_chunks = _micro_batch_s(d, rules, rows, ctx, per_mb, chunk, done)
+    decode_only = _micro_batch_s(d, rules, rows, ctx, zero, zero, zero)
+    n_chunked = np.minimum(c, pp)
+    n_decode = np.maximum(_micro_batches(np.maximum(b - c, 0), pp) - n_chunked, 0)
+    return _round_s(d, pp, [(with_chunks, rows + per_mb, n_chunked), (decode_only, rows, n_decode)])
+
+
+def _micro_batches(rows: Array, pp: float) -> Array:
+    """Micro-batches a round of `rows` decoding sequences fills: pp, or one per sequence when fewer (at least one)."""
+    return np.clip(rows, 1.0, pp)
+
+
 def _largest_micro_batch(rows: Array, pp: float) -> Array:
     """Rows of the largest of pp micro-batches sharing `rows` evenly (at least one while any row decodes)."""
     return np.where(rows >= pp, rows / pp, np.minimum(rows, 1.0))
@@ -280,9 +324,10 @@ def steady_state(
     prefilling and n_d = (osl − 1)/E decoding (E: tokens per verify step), so r = b/(n_c + n_d)
     finish per step, b_d = r·n_d decode, and k = r·n_c prompt chunks ride a step: the steps carry
     ⌊k⌋ or ⌈k⌉ chunks (mean k), each micro-batch's budget holding its decodes first (chunked). With
-    pp micro-batches a round lasts as long as its slowest (`pipeline_round_s`), one carrying the round's chunks;
-    `cohorts` (fixed-length requests admitted together, as an offline run's are) spreads them over the
-    micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each, so a round lasts their mean. When the budget
+    pp micro-batches a round lasts as long as its slowest or as a stage's load, every micro-batch's host work and
+    its share of their GPU work, whichever is longer (`pipeline_round_s`); the chunks ride ⌈k/pp⌉ to a
+    micro-batch; `cohorts` (fixed-length requests admitted together, as an offline run's are) spreads them over
+    all the micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each. When the budget
     cannot hold r·isl prompt tokens a step, every step is full and r = pp·B / (n_d·(γ+1) + isl).
     continuous: prompts run in prefill-only steps between decode steps; static: a batch prefills,
     then decodes until its last request ends (fixed lengths: all end together).
@@ -299,9 +344,13 @@ def steady_state(
         rounds = np.maximum(np.ceil(b * isl / (pp * budget)), 1.0)
         per_mb = b * isl / (rounds * pp)
         prompts_mb = np.maximum(per_mb / isl, np.minimum(b / pp, 1.0))
-        t_pf_round = _micro_batch_s(d, rules, zero, ctx, prompts_mb, per_mb / prompts_mb, zero)
-        t_pf = rounds * t_pf_round
-        t_dec = _micro_batch_s(d, rules, _largest_micro_batch(b, pp), ctx, zero, zero, zero)
+        # fewer requests than stages: one whole prompt in each of b micro-batches
+        per_mb, prompts_mb = np.where(b < pp, isl, per_mb), np.where(b < pp, 1.0, prompts_mb)
+        m = _micro_batches(b, pp)
+        t_pf_mb = _micro_batch_s(d, rules, zero, ctx, prompts_mb, per_mb / prompts_mb, zero)
+        t_pf = rounds * _round_s(d, pp, [(t_pf_mb, prompts_mb, m)])
+        rows = _largest_micro_batch(b, pp)
+        t_dec = _round_s(d, pp, [(_micro_batch_s(d, rules, rows, ctx, zero, zero, zero), rows, m)])
         cycle = t_pf + n_d * t_dec
         r_s = b / cycle
         residual = cycle / 2  # a new request waits for the batch in flight
@@ -313,8 +362,10 @@ def steady_state(
         fit = max(math.floor(budget / isl), 1) * pp
         prompts = np.minimum(np.maximum(r, 1.0), fit)  # per prefill round
         per_mb = np.ceil(prompts / pp)
-        t_pf = _micro_batch_s(d, rules, zero, ctx, per_mb, zero + isl, zero)
-        t_dec = _micro_batch_s(d, rules, _largest_micro_batch(b, pp), ctx, zero, zero, zero)
+        t_pf_mb = _micro_batch_s(d, rules, zero, ctx, per_mb, zero + isl, zero)
+        t_pf = _round_s(d, pp, [(t_pf_mb, per_mb, np.ceil(prompts / per_mb))])
+        rows = _largest_micro_batch(b, pp)
+        t_dec = _round_s(d, pp, [(_micro_batch_s(d, rules, rows, ctx, zero, zero, zero), rows, _micro_batches(b, pp))])
         per_round = t_dec + r / prompts * t_pf
         r_s = r / per_round
         share = r / prompts * t_pf / per_round
@@ -337,23 +388,30 @@ def steady_state(
     done = chunk * (n_c - 1) / 2  # mean tokens a chunk follows
     k = r * n_c  # chunks per round; a step with K of them decodes the other b − K requests
     spread = cohorts and pp > 1 and bool(np.all(b >= pp))  # fewer requests than stages: some micro-batches idle
+    m = _micro_batches(b, pp)
     if spread:
         # chunks spread over the micro-batches: each carries ⌊k/pp⌋ or ⌈k/pp⌉ beside its share of the decodes
         lo, hi, w = _mixture(np.where(full, 0.0, k / pp))
-        t_lo = _micro_batch_s(d, rules, np.maximum(b / pp - lo, 0), ctx, lo, chunk, done)
-        t_hi = _micro_batch_s(d, rules, np.maximum(b / pp - hi, 0), ctx, hi, chunk, done)
+        t_lo, t_hi = (
+            _round_s(
+                d,
+                pp,
+                [(_micro_batch_s(d, rules, np.maximum(b / pp - c, 0), ctx, c, chunk, done), np.maximum(b / pp, c), m)],
+            )
+            for c in (lo, hi)
+        )
         lo, hi = lo * pp, hi * pp  # as chunks per round, for the decode weights below
     else:
+        # ⌈c/pp⌉ chunks in each of min(c, pp) micro-batches, the others decoding only (`_chunk_round_s`)
         lo, hi, w = _mixture(np.where(full, 0.0, k))
-        t_lo = _micro_batch_s(d, rules, _largest_micro_batch(b - lo, pp), ctx, np.ceil(lo / pp), chunk, done)
-        t_hi = _micro_batch_s(
-            d, rules, _largest_micro_batch(np.maximum(b - hi, 0), pp), ctx, np.ceil(hi / pp), chunk, done
-        )
-    t_dec = _micro_batch_s(d, rules, rows, ctx, zero, zero, zero)
+        t_lo, t_hi = (_chunk_round_s(d, rules, pp, b, c, ctx, chunk, done) for c in (lo, hi))
+    m_dec = _micro_batches(r * n_d, pp)
+    t_dec = _round_s(d, pp, [(_micro_batch_s(d, rules, rows, ctx, zero, zero, zero), rows, m_dec)])
     # a full step: decodes plus prompt tokens to the budget, in chunks of at most the room
     room = np.maximum(budget - rows * per_seq, 1.0)
     full_chunks = np.maximum(room / np.minimum(chunk, room), 1.0)
-    t_full = _micro_batch_s(d, rules, rows, ctx, full_chunks, room / full_chunks, done)
+    t_full_mb = _micro_batch_s(d, rules, rows, ctx, full_chunks, room / full_chunks, done)
+    t_full = _round_s(d, pp, [(t_full_mb, rows + full_chunks, zero + pp)])  # every micro-batch fills its budget
     step = np.where(full, t_full, (1 - w) * t_lo + w * t_hi)
     residual = np.where(full, t_full, (1 - w) * t_lo**2 + w * t_hi**2) / (2 * step)
     t_chunk = np.where(full, t_full, t_hi)  # a prompt's chunk shares its step with ⌈k⌉ − 1 others

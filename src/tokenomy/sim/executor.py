@@ -3,10 +3,10 @@
 A step's time is costmodel's step formula (`Deployment.step_cost()`, `costmodel.perf.StepCost`)
 over its tokens, sequences, KV read and attention pairs; with a draft model it adds γ draft
 decode steps; with pp > 1 the step is a round of micro-batches lasting `perf.pipeline_round_s`
-(the slowest micro-batch, or the stage load when micro-batches outnumber stages: the idle stage
-time is the bubble). Executing applies the step: tokens emitted, gaps recorded, prompts promoted
-to decoding, finished requests released, and the busy/KV/batch counters integrated.
-`Executor` is a mixin of `sim.replica.Replica`.
+(the slowest micro-batch, or a stage's load — every micro-batch's host work and its share of their
+GPU work — when that is longer: the idle stage time is the bubble). Executing applies the step:
+tokens emitted, gaps recorded, prompts promoted to decoding, finished requests released, and the
+busy/KV/batch counters integrated. `Executor` is a mixin of `sim.replica.Replica`.
 """
 
 from __future__ import annotations
@@ -96,34 +96,47 @@ class Executor:
         parts: list[list[tuple[Seq, int]]] = [[] for _ in range(pp)]
         for seq, n in chunks:
             parts[self.chunk_mb.get(seq.rid, 0)].append((seq, n))
-        times, decode_times = [], []
+        times, hosts, decode_times, decode_hosts = [], [], [], []
         for j in range(pp):
             b_j = b // pp + (j < b % pp)
             ctx_j = ctx * b_j / b if b else 0.0
             times.append(self._micro_batch_seconds(b_j, ctx_j, parts[j]))
+            hosts.append(self.cost.host_seconds(b_j + len(parts[j])))
             if chunks:
                 decode_times.append(self._micro_batch_seconds(b_j, ctx_j, []))
-        t = pipeline_round_s(times, pp)
+                decode_hosts.append(self.cost.host_seconds(b_j))
+        t = pipeline_round_s(times, pp, hosts)
         if chunks:  # prompts are charged the round time they add over decoding alone
-            t_dec = pipeline_round_s(decode_times, pp) if b else 0.0
+            t_dec = pipeline_round_s(decode_times, pp, decode_hosts) if b else 0.0
             self.stats.prefill_s += t - t_dec
         return t
 
     def _decode_seconds(self, b: int, ctx: float) -> float:
-        """A decode-only step (pp > 1: round) of `b` rows holding `ctx` tokens."""
-        if self.pp > 1:
-            big = -(-b // self.pp)  # the largest micro-batch sets the round (Σ t_j / pp ≤ max t_j)
-            ctx_big = ctx * big / b
-            return self.cost.seconds(big, big, ctx_big, ctx_big)
-        return self.cost.seconds(b, b, ctx, ctx)
+        """A decode-only step (pp > 1: round) of `b` rows holding `ctx` tokens; with pp > 1 exactly what
+        `_round_seconds` gives a round without prompt chunks (micro-batches of ⌈b/pp⌉ and ⌊b/pp⌋ rows)."""
+        if self.pp == 1:
+            return self.cost.seconds(b, b, ctx, ctx)
+        q, r = divmod(b, self.pp)
+        times, hosts = [], []
+        for rows, count in ((q + 1, r), (q, self.pp - r)):
+            if rows and count:
+                ctx_mb = ctx * rows / b
+                times += [self.cost.seconds(rows, rows, ctx_mb, ctx_mb)] * count
+                hosts += [self.cost.host_seconds(rows)] * count
+        return pipeline_round_s(times, self.pp, hosts)
 
     def _decode_line(self, b: int) -> tuple[float, float] | None:
-        """Decode step (round) time of `b` rows as intercept + slope · summed context, or None if not linear."""
+        """Decode step (round) time of `b` rows as intercept + slope · summed context, or None if not linear.
+        With pp > 1 only when the rows split evenly: pp alike micro-batches of q rows last one micro-batch's
+        time plus (pp − 1) of its host parts (`pipeline_round_s`); otherwise the round is the larger of two
+        lines of the context, not one."""
         if self.pp == 1:
             return self.cost.decode_line(b)
-        big = -(-b // self.pp)
-        line = self.cost.decode_line(big)
-        return None if line is None else (line[0], line[1] * big / b)
+        q, r = divmod(b, self.pp)
+        line = self.cost.decode_line(q) if q and not r else None
+        if line is None:
+            return None
+        return line[0] + (self.pp - 1) * self.cost.host_seconds(q), line[1] / self.pp
 
     def _record_first_gaps(self, end_s: float) -> None:
         """Gaps of the batch's next token: since the last decode step, or since a newcomer's last token."""
