@@ -272,10 +272,10 @@ def _round_s(d: Deployment, pp: float, parts: list[tuple[Array, Array, Array]]) 
     slowest = np.max([np.where(n > 0, t, 0.0) for t, _, n in parts], axis=0)
     if pp <= 1:
         return slowest
-    per_stage = sum(
-        np.where((n > 0) & (t > 0), n * (cost.host_seconds(seqs) + (t - cost.host_seconds(seqs)) / pp), 0.0)
-        for t, seqs, n in parts
-    )
+    per_stage = 0.0
+    for t, seqs, n in parts:
+        host = cost.host_seconds(seqs)
+        per_stage = per_stage + np.where((n > 0) & (t > 0), n * (host + (t - host) / pp), 0.0)
     return np.maximum(slowest, per_stage)
 
 
@@ -392,14 +392,9 @@ def steady_state(
     if spread:
         # chunks spread over the micro-batches: each carries ⌊k/pp⌋ or ⌈k/pp⌉ beside its share of the decodes
         lo, hi, w = _mixture(np.where(full, 0.0, k / pp))
-        t_lo, t_hi = (
-            _round_s(
-                d,
-                pp,
-                [(_micro_batch_s(d, rules, np.maximum(b / pp - c, 0), ctx, c, chunk, done), np.maximum(b / pp, c), m)],
-            )
-            for c in (lo, hi)
-        )
+        rows_lo, rows_hi = np.maximum(b / pp - lo, 0), np.maximum(b / pp - hi, 0)
+        t_lo = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_lo, ctx, lo, chunk, done), rows_lo + lo, m)])
+        t_hi = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_hi, ctx, hi, chunk, done), rows_hi + hi, m)])
         lo, hi = lo * pp, hi * pp  # as chunks per round, for the decode weights below
     else:
         # ⌈c/pp⌉ chunks in each of min(c, pp) micro-batches, the others decoding only (`_chunk_round_s`)
