@@ -1,6 +1,7 @@
 """Extract the engine's own kernel rates from NVIDIA AIConfigurator's collected performance tables into
 src/tokenomy/catalog/data/kernel_rates.csv: per NVIDIA accelerator, the best memory-bound GEMV bandwidth, the best
-GEMM rate per compute type, and TensorRT-LLM's custom all-reduce latency for small messages.
+GEMM rate per compute type, TensorRT-LLM's custom all-reduce latency for small messages, and its MoE kernel's
+grouped-GEMM efficiency per expert shape.
 
 AIConfigurator (pip install "aiconfigurator==0.12.*", Apache-2.0) ships, per system, tables NVIDIA collected by
 timing TensorRT-LLM's own kernels (GEMM through its torch flow, custom all-reduce) on that GPU. The cost model uses
@@ -12,7 +13,11 @@ the profile's prior (docs/cost-model.md). Figures, not code, carry over; each ro
   weight bytes / latency, GB/s: a memory-bound kernel's achieved bandwidth, as decode's weight reads run;
 - gemm_rate: max over the table's shapes of 2·m·n·k / latency per compute type (bf16, fp8 per-tensor, nvfp4), TFLOP/s;
 - allreduce_latency: median latency of messages of up to 16,384 bf16 elements (a decode step of up to two tokens of a
-  hidden size of 8,192) per tensor-parallel size, µs.
+  hidden size of 8,192) per tensor-parallel size, µs;
+- moe_gemm_efficiency: per compute type and expert shape (hidden, inter, topk, experts), the FLOPs one more token
+  costs in the MoE kernel (topk · 6 · hidden · inter) at the GEMM table's best rate over the latency it adds (the
+  slope from MOE_MIN_TOKENS tokens up), for a whole expert set on one GPU under balanced routing (`moe_rows`). The
+  slope is the whole fused MoE op's: its permute/unpermute passes over the routed copies are in it.
 
 Run with an interpreter that has aiconfigurator installed (it brings pandas and pyarrow):
     /path/to/aic-venv/bin/python scripts/kernel_rates_aic.py [--out PATH]
@@ -29,6 +34,7 @@ from pathlib import Path
 
 try:  # the AIConfigurator interpreter's packages, not tokenomy's dependencies
     import aiconfigurator_core
+    import numpy as np
     import pandas as pd
 except ImportError as exc:
     raise SystemExit(
@@ -50,6 +56,8 @@ SYSTEMS = {
 GEMM_DTYPES = {"bfloat16": ("bf16", 2.0), "fp8": ("fp8", 1.0), "nvfp4": ("fp4", 0.5625)}  # weight bytes per value
 GEMV_MIN_BYTES = 512e6
 ALLREDUCE_MAX_ELEMENTS = 16384
+MOE_MIN_TOKENS = 4096  # tokens per MoE call from which its latency is taken as linear (compute-bound, large M)
+MOE_MAX_ETA = 1.1  # a slope faster than the dense rate allows (η above this) is not compute-bound: left out
 OUT = Path(__file__).resolve().parents[1] / "src/tokenomy/catalog/data/kernel_rates.csv"
 FIELDS = ("accelerator", "quantity", "compute", "tp", "value", "unit", "shape", "table", "device", "source")
 
@@ -153,6 +161,58 @@ def allreduce_rows(system: str, accel: str, data: Path, package: str) -> list[di
     ]
 
 
+def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
+    """Large-M grouped-GEMM efficiency per compute type and expert shape of one system's TensorRT-LLM MoE table:
+    a whole expert set on one GPU (moe_tp_size = moe_ep_size = 1, balanced routing), η = the FLOPs one more token
+    costs (topk · 6 · hidden · inter) at the same table release's best dense GEMM rate over the latency one more
+    token adds (the least-squares slope over MOE_MIN_TOKENS tokens and up). Shapes whose slope is not compute-bound
+    there (η > MOE_MAX_ETA: the weight reads still dominate) are left out."""
+    gemm = _table(data, system, "gemm", "gemm_perf.parquet")
+    if gemm is None:
+        return []
+    release = gemm[1].split("/")[-2]  # the GEMM table's release: η is a ratio of two tables of one harness
+    path = data / system / "moe" / "trtllm" / release / "moe_perf.parquet"
+    if not path.is_file():
+        return []
+    df, table = pd.read_parquet(path), f"systems/data/{system}/moe/trtllm/{release}/moe_perf.parquet"
+    gemm_df = gemm[0]
+    whole = df[(df.moe_tp_size == 1) & (df.moe_ep_size == 1) & (df.distribution == "balanced")]
+    rows = []
+    for dtype, (compute, _) in GEMM_DTYPES.items():
+        dense = gemm_df[gemm_df.gemm_dtype == dtype]
+        if dense.empty:
+            continue
+        rate = (2.0 * dense.m * dense.n * dense.k / (dense.latency * 1e-3)).max()  # FLOP/s
+        sub = whole[whole.moe_dtype == dtype]
+        for (hidden, inter, topk, experts), grp in sub.groupby(["hidden_size", "inter_size", "topk", "num_experts"]):
+            latency = grp.groupby("num_tokens").latency.median().sort_index()
+            big = latency[latency.index >= MOE_MIN_TOKENS]
+            if len(big) < 2:
+                continue
+            slope_s = np.polyfit(big.index.to_numpy(dtype=float), big.to_numpy() * 1e-3, 1)[0]
+            eta = topk * 6.0 * hidden * inter / rate / slope_s if slope_s > 0 else float("inf")
+            if eta > MOE_MAX_ETA:
+                continue
+            shape = (
+                f"hidden={hidden} inter={inter} topk={topk} experts={experts} "
+                f"tokens={int(big.index.min())}-{int(big.index.max())}"
+            )
+            rows.append(
+                _row(
+                    accel,
+                    "moe_gemm_efficiency",
+                    compute,
+                    f"{min(eta, 1.0):.3f}",
+                    "of the dense GEMM rate",
+                    shape,
+                    table,
+                    grp.device.iloc[0],
+                    package,
+                )  # fmt: skip
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -164,6 +224,7 @@ def main() -> None:
     rows = []
     for system, accel in SYSTEMS.items():
         rows += gemm_rows(system, accel, data, package) + allreduce_rows(system, accel, data, package)
+        rows += moe_rows(system, accel, data, package)
     read_on = datetime.date.today().isoformat()
     with open(args.out, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=(*FIELDS, "read_on"), lineterminator="\n")

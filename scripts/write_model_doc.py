@@ -21,7 +21,7 @@ from tokenomy.catalog.accelerators import (
     kernel_rates,
     relative_achievable,
 )
-from tokenomy.catalog.models import DATA_DIR
+from tokenomy.catalog.models import DATA_DIR, load_model, model_ids
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.intervals import RESIDUALS_FILE
 from tokenomy.costmodel.profile import EngineProfile
@@ -188,6 +188,37 @@ def _accelerator_section() -> list[str]:
     ]
     for accel, mine in rates.items():
         out += [f"| {accel} | {tp} | {us:.2f} |" for tp, us in sorted(mine.allreduce_latency_us.items())]
+    return out + _moe_section(rates)
+
+
+def _moe_section(rates: dict) -> list[str]:
+    """The MoE kernel's measured grouped-GEMM efficiency for the catalogue's MoE models' expert shapes."""
+    models = [m for m in map(load_model, model_ids()) if m.is_moe]
+    out = [
+        "",
+        "## MoE grouped GEMMs: measured efficiency per expert shape",
+        "",
+        "A routed expert's FLOPs run at η × the dense GEMM rate (`expert_gemm_efficiency`, `costmodel/perf.py`):",
+        "t_comp gains tokens × k × F_e × (1/η − 1) / R, on top of the grouped-GEMM fill term. η is NVIDIA's",
+        "timing of TensorRT-LLM's MoE kernel for a whole expert set on one GPU (AIConfigurator's `moe_perf` tables,",
+        "balanced routing, the same release as the GEMM table): the FLOPs one more token costs (k × 6 × hidden ×",
+        "inter) at that table's best dense GEMM rate over the latency it adds at 4,096 tokens and more. Small experts",
+        "run far below the dense rate, the more so the faster the tensor cores. A shape whose latency there is not",
+        "compute-bound, an accelerator or a compute type without a table, and any other shape take η = 1; tensor-",
+        "and expert-parallel deployments take the one-GPU figure (the tables' sharded runs are not used). The slope",
+        "is the whole fused op's, so the permute/unpermute passes that `moe_permute_passes` charges apart are in it",
+        "too: at large token counts they are counted twice.",
+        "",
+        "| model | hidden × inter, top-k of experts | " + " | ".join(rates) + " |",
+        "|---|---|" + "---|" * len(rates),
+    ]
+    for m in sorted(models, key=lambda m: m.id):
+        shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
+        cells = []
+        for mine in rates.values():
+            found = [f"{c} {v:.2f}" for (c, *s), v in sorted(mine.moe_gemm_efficiency.items()) if tuple(s) == shape]
+            cells.append(", ".join(found) or "—")
+        out.append(f"| {m.id} | {shape[0]} × {shape[1]}, {shape[2]} of {shape[3]} | " + " | ".join(cells) + " |")
     return out
 
 

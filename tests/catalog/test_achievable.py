@@ -135,6 +135,10 @@ def test_every_kernel_rate_names_a_catalogued_accelerator_its_table_and_date_and
             assert 0.5 < value / gpu.memory_bandwidth_gb_s <= 1.0, r  # under the datasheet, past the L2 cache
         elif r["quantity"] == "gemm_rate":
             assert 0.3 < value / gpu.dense_tflops[r["compute"]] <= 1.0, r
+        elif r["quantity"] == "moe_gemm_efficiency":  # a fraction of the dense rate, for a named expert shape
+            shape = dict(part.split("=", 1) for part in r["shape"].split())
+            assert {"hidden", "inter", "topk", "experts", "tokens"} <= set(shape) and 0 < value <= 1.0, r
+            assert "/moe/" in r["table"] and r["compute"] in gpu.dense_tflops, r
         else:
             assert r["quantity"] == "allreduce_latency" and int(r["tp"]) >= 2 and 0 < value < 100, r
 

@@ -226,12 +226,15 @@ _SAME_RATE = {"fp16": "bf16", "int8": "fp8"}
 @dataclass(frozen=True)
 class KernelRates:
     """One accelerator's kernel rates as its engine's kernels reach them (kernel_rates.csv): a memory-bound GEMV's
-    bandwidth (GB/s), the best GEMM rate per compute type (TFLOP/s) and the all-reduce latency of small messages
-    per tensor-parallel size (µs; documented, not used by the cost model)."""
+    bandwidth (GB/s), the best GEMM rate per compute type (TFLOP/s), the all-reduce latency of small messages
+    per tensor-parallel size (µs; documented, not used by the cost model) and the MoE kernel's grouped-GEMM
+    efficiency per expert shape (a fraction of that GEMM rate)."""
 
     gemv_bandwidth_gb_s: float | None = None
     gemm_tflops: dict[str, float] = field(default_factory=dict)
     allreduce_latency_us: dict[int, float] = field(default_factory=dict)
+    # large-M grouped-GEMM efficiency of a whole expert set, by (compute, hidden, inter, topk, experts)
+    moe_gemm_efficiency: dict[tuple[str, int, int, int, int], float] = field(default_factory=dict)
 
 
 @cache
@@ -251,7 +254,20 @@ def kernel_rates() -> dict[str, KernelRates]:
                 rates.gemm_tflops[row["compute"]] = value
             elif row["quantity"] == "allreduce_latency":
                 rates.allreduce_latency_us[int(row["tp"])] = value
+            elif row["quantity"] == "moe_gemm_efficiency":
+                shape = dict(part.split("=", 1) for part in row["shape"].split())
+                key = (row["compute"], *(int(shape[k]) for k in ("hidden", "inter", "topk", "experts")))
+                rates.moe_gemm_efficiency[key] = value
     return table
+
+
+def moe_gemm_efficiency(gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int) -> float:
+    """The fraction of the dense GEMM rate a whole set of `experts` experts of this shape reaches in the engine's
+    MoE kernel at large token counts (kernel_rates.csv, NVIDIA's TensorRT-LLM MoE tables; fp16 as bf16, int8 as
+    fp8); 1.0 where the accelerator, compute type or shape was not measured."""
+    rates = kernel_rates().get(gpu_id)
+    key = (_SAME_RATE.get(compute, compute), hidden, inter, topk, experts)
+    return rates.moe_gemm_efficiency.get(key, 1.0) if rates else 1.0
 
 
 def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[float | None, float | None]:

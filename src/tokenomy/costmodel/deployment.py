@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from tokenomy.catalog.accelerators import Accelerator, relative_achievable
+from tokenomy.catalog.accelerators import Accelerator, moe_gemm_efficiency, relative_achievable
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import ModelArch
 from tokenomy.costmodel.params import ParamCounts, param_counts
@@ -55,6 +55,11 @@ class Numbers:
     # rank permutes every token, which this understates for tp > 1).
     expert_flops_per_token: float = 0.0
     moe_dispatch_bytes_per_token: float = 0.0
+    # The fraction of matmul_flops_per_s the MoE kernel's grouped GEMMs reach at large token counts for this
+    # accelerator, compute type and expert shape (catalog moe_gemm_efficiency: NVIDIA's TensorRT-LLM MoE tables;
+    # 1.0 where unmeasured): small experts run far below the dense rate (B200 NVFP4, Qwen3-30B-A3B's 2048 × 768
+    # experts: 0.26; Mixtral's 4096 × 14336: 1.0).
+    expert_gemm_efficiency: float = 1.0
     # Expert parallelism (Deployment.expert_parallel): the ranks the routed experts are spread over (1: tensor
     # parallel MoE), the MoE layers, and the expected remote ranks one token's k experts live on.
     ep: int = 1
@@ -322,6 +327,13 @@ class Deployment:
             link_bytes_per_s=gpu.interconnect_bytes_per_s * prof.comm_efficiency,
             matmul_step_s=matmul_step_s,
             expert_flops_per_token=2 * p.routed_experts / m.n_experts / tp if m.is_moe else 0.0,
+            expert_gemm_efficiency=(
+                moe_gemm_efficiency(
+                    gpu.id, compute, m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts
+                )
+                if m.is_moe
+                else 1.0
+            ),
             moe_dispatch_bytes_per_token=(
                 m.n_moe_layers * m.experts_per_token * m.hidden_size * ACTIVATION_BYTES / tp if m.is_moe else 0.0
             ),

@@ -14,6 +14,10 @@ models and for a profile that leaves them at 0:
     a saturating tile-fill form), so expert compute tokens·k·F_e / (R·eff) = tokens·k·F_e / R
     + E_touched · m½ · F_e / R: each touched expert costs m½ padded rows of compute on top (F_e: one token's
     FLOPs in one expert, R: the dense GEMM rate);
+  - at large token counts the MoE kernel's grouped GEMMs reach only η of the dense rate, by accelerator,
+    compute type and expert shape as NVIDIA timed TensorRT-LLM's MoE kernel (Numbers.expert_gemm_efficiency,
+    catalog kernel_rates.csv; small experts far below it: B200 NVFP4 runs Qwen3-30B-A3B's 2048 × 768 experts at
+    0.26): each routed copy's F_e costs F_e·(1/η − 1)/R more compute;
   - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
     passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
     expert parallelism each rank permutes its own share of the tokens).
@@ -80,6 +84,15 @@ class StepCost:
         # grouped-GEMM padding per touched expert and hidden-state dispatch per token (module docstring)
         self.expert_pad_s = prof.moe_gemm_half_tokens * n.expert_flops_per_token / n.matmul_flops_per_s
         self.dispatch_s_per_token = prof.moe_permute_passes * n.moe_dispatch_bytes_per_token / n.bytes_per_s
+        # the routed experts' FLOPs run at expert_gemm_efficiency of the dense rate: (1/η − 1) of them on top
+        self.expert_gemm_s_per_token = (
+            d.model.experts_per_token
+            * n.expert_flops_per_token
+            * (1.0 / n.expert_gemm_efficiency - 1.0)
+            / n.matmul_flops_per_s
+            if n.n_experts
+            else 0.0
+        )
         self.kv_full_s_per_token = n.kv_full_bytes_per_token / n.bytes_per_s
         self.kv_window_s_per_token = n.kv_window_bytes_per_token / n.bytes_per_s
         self.window_tokens = float(n.window_tokens)
@@ -135,7 +148,7 @@ class StepCost:
         if self.n_experts:
             touched = self.n_experts * (1.0 - self.expert_miss**new_tokens)
             t_mem = t_mem + touched * self.expert_s + self.dispatch_s_per_token * new_tokens
-            t_comp = t_comp + touched * self.expert_pad_s
+            t_comp = t_comp + touched * self.expert_pad_s + self.expert_gemm_s_per_token * new_tokens
         if self.window_tokens:
             t_mem = t_mem + self.kv_window_s_per_token * np.minimum(kv_tokens, seqs * self.window_tokens)
             t_comp = t_comp + self.attn_window_s_per_pair * np.minimum(attn_pairs, new_tokens * self.window_tokens)

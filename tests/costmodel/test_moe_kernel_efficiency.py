@@ -1,0 +1,72 @@
+"""The MoE kernel's measured grouped-GEMM efficiency (kernel_rates.csv `moe_gemm_efficiency`) in the step time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tokenomy.costmodel.deployment as deployment
+from tokenomy.catalog.accelerators import kernel_rates, load_accelerator, moe_gemm_efficiency
+from tokenomy.catalog.models import load_model
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.perf import decode_step_seconds, prefill_seconds
+
+QWEN3_30B = (2048, 768, 8, 128)  # hidden, expert inter, top-k, experts
+MIXTRAL_8X7B = (4096, 14336, 2, 8)
+
+
+def dep(model: str, gpu: str, precision: str) -> Deployment:
+    return Deployment(load_model(model), load_accelerator(gpu), 1, 1, precision, "fp8", load_profile("tensorrt-llm"))
+
+
+def test_the_shipped_tables_put_small_experts_far_below_the_dense_rate_and_large_ones_near_it() -> None:
+    """NVIDIA's B200 NVFP4 timing: Qwen3-30B-A3B's small experts reach a quarter of the dense GEMM rate, Mixtral's
+    large ones nearly all of it; the faster the tensor cores, the lower the small experts' share."""
+    small_fp4 = moe_gemm_efficiency("B200", "fp4", *QWEN3_30B)
+    assert 0.15 < small_fp4 < 0.4
+    assert moe_gemm_efficiency("B200", "fp4", *MIXTRAL_8X7B) > 0.9
+    assert (
+        small_fp4
+        < moe_gemm_efficiency("H100-SXM", "fp8", *QWEN3_30B)
+        < moe_gemm_efficiency("H100-SXM", "bf16", *QWEN3_30B)
+    )
+    every = [v for rates in kernel_rates().values() for v in rates.moe_gemm_efficiency.values()]
+    assert len(every) > 100 and all(0.0 < v <= 1.0 for v in every)
+
+
+def test_unmeasured_accelerators_compute_types_and_shapes_run_at_the_dense_rate() -> None:
+    assert moe_gemm_efficiency("MI300X", "fp8", *QWEN3_30B) == 1.0  # no NVIDIA table
+    assert moe_gemm_efficiency("B200", "fp4", 2048, 777, 8, 128) == 1.0  # a shape NVIDIA did not time
+    assert moe_gemm_efficiency("A100-SXM-80GB", "bf16", *MIXTRAL_8X7B) == 1.0  # its table has no balanced runs
+    # fp16 runs on the bf16 tensor cores, int8 on the fp8 ones
+    assert moe_gemm_efficiency("H100-SXM", "fp16", *QWEN3_30B) == moe_gemm_efficiency("H100-SXM", "bf16", *QWEN3_30B)
+    assert moe_gemm_efficiency("H100-SXM", "int8", *QWEN3_30B) == moe_gemm_efficiency("H100-SXM", "fp8", *QWEN3_30B)
+
+
+def test_dense_models_take_no_part() -> None:
+    d = dep("llama-3.1-8b", "B200", "nvfp4")
+    assert d.numbers().expert_gemm_efficiency == 1.0 and d.step_cost().expert_gemm_s_per_token == 0.0
+
+
+def test_it_slows_compute_bound_prefill_of_small_experts_not_memory_bound_decode(monkeypatch) -> None:  # noqa: ANN001
+    """Qwen3-30B-A3B in NVFP4 on a B200: an 8,192-token prefill chunk takes markedly longer with the measured
+    efficiency than at the dense rate, a one-sequence decode step (weight reads) barely changes."""
+    measured = dep("qwen3-30b-a3b", "B200", "nvfp4")
+    eta = measured.numbers().expert_gemm_efficiency  # computed (and cached) before the table is switched off
+    monkeypatch.setattr(deployment, "moe_gemm_efficiency", lambda *args: 1.0)
+    dense_rate = dep("qwen3-30b-a3b", "B200", "nvfp4")
+    assert dense_rate.numbers().expert_gemm_efficiency == 1.0 and eta < 0.4
+    prefill = float(prefill_seconds(measured, 8192.0)) / float(prefill_seconds(dense_rate, 8192.0))
+    decode = float(decode_step_seconds(measured, 1, 1024.0)) / float(decode_step_seconds(dense_rate, 1, 1024.0))
+    assert prefill > 1.2
+    assert decode == pytest.approx(1.0, abs=0.01)
+
+
+def test_the_extra_expert_time_grows_with_the_tokens_of_a_step() -> None:
+    """Each routed copy of a token pays the same extra compute: linear in the step's tokens."""
+    cost = dep("qwen3-30b-a3b", "B200", "nvfp4").step_cost()
+    assert cost.expert_gemm_s_per_token > 0
+    tokens = np.array([4096.0, 8192.0])
+    extra = cost.expert_gemm_s_per_token * tokens
+    assert extra[1] == pytest.approx(2 * extra[0])
