@@ -207,7 +207,7 @@ def _moe_section(rates: dict) -> list[str]:
         "compute-bound, an accelerator or a compute type without a table, and any other shape take η = 1; tensor-",
         "and expert-parallel deployments take the one-GPU figure (the tables' sharded runs are not used). The slope",
         "is the whole fused op's, so the permute/unpermute passes that `moe_permute_passes` charges apart are in it",
-        "too: at large token counts they are counted twice.",
+        "too: at large token counts they are counted twice. Every engine profile takes these TensorRT-LLM figures.",
         "",
         "| model | hidden × inter, top-k of experts | " + " | ".join(rates) + " |",
         "|---|---|" + "---|" * len(rates),
