@@ -74,7 +74,7 @@ def test_the_permute_cost_grows_with_the_tokens_of_a_step_and_the_padding_with_t
 def test_a_fit_starts_the_moe_terms_from_their_documented_priors() -> None:
     prior = prior_profile(load_profile("tensorrt-llm"))
     assert {k: getattr(prior, k) for k in PRIORS} == PRIORS
-    # a profile that does not name the terms predicts as before them (they default to off)
+    # a profile that does not name the fill and permute terms leaves them off
     assert EngineProfile().moe_gemm_half_tokens == 0.0 and EngineProfile().moe_permute_passes == 0.0
 
 

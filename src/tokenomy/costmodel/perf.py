@@ -7,8 +7,8 @@ roofline max), plus fixed per-step and per-layer overheads and tensor-parallel a
 (ring all-reduce: 2·(tp−1)/tp · bytes / link bandwidth + latency, two per layer, Megatron-LM),
 and fixed costs per step, per sequence (scheduling, sampling) and per layer.
 MoE layers read only the experts a step touches: E·(1 − (1 − k/E)^tokens) of E. As MoE executes (grouped
-GEMM over the touched experts, CUTLASS/TensorRT-LLM/vLLM fused-MoE style), two further terms, both 0 for dense
-models and for a profile that leaves them at 0:
+GEMM over the touched experts, CUTLASS/TensorRT-LLM/vLLM fused-MoE style), three further terms, all 0 for dense
+models (the first and third also for a profile that leaves them at 0; the second applies under every profile):
   - grouped-GEMM efficiency falls when each touched expert gets few tokens: with m = tokens·k / E_touched rows
     per expert, an expert's GEMMs run at m / (m + m½) of the dense rate (m½: profile `moe_gemm_half_tokens`,
     a saturating tile-fill form), so expert compute tokens·k·F_e / (R·eff) = tokens·k·F_e / R
@@ -17,7 +17,8 @@ models and for a profile that leaves them at 0:
   - at large token counts the MoE kernel's grouped GEMMs reach only η of the dense rate, by accelerator,
     compute type and expert shape as NVIDIA timed TensorRT-LLM's MoE kernel (Numbers.expert_gemm_efficiency,
     catalog kernel_rates.csv; small experts far below it: B200 NVFP4 runs Qwen3-30B-A3B's 2048 × 768 experts at
-    0.26): each routed copy's F_e costs F_e·(1/η − 1)/R more compute;
+    0.26): each routed copy's F_e costs F_e·(1/η − 1)/R more compute (the measured slope is the whole fused op's,
+    so at large token counts it holds the permute passes below too, which are then counted twice);
   - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
     passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
     expert parallelism each rank permutes its own share of the tokens).
