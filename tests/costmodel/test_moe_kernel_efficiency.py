@@ -84,3 +84,9 @@ def test_a_format_the_accelerator_cannot_run_takes_the_efficiency_of_the_rate_it
     """NVFP4 on an H100 computes in bf16 (no FP4 tensor cores): its experts take bf16's measured efficiency."""
     d = dep("qwen3-30b-a3b", "H100-SXM", "nvfp4")
     assert d.numbers().expert_gemm_efficiency == moe_gemm_efficiency("H100-SXM", "bf16", *QWEN3_30B) < 1.0
+
+
+def test_a_chip_measured_under_another_id_takes_its_tables() -> None:
+    """GH200 and H100 PCIe carry the H100's GH100 chip: NVIDIA's H100 SXM MoE tables stand in for them."""
+    for gpu in ("GH200", "H100-PCIe"):
+        assert moe_gemm_efficiency(gpu, "fp8", *QWEN3_30B) == moe_gemm_efficiency("H100-SXM", "fp8", *QWEN3_30B) < 1

@@ -261,11 +261,17 @@ def kernel_rates() -> dict[str, KernelRates]:
     return table
 
 
+# Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100): their MoE kernels take
+# its efficiencies, each a fraction of the accelerator's own dense rate.
+MOE_TABLE_STAND_INS = {"GH200": "H100-SXM", "H100-PCIe": "H100-SXM"}
+
+
 def moe_gemm_efficiency(gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int) -> float:
     """The fraction of the dense GEMM rate a whole set of `experts` experts of this shape reaches in the engine's
     MoE kernel at large token counts (kernel_rates.csv, NVIDIA's TensorRT-LLM MoE tables; fp16 as bf16, int8 as
-    fp8); 1.0 where the accelerator, compute type or shape was not measured."""
-    rates = kernel_rates().get(gpu_id)
+    fp8; MOE_TABLE_STAND_INS for a chip measured under another id); 1.0 where the accelerator, compute type or
+    shape was not measured."""
+    rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
     key = (_SAME_RATE.get(compute, compute), hidden, inter, topk, experts)
     return rates.moe_gemm_efficiency.get(key, 1.0) if rates else 1.0
 
