@@ -208,7 +208,7 @@ def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
                     table,
                     grp.device.iloc[0],
                     package,
-                )  # fmt: skip
+                )
             )
     return rows
 

@@ -90,3 +90,22 @@ def test_a_chip_measured_under_another_id_takes_its_tables() -> None:
     """GH200 and H100 PCIe carry the H100's GH100 chip: NVIDIA's H100 SXM MoE tables stand in for them."""
     for gpu in ("GH200", "H100-PCIe"):
         assert moe_gemm_efficiency(gpu, "fp8", *QWEN3_30B) == moe_gemm_efficiency("H100-SXM", "fp8", *QWEN3_30B) < 1
+
+
+def test_a_kernel_rates_row_it_cannot_read_names_its_line_and_shape(tmp_path) -> None:  # noqa: ANN001
+    """A moe_gemm_efficiency row without its expert count: an error naming the file line and the shape, no
+    traceback of a KeyError."""
+    from tokenomy.catalog.accelerators import read_kernel_rates
+    from tokenomy.catalog.errors import CatalogError
+
+    bad = tmp_path / "kernel_rates.csv"
+    bad.write_text(
+        "accelerator,quantity,compute,tp,value,unit,shape,table,device,source,read_on\n"
+        "B200,gemm_rate,fp4,,4545.9,TFLOP/s,m=1 n=2 k=3,t.parquet,NVIDIA B200,src,2026-12-06\n"
+        "B200,moe_gemm_efficiency,fp4,,0.255,of the dense GEMM rate,hidden=2048 inter=768 topk=8,t.parquet,"
+        "NVIDIA B200,src,2026-12-06\n"
+    )
+    with pytest.raises(CatalogError) as err:
+        read_kernel_rates(bad)
+    text = str(err.value)
+    assert f"{bad}:3:" in text and "'experts'" in text and "hidden=2048 inter=768 topk=8" in text

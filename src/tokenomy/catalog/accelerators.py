@@ -241,24 +241,38 @@ class KernelRates:
 def kernel_rates() -> dict[str, KernelRates]:
     """Shipped kernel rates by accelerator id (data/kernel_rates.csv); {} where the file is absent."""
     path = DATA_DIR / KERNEL_RATES_FILE
-    if not path.is_file():
-        return {}
+    return read_kernel_rates(path) if path.is_file() else {}
+
+
+def read_kernel_rates(path: Path) -> dict[str, KernelRates]:
+    """Kernel rates by accelerator id from a kernel_rates.csv; a row it cannot read is an error naming its line."""
     table: dict[str, KernelRates] = {}
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            rates = table.setdefault(row["accelerator"], KernelRates())
-            value = float(row["value"])
-            if row["quantity"] == "gemv_bandwidth":
-                table[row["accelerator"]] = replace(rates, gemv_bandwidth_gb_s=value)
-            elif row["quantity"] == "gemm_rate":
-                rates.gemm_tflops[row["compute"]] = value
-            elif row["quantity"] == "allreduce_latency":
-                rates.allreduce_latency_us[int(row["tp"])] = value
-            elif row["quantity"] == "moe_gemm_efficiency":
-                shape = dict(part.split("=", 1) for part in row["shape"].split())
-                key = (row["compute"], *(int(shape[k]) for k in ("hidden", "inter", "topk", "experts")))
-                rates.moe_gemm_efficiency[key] = value
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                _add_kernel_rate(table, row)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise CatalogError(
+                    f"{path}:{line}: {row.get('quantity')} row: cannot read {exc} (shape {row.get('shape')!r}, "
+                    f"value {row.get('value')!r}); rewrite the file with scripts/kernel_rates_aic.py"
+                ) from exc
     return table
+
+
+def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None:
+    """Add one kernel_rates.csv row to `table` (KeyError/ValueError on a missing field or a non-number)."""
+    rates = table.setdefault(row["accelerator"], KernelRates())
+    value = float(row["value"])
+    if row["quantity"] == "gemv_bandwidth":
+        table[row["accelerator"]] = replace(rates, gemv_bandwidth_gb_s=value)
+    elif row["quantity"] == "gemm_rate":
+        rates.gemm_tflops[row["compute"]] = value
+    elif row["quantity"] == "allreduce_latency":
+        rates.allreduce_latency_us[int(row["tp"])] = value
+    elif row["quantity"] == "moe_gemm_efficiency":
+        shape = dict(part.split("=", 1) for part in row["shape"].split())
+        key = (row["compute"], *(int(shape[k]) for k in ("hidden", "inter", "topk", "experts")))
+        rates.moe_gemm_efficiency[key] = value
 
 
 # Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100): their MoE kernels take
