@@ -16,8 +16,9 @@ the profile's prior (docs/cost-model.md). Figures, not code, carry over; each ro
   hidden size of 8,192) per tensor-parallel size, µs;
 - moe_gemm_efficiency: per compute type and expert shape (hidden, inter, topk, experts), the FLOPs one more token
   costs in the MoE kernel (topk · 6 · hidden · inter) at the GEMM table's best rate over the latency it adds (the
-  slope from MOE_MIN_TOKENS tokens up), for a whole expert set on one GPU under balanced routing (`moe_rows`). The
-  slope is the whole fused MoE op's: its permute/unpermute passes over the routed copies are in it.
+  slope from MOE_MIN_TOKENS tokens up), for a whole expert set on one GPU under balanced routing and for its
+  tensor-parallel slices on 2, 4 and 8 GPUs (`moe_rows`). The slope is the whole fused MoE op's: its
+  permute/unpermute passes over the routed copies are in it.
 
 Run with an interpreter that has aiconfigurator installed (it brings pandas and pyarrow):
     /path/to/aic-venv/bin/python scripts/kernel_rates_aic.py [--out PATH]
@@ -57,7 +58,7 @@ GEMM_DTYPES = {"bfloat16": ("bf16", 2.0), "fp8": ("fp8", 1.0), "nvfp4": ("fp4", 
 GEMV_MIN_BYTES = 512e6
 ALLREDUCE_MAX_ELEMENTS = 16384
 MOE_MIN_TOKENS = 4096  # tokens per MoE call from which its latency is taken as linear (compute-bound, large M)
-MOE_MAX_ETA = 1.1  # a slope faster than the dense rate allows (η above this) is not compute-bound: left out
+MOE_TP_SIZES = (1, 2, 4, 8)  # tensor-parallel MoE: each GPU runs every expert's 1/moe_tp slice (inter / moe_tp)
 OUT = Path(__file__).resolve().parents[1] / "src/tokenomy/catalog/data/kernel_rates.csv"
 FIELDS = ("accelerator", "quantity", "compute", "tp", "value", "unit", "shape", "table", "device", "source")
 
@@ -163,10 +164,12 @@ def allreduce_rows(system: str, accel: str, data: Path, package: str) -> list[di
 
 def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
     """Large-M grouped-GEMM efficiency per compute type and expert shape of one system's TensorRT-LLM MoE table:
-    a whole expert set on one GPU (moe_tp_size = moe_ep_size = 1, balanced routing), η = the FLOPs one more token
-    costs (topk · 6 · hidden · inter) at the same table release's best dense GEMM rate over the latency one more
-    token adds (the least-squares slope over MOE_MIN_TOKENS tokens and up). Shapes whose slope is not compute-bound
-    there (η > MOE_MAX_ETA: the weight reads still dominate) are left out."""
+    a whole expert set on one GPU (moe_tp_size = moe_ep_size = 1, balanced routing) and its tensor-parallel slices
+    (moe_tp_size = 2, 4, 8: each GPU runs every expert's inter / moe_tp columns; shape 'tp=N'), η = the FLOPs one
+    more token costs on one GPU (topk · 6 · hidden · inter / moe_tp) at the same table release's best dense GEMM rate
+    over the latency one more token adds (the least-squares slope over MOE_MIN_TOKENS tokens and up). A slope faster
+    than the dense rate allows (η > 1: not compute-bound, the weight reads still dominate) is written as 1.0, so that
+    every shape NVIDIA timed has a row."""
     gemm = _table(data, system, "gemm", "gemm_perf.parquet")
     if gemm is None:
         return []
@@ -176,7 +179,7 @@ def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
         return []
     df, table = pd.read_parquet(path), f"systems/data/{system}/moe/trtllm/{release}/moe_perf.parquet"
     gemm_df = gemm[0]
-    whole = df[(df.moe_tp_size == 1) & (df.moe_ep_size == 1) & (df.distribution == "balanced")]
+    whole = df[df.moe_tp_size.isin(MOE_TP_SIZES) & (df.moe_ep_size == 1) & (df.distribution == "balanced")]
     rows = []
     for dtype, (compute, _) in GEMM_DTYPES.items():
         dense = gemm_df[gemm_df.gemm_dtype == dtype]
@@ -184,18 +187,17 @@ def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
             continue
         rate = (2.0 * dense.m * dense.n * dense.k / (dense.latency * 1e-3)).max()  # FLOP/s
         sub = whole[whole.moe_dtype == dtype]
-        for (hidden, inter, topk, experts), grp in sub.groupby(["hidden_size", "inter_size", "topk", "num_experts"]):
+        shapes = sub.groupby(["hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size"])
+        for (hidden, inter, topk, experts, moe_tp), grp in shapes:
             latency = grp.groupby("num_tokens").latency.median().sort_index()
             big = latency[latency.index >= MOE_MIN_TOKENS]
             if len(big) < 2:
                 continue
             slope_s = np.polyfit(big.index.to_numpy(dtype=float), big.to_numpy() * 1e-3, 1)[0]
-            eta = topk * 6.0 * hidden * inter / rate / slope_s if slope_s > 0 else float("inf")
-            if eta > MOE_MAX_ETA:
-                continue
+            eta = topk * 6.0 * hidden * (inter / moe_tp) / rate / slope_s if slope_s > 0 else float("inf")
             shape = (
                 f"hidden={hidden} inter={inter} topk={topk} experts={experts} "
-                f"tokens={int(big.index.min())}-{int(big.index.max())}"
+                f"tokens={int(big.index.min())}-{int(big.index.max())}" + (f" tp={moe_tp}" if moe_tp > 1 else "")
             )
             rows.append(
                 _row(

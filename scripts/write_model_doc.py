@@ -205,10 +205,15 @@ def _moe_section(rates: dict) -> list[str]:
         "inter) at that table's best dense GEMM rate over the latency it adds at 4,096 tokens and more. Small experts",
         "run far below the dense rate, the more so the faster the tensor cores. A shape whose latency there is not",
         "compute-bound, an accelerator (GH200 and H100 PCIe take the H100 SXM's: `MOE_TABLE_STAND_INS`) or a",
-        "compute type without a table, and any other shape take η = 1; tensor-",
-        "and expert-parallel deployments take the one-GPU figure (the tables' sharded runs are not used). The slope",
+        "compute type without a table, and any other shape take η = 1. Where the engine runs MoE tensor-parallel",
+        "(TensorRT-LLM before its PyTorch releases, vLLM, SGLang: `Deployment.moe_tp`), each GPU runs every expert's",
+        "inter / tp columns, and η is the tables' run of that slicing (moe_tp_size = tp; the whole experts' figure",
+        "where that was not timed); where every GPU holds whole experts (TensorRT-LLM's attention-DP + expert-parallel",
+        "MoE recipe, expert parallelism) the one-GPU figure. The slope",
         "is the whole fused op's, so the permute/unpermute passes that `moe_permute_passes` charges apart are in it",
         "too: at large token counts they are counted twice. Every engine profile takes these TensorRT-LLM figures.",
+        "Each cell: compute type, η timed for the whole experts / sliced over 2 / 4 / 8 GPUs (– not timed), as the",
+        "cost model takes them (`catalog/accelerators.py: moe_gemm_efficiency`).",
         "",
         "| model | hidden × inter, top-k of experts | " + " | ".join(rates) + " |",
         "|---|---|" + "---|" * len(rates),
@@ -217,7 +222,11 @@ def _moe_section(rates: dict) -> list[str]:
         shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
         cells = []
         for mine in rates.values():
-            found = [f"{c} {v:.2f}" for (c, *s), v in sorted(mine.moe_gemm_efficiency.items()) if tuple(s) == shape]
+            found = [
+                f"{c} " + " / ".join(f"{by_tp[tp]:.2f}" if tp in by_tp else "–" for tp in (1, 2, 4, 8))
+                for (c, *s), by_tp in sorted(mine.moe_gemm_efficiency.items())
+                if tuple(s) == shape
+            ]
             cells.append(", ".join(found) or "—")
         out.append(f"| {m.id} | {shape[0]} × {shape[1]}, {shape[2]} of {shape[3]} | " + " | ".join(cells) + " |")
     return out

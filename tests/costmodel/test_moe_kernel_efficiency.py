@@ -31,7 +31,9 @@ def test_the_shipped_tables_put_small_experts_far_below_the_dense_rate_and_large
         < moe_gemm_efficiency("H100-SXM", "fp8", *QWEN3_30B)
         < moe_gemm_efficiency("H100-SXM", "bf16", *QWEN3_30B)
     )
-    every = [v for rates in kernel_rates().values() for v in rates.moe_gemm_efficiency.values()]
+    every = [
+        v for rates in kernel_rates().values() for by_tp in rates.moe_gemm_efficiency.values() for v in by_tp.values()
+    ]
     assert len(every) > 100 and all(0.0 < v <= 1.0 for v in every)
 
 
@@ -109,3 +111,28 @@ def test_a_kernel_rates_row_it_cannot_read_names_its_line_and_shape(tmp_path) ->
         read_kernel_rates(bad)
     text = str(err.value)
     assert f"{bad}:3:" in text and "'experts'" in text and "hidden=2048 inter=768 topk=8" in text
+
+
+def test_tensor_parallel_slices_of_the_experts_run_at_their_own_measured_efficiency() -> None:
+    """NVIDIA's H100 FP8 timings of Mixtral 8x7B's experts sliced over 8 GPUs (each GPU runs 14,336 / 8 columns):
+    well below the whole experts' efficiency; a slicing NVIDIA did not time takes the whole experts' figure."""
+    by_tp = [moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=tp) for tp in (1, 2, 4, 8)]
+    assert by_tp[3] < 0.85 * by_tp[0]
+    assert by_tp == sorted(by_tp, reverse=True)
+    assert moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=3) == by_tp[0]
+
+
+def test_experts_are_sliced_only_where_the_engine_runs_moe_tensor_parallel() -> None:
+    """TensorRT-LLM's C++-executor releases (v0.17) and vLLM run Mixtral's experts tensor-parallel: 8 slices on 8
+    GPUs, at the sliced efficiency; the attention-DP + expert-parallel recipe of its PyTorch releases, and expert
+    parallelism, keep each expert whole on one GPU; dense models have none."""
+    mixtral, h100 = load_model("mixtral-8x7b"), load_accelerator("H100-SXM")
+    trt = load_profile("tensorrt-llm")
+    sliced = moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=8)
+    for profile in (trt.for_engine_version("v0.17"), load_profile("vllm")):
+        d = Deployment(mixtral, h100, 8, 1, "fp8", "fp8", profile)
+        assert d.moe_tp == 8 and d.numbers().expert_gemm_efficiency == sliced
+    assert trt.moe_attention_dp and Deployment(mixtral, h100, 8, 1, "fp8", "fp8", trt).moe_tp == 1
+    v017 = trt.for_engine_version("v0.17")
+    assert Deployment(mixtral, h100, 8, 1, "fp8", "fp8", v017, expert_parallel=True).moe_tp == 1
+    assert Deployment(load_model("llama-3.1-70b"), h100, 8, 1, "fp8", "fp8", v017).moe_tp == 1

@@ -84,15 +84,15 @@ def test_simulated_decode_rounds_match_the_closed_form(pp: int) -> None:
 
 @pytest.mark.parametrize(("b", "pp"), [(3, 4), (7, 8), (10, 4), (13, 8), (64, 8)])
 def test_fast_decode_rounds_equal_the_round_by_round_ones(b: int, pp: int) -> None:
-    """The simulator's decode spans (`_decode_seconds`, and `_decode_line` where it gives one) time a round as its
+    """The simulator's decode spans (`_decode_seconds`, and `_decode_curve` where it gives one) time a round as its
     round-by-round path does, with fewer rows than stages and with rows that do not split evenly."""
     replica = Replica(dep(pp), ReplicaConfig(), RequestLog.for_workload(Workload(np.zeros(1), np.ones(1), np.ones(1))))
     ctx = 1500.0 * b
     exact = replica._round_seconds([], b, ctx)
     assert replica._decode_seconds(b, ctx) == pytest.approx(exact, rel=1e-12)
-    line = replica._decode_line(b)
-    if line is not None:
-        assert line[0] + line[1] * ctx == pytest.approx(exact, rel=1e-9)
+    curve = replica._decode_curve(b)
+    if curve is not None:
+        assert curve.seconds(ctx) == pytest.approx(exact, rel=1e-9)
 
 
 def test_replica_rounds_pay_host_work_per_micro_batch() -> None:

@@ -233,8 +233,9 @@ class KernelRates:
     gemv_bandwidth_gb_s: float | None = None
     gemm_tflops: dict[str, float] = field(default_factory=dict)
     allreduce_latency_us: dict[int, float] = field(default_factory=dict)
-    # large-M grouped-GEMM efficiency of a whole expert set, by (compute, hidden, inter, topk, experts)
-    moe_gemm_efficiency: dict[tuple[str, int, int, int, int], float] = field(default_factory=dict)
+    # large-M grouped-GEMM efficiency of an expert set on one GPU, by (compute, hidden, inter, topk, experts), then
+    # by moe_tp: 1 the whole experts, > 1 each expert's 1/moe_tp slice (tensor-parallel MoE)
+    moe_gemm_efficiency: dict[tuple[str, int, int, int, int], dict[int, float]] = field(default_factory=dict)
 
 
 @cache
@@ -272,7 +273,7 @@ def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None
     elif row["quantity"] == "moe_gemm_efficiency":
         shape = dict(part.split("=", 1) for part in row["shape"].split())
         key = (row["compute"], *(int(shape[k]) for k in ("hidden", "inter", "topk", "experts")))
-        rates.moe_gemm_efficiency[key] = value
+        rates.moe_gemm_efficiency.setdefault(key, {})[int(shape.get("tp", 1))] = value
 
 
 # Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100): their MoE kernels take
@@ -280,14 +281,24 @@ def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None
 MOE_TABLE_STAND_INS = {"GH200": "H100-SXM", "H100-PCIe": "H100-SXM"}
 
 
-def moe_gemm_efficiency(gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int) -> float:
-    """The fraction of the dense GEMM rate a whole set of `experts` experts of this shape reaches in the engine's
-    MoE kernel at large token counts (kernel_rates.csv, NVIDIA's TensorRT-LLM MoE tables; fp16 as bf16, int8 as
-    fp8; MOE_TABLE_STAND_INS for a chip measured under another id); 1.0 where the accelerator, compute type or
-    shape was not measured."""
+def moe_gemm_efficiency(
+    gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int, moe_tp: int = 1
+) -> float:
+    """The fraction of the dense GEMM rate a set of `experts` experts of this shape reaches on one GPU in the
+    engine's MoE kernel at large token counts, whole (moe_tp = 1) or as each expert's 1/moe_tp slice under
+    tensor-parallel MoE (kernel_rates.csv, NVIDIA's TensorRT-LLM MoE tables; fp16 as bf16, int8 as fp8;
+    MOE_TABLE_STAND_INS for a chip measured under another id), as timed: a slicing not timed takes the whole
+    experts' figure, and 1.0 where the accelerator, compute type or shape was not timed.
+
+    The timed figures are taken as they are, not smoothed: where a run is far slower than a thinner slicing of the
+    same experts (Llama 4 Scout in FP8 on an H100: 0.17 whole, 0.74 in quarters), NVIDIA's own Scout throughput
+    rows on H100 and H200 show the engine running that slow: lifting the whole experts to the quarters' 0.74 made
+    them 1.50× and 1.17× too fast in sample (from 1.12× and 0.87×)."""
     rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
-    key = (_SAME_RATE.get(compute, compute), hidden, inter, topk, experts)
-    return rates.moe_gemm_efficiency.get(key, 1.0) if rates else 1.0
+    if rates is None:
+        return 1.0
+    timed = rates.moe_gemm_efficiency.get((_SAME_RATE.get(compute, compute), hidden, inter, topk, experts), {})
+    return timed.get(moe_tp, timed.get(1, 1.0))
 
 
 def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[float | None, float | None]:

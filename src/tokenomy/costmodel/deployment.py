@@ -56,9 +56,9 @@ class Numbers:
     expert_flops_per_token: float = 0.0
     moe_dispatch_bytes_per_token: float = 0.0
     # The fraction of matmul_flops_per_s the MoE kernel's grouped GEMMs reach at large token counts for this
-    # accelerator, compute type and expert shape (catalog moe_gemm_efficiency: NVIDIA's TensorRT-LLM MoE tables;
-    # 1.0 where unmeasured): small experts run far below the dense rate (B200 NVFP4, Qwen3-30B-A3B's 2048 × 768
-    # experts: 0.26; Mixtral's 4096 × 14336: 1.0).
+    # accelerator, compute type and expert shape, sliced as Deployment.moe_tp says (catalog moe_gemm_efficiency:
+    # NVIDIA's TensorRT-LLM MoE tables; 1.0 where unmeasured): small experts run far below the dense rate (B200
+    # NVFP4, Qwen3-30B-A3B's 2048 × 768 experts: 0.26; Mixtral's 4096 × 14336: 1.0, in eighths on 8 GPUs 0.52).
     expert_gemm_efficiency: float = 1.0
     # Expert parallelism (Deployment.expert_parallel): the ranks the routed experts are spread over (1: tensor
     # parallel MoE), the MoE layers, and the expected remote ranks one token's k experts live on.
@@ -126,6 +126,14 @@ class Deployment:
     def ep(self) -> int:
         """Expert-parallel degree: tp with expert_parallel on a MoE model, else 1 (tensor-parallel MoE)."""
         return self.tp if self.expert_parallel and self.model.is_moe and self.tp > 1 else 1
+
+    @property
+    def moe_tp(self) -> int:
+        """GPUs each routed expert is sliced over (its GEMMs run inter / moe_tp columns per GPU): tp for
+        tensor-parallel MoE, 1 where every GPU holds whole experts (expert parallelism, or the attention-DP + EP
+        recipe the profile says the engine runs MoE models with: EngineProfile.moe_attention_dp)."""
+        whole = self.ep > 1 or self.profile.moe_attention_dp
+        return 1 if whole or not self.model.is_moe else self.tp
 
     @cached_property
     def replicated_bytes(self) -> float:
@@ -329,7 +337,13 @@ class Deployment:
             expert_flops_per_token=2 * p.routed_experts / m.n_experts / tp if m.is_moe else 0.0,
             expert_gemm_efficiency=(
                 moe_gemm_efficiency(
-                    gpu.id, compute, m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts
+                    gpu.id,
+                    compute,
+                    m.hidden_size,
+                    m.expert_intermediate_size,
+                    m.experts_per_token,
+                    m.n_experts,
+                    self.moe_tp,
                 )
                 if m.is_moe
                 else 1.0

@@ -17,8 +17,10 @@ models (the first and third also for a profile that leaves them at 0; the second
   - at large token counts the MoE kernel's grouped GEMMs reach only η of the dense rate, by accelerator,
     compute type and expert shape as NVIDIA timed TensorRT-LLM's MoE kernel (Numbers.expert_gemm_efficiency,
     catalog kernel_rates.csv; small experts far below it: B200 NVFP4 runs Qwen3-30B-A3B's 2048 × 768 experts at
-    0.26): each routed copy's F_e costs F_e·(1/η − 1)/R more compute (the measured slope is the whole fused op's,
-    so at large token counts it holds the permute passes below too, which are then counted twice);
+    0.26), and under tensor-parallel MoE at the slice each GPU runs (Deployment.moe_tp: Mixtral 8x7B's experts in
+    eighths on H100 FP8 at 0.68, whole at 0.96): each routed copy's F_e costs F_e·(1/η − 1)/R more compute
+    (the measured slope is the whole fused op's, so at large token counts it holds the permute passes below too,
+    which are then counted twice);
   - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
     passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
     expert parallelism each rank permutes its own share of the tokens).
@@ -67,6 +69,57 @@ def attention_flops(n: Numbers, new_tokens: ArrayLike, keys_per_token: ArrayLike
     return np.asarray(new_tokens, dtype=float) * (
         n.attn_full_flops_per_pair * keys + n.attn_window_flops_per_pair * window
     )
+
+
+def _power_sum(t_mem: float, t_comp: float, k: float) -> float:
+    """(t_mem^k + t_comp^k)^(1/k): a step's memory and compute parts overlapped with exponent k (k = 1 adds them)."""
+    return t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeCurve:
+    """A decode step of a fixed batch as a function of the batch's summed context x (tokens), StepCost.seconds
+    with the batch held: rest_s + ((mem_s + mem_s_per_token·x)^k + (comp_s + comp_s_per_token·x)^k)^(1/k),
+    the memory part reading x cached tokens and the compute part attending over them."""
+
+    rest_s: float  # fixed, per-sequence and communication time: not growing with the context
+    mem_s: float
+    mem_s_per_token: float
+    comp_s: float
+    comp_s_per_token: float
+    k: float
+
+    @property
+    def linear(self) -> bool:
+        """Whether the step grows linearly with the context (k = 1): intercept_s + slope_s_per_token · x."""
+        return self.k == 1.0
+
+    @property
+    def intercept_s(self) -> float:
+        return self.rest_s + self.mem_s + self.comp_s
+
+    @property
+    def slope_s_per_token(self) -> float:
+        return self.mem_s_per_token + self.comp_s_per_token
+
+    def seconds(self, context_tokens: float) -> float:
+        """The step time at a summed context of `context_tokens`."""
+        t_mem = self.mem_s + self.mem_s_per_token * context_tokens
+        t_comp = self.comp_s + self.comp_s_per_token * context_tokens
+        k = self.k  # _power_sum written out: the decode spans call this millions of times
+        return self.rest_s + (t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k))
+
+    def pipelined(self, pp: int, host_s: float) -> DecodeCurve:
+        """The round of pp alike micro-batches, each this curve at 1/pp of the round's context, plus (pp − 1)
+        of their host parts host_s (pipeline_round_s)."""
+        return DecodeCurve(
+            self.rest_s + (pp - 1) * host_s,
+            self.mem_s,
+            self.mem_s_per_token / pp,
+            self.comp_s,
+            self.comp_s_per_token / pp,
+            self.k,
+        )
 
 
 class StepCost:
@@ -127,20 +180,17 @@ class StepCost:
         micro-batch (`pipeline_round_s`)."""
         return self.step_overhead_s + self.seq_s * seqs
 
-    def decode_line(self, seqs: int) -> tuple[float, float] | None:
-        """A decode step of `seqs` sequences as intercept + slope · summed context (seconds, seconds per
-        token), or None where the step time is not linear in the context (k ≠ 1 or sliding windows)."""
-        if self.k != 1.0 or self.window_tokens:
+    def decode_curve(self, seqs: int) -> DecodeCurve | None:
+        """A decode step of `seqs` sequences as a function of their summed context (DecodeCurve), or None with
+        sliding-window layers (their KV read and attention stop growing at the window)."""
+        if self.window_tokens:
             return None
-        slope_s = self.kv_full_s_per_token + self.attn_full_s_per_pair
-        return float(self.seconds(seqs, seqs, 0.0, 0.0)), slope_s
+        t_mem, t_comp = self.roof_terms(seqs, seqs, 0.0, 0.0)
+        rest_s = float(self.seconds(seqs, seqs, 0.0, 0.0)) - _power_sum(t_mem, t_comp, self.k)
+        return DecodeCurve(rest_s, t_mem, self.kv_full_s_per_token, t_comp, self.attn_full_s_per_pair, self.k)
 
-    def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
-        """Time of one step computing `new_tokens` tokens of `seqs` sequences.
-
-        kv_tokens: cached tokens the step reads, summed over its sequences; attn_pairs: (query,
-        key) pairs its attention computes. Sliding-window layers cap both at the window.
-        """
+    def roof_terms(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
+        """The memory time and the compute time of a step, the two parts `seconds` overlaps with exponent k."""
         t_mem = self.dense_s + self.kv_full_s_per_token * kv_tokens
         t_comp = self.matmul_s_per_token * new_tokens + self.lm_head_s_per_seq * seqs
         t_comp = t_comp + self.attn_full_s_per_pair * attn_pairs
@@ -153,6 +203,15 @@ class StepCost:
         if self.window_tokens:
             t_mem = t_mem + self.kv_window_s_per_token * np.minimum(kv_tokens, seqs * self.window_tokens)
             t_comp = t_comp + self.attn_window_s_per_pair * np.minimum(attn_pairs, new_tokens * self.window_tokens)
+        return t_mem, t_comp
+
+    def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
+        """Time of one step computing `new_tokens` tokens of `seqs` sequences.
+
+        kv_tokens: cached tokens the step reads, summed over its sequences; attn_pairs: (query,
+        key) pairs its attention computes. Sliding-window layers cap both at the window.
+        """
+        t_mem, t_comp = self.roof_terms(new_tokens, seqs, kv_tokens, attn_pairs)
         k = self.k
         t_roof = t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k)
         t_comm = self.comm_fixed_s + self.comm_s_per_token * new_tokens if self.comm_s_per_token else 0.0

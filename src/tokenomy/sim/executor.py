@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokenomy.costmodel.perf import pipeline_round_s
+from tokenomy.costmodel.perf import DecodeCurve, pipeline_round_s
 from tokenomy.sim.block_manager import blocks_for
 from tokenomy.sim.sequence import Seq
 
@@ -125,18 +125,16 @@ class Executor:
                 hosts += [self.cost.host_seconds(rows)] * count
         return pipeline_round_s(times, self.pp, hosts)
 
-    def _decode_line(self, b: int) -> tuple[float, float] | None:
-        """Decode step (round) time of `b` rows as intercept + slope · summed context, or None if not linear.
-        With pp > 1 only when the rows split evenly: pp alike micro-batches of q rows last one micro-batch's
-        time plus (pp − 1) of its host parts (`pipeline_round_s`); otherwise the round is the larger of two
-        lines of the context, not one."""
+    def _decode_curve(self, b: int) -> DecodeCurve | None:
+        """Decode step (round) time of `b` rows as a function of their summed context, or None where there is
+        none. With pp > 1 only when the rows split evenly: pp alike micro-batches of q rows last one
+        micro-batch's time plus (pp − 1) of its host parts (`pipeline_round_s`); otherwise the round is the
+        larger of two curves of the context, not one."""
         if self.pp == 1:
-            return self.cost.decode_line(b)
+            return self.cost.decode_curve(b)
         q, r = divmod(b, self.pp)
-        line = self.cost.decode_line(q) if q and not r else None
-        if line is None:
-            return None
-        return line[0] + (self.pp - 1) * self.cost.host_seconds(q), line[1] / self.pp
+        curve = self.cost.decode_curve(q) if q and not r else None
+        return curve.pipelined(self.pp, self.cost.host_seconds(q)) if curve else None
 
     def _record_first_gaps(self, end_s: float) -> None:
         """Gaps of the batch's next token: since the last decode step, or since a newcomer's last token."""

@@ -52,17 +52,19 @@ class FastMode:
             b_live = len(batch.seqs)
             b = b_live + len(self.padding)
             ctx0 = b_live * batch.g + batch.ctx_off_sum + self.padding_ctx
-            line = self.decode_lines.get(b, False)
-            if line is False:
-                line = self.decode_lines[b] = self._decode_line(b)
-            if line:  # the step time grows linearly with the context: t0 + slope·j
-                t0 = line[0] + line[1] * ctx0
-                slope = line[1] * b_live
+            curve = self.decode_curves.get(b, False)
+            if curve is False:
+                curve = self.decode_curves[b] = self._decode_curve(b)
+            step_s = curve.seconds if curve else lambda ctx, b=b: cost(b, ctx)
+            if curve and curve.linear:  # the step time grows linearly with the context: t0 + slope·j
+                t0 = curve.intercept_s + curve.slope_s_per_token * ctx0
+                slope = curve.slope_s_per_token * b_live
             else:
-                t0 = cost(b, ctx0)
-                slope = cost(b, ctx0 + b_live) - t0
+                t0, slope = step_s(ctx0), None
             m = batch.steps_to_next_finish()
             if m > 1 and self.now + m * t0 > t_limit:  # the span would pass the next arrival: stop there
+                if slope is None:
+                    slope = step_s(ctx0 + b_live) - t0
                 m = min(m, _steps_to_cover(t_limit - self.now, t0, slope))
             new_blocks = batch.new_blocks(m) if batch.paged else 0
             if new_blocks and new_blocks > self.kv.available_blocks:
@@ -72,11 +74,10 @@ class FastMode:
                 self._execute([], True)
             else:
                 ctx_mid = ctx0 + (m - 1) * b_live / 2
-                if line:
+                if curve and curve.linear:
                     t_mid, t_last = t0 + slope * (m - 1) / 2, t0 + slope * (m - 1)
                 else:
-                    ctx_last = ctx0 + (m - 1) * b_live
-                    t_mid, t_last = cost(b, ctx_mid), cost(b, ctx_last)
+                    t_mid, t_last = step_s(ctx_mid), step_s(ctx0 + (m - 1) * b_live)
                 total = m * (t0 + 4 * t_mid + t_last) / 6  # Simpson's rule over the m step times (exact if linear)
                 if new_blocks:
                     self.kv.take(new_blocks)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tokenomy.costmodel.deployment import Deployment
+from tokenomy.costmodel.perf import DecodeCurve
 from tokenomy.costmodel.profile import KV_ADMISSIONS
 from tokenomy.sim.batch import DecodeBatch
 from tokenomy.sim.block_manager import ContiguousKV, PagedKV, blocks_for
@@ -88,7 +89,7 @@ class Replica(Scheduler, Executor, FastMode):
         self.cost = d.step_cost()
         self.draft_cost = config.spec.draft.step_cost() if config.spec else None
         self.fast = not config.exact and config.spec is None  # spans of identical decode steps allowed
-        self.decode_lines: dict[int, tuple[float, float] | None] = {}  # batch size -> cost.decode_line(b)
+        self.decode_curves: dict[int, DecodeCurve | None] = {}  # batch size -> its decode step curve
         self.rng = np.random.default_rng(seed)
         prof = d.profile
         self.max_seqs = config.max_num_seqs or prof.max_num_seqs
