@@ -1,6 +1,6 @@
 """The simulator's decode spans time steps from `StepCost.decode_curve`: a decode step of a fixed batch as a
 function of its summed context. It must give what `StepCost.seconds` gives for that step, whatever the overlap
-exponent, for dense and MoE models, with tensor parallelism and with pipeline rounds."""
+exponent, for dense and MoE models and with tensor parallelism (pipeline rounds: test_pipeline_host.py)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def test_decode_curve_is_the_step_time(model: str, gpu: str, tp: int, fmt: str, 
         assert curve is not None and curve.linear == (overlap_k == 1.0)
         for ctx in (0.0, 1_000.0, 2_000_000.0):
             assert curve.seconds(ctx) == pytest.approx(float(cost.seconds(seqs, seqs, ctx, ctx)), rel=1e-12)
-            if curve.linear:
-                assert curve.intercept_s + curve.slope_s_per_token * ctx == pytest.approx(curve.seconds(ctx), rel=1e-12)
+            if curve.linear:  # the fast spans' line: intercept + slope · context
+                step_s = float(cost.seconds(seqs, seqs, ctx, ctx))
+                assert curve.intercept_s + curve.slope_s_per_token * ctx == pytest.approx(step_s, rel=1e-12)
 
 
 def test_overlap_makes_the_curve_bend() -> None:

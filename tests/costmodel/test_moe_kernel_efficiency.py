@@ -115,11 +115,19 @@ def test_a_kernel_rates_row_it_cannot_read_names_its_line_and_shape(tmp_path) ->
 
 def test_tensor_parallel_slices_of_the_experts_run_at_their_own_measured_efficiency() -> None:
     """NVIDIA's H100 FP8 timings of Mixtral 8x7B's experts sliced over 8 GPUs (each GPU runs 14,336 / 8 columns):
-    well below the whole experts' efficiency; a slicing NVIDIA did not time takes the whole experts' figure."""
+    well below the whole experts' efficiency; a slicing NVIDIA did not time takes the nearest wider timed one's."""
     by_tp = [moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=tp) for tp in (1, 2, 4, 8)]
     assert by_tp[3] < 0.85 * by_tp[0]
     assert by_tp == sorted(by_tp, reverse=True)
-    assert moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=3) == by_tp[0]
+    assert moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=3) == by_tp[1]
+    assert moe_gemm_efficiency("H100-SXM", "fp8", *MIXTRAL_8X7B, moe_tp=16) == by_tp[3]
+
+
+def test_an_untimed_thin_slicing_is_not_priced_as_the_whole_experts() -> None:
+    """Qwen3-30B-A3B's experts in NVFP4 on a B200: timed whole, in halves and in quarters, each thinner slicing
+    slower; eighths (96 columns) were not timed and take the quarters' figure, not the whole experts' 3× higher one."""
+    by_tp = [moe_gemm_efficiency("B200", "fp4", *QWEN3_30B, moe_tp=tp) for tp in (1, 2, 4, 8)]
+    assert by_tp[0] > by_tp[1] > by_tp[2] == by_tp[3]
 
 
 def test_experts_are_sliced_only_where_the_engine_runs_moe_tensor_parallel() -> None:

@@ -91,6 +91,7 @@ def test_fast_decode_rounds_equal_the_round_by_round_ones(b: int, pp: int) -> No
     exact = replica._round_seconds([], b, ctx)
     assert replica._decode_seconds(b, ctx) == pytest.approx(exact, rel=1e-12)
     curve = replica._decode_curve(b)
+    assert (curve is not None) == (b % pp == 0)  # one curve only where the rows split evenly
     if curve is not None:
         assert curve.seconds(ctx) == pytest.approx(exact, rel=1e-9)
 

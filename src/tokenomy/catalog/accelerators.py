@@ -287,8 +287,10 @@ def moe_gemm_efficiency(
     """The fraction of the dense GEMM rate a set of `experts` experts of this shape reaches on one GPU in the
     engine's MoE kernel at large token counts, whole (moe_tp = 1) or as each expert's 1/moe_tp slice under
     tensor-parallel MoE (kernel_rates.csv, NVIDIA's TensorRT-LLM MoE tables; fp16 as bf16, int8 as fp8;
-    MOE_TABLE_STAND_INS for a chip measured under another id), as timed: a slicing not timed takes the whole
-    experts' figure, and 1.0 where the accelerator, compute type or shape was not timed.
+    MOE_TABLE_STAND_INS for a chip measured under another id), as timed. A slicing not timed takes the nearest
+    wider one that was (a thinner slice runs no more efficiently than a wider one: Qwen3-30B-A3B's experts in
+    NVFP4 on a B200, 0.26 whole, 0.15 in halves, 0.08 in quarters, take 0.08 in untimed eighths), and 1.0 where the
+    accelerator, compute type or shape was not timed at all.
 
     The timed figures are taken as they are, not smoothed: where a run is far slower than a thinner slicing of the
     same experts (Llama 4 Scout in FP8 on an H100: 0.17 whole, 0.74 in quarters), NVIDIA's own Scout throughput
@@ -298,7 +300,8 @@ def moe_gemm_efficiency(
     if rates is None:
         return 1.0
     timed = rates.moe_gemm_efficiency.get((_SAME_RATE.get(compute, compute), hidden, inter, topk, experts), {})
-    return timed.get(moe_tp, timed.get(1, 1.0))
+    wider = [tp for tp in timed if tp <= moe_tp]
+    return timed[max(wider)] if wider else 1.0
 
 
 def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[float | None, float | None]:

@@ -96,10 +96,12 @@ class DecodeCurve:
 
     @property
     def intercept_s(self) -> float:
+        """The step time at no context, the line's intercept when linear."""
         return self.rest_s + self.mem_s + self.comp_s
 
     @property
     def slope_s_per_token(self) -> float:
+        """Seconds each summed context token adds, the line's slope when linear."""
         return self.mem_s_per_token + self.comp_s_per_token
 
     def seconds(self, context_tokens: float) -> float:

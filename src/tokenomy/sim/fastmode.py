@@ -56,7 +56,8 @@ class FastMode:
             if curve is False:
                 curve = self.decode_curves[b] = self._decode_curve(b)
             step_s = curve.seconds if curve else lambda ctx, b=b: cost(b, ctx)
-            if curve and curve.linear:  # the step time grows linearly with the context: t0 + slope·j
+            linear = bool(curve) and curve.linear
+            if linear:  # the step time grows linearly with the context: t0 + slope·j
                 t0 = curve.intercept_s + curve.slope_s_per_token * ctx0
                 slope = curve.slope_s_per_token * b_live
             else:
@@ -74,7 +75,7 @@ class FastMode:
                 self._execute([], True)
             else:
                 ctx_mid = ctx0 + (m - 1) * b_live / 2
-                if curve and curve.linear:
+                if linear:
                     t_mid, t_last = t0 + slope * (m - 1) / 2, t0 + slope * (m - 1)
                 else:
                     t_mid, t_last = step_s(ctx_mid), step_s(ctx0 + (m - 1) * b_live)
