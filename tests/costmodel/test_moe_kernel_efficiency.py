@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import tokenomy.costmodel.deployment as deployment
 from tokenomy.catalog.accelerators import kernel_rates, load_accelerator, moe_gemm_efficiency
 from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
+from tokenomy.cli.main import app
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.costmodel.perf import decode_step_seconds, prefill_seconds
 
@@ -144,3 +148,26 @@ def test_experts_are_sliced_only_where_the_engine_runs_moe_tensor_parallel() -> 
     v017 = trt.for_engine_version("v0.17")
     assert Deployment(mixtral, h100, 8, 1, "fp8", "fp8", v017, expert_parallel=True).moe_tp == 1
     assert Deployment(load_model("llama-3.1-70b"), h100, 8, 1, "fp8", "fp8", v017).moe_tp == 1
+
+
+def test_plan_and_simulate_say_which_measured_efficiency_the_experts_run_at() -> None:
+    """A MoE plan's notes name the efficiency, the slicing and where it came from (an untimed slicing names the one
+    that stood in; no timing at all says so); a dense model's have no such line; simulate prints the same line."""
+
+    def notes(*args: str) -> list[str]:
+        result = CliRunner().invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        return [n for n in json.loads(result.stdout)["notes"] if n.startswith("MoE kernel")]
+
+    qwen = ["--model", "qwen3-30b-a3b", "--gpu", "B200", "--precision", "nvfp4", "--engine", "vllm"]
+    (sliced,) = notes("plan", *qwen, "--tp", "8", "--gpus", "8")
+    quarters = moe_gemm_efficiency("B200", "fp4", *QWEN3_30B, moe_tp=4)
+    assert f"run at {quarters:.2f} of the dense GEMM rate" in sliced
+    assert "each GPU runs 1/8 of every expert" in sliced and "1/8 not timed, the 1/4 figure" in sliced
+    mixtral = ["--model", "mixtral-8x7b", "--gpu", "H100-SXM", "--precision", "fp8", "--engine", "tensorrt-llm"]
+    (whole,) = notes("plan", *mixtral, "--tp", "2", "--gpus", "2")
+    assert "whole experts on each GPU" in whole and "not timed" not in whole
+    (untimed,) = notes("plan", "--model", "mixtral-8x7b", "--gpu", "MI300X", "--precision", "fp8")
+    assert "no NVIDIA timing" in untimed and "dense GEMM rate" in untimed
+    assert notes("plan", "--model", "llama-3.1-8b", "--gpu", "H100-SXM") == []
+    assert notes("simulate", *qwen, "--tp", "8", "--num-requests", "20", "--rate", "5") == [sliced]

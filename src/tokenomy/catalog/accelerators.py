@@ -296,12 +296,21 @@ def moe_gemm_efficiency(
     same experts (Llama 4 Scout in FP8 on an H100: 0.17 whole, 0.74 in quarters), NVIDIA's own Scout throughput
     rows on H100 and H200 show the engine running that slow: lifting the whole experts to the quarters' 0.74 made
     them 1.50× and 1.17× too fast in sample (from 1.12× and 0.87×)."""
+    return moe_gemm_timing(gpu_id, compute, hidden, inter, topk, experts, moe_tp)[0]
+
+
+def moe_gemm_timing(
+    gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int, moe_tp: int = 1
+) -> tuple[float, int]:
+    """moe_gemm_efficiency and the slicing whose timing it is (1: whole experts, k: each expert's 1/k; 0: none)."""
     rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
-    if rates is None:
-        return 1.0
-    timed = rates.moe_gemm_efficiency.get((_SAME_RATE.get(compute, compute), hidden, inter, topk, experts), {})
+    timed = (
+        rates.moe_gemm_efficiency.get((_SAME_RATE.get(compute, compute), hidden, inter, topk, experts), {})
+        if rates
+        else {}
+    )
     wider = [tp for tp in timed if tp <= moe_tp]
-    return timed[max(wider)] if wider else 1.0
+    return (timed[max(wider)], max(wider)) if wider else (1.0, 0)
 
 
 def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[float | None, float | None]:

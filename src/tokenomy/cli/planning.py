@@ -75,7 +75,7 @@ def run_plans(req: PlanRequest) -> list[PlanResult]:
         apis = comparable_apis(d.model.id, d.params.total)
         result = plan(d, Workload(req.isl, req.osl, req.utilisation), n_gpus, price, apis)
         result["price_source"] = "--usd-per-gpu-hour" if req.usd_per_gpu_hour else d.gpu.sources.get("price", "")
-        result["notes"] = profile_notes(d.profile)
+        result["notes"] = [*profile_notes(d.profile), *filter(None, [d.moe_kernel_note()])]
         result = refused(with_units(result), serving_constraints(d, req.isl, req.osl))
         out.append(PlanResult.model_validate(with_intervals(result)))
     return out

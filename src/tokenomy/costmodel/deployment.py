@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from tokenomy.catalog.accelerators import Accelerator, moe_gemm_efficiency, relative_achievable
+from tokenomy.catalog.accelerators import Accelerator, moe_gemm_efficiency, moe_gemm_timing, relative_achievable
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import ModelArch
 from tokenomy.costmodel.params import ParamCounts, param_counts
@@ -134,6 +134,35 @@ class Deployment:
         recipe the profile says the engine runs MoE models with: EngineProfile.moe_attention_dp)."""
         whole = self.ep > 1 or self.profile.moe_attention_dp
         return 1 if whole or not self.model.is_moe else self.tp
+
+    @property
+    def matmul_compute(self) -> str:
+        """The compute type the matmuls run at: the weight format's, or bf16 where the accelerator lacks it."""
+        return self.fmt.compute if self.gpu.supports(self.fmt.compute) else "bf16"
+
+    def moe_kernel_note(self) -> str:
+        """One line on the measured MoE kernel efficiency the routed experts run at (plan and simulate print it);
+        "" for a dense model."""
+        m = self.model
+        if not m.is_moe:
+            return ""
+        shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
+        eta, timed = moe_gemm_timing(self.gpu.id, self.matmul_compute, *shape, self.moe_tp)
+        split = "whole experts on each GPU" if self.moe_tp == 1 else f"each GPU runs 1/{self.moe_tp} of every expert"
+        where = f"{self.gpu.id} in {self.matmul_compute}"
+        if not timed:
+            return (
+                f"MoE kernel: no NVIDIA timing of these experts on {where} ({split}): they run at the dense GEMM rate"
+            )
+        untimed = (
+            ""
+            if timed == self.moe_tp
+            else f"; 1/{self.moe_tp} not timed, the {'whole' if timed == 1 else f'1/{timed}'} figure"
+        )
+        return (
+            f"MoE kernel: routed experts run at {eta:.2f} of the dense GEMM rate ({split}; NVIDIA's TensorRT-LLM "
+            f"MoE timings on {where}{untimed}; docs/cost-model.md)"
+        )
 
     @cached_property
     def replicated_bytes(self) -> float:
@@ -276,7 +305,7 @@ class Deployment:
         m, p, gpu, prof = self.model, self.params, self.gpu, self.profile
         tp = self.tp
         fmt = self.fmt
-        compute = fmt.compute if gpu.supports(fmt.compute) else "bf16"
+        compute = self.matmul_compute
         attn_compute = "fp8" if self.kv_dtype == "fp8" and gpu.supports("fp8") and compute == "fp8" else "bf16"
         attn_bits = self._linear_bits("attention")
         dense_bytes = (

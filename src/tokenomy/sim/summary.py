@@ -198,7 +198,7 @@ class SimulateRun:
                 "offline": is_offline(self.spec) and not sweep_rates,
                 "description": described,
             },
-            "notes": profile_notes(d.profile),
+            "notes": [*profile_notes(d.profile), *filter(None, [d.moe_kernel_note()])],
         }
 
     def headline(self, fleet: Fleet | None, compare_day: bool) -> tuple[RunSummary, SimResult | None]:
