@@ -171,3 +171,19 @@ def test_plan_and_simulate_say_which_measured_efficiency_the_experts_run_at() ->
     assert "no NVIDIA timing" in untimed and "dense GEMM rate" in untimed
     assert notes("plan", "--model", "llama-3.1-8b", "--gpu", "H100-SXM") == []
     assert notes("simulate", *qwen, "--tp", "8", "--num-requests", "20", "--rate", "5") == [sliced]
+
+
+def test_a_kernel_rates_row_with_an_unreadable_slicing_names_its_line(tmp_path) -> None:  # noqa: ANN001
+    """A moe_gemm_efficiency row whose tp= is not a number: an error naming the file line and the shape."""
+    from tokenomy.catalog.accelerators import read_kernel_rates
+    from tokenomy.catalog.errors import CatalogError
+
+    bad = tmp_path / "kernel_rates.csv"
+    bad.write_text(
+        "accelerator,quantity,compute,tp,value,unit,shape,table,device,source,read_on\n"
+        "B200,moe_gemm_efficiency,fp4,,0.081,of the dense GEMM rate,hidden=2048 inter=768 topk=8 experts=128 "
+        "tokens=4096-16384 tp=four,t.parquet,NVIDIA B200,src,2026-12-06\n"
+    )
+    with pytest.raises(CatalogError) as err:
+        read_kernel_rates(bad)
+    assert f"{bad}:2:" in str(err.value) and "tp=four" in str(err.value)

@@ -154,11 +154,8 @@ class Deployment:
             return (
                 f"MoE kernel: no NVIDIA timing of these experts on {where} ({split}): they run at the dense GEMM rate"
             )
-        untimed = (
-            ""
-            if timed == self.moe_tp
-            else f"; 1/{self.moe_tp} not timed, the {'whole' if timed == 1 else f'1/{timed}'} figure"
-        )
+        stand_in = "whole" if timed == 1 else f"1/{timed}"
+        untimed = "" if timed == self.moe_tp else f"; 1/{self.moe_tp} not timed, the {stand_in} figure"
         return (
             f"MoE kernel: routed experts run at {eta:.2f} of the dense GEMM rate ({split}; NVIDIA's TensorRT-LLM "
             f"MoE timings on {where}{untimed}; docs/cost-model.md)"

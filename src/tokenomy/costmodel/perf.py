@@ -71,11 +71,6 @@ def attention_flops(n: Numbers, new_tokens: ArrayLike, keys_per_token: ArrayLike
     )
 
 
-def _power_sum(t_mem: float, t_comp: float, k: float) -> float:
-    """(t_mem^k + t_comp^k)^(1/k): a step's memory and compute parts overlapped with exponent k (k = 1 adds them)."""
-    return t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k)
-
-
 @dataclass(frozen=True, slots=True)
 class DecodeCurve:
     """A decode step of a fixed batch as a function of the batch's summed context x (tokens), StepCost.seconds
@@ -108,7 +103,7 @@ class DecodeCurve:
         """The step time at a summed context of `context_tokens`."""
         t_mem = self.mem_s + self.mem_s_per_token * context_tokens
         t_comp = self.comp_s + self.comp_s_per_token * context_tokens
-        k = self.k  # _power_sum written out: the decode spans call this millions of times
+        k = self.k  # as StepCost.seconds overlaps them
         return self.rest_s + (t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k))
 
     def pipelined(self, pp: int, host_s: float) -> DecodeCurve:
@@ -188,8 +183,13 @@ class StepCost:
         if self.window_tokens:
             return None
         t_mem, t_comp = self.roof_terms(seqs, seqs, 0.0, 0.0)
-        rest_s = float(self.seconds(seqs, seqs, 0.0, 0.0)) - _power_sum(t_mem, t_comp, self.k)
+        rest_s = float(self.rest_seconds(seqs, seqs))
         return DecodeCurve(rest_s, t_mem, self.kv_full_s_per_token, t_comp, self.attn_full_s_per_pair, self.k)
+
+    def rest_seconds(self, new_tokens, seqs):  # noqa: ANN001, ANN201 (float or array)
+        """The part of a step outside the memory/compute overlap: fixed and per-sequence costs and communication."""
+        t_comm = self.comm_fixed_s + self.comm_s_per_token * new_tokens if self.comm_s_per_token else 0.0
+        return self.fixed_s + self.seq_s * seqs + t_comm
 
     def roof_terms(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
         """The memory time and the compute time of a step, the two parts `seconds` overlaps with exponent k."""
@@ -216,8 +216,7 @@ class StepCost:
         t_mem, t_comp = self.roof_terms(new_tokens, seqs, kv_tokens, attn_pairs)
         k = self.k
         t_roof = t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k)
-        t_comm = self.comm_fixed_s + self.comm_s_per_token * new_tokens if self.comm_s_per_token else 0.0
-        return self.fixed_s + self.seq_s * seqs + t_roof + t_comm
+        return self.rest_seconds(new_tokens, seqs) + t_roof
 
 
 def expected_tokens(acceptance: ArrayLike, draft_tokens: int) -> Array:

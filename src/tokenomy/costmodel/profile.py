@@ -49,8 +49,8 @@ class EngineProfile:
     python_executor_seq_overhead_s: float = 0.0
     python_executor_since: str = ""  # first engine version whose default executor is the Python one ("" = all)
     # MoE models on tp > 1 GPUs run attention data-parallel (TensorRT-LLM's published MoE recipe: each rank's
-    # executor schedules and samples its own 1/tp of the sequences), so the per-sequence host cost splits over tp,
-    # with expert parallelism, so each GPU's MoE kernel runs whole experts (Deployment.moe_tp = 1).
+    # executor schedules and samples its own 1/tp of the sequences) with expert parallelism: the per-sequence host
+    # cost splits over tp, and each GPU's MoE kernel runs whole experts (Deployment.moe_tp = 1).
     moe_attention_dp: bool = False
     layer_overhead_s: float = 5e-6  # fixed cost per layer per step (kernel launches, norms)
     overlap_k: float = 2.0  # memory/compute overlap: step = (mem^k + comp^k)^(1/k); 1 additive, inf max
