@@ -48,8 +48,16 @@ TERMS = (
     ("moe_permute_passes", "router / permute (MoE)", "+ passes × k × hidden × 2 B per token at the memory rate"),
     ("gpu_memory_utilization", "memory the engine may use", "KV = utilisation × memory − weights − activations …"),
     ("runtime_overhead_gb", "runtime reservation per GPU", "… − this per GPU (CUDA context, graphs, buffers)"),
-    ("max_num_seqs", "sequences in flight", "scheduler limit (offline rows: trtllm-bench's, offline_limits_rule)"),
-    ("max_num_batched_tokens", "tokens per step", "prefill chunk budget per step (per micro-batch with pp)"),
+    (
+        "max_num_seqs",
+        "sequences in flight",
+        "scheduler limit, per attention-DP rank (offline rows: trtllm-bench's, offline_limits_rule)",
+    ),
+    (
+        "max_num_batched_tokens",
+        "tokens per step",
+        "prefill chunk budget per step (per micro-batch with pp; per attention-DP rank)",
+    ),
     ("kv_block_tokens", "KV block size", "paged KV blocks of this many tokens"),
     ("kv_admission", "KV admission", "on_demand: when the prompt's blocks are free; full_length: the whole length"),
 )

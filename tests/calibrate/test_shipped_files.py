@@ -116,3 +116,17 @@ def test_the_nim_concurrency_rows_are_shipped_and_predicted_but_fit_nothing():
     assert {r.id for r in rows if r.engine == "tensorrt-llm" and not r.id.startswith("nim")} <= fit_inputs(rows)
     light = [r for r in nim if r.load_value <= 5]  # every table's first two concurrency levels (short simulations)
     assert len(light) >= 90 and all(predict(r).value for r in light)
+
+
+def test_tensorrt_llms_later_tables_are_shipped_fitted_and_every_row_predicted():
+    """TensorRT-LLM's developer-guide throughput tables after v1.0 (measurements_trtllm_devguide.csv: gpt-oss,
+    DeepSeek-R1, Llama 3.3, Llama 4 Maverick and Qwen3 MoE on H100/H200/B200/GB200/RTX PRO 6000, per-GPU figures
+    times the GPUs) are offline trtllm-bench rows like the v1.0 ones: the tensorrt-llm profile fits on them, and the
+    cost model predicts every one (MXFP4 experts, NVFP4, MLA, attention-DP replicas)."""
+    rows = read_measurement_files(shipped_measurement_files()).rows
+    later = [r for r in rows if r.id.startswith("trt")]
+    assert len(later) == 150
+    assert {r.engine_version for r in later} == {"post-v1.0"} and {r.load_kind for r in later} == {"offline"}
+    assert {"gpt-oss-120b", "gpt-oss-20b", "deepseek-v3"} <= {r.model for r in later}
+    assert {r.id for r in later} <= fit_inputs(rows)
+    assert all(predict(r).value for r in later)

@@ -57,11 +57,20 @@ def test_an_unreadable_bundle_release_runs_as_the_profile_says(version: str) -> 
 
 
 def test_attention_dp_splits_the_host_cost_over_the_ranks_of_a_moe_model_only() -> None:
-    assert PYTHON.host_seq_overhead_s(is_moe=True, tp=8) == pytest.approx(30e-6 / 8)
-    assert PYTHON.host_seq_overhead_s(is_moe=True, tp=1) == 30e-6
-    assert PYTHON.host_seq_overhead_s(is_moe=False, tp=8) == 30e-6  # dense tensor parallel: every rank, every seq
+    """Each attention-DP rank's executor handles its own sequences: a MoE model on 8 GPUs under the recipe pays 1/8
+    of the per-sequence cost per step; on one GPU, a dense model on 8 (tensor parallel: every rank, every sequence),
+    or without the recipe, all of it."""
     no_dp = dataclasses.replace(PYTHON, moe_attention_dp=False)
-    assert no_dp.host_seq_overhead_s(is_moe=True, tp=8) == 30e-6
+    seq_s = {
+        (model, tp, profile is PYTHON): _dep(model, profile, tp).step_cost().seq_s
+        for model in ("qwen3-30b-a3b", "llama-3.3-70b")
+        for tp in (1, 8)
+        for profile in (PYTHON, no_dp)
+    }
+    assert seq_s[("qwen3-30b-a3b", 8, True)] == pytest.approx(30e-6 / 8)
+    assert seq_s[("qwen3-30b-a3b", 1, True)] == pytest.approx(30e-6)
+    assert seq_s[("llama-3.3-70b", 8, True)] == pytest.approx(30e-6)
+    assert seq_s[("qwen3-30b-a3b", 8, False)] == pytest.approx(30e-6)
 
 
 def _dep(model: str, profile: EngineProfile, tp: int = 1) -> Deployment:
@@ -115,9 +124,9 @@ def test_a_slower_host_cpu_scales_the_python_executors_cost_only() -> None:
     gb200 = load_accelerator("GB200")
     assert gb200.host_overhead_factor > 2 and "2053" in gb200.sources["host"]
     assert load_accelerator("B200").host_overhead_factor == 1.0
-    assert PYTHON.host_seq_overhead_s(False, 1, gb200.host_overhead_factor) == pytest.approx(30e-6 * 2.75)
+    assert PYTHON.host_seq_overhead_s(1, gb200.host_overhead_factor) == pytest.approx(30e-6 * 2.75)
     cpp = PYTHON.for_engine_version("v0.17")
-    assert cpp.host_seq_overhead_s(False, 1, gb200.host_overhead_factor) == 6e-6
+    assert cpp.host_seq_overhead_s(1, gb200.host_overhead_factor) == 6e-6
     seqs, ctx = 1024, 600
     on = {
         g: Deployment(load_model("qwen3-30b-a3b"), load_accelerator(g), 1, 1, "nvfp4", "auto", PYTHON)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,8 @@ def test_a_fit_starts_the_moe_terms_from_their_documented_priors() -> None:
 
 
 def ep_dep(model: str, tp: int, expert_parallel: bool, gpu: str = "H200-SXM") -> Deployment:
-    prof = load_profile("tensorrt-llm")
+    """Tensor-parallel MoE (no attention-DP recipe) or explicit expert parallelism, under the tensorrt-llm profile."""
+    prof = load_profile("tensorrt-llm").with_values(moe_attention_dp=False)
     return Deployment(load_model(model), load_accelerator(gpu), tp, 1, "fp8", "auto", prof, 0, expert_parallel)
 
 
@@ -113,3 +116,19 @@ def test_expert_parallel_trades_all_reduces_for_a_smaller_all_to_all_and_replica
     assert ep_.numbers().matmul_flops_per_token == tp_.numbers().matmul_flops_per_token
     # 4 KV heads over 8 GPUs: tensor parallelism stores each twice, attention DP once
     assert ep_.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
+
+
+def test_the_attention_dp_recipe_takes_attention_dps_memory_but_tensor_parallel_steps() -> None:
+    """Under the profile's attention-DP recipe a MoE replica holds what attention DP holds (the non-expert weights on
+    every GPU, each GPU only its own sequences' KV: Qwen3-30B-A3B's 4 KV heads over 8 GPUs stored once, not twice)
+    and schedules per rank, while its steps read, compute and communicate as tensor parallelism's."""
+    tp_ = ep_dep("qwen3-30b-a3b", 8, False)
+    recipe = replace(tp_, profile=tp_.profile.with_values(moe_attention_dp=True))
+    ep_ = ep_dep("qwen3-30b-a3b", 8, True)
+    assert recipe.attention_dp_ranks == ep_.attention_dp_ranks == 8 and tp_.attention_dp_ranks == 1
+    assert recipe.memory.weights_bytes == pytest.approx(ep_.memory.weights_bytes)
+    assert recipe.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
+    assert recipe.max_seqs == 8 * tp_.max_seqs and recipe.token_budget == 8 * tp_.token_budget
+    a, b = recipe.numbers(), tp_.numbers()
+    assert (a.dense_bytes, a.allreduce_bytes_per_token, a.ep) == (b.dense_bytes, b.allreduce_bytes_per_token, 1)
+    assert recipe.step_cost().comm_s_per_token == pytest.approx(tp_.step_cost().comm_s_per_token)

@@ -76,3 +76,49 @@ def test_pipeline_stages_share_the_batch() -> None:
     seqs_pp2, _ = trtllm_bench_limits(dep("llama-3.3-70b", "RTX-PRO-6000", pp=2, precision="nvfp4"), 1000, 1000)
     assert seqs_pp2 > seqs_pp1  # twice the memory for the KV cache
     assert seqs_pp2 % 2 == 0
+
+
+def test_a_checkpoint_counts_packed_4_bit_weights_by_the_byte() -> None:
+    """trtllm-bench's parameter count sums safetensors tensor shapes: a 4-bit format is stored two values to a uint8
+    plus 8-bit scales, so MXFP4 experts count 17/32 of their weights (16 value bytes and 1 scale per 32), NVFP4
+    layers 9/16 (8 value bytes and 1 scale per 16), FP8 and 16-bit weights one each."""
+    oss = dep("gpt-oss-120b", "GB200", precision="mxfp4-experts")
+    p = oss.params
+    assert oss.checkpoint_elements == pytest.approx(p.routed_experts * 17 / 32 + (p.total - p.routed_experts))
+    llama = dep("llama-3.3-70b", "B200", precision="nvfp4")
+    q = llama.params
+    unquantised = q.embedding + q.lm_head + q.norms + q.router + q.extra
+    assert llama.checkpoint_elements == pytest.approx((q.total - unquantised) * 9 / 16 + unquantised)
+    assert dep("llama-3.3-70b", "H100-SXM", tp=2).checkpoint_elements == pytest.approx(q.total)
+
+
+def test_trtllm_bench_sizes_nvfp4_from_its_element_count_and_leaves_mxfp4_at_its_defaults() -> None:
+    """calc_engine_setting by hand for Llama 3.3 70B in NVFP4 on one B200 (180 GiB) at 2000/2000 with an FP8 KV
+    cache: 40.61e9 elements × 0.5 B = 18.9 GiB, 161.1 GiB left, × 0.9 / (2 × 80 layers × 8 KV heads × 128 × 1 B ×
+    4000 tokens) = 237.5 requests, rounded up to 256 (all 70.55e9 parameters would leave 147.1 GiB: 216.9, 224); its
+    token budget 237.5 × 2 = 475, at least 2048. gpt-oss's MXFP4 is not among the quantisations trtllm-bench sizes
+    (build.py TUNED_QUANTS): its defaults, 2048 sequences and 8192 tokens."""
+    llama = replace(dep("llama-3.3-70b", "B200", precision="nvfp4"), kv_precision="fp8")
+    assert llama.checkpoint_elements == pytest.approx(40.61e9, rel=1e-3)
+    assert trtllm_bench_limits(llama, 2000, 2000) == (256, 2048)
+    oss = replace(dep("gpt-oss-120b", "GB200", precision="mxfp4-experts"), kv_precision="fp8")
+    assert trtllm_bench_limits(oss, 1000, 1000) == (2048, 8192)
+
+
+def test_attention_dp_ranks_each_take_the_tuned_limits() -> None:
+    """Under the attention-DP recipe every rank schedules its own batch up to max_batch_size and max_num_tokens
+    (TensorRT-LLM's DeepSeek-R1 guide: '--max_batch_size: Max batch size in each rank', run at 8 × that
+    concurrency), so a MoE replica on tp GPUs gets tp times one rank's limits; a dense model on the same GPUs, or a
+    profile without the recipe, one rank's."""
+    moe = dep("qwen3-235b-a22b", "B200", tp=4, precision="nvfp4")
+    recipe = replace(moe, profile=moe.profile.with_values(moe_attention_dp=True))
+    assert (recipe.attention_dp_ranks, moe.attention_dp_ranks) == (4, 1)
+    seqs, tokens = trtllm_bench_limits(recipe, 128, 128)
+    tuned, plain = offline_deployment(recipe, 128, 128), offline_deployment(moe, 128, 128)
+    assert (tuned.max_seqs, tuned.token_budget) == (4 * seqs, 4 * tokens)
+    assert (plain.max_seqs, plain.token_budget) == (seqs, tokens)
+    # short requests: the KV cache holds more than one rank's batch
+    assert max_batch(tuned, 128, 128) > max_batch(plain, 128, 128)
+    dense = dep("llama-3.3-70b", "B200", tp=4, precision="nvfp4")
+    dense_recipe = replace(dense, profile=dense.profile.with_values(moe_attention_dp=True))
+    assert dense_recipe.attention_dp_ranks == 1 and dense_recipe.max_seqs == dense.profile.max_num_seqs

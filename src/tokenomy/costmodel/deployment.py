@@ -136,6 +136,23 @@ class Deployment:
         return 1 if whole or not self.model.is_moe else self.tp
 
     @property
+    def attention_dp_ranks(self) -> int:
+        """Attention data-parallel ranks (tp for a MoE model under expert parallelism or the profile's recipe, else 1):
+        each holds the non-expert weights whole and its own sequences' KV, and schedules its own batch."""
+        dp = self.ep > 1 or (self.profile.moe_attention_dp and self.model.is_moe)
+        return self.tp if dp and self.tp > 1 else 1
+
+    @property
+    def max_seqs(self) -> int:
+        """Sequences the replica's scheduler(s) run at once: the profile's max_num_seqs on each attention-DP rank."""
+        return self.profile.max_num_seqs * self.attention_dp_ranks
+
+    @property
+    def token_budget(self) -> int:
+        """Tokens one step (micro-batch, with pp) computes at most: max_num_batched_tokens on each attention-DP rank."""
+        return self.profile.max_num_batched_tokens * self.attention_dp_ranks
+
+    @property
     def matmul_compute(self) -> str:
         """The compute type the matmuls run at: the weight format's, or bf16 where the accelerator lacks it."""
         return self.fmt.compute if self.gpu.supports(self.fmt.compute) else "bf16"
@@ -163,9 +180,9 @@ class Deployment:
 
     @cached_property
     def replicated_bytes(self) -> float:
-        """Weights every GPU holds whole under expert parallelism (attention, dense MLPs, shared experts, norms
-        and router; embedding and lm_head stay split); 0 without it."""
-        if self.ep == 1:
+        """Weights every GPU holds whole under attention data parallelism (attention, dense MLPs, shared experts,
+        norms and router; embedding and lm_head stay split); 0 without it (attention_dp_ranks)."""
+        if self.attention_dp_ranks == 1:
             return 0.0
         p = self.params
         return (p.attention + p.dense_mlp + p.shared_experts) * self._linear_bits("attention") / 8 + (
@@ -194,19 +211,26 @@ class Deployment:
     def params(self) -> ParamCounts:
         return param_counts(self.model)
 
+    def _weights_by_bits(self) -> list[tuple[int, float]]:
+        """(parameters, bits per weight) by part: quantised layers at the format's bits, embeddings at its embed bits,
+        the rest at 16."""
+        p, f = self.params, self.fmt
+        if f.experts_only:
+            return [(p.routed_experts, f.bits_per_weight), (p.total - p.routed_experts, 16.0)]
+        linear = p.attention + p.dense_mlp + p.routed_experts + p.shared_experts
+        embed, small = p.embedding + p.lm_head, p.norms + p.router + p.extra
+        return [(linear, f.bits_per_weight), (embed, f.embed_bits), (small, 16.0)]
+
     @cached_property
     def weight_bytes(self) -> float:
-        """Bytes of all weights: quantised linear layers at the format's bits, the rest at its embed bits."""
-        p, f = self.params, self.fmt
-        linear_bits = f.bits_per_weight
-        if f.experts_only:
-            quantised = p.routed_experts
-            other = p.total - quantised
-            return (quantised * linear_bits + other * 16) / 8
-        linear = p.attention + p.dense_mlp + p.routed_experts + p.shared_experts
-        embed = p.embedding + p.lm_head
-        small = p.norms + p.router + p.extra
-        return (linear * linear_bits + embed * f.embed_bits + small * 16) / 8
+        """Bytes of all weights (_weights_by_bits)."""
+        return sum(n * bits for n, bits in self._weights_by_bits()) / 8
+
+    @cached_property
+    def checkpoint_elements(self) -> float:
+        """Tensor elements of a safetensors checkpoint (trtllm-bench's parameter count): one per weight of 8 bits or
+        more, one per byte of NVFP4/MXFP4 (two 4-bit values to a uint8, 8-bit scales: 9/16 and 17/32 per weight)."""
+        return sum(n * min(bits, 8.0) / 8 for n, bits in self._weights_by_bits())
 
     def _linear_bits(self, part: str) -> float:
         f = self.fmt
@@ -223,9 +247,9 @@ class Deployment:
 
     def kv_bytes_per_gpu_layer_token(self) -> float:
         """Per GPU: KV heads are split over tp but replicated when tp exceeds them; MLA latents are replicated.
-        Expert parallelism (attention DP): each GPU holds whole tokens of its own sequences, 1/tp of the total."""
+        Attention data parallelism: each GPU holds whole tokens of its own sequences, 1/tp of the total."""
         m, b = self.model, kv_bytes_per_value(self.kv_dtype)
-        if self.ep > 1:
+        if self.attention_dp_ranks > 1:
             return self.kv_bytes_per_layer_token() / self.tp
         if m.uses_mla:
             return (m.kv_lora_rank + m.qk_rope_head_dim) * b
@@ -258,7 +282,7 @@ class Deployment:
         usable = capacity * self.profile.gpu_memory_utilization
         activations = self.activation_bytes_per_gpu() * n
         overhead = self.profile.runtime_overhead_gb * 1e9 * n
-        weights = self.weight_bytes + (self.tp - 1) * self.replicated_bytes  # expert parallel: copies on every GPU
+        weights = self.weight_bytes + (self.tp - 1) * self.replicated_bytes  # attention DP: copies on every GPU
         if self.profile.kv_fraction_of_free:
             usable = capacity - (1 - self.profile.gpu_memory_utilization) * max(
                 capacity - weights - activations - overhead, 0.0
@@ -435,7 +459,12 @@ def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -
 # tensorrt_llm/bench/build/tuning.py: calc_engine_setting and finetune_setting; unchanged from v0.17 to v1.0, the
 # versions of the shipped TensorRT-LLM tables): a rough KV estimate from the checkpoint's parameter count at its
 # quantisation's bytes per element and the KV heads padded to one per tp rank, batch capped at 4096, tokens at 32768.
-TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "fp4": 0.5}  # BYTES_PER_ELEM: FP8 1, NVFP4 0.5, anything else 2
+# The parameter count is the checkpoint's safetensors element count (dataclasses.py: get_param_count), so a packed
+# NVFP4 checkpoint counts about half its weights (Deployment.checkpoint_elements). Only these quantisations are sized
+# so (build.py: TUNED_QUANTS, with BYTES_PER_ELEM: FP8 per-tensor or block scales 1, NVFP4 0.5, none 2); any other
+# (MXFP4, INT8, INT4) runs the defaults max_batch_size 2048 and max_num_tokens 8192.
+TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "nvfp4": 0.5, "bf16": 2.0, "fp16": 2.0}
+TRTLLM_BENCH_DEFAULT_LIMITS = (2048, 8192)  # BuildConfig max_batch_size, max_num_tokens
 TRTLLM_BENCH_KV_FRACTION = 0.90  # trtllm-bench --kv_cache_free_gpu_mem_fraction default
 TRTLLM_BENCH_MAX_BATCH = 4096
 TRTLLM_BENCH_MAX_TOKENS = 32768
@@ -461,10 +490,12 @@ def _trtllm_round_tokens(raw: float) -> int:
 def trtllm_bench_limits(d: Deployment, prompt_tokens: int, output_tokens: int) -> tuple[int, int]:
     """(max sequences, max tokens per step) trtllm-bench configures for this deployment and request shape."""
     m, gib = d.model, 2.0**30
-    bytes_per_elem = TRTLLM_BENCH_BYTES_PER_ELEMENT.get(d.fmt.compute, 2.0)
+    bytes_per_elem = TRTLLM_BENCH_BYTES_PER_ELEMENT.get(d.fmt.name)
+    if bytes_per_elem is None:  # not a quantisation trtllm-bench sizes: its defaults
+        return TRTLLM_BENCH_DEFAULT_LIMITS[0] * d.pp, TRTLLM_BENCH_DEFAULT_LIMITS[1]
     kv_bytes = 1.0 if d.kv_dtype == "fp8" else 2.0
     per_token_gib = 2 * m.n_layers * max(d.tp, m.n_kv_heads) * m.head_dim * kv_bytes / gib
-    available_gib = d.gpu.memory_bytes * d.n_gpus / gib - d.params.total * bytes_per_elem / gib
+    available_gib = d.gpu.memory_bytes * d.n_gpus / gib - d.checkpoint_elements * bytes_per_elem / gib
     requests = max(available_gib, 0.0) * TRTLLM_BENCH_KV_FRACTION / (per_token_gib * (prompt_tokens + output_tokens))
     raw_batch = min(requests, TRTLLM_BENCH_MAX_BATCH) / d.pp
     raw_tokens = min(raw_batch * (1 + prompt_tokens / max(output_tokens, 1)), TRTLLM_BENCH_MAX_TOKENS)

@@ -29,6 +29,10 @@ runs attention and the other non-expert layers on its own share of the sequences
 1/ep of the experts whole, and exchanges tokens twice per MoE layer (dispatch and combine all-to-all): per token,
 c = (ep − 1)·(1 − (1 − 1/ep)^k) remote ranks (distinct ranks its k experts sit on, less its own) × hidden × 2
 bytes each way at the link rate, and no tensor-parallel all-reduce. Load imbalance between ranks is not modelled.
+A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memory layout and per-rank scheduler
+limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU, but its
+steps read weights and compute split tp-ways and communicate by tensor-parallel all-reduces (the all-to-all form
+made NVLink MoE rows too fast: README, cross-validated accuracy).
 Every function broadcasts over numpy arrays of batch sizes and context lengths.
 """
 
@@ -155,7 +159,7 @@ class StepCost:
         self.k = 1.0 if abs(prof.overlap_k - 1.0) < 1e-9 else prof.overlap_k  # a fitted 1.0000000000000002 adds
         self.step_overhead_s = prof.step_overhead_s  # scheduling and sampling, once per engine step
         self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
-        self.seq_s = prof.host_seq_overhead_s(d.model.is_moe, d.tp, d.gpu.host_overhead_factor)
+        self.seq_s = prof.host_seq_overhead_s(d.attention_dp_ranks, d.gpu.host_overhead_factor)
         self.comm_fixed_s = 0.0
         self.comm_s_per_token = 0.0
         if n.ep > 1:  # dispatch + combine all-to-all per MoE layer, each rank sending its own tokens' copies
@@ -270,10 +274,12 @@ def decode_step_seconds(d: Deployment, batch: ArrayLike, context_tokens: ArrayLi
 
 
 def prefill_seconds(d: Deployment, prompt_tokens: ArrayLike, batch: ArrayLike = 1) -> Array:
-    """Prefill of `batch` prompts of `prompt_tokens` each, in chunks of the engine's token budget."""
+    """Prefill of `batch` prompts of `prompt_tokens` each, in chunks of the engine's token budget (the attention-DP
+    ranks the prompts occupy: one prompt takes its own rank's part)."""
     prompt = np.asarray(prompt_tokens, dtype=float)
     total = prompt * np.asarray(batch, dtype=float)
-    budget = float(d.profile.max_num_batched_tokens)
+    ranks = np.minimum(np.maximum(np.asarray(batch, dtype=float), 1.0), d.attention_dp_ranks)
+    budget = d.profile.max_num_batched_tokens * ranks
     chunks = np.maximum(np.ceil(total / budget), 1.0)
     chunk = total / chunks
     # Each chunk's tokens attend on average to half their own prompt; it samples one token per prompt.
@@ -299,7 +305,7 @@ class Scheduling:
     spec: SpecLike | None = None
 
     def budget(self, d: Deployment) -> float:
-        return float(self.budget_tokens or d.profile.max_num_batched_tokens)
+        return float(self.budget_tokens or d.token_budget)
 
 
 CHUNKED = Scheduling()
@@ -497,7 +503,7 @@ def max_batch(d: Deployment, prompt_tokens: int, output_tokens: int) -> int:
     """Largest concurrency the KV cache and scheduler allow when each request reserves its full length."""
     length = prompt_tokens + output_tokens
     by_kv = d.kv_capacity_tokens_at(length) // max(length, 1)
-    return int(max(0, min(by_kv, d.profile.max_num_seqs)))
+    return int(max(0, min(by_kv, d.max_seqs)))
 
 
 def replica_slots(
@@ -510,7 +516,7 @@ def replica_slots(
 ) -> int:
     """Requests a replica runs at once: the scheduler's max_num_seqs, and the KV cache holding each at full
     length (paged) or at the static reservation (contiguous, `Deployment.static_context_tokens`)."""
-    seqs = max_num_seqs or d.profile.max_num_seqs
+    seqs = max_num_seqs or d.max_seqs
     if not d.memory.fits:
         return 0
     if kv == "contiguous":

@@ -109,8 +109,8 @@ def plan(
 
     b_max = max_batch(d, isl, osl)
     # what the engine runs at once: the KV cache's paged count, capped by the scheduler (llama.cpp's server: 1)
-    out["max_concurrency"]["engine"] = min(out["max_concurrency"]["paged"], d.profile.max_num_seqs)
-    out["max_num_seqs"] = d.profile.max_num_seqs
+    out["max_concurrency"]["engine"] = min(out["max_concurrency"]["paged"], d.max_seqs)
+    out["max_num_seqs"] = d.profile.max_num_seqs  # the engine setting: per attention-DP rank
     grid = batch_grid(b_max)
     curve = steady_state(d, isl, osl, grid)
     ttft, itl = float(curve.ttft_s[0]), float(curve.tpot_s[0])  # single stream = the curve at batch 1

@@ -50,7 +50,11 @@ class EngineProfile:
     python_executor_since: str = ""  # first engine version whose default executor is the Python one ("" = all)
     # MoE models on tp > 1 GPUs run attention data-parallel (TensorRT-LLM's published MoE recipe: each rank's
     # executor schedules and samples its own 1/tp of the sequences) with expert parallelism: the per-sequence host
-    # cost splits over tp, and each GPU's MoE kernel runs whole experts (Deployment.moe_tp = 1).
+    # cost splits over tp, each GPU's MoE kernel runs whole experts (Deployment.moe_tp = 1), each GPU holds the
+    # non-expert weights whole and its own sequences' KV (Deployment.attention_dp_ranks: replicated_bytes, KV per
+    # GPU), and each rank's scheduler takes max_num_seqs and max_num_batched_tokens for its own share
+    # (Deployment.max_seqs, token_budget). A step's weight reads and FLOPs stay split tp-ways and its communication
+    # the tensor-parallel all-reduces (an all-to-all form made NVLink rows too fast: README).
     moe_attention_dp: bool = False
     layer_overhead_s: float = 5e-6  # fixed cost per layer per step (kernel launches, norms)
     overlap_k: float = 2.0  # memory/compute overlap: step = (mem^k + comp^k)^(1/k); 1 additive, inf max
@@ -62,8 +66,8 @@ class EngineProfile:
     gpu_memory_utilization: float = 0.90  # fraction of accelerator memory the engine may use
     kv_fraction_of_free: bool = False  # TensorRT-LLM: KV gets that fraction of what weights etc. leave free
     runtime_overhead_gb: float = 1.5  # per GPU: CUDA context, graphs, communication buffers
-    max_num_seqs: int = 256  # concurrent sequences the scheduler admits
-    max_num_batched_tokens: int = 8192  # tokens per forward step (prefill chunk budget)
+    max_num_seqs: int = 256  # concurrent sequences the scheduler admits (per attention-DP rank)
+    max_num_batched_tokens: int = 8192  # tokens per forward step (prefill chunk budget; per attention-DP rank)
     kv_block_tokens: int = 16  # paged KV block size
     # When the scheduler admits a request on paged KV: "on_demand" when the blocks of its prompt (or first chunk) are
     # free, preempting the newest when decodes run short (vLLM, SGLang); "full_length" only when the blocks of its
@@ -115,11 +119,10 @@ class EngineProfile:
         """This profile with `seconds` as its per-sequence host cost, whichever executor it runs (a live refit)."""
         return replace(self, seq_overhead_s=seconds, python_executor_seq_overhead_s=0.0)
 
-    def host_seq_overhead_s(self, is_moe: bool, tp: int, host_overhead_factor: float = 1.0) -> float:
-        """Per-sequence host cost one step pays: sequence_cost_s, split over the tp ranks for a MoE model run
-        attention data-parallel (each rank's executor handles its own sequences, in parallel)."""
-        cost = self.sequence_cost_s(host_overhead_factor)
-        return cost / tp if self.moe_attention_dp and is_moe and tp > 1 else cost
+    def host_seq_overhead_s(self, ranks: int, host_overhead_factor: float = 1.0) -> float:
+        """Per-sequence host cost one step pays: sequence_cost_s split over the attention-DP ranks
+        (Deployment.attention_dp_ranks: each rank's executor handles its own sequences, in parallel)."""
+        return self.sequence_cost_s(host_overhead_factor) / max(ranks, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

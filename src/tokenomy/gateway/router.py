@@ -94,7 +94,7 @@ class Tier:
         self.deployment = deployment
         self.prices = prices
         self.step_cost: StepCost | None = deployment.step_cost() if deployment else None
-        self.budget_tokens = deployment.profile.max_num_batched_tokens if deployment else 0
+        self.budget_tokens = deployment.token_budget if deployment else 0
         self.spilling = False
         self.spilling_since = 0.0
         self.spill_transitions = 0

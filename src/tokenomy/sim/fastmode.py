@@ -36,7 +36,8 @@ class FastMode:
         elif self.kv.over_committed(head):
             return True  # full-length admission: blocked until a completion frees its commitment
         elif self.per_chunk:  # its first chunk: what the budget leaves beside the decodes
-            first = min(head.prompt_tokens, max(self.budget - len(self.batch.seqs) // self.pp * self.per_seq, 1))
+            room = max(self.budget - len(self.batch.seqs) // self.pp * self.per_seq, 1)
+            first = min(head.prompt_tokens, room, self.chunk_cap)
             need = blocks_for(first + (first == head.prompt_tokens), self.config.block_tokens)
         else:
             need = blocks_for(head.prompt_tokens + 1, self.config.block_tokens)

@@ -92,8 +92,9 @@ class Replica(Scheduler, Executor, FastMode):
         self.decode_curves: dict[int, DecodeCurve | None] = {}  # batch size -> its decode step curve
         self.rng = np.random.default_rng(seed)
         prof = d.profile
-        self.max_seqs = config.max_num_seqs or prof.max_num_seqs
-        self.budget = config.max_num_batched_tokens or prof.max_num_batched_tokens
+        self.max_seqs = config.max_num_seqs or d.max_seqs
+        self.budget = config.max_num_batched_tokens or d.token_budget
+        self.chunk_cap = max(self.budget // d.attention_dp_ranks, 1)  # one prompt's chunk: its own rank's share
         self.pp = d.pp
         self.per_seq = config.spec.draft_tokens + 1 if config.spec else 1  # tokens a decoding sequence computes
         self.chunk_mb: dict[int, int] = {}  # pp > 1: rid -> micro-batch of its chunk this round

@@ -11,7 +11,9 @@ verify when speculative decoding is on: γ+1 tokens of the budget). The rules:
   the rest of the `max_num_batched_tokens` budget; on paged KV each chunk gets its blocks when it
   is scheduled, as vLLM v1 allocates them;
 - pp > 1 (vLLM's virtual engines): pp micro-batches, each with its own budget; a chunk joins
-  the micro-batch with the most room, one chunk per sequence per round.
+  the micro-batch with the most room, one chunk per sequence per round;
+- attention-DP ranks (Deployment.attention_dp_ranks) share the budget, and one prompt's chunk is at most its own
+  rank's part (`chunk_cap`).
 When KV blocks run short the newest sequences are preempted (recompute).
 `Scheduler` is a mixin of `sim.replica.Replica`, whose attributes it reads and writes.
 """
@@ -65,7 +67,7 @@ class Scheduler:
             self.prefilling.append(seq)
             if seq.prefilled:  # prompt tokens found in the prefix cache
                 self.log.cached_tokens[seq.rid] += seq.prefilled
-            n = seq.remaining_prefill if whole_prompts else min(seq.remaining_prefill, budget)
+            n = seq.remaining_prefill if whole_prompts else min(seq.remaining_prefill, budget, self.chunk_cap)
             chunks.append((seq, n))
             budget -= n
         return chunks
@@ -128,7 +130,7 @@ class Scheduler:
                 self.prefilling.append(seq)
                 if seq.prefilled:
                     self.log.cached_tokens[seq.rid] += seq.prefilled
-            n = seq.remaining_prefill if whole else min(seq.remaining_prefill, rooms[j])
+            n = seq.remaining_prefill if whole else min(seq.remaining_prefill, rooms[j], self.chunk_cap)
             if not admit and self.per_chunk and not self.kv.extend(seq, n):
                 break
             chunks.append((seq, n))
@@ -144,7 +146,7 @@ class Scheduler:
         for seq in self.prefilling:
             if budget <= 0:
                 break
-            n = min(seq.remaining_prefill, budget)
+            n = min(seq.remaining_prefill, budget, self.chunk_cap)
             if self.per_chunk and seq.ctx + n + 1 - seq.shared_tokens > seq.blocks * bs and not self.kv.extend(seq, n):
                 return chunks, 0  # KV is short: no newer prompt may start either
             chunks.append((seq, n))

@@ -108,13 +108,13 @@ def predict(d: Deployment, batch: float, isl: int, osl: int, waiting: float = 0.
     running = max(round(b) - 1, 0)  # the new request's neighbours
     ttft_s = queued_ttft_s(
         d.step_cost(),
-        d.profile.max_num_batched_tokens,
+        d.token_budget,
         running,
         running * (isl + osl / 2),
         max(round(waiting), 0) * isl + isl,
     )
     capacity = max(d.kv_capacity_tokens_at(isl + osl), 1)
-    admits = max(min(d.max_concurrency(isl, osl)["paged"], d.profile.max_num_seqs), 1)
+    admits = max(min(d.max_concurrency(isl, osl)["paged"], d.max_seqs), 1)
     return Prediction(
         batch=b,
         prompt_tokens=isl,

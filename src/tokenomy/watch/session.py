@@ -93,12 +93,12 @@ class EngineWatch:
             return
         self.slots_given = True
         if slots is None:
-            seqs = self.d.profile.max_num_seqs
+            seqs = self.d.max_seqs
             self.note = (
                 f"the server gave no slot count (/props total_slots): the queue is predicted with the engine profile's "
                 f"max_num_seqs {seqs}; give --max-num-seqs if it runs more at once"
             )
-        elif slots != self.d.profile.max_num_seqs:
+        elif slots != self.d.max_seqs:
             self.d = with_max_num_seqs(self.d, slots)
             self.refit = OverheadRefit(self.d, self.options.window)
 
@@ -138,5 +138,5 @@ class EngineWatch:
 
 
 def with_max_num_seqs(d: Deployment, seqs: int) -> Deployment:
-    """The deployment with its engine admitting `seqs` requests at once."""
-    return replace(d, profile=d.profile.with_values(max_num_seqs=seqs))
+    """The deployment with its engine admitting `seqs` requests at once (the profile's limit: per attention-DP rank)."""
+    return replace(d, profile=d.profile.with_values(max_num_seqs=-(-seqs // d.attention_dp_ranks)))
