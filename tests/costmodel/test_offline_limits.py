@@ -122,3 +122,22 @@ def test_attention_dp_ranks_each_take_the_tuned_limits() -> None:
     dense = dep("llama-3.3-70b", "B200", tp=4, precision="nvfp4")
     dense_recipe = replace(dense, profile=dense.profile.with_values(moe_attention_dp=True))
     assert dense_recipe.attention_dp_ranks == 1 and dense_recipe.max_seqs == dense.profile.max_num_seqs
+
+
+def test_one_prompt_prefills_in_its_own_ranks_chunks_in_the_simulator_and_the_closed_forms() -> None:
+    """Under attention DP a prompt lives on one rank: a 30,000-token prompt on 8 B200 (Qwen3-30B-A3B, 8,192 tokens
+    per rank, 65,536 per step over the ranks) prefills in 4 chunks in the simulator, `prefill_seconds` and the
+    steady state alike, so all three give one TTFT."""
+    from tokenomy.catalog.profiles import load_profile
+    from tokenomy.costmodel.perf import prefill_seconds
+    from tokenomy.sim.run import simulate
+    from tokenomy.sim.workload import WorkloadSpec, build_workload
+
+    prof = load_profile("tensorrt-llm")
+    d = Deployment(load_model("qwen3-30b-a3b"), load_accelerator("B200"), 8, 1, "nvfp4", "auto", prof)
+    assert (d.attention_dp_ranks, d.token_budget) == (8, 8 * prof.max_num_batched_tokens)
+    one = build_workload(WorkloadSpec(isl="30000", osl="2", num_requests=1, seed=0))
+    simulated = simulate(d, one).summary()["ttft_s"]["mean"]
+    closed = float(prefill_seconds(d, 30000, 1))
+    steady = float(steady_state(d, 30000, 2, 1).ttft_s[()])
+    assert simulated == pytest.approx(closed, rel=0.02) and steady == pytest.approx(closed, rel=0.02)

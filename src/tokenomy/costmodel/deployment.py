@@ -463,7 +463,7 @@ def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -
 # NVFP4 checkpoint counts about half its weights (Deployment.checkpoint_elements). Only these quantisations are sized
 # so (build.py: TUNED_QUANTS, with BYTES_PER_ELEM: FP8 per-tensor or block scales 1, NVFP4 0.5, none 2); any other
 # (MXFP4, INT8, INT4) runs the defaults max_batch_size 2048 and max_num_tokens 8192.
-TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "nvfp4": 0.5, "bf16": 2.0, "fp16": 2.0}
+TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "nvfp4": 0.5, "bf16": 2.0, "fp16": 2.0, "fp32": 2.0}
 TRTLLM_BENCH_DEFAULT_LIMITS = (2048, 8192)  # BuildConfig max_batch_size, max_num_tokens
 TRTLLM_BENCH_KV_FRACTION = 0.90  # trtllm-bench --kv_cache_free_gpu_mem_fraction default
 TRTLLM_BENCH_MAX_BATCH = 4096

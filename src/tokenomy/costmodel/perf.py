@@ -453,12 +453,13 @@ def steady_state(
         # a decoding request sits through the prefill rounds of the other requests' prompts
         tpot = (t_dec + r / prompts * t_pf * np.maximum(b - prompts, 0) / b) / e_tok
         return SteadyState(b, per_round, r_s * osl, r_s, share, tpot, t_pf, t_dec, residual)
-    # chunked
-    n_c = np.maximum(np.ceil(isl / np.maximum(budget - b / pp * per_seq, 1.0)), 1.0)
+    # chunked: one prompt's chunk fits in its own attention-DP rank's part of the room its decodes leave
+    ranks = float(d.attention_dp_ranks)
+    n_c = np.maximum(np.ceil(isl / np.maximum((budget - b / pp * per_seq) / ranks, 1.0)), 1.0)
     for _ in range(3):  # fixed point: the room a step leaves prompts depends on how many rows decode
         r = b / (n_c + n_d)
         rows = r * n_d / pp
-        n_c = np.maximum(np.ceil(isl / np.maximum(budget - rows * per_seq, 1.0)), 1.0)
+        n_c = np.maximum(np.ceil(isl / np.maximum((budget - rows * per_seq) / ranks, 1.0)), 1.0)
     r = b / (n_c + n_d)
     r_full = pp * budget / (n_d * per_seq + isl)
     full = r > r_full

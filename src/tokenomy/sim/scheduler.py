@@ -61,7 +61,7 @@ class Scheduler:
             seq = self.waiting[0]
             if whole_prompts and seq.prompt_tokens > budget and chunks:
                 break
-            if not self.kv.admit(seq, None if whole_prompts or not self.per_chunk else budget):
+            if not self.kv.admit(seq, None if whole_prompts or not self.per_chunk else min(budget, self.chunk_cap)):
                 break
             self.waiting.popleft()
             self.prefilling.append(seq)
@@ -124,7 +124,7 @@ class Scheduler:
                     break
                 if len(self.prefilling) + len(self.batch.seqs) >= self.max_seqs:
                     break
-                if not self.kv.admit(seq, rooms[j] if self.per_chunk else None):
+                if not self.kv.admit(seq, min(rooms[j], self.chunk_cap) if self.per_chunk else None):
                     break
                 self.waiting.popleft()
                 self.prefilling.append(seq)

@@ -96,7 +96,7 @@ class EngineWatch:
             seqs = self.d.max_seqs
             self.note = (
                 f"the server gave no slot count (/props total_slots): the queue is predicted with the engine profile's "
-                f"max_num_seqs {seqs}; give --max-num-seqs if it runs more at once"
+                f"limit, {seqs} requests at once (max_num_seqs); give --max-num-seqs if it runs more at once"
             )
         elif slots != self.d.max_seqs:
             self.d = with_max_num_seqs(self.d, slots)
