@@ -30,7 +30,7 @@ import numpy as np
 from scipy.special import gammaln, ndtri, pdtr
 
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import Scheduling, max_batch, steady_state, step_seconds
+from tokenomy.costmodel.perf import Scheduling, max_batch, prompt_room, steady_state, step_seconds
 
 OPERATING_FRACTIONS = np.geomspace(1 / 256, 1.0, 33)  # operating occupancies as fractions of the slots
 
@@ -100,9 +100,8 @@ class _Draft:
 def _chunk_steps(d: Deployment, n: np.ndarray, prompt_tokens: float, ctx: float) -> tuple[np.ndarray, np.ndarray]:
     """(chunks a prompt needs, seconds of one chunk step beside n decodes of `ctx` context), by the
     simulator's rules: decodes first in each of pp micro-batches, the prompt's chunk in the largest."""
-    budget = float(d.profile.max_num_batched_tokens)  # the prompt's own attention-DP rank's part of the step
     rows = np.where(n >= d.pp, n / d.pp, np.minimum(n, 1.0))
-    per_step = np.maximum(budget - rows / d.attention_dp_ranks, 1.0)
+    per_step = np.maximum(prompt_room(d, d.token_budget, rows), 1.0)
     chunk = np.minimum(prompt_tokens, per_step)
     keys = (rows * ctx + chunk * chunk / 2) / (rows + chunk)
     return np.ceil(prompt_tokens / per_step), step_seconds(d, chunk + rows, rows + 1, ctx * rows / (rows + 1), keys)
@@ -124,8 +123,7 @@ def replica_curves(
     steps_mean, chunk_mean = _chunk_steps(d, grid, shape.isl_mean, ctx)
     steps_tail, chunk_tail = _chunk_steps(d, grid, shape.isl_tail, ctx)
     rows = np.where(grid >= d.pp, grid / d.pp, np.minimum(grid, 1.0))
-    rank_room = d.profile.max_num_batched_tokens - rows / d.attention_dp_ranks  # the prompt's attention-DP rank's room
-    chunk_tokens = np.minimum(shape.isl_mean, np.maximum(rank_room, 1.0))
+    chunk_tokens = np.minimum(shape.isl_mean, np.maximum(prompt_room(d, d.token_budget, rows), 1.0))
     spec_tpot, slots_spec = None, 0
     if draft is not None:
         rules = Scheduling(spec=_Draft(draft, spec.draft_tokens, spec.acceptance))

@@ -273,6 +273,12 @@ def decode_step_seconds(d: Deployment, batch: ArrayLike, context_tokens: ArrayLi
     return step_seconds(d, batch, batch, context_tokens, context_tokens)
 
 
+def prompt_room(d: Deployment, budget: ArrayLike, rows: ArrayLike) -> Array:
+    """Tokens one prompt's chunk may take in a step of `budget` tokens beside `rows` decoding tokens: its own
+    attention-DP rank's part of what the decodes leave (the whole of it without attention DP)."""
+    return (np.asarray(budget, dtype=float) - rows) / d.attention_dp_ranks
+
+
 def prefill_seconds(d: Deployment, prompt_tokens: ArrayLike, batch: ArrayLike = 1) -> Array:
     """Prefill of `batch` prompts of `prompt_tokens` each, in chunks of the engine's token budget (the attention-DP
     ranks the prompts occupy: one prompt takes its own rank's part)."""
@@ -454,12 +460,11 @@ def steady_state(
         tpot = (t_dec + r / prompts * t_pf * np.maximum(b - prompts, 0) / b) / e_tok
         return SteadyState(b, per_round, r_s * osl, r_s, share, tpot, t_pf, t_dec, residual)
     # chunked: one prompt's chunk fits in its own attention-DP rank's part of the room its decodes leave
-    ranks = float(d.attention_dp_ranks)
-    n_c = np.maximum(np.ceil(isl / np.maximum((budget - b / pp * per_seq) / ranks, 1.0)), 1.0)
+    n_c = np.maximum(np.ceil(isl / np.maximum(prompt_room(d, budget, b / pp * per_seq), 1.0)), 1.0)
     for _ in range(3):  # fixed point: the room a step leaves prompts depends on how many rows decode
         r = b / (n_c + n_d)
         rows = r * n_d / pp
-        n_c = np.maximum(np.ceil(isl / np.maximum((budget - rows * per_seq) / ranks, 1.0)), 1.0)
+        n_c = np.maximum(np.ceil(isl / np.maximum(prompt_room(d, budget, rows * per_seq), 1.0)), 1.0)
     r = b / (n_c + n_d)
     r_full = pp * budget / (n_d * per_seq + isl)
     full = r > r_full
