@@ -12,9 +12,10 @@ How a row becomes an AIConfigurator query (`row_query`):
 - model: AIConfigurator's bundled HF config where it has one, else a folder holding tokenomy's config.json;
   system: H100-SXM → h100_sxm, B200 → b200_sxm, GB200 → gb200, … (no GH200, no AMD: skipped);
   backend: tensorrt-llm → trtllm, vllm, sglang, at AIConfigurator's current performance-database version;
-- weights bf16/fp16 → bfloat16, fp8 → fp8, nvfp4 (TRT-LLM's "FP4") → nvfp4 (MoE experts alike, experts
-  split tp-ways with no expert parallelism, TensorRT-LLM's default); the KV cache in the precision tokenomy
-  resolves for the row (the file's kv_precision, or the engine's default);
+- weights bf16/fp16 → bfloat16, fp8 → fp8, fp8-block → fp8_block, nvfp4 (TRT-LLM's "FP4") → nvfp4 (MoE experts
+  alike), gpt-oss's native checkpoint → bfloat16 with MXFP4 experts w4a8_mxfp4_mxfp8 on Blackwell, w4a16_mxfp4 on
+  Hopper (as TensorRT-LLM runs them); experts split tp-ways with no expert parallelism, TensorRT-LLM's default;
+  the KV cache in the precision tokenomy resolves for the row (the file's kv_precision, or the engine's default);
 - offline throughput rows: AIConfigurator's aggregated (in-flight batching) estimate at the largest
   context-token budget its own agg sweep tries (max(8192, 2·isl), bounded by the batch), over the batch
   sizes of its own agg schedule up to 1024: powers of two until the KV cache or memory overflows, then a
@@ -82,8 +83,18 @@ AIC_BUNDLED_MODELS = {
     "gpt-oss-120b": "openai/gpt-oss-120b",
     "deepseek-v3": "deepseek-ai/DeepSeek-V3",
 }
-# tokenomy weight format -> AIConfigurator GEMM quant mode (16-bit formats share one tensor-core rate)
-AIC_GEMM = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8", "nvfp4": "nvfp4"}
+# tokenomy weight format -> AIConfigurator GEMM quant mode (16-bit formats share one tensor-core rate); gpt-oss's
+# native checkpoint keeps attention in bf16
+AIC_GEMM = {
+    "bf16": "bfloat16",
+    "fp16": "bfloat16",
+    "fp8": "fp8",
+    "fp8-block": "fp8_block",
+    "nvfp4": "nvfp4",
+    "mxfp4-experts": "bfloat16",
+}
+# gpt-oss's MXFP4 experts as TensorRT-LLM runs them: MXFP8 activations where the GPU has FP4 tensor cores, else bf16
+AIC_MXFP4_MOE = {True: "w4a8_mxfp4_mxfp8", False: "w4a16_mxfp4"}
 AIC_KV = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8", "int8": "int8"}
 OFFLINE_METRICS = ("output_throughput", "total_throughput", "request_throughput")
 CONCURRENCY_METRICS = OFFLINE_METRICS + ("mean_ttft", "mean_itl", "mean_tpot", "mean_e2e")
@@ -119,6 +130,13 @@ class RowQuery:
     query: AicQuery
     metric: str
     replicas: int
+
+
+def mxfp4_moe(gpu_id: str) -> str:
+    """AIConfigurator's MoE quant mode for MXFP4 experts on this accelerator (AIC_MXFP4_MOE)."""
+    from tokenomy.catalog.accelerators import load_accelerator
+
+    return AIC_MXFP4_MOE[load_accelerator(gpu_id).supports("fp4")]
 
 
 def row_query(row: Any, kv_dtype: str, model_path: str, is_moe: bool) -> RowQuery | str:
@@ -171,7 +189,7 @@ def row_query(row: Any, kv_dtype: str, model_path: str, is_moe: bool) -> RowQuer
         pp=int(row.pp),
         gemm=gemm,
         kvcache=kv,
-        moe=gemm if is_moe else None,
+        moe=(mxfp4_moe(row.gpu) if fmt == "mxfp4-experts" else gemm) if is_moe else None,
         batch=batch,
     )
     return RowQuery(query, row.metric, replicas)

@@ -14,10 +14,13 @@ the profile's prior (docs/cost-model.md). Figures, not code, carry over; each ro
 - gemm_rate: max over the table's shapes of 2·m·n·k / latency per compute type (bf16, fp8 per-tensor, nvfp4), TFLOP/s;
 - allreduce_latency: median latency of messages of up to 16,384 bf16 elements (a decode step of up to two tokens of a
   hidden size of 8,192) per tensor-parallel size, µs;
-- moe_gemm_efficiency: per compute type and expert shape (hidden, inter, topk, experts), the FLOPs one more token
-  costs in the MoE kernel (topk · 6 · hidden · inter) at the GEMM table's best rate over the latency it adds (the
-  slope from MOE_MIN_TOKENS tokens up), for a whole expert set on one GPU under balanced routing and for its
-  tensor-parallel slices on 2, 4 and 8 GPUs (`moe_rows`). The slope is the whole fused MoE op's: its
+- moe_gemm_efficiency: per MoE kernel type (MOE_DTYPES: the weight × activation types the table times, each against
+  the dense GEMM type whose rate it is counted at) and expert shape (hidden, inter, topk, experts), the FLOPs one
+  more token costs in the MoE kernel (topk · 6 · hidden · inter) at the GEMM table's best rate over the latency it
+  adds (the slope from MOE_MIN_TOKENS tokens up), for a whole expert set on one GPU under balanced routing and for its
+  tensor-parallel slices on 2, 4 and 8 GPUs (`moe_rows`); where the whole set was not timed on one GPU (gpt-oss-120b's
+  128 experts on an H100), the smallest expert-parallel split that was (shape 'ep=N': each GPU holds 1/N of the
+  experts whole and computes topk/N of each token's copies). The slope is the whole fused MoE op's: its
   permute/unpermute passes over the routed copies are in it.
 
 Run with an interpreter that has aiconfigurator installed (it brings pandas and pyarrow):
@@ -59,6 +62,19 @@ GEMV_MIN_BYTES = 512e6
 ALLREDUCE_MAX_ELEMENTS = 16384
 MOE_MIN_TOKENS = 4096  # tokens per MoE call from which its latency is taken as linear (compute-bound, large M)
 MOE_TP_SIZES = (1, 2, 4, 8)  # tensor-parallel MoE: each GPU runs every expert's 1/moe_tp slice (inter / moe_tp)
+# MoE table dtype -> (kernel_rates.csv compute name, the GEMM table dtype whose best rate η is a fraction of: the
+# catalogue's MOE_KERNEL_RATES). Block-scaled FP8 (DeepSeek-V3's checkpoint) counts at the per-tensor FP8 rate;
+# gpt-oss's MXFP4 experts run W4A16 (bf16 activations: Hopper's Triton kernel) or W4A8 (MXFP8 activations:
+# Blackwell's CUTLASS / TensorRT-LLM-gen kernels), each at its activations' rate (TensorRT-LLM
+# examples/models/core/gpt_oss/README.md, its support matrix).
+MOE_DTYPES = {
+    "bfloat16": ("bf16", "bfloat16"),
+    "fp8": ("fp8", "fp8"),
+    "nvfp4": ("fp4", "nvfp4"),
+    "fp8_block": ("fp8-block", "fp8"),
+    "w4a16_mxfp4": ("mxfp4-w4a16", "bfloat16"),
+    "w4a8_mxfp4_mxfp8": ("mxfp4-w4a8", "fp8"),
+}
 OUT = Path(__file__).resolve().parents[1] / "src/tokenomy/catalog/data/kernel_rates.csv"
 FIELDS = ("accelerator", "quantity", "compute", "tp", "value", "unit", "shape", "table", "device", "source")
 
@@ -163,13 +179,14 @@ def allreduce_rows(system: str, accel: str, data: Path, package: str) -> list[di
 
 
 def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
-    """Large-M grouped-GEMM efficiency per compute type and expert shape of one system's TensorRT-LLM MoE table:
-    a whole expert set on one GPU (moe_tp_size = moe_ep_size = 1, balanced routing) and its tensor-parallel slices
-    (moe_tp_size = 2, 4, 8: each GPU runs every expert's inter / moe_tp columns; shape 'tp=N'), η = the FLOPs one
-    more token costs on one GPU (topk · 6 · hidden · inter / moe_tp) at the same table release's best dense GEMM rate
-    over the latency one more token adds (the least-squares slope over MOE_MIN_TOKENS tokens and up). A slope faster
-    than the dense rate allows (η > 1: not compute-bound, the weight reads still dominate) is written as 1.0, so that
-    every shape NVIDIA timed has a row."""
+    """Large-M grouped-GEMM efficiency per MoE kernel type and expert shape of one system's TensorRT-LLM MoE table:
+    a whole expert set on one GPU (moe_tp_size = moe_ep_size = 1, balanced routing), its tensor-parallel slices
+    (moe_tp_size = 2, 4, 8: each GPU runs every expert's inter / moe_tp columns; shape 'tp=N') and, where the whole
+    set was not timed, its smallest expert-parallel split (moe_ep_size = N: shape 'ep=N'); η = the FLOPs one more
+    token costs on one GPU (topk · 6 · hidden · inter / (moe_tp · ep)) at the same table release's best dense GEMM
+    rate of the kernel's MOE_DTYPES type over the latency one more token adds (the least-squares slope over
+    MOE_MIN_TOKENS tokens and up). A slope faster than the dense rate allows (η > 1: not compute-bound, the weight
+    reads still dominate) is written as 1.0, so that every shape NVIDIA timed has a row."""
     gemm = _table(data, system, "gemm", "gemm_perf.parquet")
     if gemm is None:
         return []
@@ -179,25 +196,36 @@ def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
         return []
     df, table = pd.read_parquet(path), f"systems/data/{system}/moe/trtllm/{release}/moe_perf.parquet"
     gemm_df = gemm[0]
-    whole = df[df.moe_tp_size.isin(MOE_TP_SIZES) & (df.moe_ep_size == 1) & (df.distribution == "balanced")]
+    balanced = df[df.distribution == "balanced"]
+    sliced = balanced[balanced.moe_tp_size.isin(MOE_TP_SIZES) & (balanced.moe_ep_size == 1)]
+    split = balanced[(balanced.moe_tp_size == 1) & (balanced.moe_ep_size > 1)]
     rows = []
-    for dtype, (compute, _) in GEMM_DTYPES.items():
-        dense = gemm_df[gemm_df.gemm_dtype == dtype]
+    for moe_dtype, (compute, dense_dtype) in MOE_DTYPES.items():
+        dense = gemm_df[gemm_df.gemm_dtype == dense_dtype]
         if dense.empty:
             continue
         rate = (2.0 * dense.m * dense.n * dense.k / (dense.latency * 1e-3)).max()  # FLOP/s
-        sub = whole[whole.moe_dtype == dtype]
-        shapes = sub.groupby(["hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size"])
-        for (hidden, inter, topk, experts, moe_tp), grp in shapes:
+        shape_keys = ["hidden_size", "inter_size", "topk", "num_experts"]
+        sub = sliced[sliced.moe_dtype == moe_dtype]
+        timed = [(key, 1, grp) for key, grp in sub.groupby([*shape_keys, "moe_tp_size"])]
+        whole = {key[:4] for key, _, _ in timed if key[4] == 1}
+        for shape_key, by_shape in split[split.moe_dtype == moe_dtype].groupby(shape_keys):
+            if shape_key not in whole:  # the whole set untimed: its smallest expert-parallel split stands in
+                ep = int(by_shape.moe_ep_size.min())
+                timed.append(((*shape_key, 1), ep, by_shape[by_shape.moe_ep_size == ep]))
+        for (hidden, inter, topk, experts, moe_tp), ep, grp in timed:
             latency = grp.groupby("num_tokens").latency.median().sort_index()
             big = latency[latency.index >= MOE_MIN_TOKENS]
             if len(big) < 2:
                 continue
             slope_s = np.polyfit(big.index.to_numpy(dtype=float), big.to_numpy() * 1e-3, 1)[0]
-            eta = topk * 6.0 * hidden * (inter / moe_tp) / rate / slope_s if slope_s > 0 else float("inf")
+            flops = topk * 6.0 * hidden * (inter / moe_tp) / ep
+            eta = flops / rate / slope_s if slope_s > 0 else float("inf")
             shape = (
                 f"hidden={hidden} inter={inter} topk={topk} experts={experts} "
-                f"tokens={int(big.index.min())}-{int(big.index.max())}" + (f" tp={moe_tp}" if moe_tp > 1 else "")
+                f"tokens={int(big.index.min())}-{int(big.index.max())}"
+                + (f" tp={moe_tp}" if moe_tp > 1 else "")
+                + (f" ep={ep}" if ep > 1 else "")
             )
             rows.append(
                 _row(

@@ -206,8 +206,10 @@ def _moe_section(rates: dict) -> list[str]:
         "",
         "## MoE grouped GEMMs: measured efficiency per expert shape",
         "",
-        "A routed expert's FLOPs run at η × the dense GEMM rate (`expert_gemm_efficiency`, `costmodel/perf.py`):",
-        "t_comp gains tokens × k × F_e × (1/η − 1) / R, on top of the grouped-GEMM fill term. η is NVIDIA's",
+        "A routed expert's FLOPs run at η × R_e, its kernel's GEMM rate (`expert_gemm_efficiency`,",
+        "`costmodel/perf.py`): t_comp gains tokens × k × F_e × (1/(η R_e) − 1/R) over the dense rate R, on top of the",
+        "grouped-GEMM fill term (R_e = R but for W4A8 experts at the FP8 rate beside bf16 attention, where the term",
+        "can save time). η is NVIDIA's",
         "timing of TensorRT-LLM's MoE kernel for a whole expert set on one GPU (AIConfigurator's `moe_perf` tables,",
         "balanced routing, the same release as the GEMM table): the FLOPs one more token costs (k × 6 × hidden ×",
         "inter) at that table's best dense GEMM rate over the latency it adds at 4,096 tokens and more. Small experts",
@@ -220,8 +222,15 @@ def _moe_section(rates: dict) -> list[str]:
         "+ expert-parallel MoE recipe, expert parallelism) the one-GPU figure. The slope",
         "is the whole fused op's, so the permute/unpermute passes that `moe_permute_passes` charges apart are in it",
         "too: at large token counts they are counted twice. Every engine profile takes these TensorRT-LLM figures.",
-        "Each cell: compute type, η timed for the whole experts / sliced over 2 / 4 / 8 GPUs (– not timed: the cost",
-        "model takes the nearest wider slicing's figure, `catalog/accelerators.py: moe_gemm_efficiency`).",
+        "The kernel follows the weights (`Deployment.expert_kernel`): block-scaled FP8 (`fp8-block`, DeepSeek-V3's",
+        "checkpoint) runs the block-scale kernel, gpt-oss's MXFP4 experts W4A16 on an accelerator without FP4 tensor",
+        "cores (`mxfp4-w4a16`, Hopper) and W4A8 with MXFP8 activations on one with them (`mxfp4-w4a8`, Blackwell)",
+        "where the engine runs them so (TensorRT-LLM: profile `mxfp4_moe_mxfp8_activations`; W4A16 otherwise), each η",
+        "a fraction of its activations' GEMM rate (`MOE_KERNEL_RATES`: bf16 for W4A16, FP8 for W4A8 and fp8-block);",
+        "where the whole set was timed only split over GPUs (gpt-oss-120b on an H100), its smallest expert-parallel",
+        "split's figure stands in (marked `(epN)`); an untimed kernel runs at the dense rate. Each cell: kernel type,",
+        "η timed for the whole experts / sliced over 2 / 4 / 8 GPUs (– not timed: the cost model takes the nearest",
+        "wider slicing's figure, `catalog/accelerators.py: moe_gemm_efficiency`).",
         "",
         "| model | hidden × inter, top-k of experts | " + " | ".join(rates) + " |",
         "|---|---|" + "---|" * len(rates),
@@ -231,7 +240,9 @@ def _moe_section(rates: dict) -> list[str]:
         cells = []
         for mine in rates.values():
             found = [
-                f"{c} " + " / ".join(f"{by_tp[tp]:.2f}" if tp in by_tp else "–" for tp in (1, 2, 4, 8))
+                f"{c} "
+                + " / ".join(f"{by_tp[tp]:.2f}" if tp in by_tp else "–" for tp in (1, 2, 4, 8))
+                + (f" (ep{mine.moe_split_stand_ins[(c, *s)]})" if (c, *s) in mine.moe_split_stand_ins else "")
                 for (c, *s), by_tp in sorted(mine.moe_gemm_efficiency.items())
                 if tuple(s) == shape
             ]

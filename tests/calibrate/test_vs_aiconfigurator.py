@@ -60,6 +60,16 @@ def test_published_precision_names_and_moe() -> None:
     assert (rq16.query.gemm, rq16.query.kvcache, rq16.query.backend) == ("bfloat16", "bfloat16", "vllm")
 
 
+def test_block_scaled_fp8_and_gpt_oss_mxfp4_experts_take_the_kernels_tensorrt_llm_runs() -> None:
+    """DeepSeek's block-scaled FP8 → fp8_block for GEMMs and experts; gpt-oss's bf16 attention with MXFP4 experts
+    W4A8 (MXFP8 activations) on Blackwell and W4A16 on Hopper, as TensorRT-LLM's gpt-oss support matrix says."""
+    ds = row_query(_row(precision="fp8-block", gpu="H200-SXM", tp=8, num_gpus=8), "fp8", "m", is_moe=True)
+    assert isinstance(ds, RowQuery) and (ds.query.gemm, ds.query.moe) == ("fp8_block", "fp8_block")
+    for gpu, moe in (("B200", "w4a8_mxfp4_mxfp8"), ("H100-SXM", "w4a16_mxfp4")):
+        oss = row_query(_row(precision="mxfp4-experts", gpu=gpu, tp=1, num_gpus=1), "bf16", "m", is_moe=True)
+        assert isinstance(oss, RowQuery) and (oss.query.gemm, oss.query.moe) == ("bfloat16", moe), gpu
+
+
 def test_concurrency_row_is_a_fixed_batch_per_replica() -> None:
     rq = row_query(_row(load_kind="concurrency", load_value=64.0, metric="mean_ttft"), "fp8", "m", is_moe=False)
     assert isinstance(rq, RowQuery)

@@ -60,7 +60,7 @@ def test_it_slows_compute_bound_prefill_of_small_experts_not_memory_bound_decode
     efficiency than at the dense rate, a one-sequence decode step (weight reads) barely changes."""
     measured = dep("qwen3-30b-a3b", "B200", "nvfp4")
     eta = measured.numbers().expert_gemm_efficiency  # computed (and cached) before the table is switched off
-    monkeypatch.setattr(deployment, "moe_gemm_efficiency", lambda *args: 1.0)
+    monkeypatch.setattr(deployment, "moe_gemm_timing", lambda *args: (1.0, 0))
     dense_rate = dep("qwen3-30b-a3b", "B200", "nvfp4")
     assert dense_rate.numbers().expert_gemm_efficiency == 1.0 and eta < 0.4
     prefill = float(prefill_seconds(measured, 8192.0)) / float(prefill_seconds(dense_rate, 8192.0))
@@ -75,7 +75,7 @@ def test_each_routed_copy_pays_the_same_extra_compute(monkeypatch) -> None:  # n
     prof = load_profile("tensorrt-llm").with_values(overlap_k=1.0)
     measured = Deployment(load_model("qwen3-30b-a3b"), load_accelerator("B200"), 1, 1, "nvfp4", "fp8", prof)
     n = measured.numbers()
-    monkeypatch.setattr(deployment, "moe_gemm_efficiency", lambda *args: 1.0)
+    monkeypatch.setattr(deployment, "moe_gemm_timing", lambda *args: (1.0, 0))
     dense_rate = Deployment(load_model("qwen3-30b-a3b"), load_accelerator("B200"), 1, 1, "nvfp4", "fp8", prof)
     tokens = np.array([4096.0, 8192.0])
     extra = measured.step_cost().seconds(tokens, 1.0, 0.0, 0.0) - dense_rate.step_cost().seconds(tokens, 1.0, 0.0, 0.0)
@@ -187,3 +187,132 @@ def test_a_kernel_rates_row_with_an_unreadable_slicing_names_its_line(tmp_path) 
     with pytest.raises(CatalogError) as err:
         read_kernel_rates(bad)
     assert f"{bad}:2:" in str(err.value) and "tp=four" in str(err.value)
+
+
+GPT_OSS_20B = (2880, 2880, 4, 32)
+GPT_OSS_120B = (2880, 2880, 4, 128)
+DEEPSEEK_V3 = (7168, 2048, 8, 256)
+
+
+def test_gpt_oss_mxfp4_experts_run_w4a16_on_hopper_and_w4a8_on_blackwell() -> None:
+    """TensorRT-LLM runs gpt-oss's MXFP4 experts with bf16 activations on Hopper (Triton) and MXFP8 ones on
+    Blackwell: the kernel type and the GEMM rate it counts at follow the accelerator while attention stays bf16.
+    NVIDIA's timings put Hopper's under half the bf16 rate; Blackwell's, counted at its FP8 rate, beat the bf16 one."""
+    h200, b200 = dep("gpt-oss-20b", "H200-SXM", "native"), dep("gpt-oss-20b", "B200", "native")
+    assert h200.expert_kernel == ("mxfp4-w4a16", "bf16") and b200.expert_kernel == ("mxfp4-w4a8", "fp8")
+    assert h200.matmul_compute == b200.matmul_compute == "bf16"
+    w4a16 = moe_gemm_efficiency("H200-SXM", "mxfp4-w4a16", *GPT_OSS_20B)
+    assert h200.numbers().expert_gemm_efficiency == w4a16 < 0.5
+    w4a8 = moe_gemm_efficiency("B200", "mxfp4-w4a8", *GPT_OSS_20B)
+    n = b200.numbers()
+    assert 0.5 < w4a8 == n.expert_gemm_efficiency < 1.0
+    assert w4a8 * n.expert_matmul_flops_per_s > n.matmul_flops_per_s  # at the FP8 rate: beats bf16 despite η < 1
+    assert h200.numbers().expert_matmul_flops_per_s == h200.numbers().matmul_flops_per_s
+    assert "run at 0.66 of the fp8 GEMM rate" in b200.moe_kernel_note()
+    # each routed copy costs more compute than at the bf16 rate on the Hopper kernel, less on Blackwell's, and a
+    # step's compute stays positive whatever the tokens
+    assert h200.step_cost().expert_gemm_s_per_token > 0 > b200.step_cost().expert_gemm_s_per_token
+    tokens = np.array([1.0, 64.0, 8192.0])
+    _, compute = b200.step_cost().roof_terms(tokens, tokens, 0.0, 0.0)
+    assert (compute > 0).all()
+
+
+def test_an_untimed_w4a8_kernel_runs_at_the_dense_rate() -> None:
+    """No NVIDIA timing of gpt-oss's W4A8 experts on a GPU with FP4 tensor cores (a user's Blackwell part: the B200's
+    datasheet under an id without kernel tables): its experts run at the dense bf16 rate, as any untimed kernel,
+    not at the FP8 rate they might reach."""
+    gpu = load_accelerator("B200")
+    d = Deployment(load_model("gpt-oss-20b"), gpu, 1, 1, "native", "fp8", load_profile("tensorrt-llm"))
+    assert d.expert_kernel[0] == "mxfp4-w4a8"
+    untimed = Deployment(
+        load_model("gpt-oss-20b"), gpu.model_copy(update={"id": "B200-untimed"}), 1, 1, "native", "fp8",
+        load_profile("tensorrt-llm"),
+    )  # fmt: skip
+    n = untimed.numbers()
+    assert n.expert_gemm_efficiency == 1.0 and n.expert_matmul_flops_per_s == n.matmul_flops_per_s
+    assert "no NVIDIA timing" in untimed.moe_kernel_note() and "dense GEMM rate" in untimed.moe_kernel_note()
+
+
+def test_block_scaled_fp8_checkpoints_run_the_block_scale_kernel() -> None:
+    """DeepSeek-V3's FP8 checkpoint carries a scale per 128 × 128 block (its config's weight_block_size): native
+    precision fp8-block on the FP8 tensor cores at NVIDIA's block-scale MoE timing, on an H200 well under the
+    per-tensor FP8 kernel's; the published names for it are aliases."""
+    assert load_model("deepseek-v3").native_precision == "fp8-block"
+    d = dep("deepseek-v3", "H200-SXM", "native")
+    assert d.matmul_compute == "fp8" and d.expert_kernel == ("fp8-block", "fp8")
+    assert d.numbers().expert_gemm_efficiency == moe_gemm_efficiency("H200-SXM", "fp8-block", *DEEPSEEK_V3) < 0.5
+    for name in ("FP8_BLOCK", "fp8-blockwise", "block-fp8"):
+        assert dep("deepseek-v3", "H200-SXM", name).fmt.name == "fp8-block"
+    assert dep("qwen3-30b-a3b", "H200-SXM", "fp8").expert_kernel == ("fp8", "fp8")  # per-tensor FP8 (ModelOpt)
+
+
+def test_an_expert_set_timed_only_split_takes_its_smallest_split(tmp_path) -> None:  # noqa: ANN001
+    """gpt-oss-120b's 128 experts in W4A16 were timed on an H100 only split over 2 GPUs and more: the 2-way split
+    stands in for the whole set and the plan note says so; a whole-set row wins over a split's in either order."""
+    from tokenomy.catalog.accelerators import moe_split_stand_in, read_kernel_rates
+
+    assert moe_split_stand_in("H100-SXM", "mxfp4-w4a16", *GPT_OSS_120B) == 2
+    assert moe_split_stand_in("H200-SXM", "mxfp4-w4a16", *GPT_OSS_120B) == 1  # timed whole there
+    assert 0.0 < moe_gemm_efficiency("H100-SXM", "mxfp4-w4a16", *GPT_OSS_120B) < 0.5
+    note = dep("gpt-oss-120b", "H100-SXM", "native").moe_kernel_note()
+    assert "its 2-way expert-parallel split's figure" in note
+    head = "accelerator,quantity,compute,tp,value,unit,shape,table,device,source,read_on\n"
+    shape = "hidden=2880 inter=2880 topk=4 experts=128 tokens=4096-16384"
+    split = f"H100-SXM,moe_gemm_efficiency,mxfp4-w4a16,,0.426,of the dense GEMM rate,{shape} ep=2,t,d,s,2026-12-06\n"
+    whole = f"H100-SXM,moe_gemm_efficiency,mxfp4-w4a16,,0.500,of the dense GEMM rate,{shape},t,d,s,2026-12-06\n"
+    key = ("mxfp4-w4a16", *GPT_OSS_120B)
+    for i, rows in enumerate((split + whole, whole + split)):
+        path = tmp_path / f"rates{i}.csv"
+        path.write_text(head + rows)
+        rates = read_kernel_rates(path)["H100-SXM"]
+        assert rates.moe_gemm_efficiency[key] == {1: 0.5} and key not in rates.moe_split_stand_ins
+    path = tmp_path / "split_only.csv"
+    path.write_text(head + split)
+    rates = read_kernel_rates(path)["H100-SXM"]
+    assert rates.moe_gemm_efficiency[key] == {1: 0.426} and rates.moe_split_stand_ins[key] == 2
+
+
+def test_an_fp8_checkpoint_named_by_an_alias_takes_the_engines_fp8_kv_default() -> None:
+    """TensorRT-LLM stores the KV cache in FP8 for NVIDIA's FP8 checkpoints: 'FP8' and 'fp8_e4m3' are that
+    checkpoint too; block-scaled FP8 (deepseek-ai's own) and bf16 keep the model's dtype."""
+    trt, h100 = load_profile("tensorrt-llm"), load_accelerator("H100-SXM")
+    assert trt.kv_fp8_with_fp8_weights
+    for precision, kv in (("fp8", "fp8"), ("FP8", "fp8"), ("fp8_e4m3", "fp8"), ("fp8-block", "bf16"), ("bf16", "bf16")):
+        d = Deployment(load_model("llama-3.1-8b"), h100, 1, 1, precision, "auto", trt)
+        assert d.kv_dtype == kv, precision
+
+
+def test_engines_without_mxfp8_activations_run_gpt_oss_w4a16_on_blackwell_too() -> None:
+    """Only TensorRT-LLM's profile runs MXFP4 experts with MXFP8 activations on FP4 tensor cores; vLLM's runs them
+    W4A16 there as on Hopper (EngineProfile.mxfp4_moe_mxfp8_activations)."""
+    b200, oss = load_accelerator("B200"), load_model("gpt-oss-20b")
+    assert (
+        load_profile("tensorrt-llm").mxfp4_moe_mxfp8_activations
+        and not load_profile("vllm").mxfp4_moe_mxfp8_activations
+    )
+    vllm = Deployment(oss, b200, 1, 1, "native", "fp8", load_profile("vllm"))
+    assert vllm.expert_kernel == ("mxfp4-w4a16", "bf16")
+    assert vllm.numbers().expert_gemm_efficiency == moe_gemm_efficiency("B200", "mxfp4-w4a16", *GPT_OSS_20B)
+
+
+def test_a_split_row_with_a_tensor_parallel_slicing_is_an_error_and_the_smallest_split_stands_in(tmp_path) -> None:  # noqa: ANN001
+    """An 'ep=N' row stands in for whole experts only: with tp=M too it is an error naming its line; of two split
+    rows the smaller split stands in, whichever comes first."""
+    from tokenomy.catalog.accelerators import read_kernel_rates
+    from tokenomy.catalog.errors import CatalogError
+
+    head = "accelerator,quantity,compute,tp,value,unit,shape,table,device,source,read_on\n"
+    shape = "hidden=2880 inter=2880 topk=4 experts=128 tokens=4096-16384"
+    row = "H100-SXM,moe_gemm_efficiency,mxfp4-w4a16,,{v},of the dense GEMM rate,{s},t,d,s,2026-12-06\n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(head + row.format(v=0.3, s=f"{shape} tp=2 ep=2"))
+    with pytest.raises(CatalogError) as err:
+        read_kernel_rates(bad)
+    assert f"{bad}:2:" in str(err.value) and "ep=2 with tp=2" in str(err.value)
+    key = ("mxfp4-w4a16", *GPT_OSS_120B)
+    four, two = row.format(v=0.34, s=f"{shape} ep=4"), row.format(v=0.43, s=f"{shape} ep=2")
+    for i, rows in enumerate((four + two, two + four)):
+        path = tmp_path / f"splits{i}.csv"
+        path.write_text(head + rows)
+        rates = read_kernel_rates(path)["H100-SXM"]
+        assert rates.moe_gemm_efficiency[key] == {1: 0.43} and rates.moe_split_stand_ins[key] == 2

@@ -141,3 +141,13 @@ def test_one_prompt_prefills_in_its_own_ranks_chunks_in_the_simulator_and_the_cl
     closed = float(prefill_seconds(d, 30000, 1))
     steady = float(steady_state(d, 30000, 2, 1).ttft_s[()])
     assert simulated == pytest.approx(closed, rel=0.02) and steady == pytest.approx(closed, rel=0.02)
+
+
+def test_trtllm_bench_sizes_block_scaled_fp8_as_fp8() -> None:
+    """deepseek-ai's DeepSeek-V3/R1 checkpoint is FP8 with 128 × 128 block scales (FP8_BLOCK_SCALES, in build.py's
+    TUNED_QUANTS at 1 byte per element): sized by the KV estimate like per-tensor FP8, not left at the defaults."""
+    block = replace(dep("deepseek-v3", "H200-SXM", tp=8, precision="native"), kv_precision="fp8")
+    per_tensor = replace(dep("deepseek-v3", "H200-SXM", tp=8, precision="fp8"), kv_precision="fp8")
+    assert block.fmt.name == "fp8-block"
+    for shape in ((1000, 1000), (1024, 8192)):
+        assert trtllm_bench_limits(block, *shape) == trtllm_bench_limits(per_tensor, *shape) != (2048, 8192)

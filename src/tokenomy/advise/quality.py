@@ -19,7 +19,7 @@ from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import DATA_DIR
 
 SIXTEEN_BIT = ("bf16", "fp16")
-PRECISION_ALIASES = {"awq": "int4", "gptq": "int4"}  # the int4 recovery rows are GPTQ W4A16
+PRECISION_ALIASES = {"awq": "int4", "gptq": "int4", "fp8-block": "fp8"}  # int4 recovery rows: GPTQ W4A16
 
 
 @dataclass(frozen=True)

@@ -233,9 +233,13 @@ class KernelRates:
     gemv_bandwidth_gb_s: float | None = None
     gemm_tflops: dict[str, float] = field(default_factory=dict)
     allreduce_latency_us: dict[int, float] = field(default_factory=dict)
-    # large-M grouped-GEMM efficiency of an expert set on one GPU, by (compute, hidden, inter, topk, experts), then
-    # by moe_tp: 1 the whole experts, > 1 each expert's 1/moe_tp slice (tensor-parallel MoE)
+    # large-M grouped-GEMM efficiency of an expert set on one GPU, by (MoE kernel type: a compute type, or
+    # 'fp8-block', 'mxfp4-w4a16', 'mxfp4-w4a8'; hidden, inter, topk, experts), then by moe_tp: 1 the whole experts
+    # (or, where NVIDIA did not time the whole set on one GPU, its smallest expert-parallel split: shape 'ep=N'),
+    # > 1 each expert's 1/moe_tp slice (tensor-parallel MoE)
     moe_gemm_efficiency: dict[tuple[str, int, int, int, int], dict[int, float]] = field(default_factory=dict)
+    # expert sets whose whole-set figure is an expert-parallel split's (the split's GPUs): see moe_split_stand_in
+    moe_split_stand_ins: dict[tuple[str, int, int, int, int], int] = field(default_factory=dict)
 
 
 @cache
@@ -273,8 +277,24 @@ def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None
     elif row["quantity"] == "moe_gemm_efficiency":
         shape = dict(part.split("=", 1) for part in row["shape"].split())
         key = (row["compute"], *(int(shape[k]) for k in ("hidden", "inter", "topk", "experts")))
-        rates.moe_gemm_efficiency.setdefault(key, {})[int(shape.get("tp", 1))] = value
+        by_tp = rates.moe_gemm_efficiency.setdefault(key, {})
+        ep, tp = int(shape.get("ep", 1)), int(shape.get("tp", 1))
+        if ep > 1 and tp > 1:
+            raise ValueError(f"ep={ep} with tp={tp}: a split stands in for whole experts only")
+        split = rates.moe_split_stand_ins.get(key)
+        if ep > 1 and (1 not in by_tp or (split is not None and ep < split)):  # the smallest split stands in
+            by_tp[1] = value
+            rates.moe_split_stand_ins[key] = ep
+        elif ep == 1:
+            by_tp[tp] = value
+            if tp == 1:  # a whole-set timing wins over a split's
+                rates.moe_split_stand_ins.pop(key, None)
 
+
+# MoE kernel types of kernel_rates.csv other than a plain compute type -> the compute type whose GEMM rate their
+# efficiency is a fraction of: block-scaled FP8 on the FP8 tensor cores; MXFP4 weights with bf16 activations
+# (W4A16: Hopper's Triton kernel) or MXFP8 ones (W4A8: Blackwell's) at their activations' rate.
+MOE_KERNEL_RATES = {"fp8-block": "fp8", "mxfp4-w4a16": "bf16", "mxfp4-w4a8": "fp8"}
 
 # Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100): their MoE kernels take
 # its efficiencies, each a fraction of the accelerator's own dense rate.
@@ -287,7 +307,8 @@ def moe_gemm_efficiency(
     """The fraction of the dense GEMM rate a set of `experts` experts of this shape reaches on one GPU in the
     engine's MoE kernel at large token counts, whole (moe_tp = 1) or as each expert's 1/moe_tp slice under
     tensor-parallel MoE (kernel_rates.csv, NVIDIA's TensorRT-LLM MoE tables; fp16 as bf16, int8 as fp8;
-    MOE_TABLE_STAND_INS for a chip measured under another id), as timed. A slicing not timed takes the nearest
+    MOE_TABLE_STAND_INS for a chip measured under another id; `compute` is the MoE kernel type,
+    Deployment.expert_kernel), as timed. A slicing not timed takes the nearest
     wider one that was (a thinner slice runs no more efficiently than a wider one: Qwen3-30B-A3B's experts in
     NVFP4 on a B200, 0.26 whole, 0.15 in halves, 0.08 in quarters, take 0.08 in untimed eighths), and 1.0 where the
     accelerator, compute type or shape was not timed at all.
@@ -297,6 +318,14 @@ def moe_gemm_efficiency(
     rows on H100 and H200 show the engine running that slow: lifting the whole experts to the quarters' 0.74 made
     them 1.50× and 1.17× too fast in sample (from 1.12× and 0.87×)."""
     return moe_gemm_timing(gpu_id, compute, hidden, inter, topk, experts, moe_tp)[0]
+
+
+def moe_split_stand_in(gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int) -> int:
+    """GPUs of the expert-parallel split whose timing stands in for this whole expert set (NVIDIA did not time the
+    set on one GPU: gpt-oss-120b's 128 experts in W4A16 on an H100, timed from 2 GPUs up); 1 where it was."""
+    rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
+    key = (_SAME_RATE.get(compute, compute), hidden, inter, topk, experts)
+    return rates.moe_split_stand_ins.get(key, 1) if rates else 1
 
 
 def moe_gemm_timing(

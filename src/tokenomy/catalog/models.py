@@ -198,8 +198,8 @@ def arch_from_config(cfg: dict[str, Any], model_id: str, source: str = "config.j
     quant = top.get("quantization_config") or {}
     if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4":
         kw["native_precision"] = "mxfp4-experts"
-    elif isinstance(quant, dict) and quant.get("quant_method") == "fp8":
-        kw["native_precision"] = "fp8"
+    elif isinstance(quant, dict) and quant.get("quant_method") == "fp8":  # block-scaled (DeepSeek-V3) or per tensor
+        kw["native_precision"] = "fp8-block" if quant.get("weight_block_size") else "fp8"
 
     arch = ModelArch(
         id=model_id,

@@ -87,7 +87,9 @@ def plan(
     pp: opt.Pp = 1,
     precision: Annotated[
         str | None,
-        typer.Option(help="weights: bf16, fp16, fp8, int8, int4, nvfp4, mxfp4, q4_1…; comma-separated to compare"),
+        typer.Option(
+            help="weights: bf16, fp16, fp8, fp8-block, int8, int4, nvfp4, mxfp4, q4_1…; comma-separated to compare"
+        ),
     ] = None,
     kv_precision: opt.KvPrecision = "auto",
     isl: Annotated[int, typer.Option(help="input (prompt) tokens per request")] = 1024,

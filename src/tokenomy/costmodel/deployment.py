@@ -11,12 +11,18 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from tokenomy.catalog.accelerators import Accelerator, moe_gemm_efficiency, moe_gemm_timing, relative_achievable
+from tokenomy.catalog.accelerators import (
+    MOE_KERNEL_RATES,
+    Accelerator,
+    moe_gemm_timing,
+    moe_split_stand_in,
+    relative_achievable,
+)
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.catalog.models import ModelArch
 from tokenomy.costmodel.params import ParamCounts, param_counts
 from tokenomy.costmodel.profile import EngineProfile
-from tokenomy.costmodel.quant import WeightFormat, kv_bytes_per_value, weight_format
+from tokenomy.costmodel.quant import WeightFormat, canonical_precision, kv_bytes_per_value, weight_format
 
 ACTIVATION_BYTES = 2  # activations and all-reduce payloads in 16-bit
 
@@ -55,11 +61,16 @@ class Numbers:
     # rank permutes every token, which this understates for tp > 1).
     expert_flops_per_token: float = 0.0
     moe_dispatch_bytes_per_token: float = 0.0
-    # The fraction of matmul_flops_per_s the MoE kernel's grouped GEMMs reach at large token counts for this
-    # accelerator, compute type and expert shape, sliced as Deployment.moe_tp says (catalog moe_gemm_efficiency:
-    # NVIDIA's TensorRT-LLM MoE tables; 1.0 where unmeasured): small experts run far below the dense rate (B200
-    # NVFP4, Qwen3-30B-A3B's 2048 × 768 experts: 0.26; Mixtral's 4096 × 14336: 1.0, in eighths on 8 GPUs 0.52).
+    # The fraction of expert_matmul_flops_per_s the MoE kernel's grouped GEMMs reach at large token counts for this
+    # accelerator, MoE kernel type (Deployment.expert_kernel) and expert shape, sliced as Deployment.moe_tp says
+    # (catalog moe_gemm_efficiency: NVIDIA's TensorRT-LLM MoE tables; 1.0 where unmeasured): small experts run far
+    # below the dense rate (B200 NVFP4, Qwen3-30B-A3B's 2048 × 768 experts: 0.26; Mixtral's 4096 × 14336: 1.0, in
+    # eighths on 8 GPUs 0.52); gpt-oss's MXFP4 experts 0.45 of the bf16 rate on an H200 (W4A16), 0.70 of the FP8
+    # rate on a B200 (W4A8).
     expert_gemm_efficiency: float = 1.0
+    # The GEMM rate that η is a fraction of: the dense matmuls' (matmul_flops_per_s), but the FP8 rate for W4A8
+    # MXFP4 experts beside bf16 attention (a timed kernel only: an untimed one runs at the dense rate), FLOP/s.
+    expert_matmul_flops_per_s: float = 0.0
     # Expert parallelism (Deployment.expert_parallel): the ranks the routed experts are spread over (1: tensor
     # parallel MoE), the MoE layers, and the expected remote ranks one token's k experts live on.
     ep: int = 1
@@ -157,6 +168,21 @@ class Deployment:
         """The compute type the matmuls run at: the weight format's, or bf16 where the accelerator lacks it."""
         return self.fmt.compute if self.gpu.supports(self.fmt.compute) else "bf16"
 
+    @property
+    def expert_kernel(self) -> tuple[str, str]:
+        """(MoE kernel type in kernel_rates.csv, compute type whose GEMM rate it counts at: MOE_KERNEL_RATES) of the
+        routed experts: the matmuls' own, but block-scaled FP8 weights run the block-scale kernel, and MXFP4 experts
+        run with MXFP8 activations where the accelerator has FP4 tensor cores and the engine does so (W4A8:
+        TensorRT-LLM on Blackwell, EngineProfile.mxfp4_moe_mxfp8_activations), with bf16 ones otherwise (W4A16:
+        TensorRT-LLM's Triton kernel on Hopper), as TensorRT-LLM runs gpt-oss (examples/models/core/gpt_oss)."""
+        kernel = self.matmul_compute
+        if self.fmt.name == "mxfp4-experts":
+            w4a8 = self.gpu.supports("fp4") and self.profile.mxfp4_moe_mxfp8_activations
+            kernel = "mxfp4-w4a8" if w4a8 else "mxfp4-w4a16"
+        elif self.fmt.name == "fp8-block" and kernel == "fp8":
+            kernel = "fp8-block"
+        return kernel, MOE_KERNEL_RATES.get(kernel, kernel)
+
     def moe_kernel_note(self) -> str:
         """One line on the measured MoE kernel efficiency the routed experts run at (plan and simulate print it);
         "" for a dense model."""
@@ -164,17 +190,22 @@ class Deployment:
         if not m.is_moe:
             return ""
         shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
-        eta, timed = moe_gemm_timing(self.gpu.id, self.matmul_compute, *shape, self.moe_tp)
+        kernel, rate_compute = self.expert_kernel
+        eta, timed = moe_gemm_timing(self.gpu.id, kernel, *shape, self.moe_tp)
         split = "whole experts on each GPU" if self.moe_tp == 1 else f"each GPU runs 1/{self.moe_tp} of every expert"
-        where = f"{self.gpu.id} in {self.matmul_compute}"
+        where = f"{self.gpu.id} in {kernel}"
+        dense = "dense GEMM rate" if rate_compute == self.matmul_compute else f"{rate_compute} GEMM rate"
         if not timed:
             return (
                 f"MoE kernel: no NVIDIA timing of these experts on {where} ({split}): they run at the dense GEMM rate"
             )
         stand_in = "whole" if timed == 1 else f"1/{timed}"
         untimed = "" if timed == self.moe_tp else f"; 1/{self.moe_tp} not timed, the {stand_in} figure"
+        split_gpus = moe_split_stand_in(self.gpu.id, kernel, *shape) if timed == 1 else 1
+        if split_gpus > 1:
+            untimed += f"; the whole set not timed on one GPU, its {split_gpus}-way expert-parallel split's figure"
         return (
-            f"MoE kernel: routed experts run at {eta:.2f} of the dense GEMM rate ({split}; NVIDIA's TensorRT-LLM "
+            f"MoE kernel: routed experts run at {eta:.2f} of the {dense} ({split}; NVIDIA's TensorRT-LLM "
             f"MoE timings on {where}{untimed}; docs/cost-model.md)"
         )
 
@@ -199,7 +230,8 @@ class Deployment:
         """KV-cache precision: as asked, or the engine's default for this weight precision."""
         if self.kv_precision != "auto":
             return self.kv_precision
-        if self.profile.kv_fp8_with_fp8_weights and self.precision == "fp8" and self.gpu.supports("fp8"):
+        fp8_checkpoint = self.precision != "native" and canonical_precision(self.precision) == "fp8"
+        if self.profile.kv_fp8_with_fp8_weights and fp8_checkpoint and self.gpu.supports("fp8"):
             return "fp8"
         return "bf16"
 
@@ -350,6 +382,16 @@ class Deployment:
         bw_scale, flops_scale = relative_achievable(gpu, compute)
         _, attn_scale = relative_achievable(gpu, attn_compute)
         matmul_flops_per_s = gpu.flops_per_s(compute) * flops_scale * _efficiency(prof, compute)
+        expert_kernel, expert_compute = self.expert_kernel
+        shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
+        eta, timed = moe_gemm_timing(gpu.id, expert_kernel, *shape, self.moe_tp) if m.is_moe else (1.0, 0)
+        expert_flops_per_s = (  # the kernel's own compute type's rate where it differs and NVIDIA timed it
+            gpu.flops_per_s(expert_compute)
+            * relative_achievable(gpu, expert_compute)[1]
+            * _efficiency(prof, expert_compute)
+            if expert_compute != compute and timed
+            else matmul_flops_per_s
+        )
         matvec = gpu.matvec_flops_per_s(compute)
         step_flops = 2 * (matmul + lm_head_params) / tp
         matmul_step_s = (
@@ -385,19 +427,8 @@ class Deployment:
             link_bytes_per_s=gpu.interconnect_bytes_per_s * prof.comm_efficiency,
             matmul_step_s=matmul_step_s,
             expert_flops_per_token=2 * p.routed_experts / m.n_experts / tp if m.is_moe else 0.0,
-            expert_gemm_efficiency=(
-                moe_gemm_efficiency(
-                    gpu.id,
-                    compute,
-                    m.hidden_size,
-                    m.expert_intermediate_size,
-                    m.experts_per_token,
-                    m.n_experts,
-                    self.moe_tp,
-                )
-                if m.is_moe
-                else 1.0
-            ),
+            expert_gemm_efficiency=eta,
+            expert_matmul_flops_per_s=expert_flops_per_s,
             moe_dispatch_bytes_per_token=(
                 m.n_moe_layers * m.experts_per_token * m.hidden_size * ACTIVATION_BYTES / tp if m.is_moe else 0.0
             ),
@@ -463,7 +494,7 @@ def serving_constraints(d: Deployment, prompt_tokens: int, output_tokens: int) -
 # NVFP4 checkpoint counts about half its weights (Deployment.checkpoint_elements). Only these quantisations are sized
 # so (build.py: TUNED_QUANTS, with BYTES_PER_ELEM: FP8 per-tensor or block scales 1, NVFP4 0.5, none 2); any other
 # (MXFP4, INT8, INT4) runs the defaults max_batch_size 2048 and max_num_tokens 8192.
-TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "nvfp4": 0.5, "bf16": 2.0, "fp16": 2.0, "fp32": 2.0}
+TRTLLM_BENCH_BYTES_PER_ELEMENT = {"fp8": 1.0, "fp8-block": 1.0, "nvfp4": 0.5, "bf16": 2.0, "fp16": 2.0, "fp32": 2.0}
 TRTLLM_BENCH_DEFAULT_LIMITS = (2048, 8192)  # BuildConfig max_batch_size, max_num_tokens
 TRTLLM_BENCH_KV_FRACTION = 0.90  # trtllm-bench --kv_cache_free_gpu_mem_fraction default
 TRTLLM_BENCH_MAX_BATCH = 4096

@@ -14,13 +14,15 @@ models (the first and third also for a profile that leaves them at 0; the second
     a saturating tile-fill form), so expert compute tokens·k·F_e / (R·eff) = tokens·k·F_e / R
     + E_touched · m½ · F_e / R: each touched expert costs m½ padded rows of compute on top (F_e: one token's
     FLOPs in one expert, R: the dense GEMM rate);
-  - at large token counts the MoE kernel's grouped GEMMs reach only η of the dense rate, by accelerator,
-    compute type and expert shape as NVIDIA timed TensorRT-LLM's MoE kernel (Numbers.expert_gemm_efficiency,
+  - at large token counts the MoE kernel's grouped GEMMs reach only η of their rate R_e, by accelerator, MoE
+    kernel type (Deployment.expert_kernel: the weights' compute type, block-scaled FP8, gpt-oss's MXFP4 as W4A16 on
+    Hopper or W4A8 on Blackwell, R_e the rate of its activations' type: the FP8 rate for W4A8 beside bf16 attention,
+    else the dense rate R) and expert shape as NVIDIA timed TensorRT-LLM's MoE kernel (Numbers.expert_gemm_efficiency,
     catalog kernel_rates.csv; small experts far below it: B200 NVFP4 runs Qwen3-30B-A3B's 2048 × 768 experts at
     0.26), and under tensor-parallel MoE at the slice each GPU runs (Deployment.moe_tp: Mixtral 8x7B's experts in
-    eighths on H100 FP8 at 0.68, whole at 0.96): each routed copy's F_e costs F_e·(1/η − 1)/R more compute
-    (the measured slope is the whole fused op's, so at large token counts it holds the permute passes below too,
-    which are then counted twice);
+    eighths on H100 FP8 at 0.68, whole at 0.96): each routed copy's F_e costs F_e·(1/(η·R_e) − 1/R) more compute
+    than at the dense rate, a saving where η·R_e > R (the measured slope is the whole fused op's, so at large token
+    counts it holds the permute passes below too, which are then counted twice);
   - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
     passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
     expert parallelism each rank permutes its own share of the tokens).
@@ -137,14 +139,15 @@ class StepCost:
         self.n_experts = float(n.n_experts)
         self.expert_miss = 1.0 - n.experts_per_token / n.n_experts if n.n_experts else 1.0
         # grouped-GEMM padding per touched expert and hidden-state dispatch per token (module docstring)
-        self.expert_pad_s = prof.moe_gemm_half_tokens * n.expert_flops_per_token / n.matmul_flops_per_s
+        expert_rate = n.expert_matmul_flops_per_s or n.matmul_flops_per_s
+        self.expert_pad_s = prof.moe_gemm_half_tokens * n.expert_flops_per_token / expert_rate
         self.dispatch_s_per_token = prof.moe_permute_passes * n.moe_dispatch_bytes_per_token / n.bytes_per_s
-        # the routed experts' FLOPs run at expert_gemm_efficiency of the dense rate: (1/η − 1) of them on top
+        # the routed experts' FLOPs, counted at the dense rate in matmul_s_per_token, run at η of their kernel's rate:
+        # the difference on top (negative where that rate beats the dense one: W4A8 experts beside bf16 attention)
         self.expert_gemm_s_per_token = (
             d.model.experts_per_token
             * n.expert_flops_per_token
-            * (1.0 / n.expert_gemm_efficiency - 1.0)
-            / n.matmul_flops_per_s
+            * (1.0 / (n.expert_gemm_efficiency * expert_rate) - 1.0 / n.matmul_flops_per_s)
             if n.n_experts
             else 0.0
         )
