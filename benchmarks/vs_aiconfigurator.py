@@ -93,7 +93,8 @@ AIC_GEMM = {
     "nvfp4": "nvfp4",
     "mxfp4-experts": "bfloat16",
 }
-# gpt-oss's MXFP4 experts as TensorRT-LLM runs them: MXFP8 activations where the GPU has FP4 tensor cores, else bf16
+# gpt-oss's MXFP4 experts as the engine runs them (Deployment.expert_kernel): MXFP8 activations where the GPU has FP4
+# tensor cores and the engine's profile says so (TensorRT-LLM), else bf16
 AIC_MXFP4_MOE = {True: "w4a8_mxfp4_mxfp8", False: "w4a16_mxfp4"}
 AIC_KV = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8", "int8": "int8"}
 OFFLINE_METRICS = ("output_throughput", "total_throughput", "request_throughput")
@@ -132,11 +133,13 @@ class RowQuery:
     replicas: int
 
 
-def mxfp4_moe(gpu_id: str) -> str:
-    """AIConfigurator's MoE quant mode for MXFP4 experts on this accelerator (AIC_MXFP4_MOE)."""
+def mxfp4_moe(gpu_id: str, engine: str) -> str:
+    """AIConfigurator's MoE quant mode for MXFP4 experts on this accelerator under this engine (AIC_MXFP4_MOE)."""
     from tokenomy.catalog.accelerators import load_accelerator
+    from tokenomy.catalog.profiles import load_profile
 
-    return AIC_MXFP4_MOE[load_accelerator(gpu_id).supports("fp4")]
+    mxfp8 = load_accelerator(gpu_id).supports("fp4") and load_profile(engine).mxfp4_moe_mxfp8_activations
+    return AIC_MXFP4_MOE[mxfp8]
 
 
 def row_query(row: Any, kv_dtype: str, model_path: str, is_moe: bool) -> RowQuery | str:
@@ -189,7 +192,7 @@ def row_query(row: Any, kv_dtype: str, model_path: str, is_moe: bool) -> RowQuer
         pp=int(row.pp),
         gemm=gemm,
         kvcache=kv,
-        moe=(mxfp4_moe(row.gpu) if fmt == "mxfp4-experts" else gemm) if is_moe else None,
+        moe=(mxfp4_moe(row.gpu, row.engine) if fmt == "mxfp4-experts" else gemm) if is_moe else None,
         batch=batch,
     )
     return RowQuery(query, row.metric, replicas)

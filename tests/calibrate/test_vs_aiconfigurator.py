@@ -68,6 +68,10 @@ def test_block_scaled_fp8_and_gpt_oss_mxfp4_experts_take_the_kernels_tensorrt_ll
     for gpu, moe in (("B200", "w4a8_mxfp4_mxfp8"), ("H100-SXM", "w4a16_mxfp4")):
         oss = row_query(_row(precision="mxfp4-experts", gpu=gpu, tp=1, num_gpus=1), "bf16", "m", is_moe=True)
         assert isinstance(oss, RowQuery) and (oss.query.gemm, oss.query.moe) == ("bfloat16", moe), gpu
+    # vLLM runs bf16 activations on Blackwell too (its profile sets no MXFP8 activations)
+    row = _row(precision="mxfp4-experts", gpu="B200", tp=1, num_gpus=1, engine="vllm")
+    vllm = row_query(row, "bf16", "m", is_moe=True)
+    assert isinstance(vllm, RowQuery) and vllm.query.moe == "w4a16_mxfp4"
 
 
 def test_concurrency_row_is_a_fixed_batch_per_replica() -> None:

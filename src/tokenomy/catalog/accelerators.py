@@ -293,8 +293,9 @@ def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None
 
 # MoE kernel types of kernel_rates.csv other than a plain compute type -> the compute type whose GEMM rate their
 # efficiency is a fraction of: block-scaled FP8 on the FP8 tensor cores; MXFP4 weights with bf16 activations
-# (W4A16: Hopper's Triton kernel) or MXFP8 ones (W4A8: Blackwell's) at their activations' rate.
-MOE_KERNEL_RATES = {"fp8-block": "fp8", "mxfp4-w4a16": "bf16", "mxfp4-w4a8": "fp8"}
+# (W4A16: Hopper's Triton kernel) or MXFP8 ones (W4A8: Blackwell's) at their activations' rate; `mxfp4-bf16`, another
+# engine's MXFP4 × bf16 kernel on FP4 tensor cores, has no timing (Deployment.expert_kernel).
+MOE_KERNEL_RATES = {"fp8-block": "fp8", "mxfp4-w4a16": "bf16", "mxfp4-w4a8": "fp8", "mxfp4-bf16": "bf16"}
 
 # Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100): their MoE kernels take
 # its efficiencies, each a fraction of the accelerator's own dense rate.

@@ -172,13 +172,17 @@ class Deployment:
     def expert_kernel(self) -> tuple[str, str]:
         """(MoE kernel type in kernel_rates.csv, compute type whose GEMM rate it counts at: MOE_KERNEL_RATES) of the
         routed experts: the matmuls' own, but block-scaled FP8 weights run the block-scale kernel, and MXFP4 experts
-        run with MXFP8 activations where the accelerator has FP4 tensor cores and the engine does so (W4A8:
-        TensorRT-LLM on Blackwell, EngineProfile.mxfp4_moe_mxfp8_activations), with bf16 ones otherwise (W4A16:
-        TensorRT-LLM's Triton kernel on Hopper), as TensorRT-LLM runs gpt-oss (examples/models/core/gpt_oss)."""
+        as TensorRT-LLM runs gpt-oss (examples/models/core/gpt_oss): with bf16 activations where the accelerator has
+        no FP4 tensor cores (W4A16: its Triton kernel on Hopper, timed), with MXFP8 ones where it has them and the
+        engine does so (W4A8 on Blackwell: EngineProfile.mxfp4_moe_mxfp8_activations, timed). Another engine's MXFP4 ×
+        bf16 kernel on FP4 tensor cores (vLLM: FlashInfer's on Blackwell) is not TensorRT-LLM's W4A16 fallback there,
+        and untimed: `mxfp4-bf16`, the dense bf16 rate."""
         kernel = self.matmul_compute
         if self.fmt.name == "mxfp4-experts":
-            w4a8 = self.gpu.supports("fp4") and self.profile.mxfp4_moe_mxfp8_activations
-            kernel = "mxfp4-w4a8" if w4a8 else "mxfp4-w4a16"
+            if not self.gpu.supports("fp4"):
+                kernel = "mxfp4-w4a16"
+            else:
+                kernel = "mxfp4-w4a8" if self.profile.mxfp4_moe_mxfp8_activations else "mxfp4-bf16"
         elif self.fmt.name == "fp8-block" and kernel == "fp8":
             kernel = "fp8-block"
         return kernel, MOE_KERNEL_RATES.get(kernel, kernel)

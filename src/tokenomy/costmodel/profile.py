@@ -57,7 +57,7 @@ class EngineProfile:
     # the tensor-parallel all-reduces (an all-to-all form made NVLink rows too fast: README).
     moe_attention_dp: bool = False
     # MXFP4 experts (gpt-oss) run with MXFP8 activations on accelerators with FP4 tensor cores (W4A8: TensorRT-LLM's
-    # Blackwell kernels); otherwise with bf16 activations (W4A16) everywhere (Deployment.expert_kernel).
+    # Blackwell kernels); otherwise with bf16 activations (Deployment.expert_kernel).
     mxfp4_moe_mxfp8_activations: bool = False
     layer_overhead_s: float = 5e-6  # fixed cost per layer per step (kernel launches, norms)
     overlap_k: float = 2.0  # memory/compute overlap: step = (mem^k + comp^k)^(1/k); 1 additive, inf max
