@@ -86,6 +86,7 @@ def test_a_decode_step_pays_the_host_cost_of_every_sequence_it_carries(monkeypat
     # on 4 GPUs the C++ executor's MoE is tensor-parallel, whose sliced experts run at their own measured kernel
     # efficiency (Deployment.moe_tp): with the table switched off only the host cost differs
     monkeypatch.setattr(deployment, "moe_gemm_timing", lambda *args: (1.0, 0))
+    monkeypatch.setattr(deployment, "moe_nearest_timing", lambda *args: None)
     split_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON, tp=4), seqs, ctx))
     cpp_tp4_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON.for_engine_version("v0.17"), tp=4), seqs, ctx))
     assert split_s - cpp_tp4_s == pytest.approx(seqs * (30e-6 / 4 - 6e-6), rel=1e-9)

@@ -61,6 +61,7 @@ def test_it_slows_compute_bound_prefill_of_small_experts_not_memory_bound_decode
     measured = dep("qwen3-30b-a3b", "B200", "nvfp4")
     eta = measured.numbers().expert_gemm_efficiency  # computed (and cached) before the table is switched off
     monkeypatch.setattr(deployment, "moe_gemm_timing", lambda *args: (1.0, 0))
+    monkeypatch.setattr(deployment, "moe_nearest_timing", lambda *args: None)
     dense_rate = dep("qwen3-30b-a3b", "B200", "nvfp4")
     assert dense_rate.numbers().expert_gemm_efficiency == 1.0 and eta < 0.4
     prefill = float(prefill_seconds(measured, 8192.0)) / float(prefill_seconds(dense_rate, 8192.0))
@@ -76,6 +77,7 @@ def test_each_routed_copy_pays_the_same_extra_compute(monkeypatch) -> None:  # n
     measured = Deployment(load_model("qwen3-30b-a3b"), load_accelerator("B200"), 1, 1, "nvfp4", "fp8", prof)
     n = measured.numbers()
     monkeypatch.setattr(deployment, "moe_gemm_timing", lambda *args: (1.0, 0))
+    monkeypatch.setattr(deployment, "moe_nearest_timing", lambda *args: None)
     dense_rate = Deployment(load_model("qwen3-30b-a3b"), load_accelerator("B200"), 1, 1, "nvfp4", "fp8", prof)
     tokens = np.array([4096.0, 8192.0])
     extra = measured.step_cost().seconds(tokens, 1.0, 0.0, 0.0) - dense_rate.step_cost().seconds(tokens, 1.0, 0.0, 0.0)
@@ -321,3 +323,43 @@ def test_a_split_row_with_a_tensor_parallel_slicing_is_an_error_and_the_smallest
         path.write_text(head + rows)
         rates = read_kernel_rates(path)["H100-SXM"]
         assert rates.moe_gemm_efficiency[key] == {1: 0.43} and rates.moe_split_stand_ins[key] == 2
+
+
+def test_the_nearest_timed_expert_set_is_nearest_in_size_width_and_routed_share() -> None:
+    """nearest_moe_timing picks, among one kernel type's timings, the set nearest in log hidden size, log expert
+    width per GPU and log routed share; a thinner slice of a wider expert is a candidate; another kernel type's
+    timings are not; none timed gives None."""
+    from tokenomy.catalog.accelerators import nearest_moe_timing
+
+    timed = {
+        ("fp8", 4096, 1536, 8, 128): {1: 0.71, 4: 0.31},
+        ("fp8", 4096, 14336, 2, 8): {1: 0.96},
+        ("fp4", 4096, 2048, 8, 256): {1: 0.50},
+    }
+    # Qwen3-like width and share, a little wider: the 128-expert set, whole
+    assert nearest_moe_timing(timed, "fp8", 4096, 2048, 8, 128) == (0.71, "hidden=4096 inter=1536 topk=8 experts=128")
+    # a Mixtral-like set: the 8-expert one
+    assert nearest_moe_timing(timed, "fp8", 4096, 16384, 2, 8)[0] == 0.96
+    # experts a quarter as wide as the 128-expert set's, at its routed share: its quarter slices
+    near = nearest_moe_timing(timed, "fp8", 4096, 384, 8, 128)
+    assert near == (0.31, "hidden=4096 inter=1536 topk=8 experts=128 in 1/4 slices")
+    assert nearest_moe_timing(timed, "fp4", 4096, 1536, 8, 128)[0] == 0.50  # only its own kernel type's timings
+    assert nearest_moe_timing(timed, "bf16", 4096, 1536, 8, 128) is None
+
+
+def test_an_untimed_expert_shape_takes_the_nearest_timed_sets_efficiency_not_the_dense_rate() -> None:
+    """DeepSeek-V3 asked in per-tensor FP8 on an H200: NVIDIA timed its shape only in the block-scale kernel, so
+    the per-tensor kernel's nearest timed set stands in (the note names it), not the dense rate; still faster than
+    the block-scaled checkpoint's own timing. An accelerator without tables keeps the dense rate."""
+    from tokenomy.catalog.accelerators import moe_nearest_timing
+
+    fp8 = dep("deepseek-v3", "H200-SXM", "fp8")
+    eta, shape = moe_nearest_timing("H200-SXM", "fp8", *DEEPSEEK_V3)
+    assert 0.0 < eta < 1.0
+    assert fp8.expert_timing == (eta, 1, shape) and fp8.numbers().expert_gemm_efficiency == eta
+    note = fp8.moe_kernel_note()
+    assert f"run at {eta:.2f} of the dense GEMM rate" in note and f"the nearest timed set's, {shape}" in note
+    block = dep("deepseek-v3", "H200-SXM", "native")
+    assert block.expert_timing[2] == "" and block.numbers().expert_gemm_efficiency < eta
+    mi300x = dep("deepseek-v3", "MI300X", "fp8")
+    assert mi300x.expert_timing == (1.0, 0, "") and "no NVIDIA timing" in mi300x.moe_kernel_note()

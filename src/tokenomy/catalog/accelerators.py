@@ -9,6 +9,7 @@ collected TensorRT-LLM tables, written by scripts/kernel_rates_aic.py); relative
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -312,7 +313,8 @@ def moe_gemm_efficiency(
     Deployment.expert_kernel), as timed. A slicing not timed takes the nearest
     wider one that was (a thinner slice runs no more efficiently than a wider one: Qwen3-30B-A3B's experts in
     NVFP4 on a B200, 0.26 whole, 0.15 in halves, 0.08 in quarters, take 0.08 in untimed eighths), and 1.0 where the
-    accelerator, compute type or shape was not timed at all.
+    accelerator, compute type or shape was not timed at all (a deployment then takes the nearest timed set's figure
+    where the accelerator has timings of the kernel type: moe_nearest_timing, Deployment.expert_timing).
 
     The timed figures are taken as they are, not smoothed: where a run is far slower than a thinner slicing of the
     same experts (Llama 4 Scout in FP8 on an H100: 0.17 whole, 0.74 in quarters), NVIDIA's own Scout throughput
@@ -327,6 +329,43 @@ def moe_split_stand_in(gpu_id: str, compute: str, hidden: int, inter: int, topk:
     rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
     key = (_SAME_RATE.get(compute, compute), hidden, inter, topk, experts)
     return rates.moe_split_stand_ins.get(key, 1) if rates else 1
+
+
+def moe_nearest_timing(
+    gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int, moe_tp: int = 1
+) -> tuple[float, str] | None:
+    """For an expert set NVIDIA did not time on this accelerator in this MoE kernel type (a user's config.json,
+    DeepSeek-V3 in per-tensor FP8): nearest_moe_timing over the accelerator's own timings (MOE_TABLE_STAND_INS for
+    a chip measured under another id); None where it has no timing of the kernel type at all."""
+    rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
+    timed = rates.moe_gemm_efficiency if rates else {}
+    return nearest_moe_timing(timed, _SAME_RATE.get(compute, compute), hidden, inter, topk, experts, moe_tp)
+
+
+def nearest_moe_timing(
+    timed: dict[tuple[str, int, int, int, int], dict[int, float]],
+    kernel: str,
+    hidden: int,
+    inter: int,
+    topk: int,
+    experts: int,
+    moe_tp: int = 1,
+) -> tuple[float, str] | None:
+    """The η of the timed expert set of kernel type `kernel` nearest to this one, and that set's shape; None if
+    none is timed. Near is Euclidean in log hidden size, log of the expert width each GPU runs (inter / slicing)
+    and log of the routed share topk / experts (a GEMM's size and its tokens per expert at a given step: what
+    the timed η grows with), every timed slicing a candidate (benchmarks/moe_nearest_shape.py scores it)."""
+
+    def distance(key: tuple[str, int, int, int, int], tp: int) -> float:
+        _, h, i, k, e = key
+        return math.hypot(math.log(h / hidden), math.log(i * moe_tp / (tp * inter)), math.log(k * experts / (e * topk)))
+
+    candidates = [(key, tp, eta) for key, by_tp in timed.items() if key[0] == kernel for tp, eta in by_tp.items()]
+    if not candidates:
+        return None
+    key, tp, eta = min(candidates, key=lambda c: distance(c[0], c[1]))
+    _, h, i, k, e = key
+    return eta, f"hidden={h} inter={i} topk={k} experts={e}" + (f" in 1/{tp} slices" if tp > 1 else "")
 
 
 def moe_gemm_timing(

@@ -15,6 +15,7 @@ from tokenomy.catalog.accelerators import (
     MOE_KERNEL_RATES,
     Accelerator,
     moe_gemm_timing,
+    moe_nearest_timing,
     moe_split_stand_in,
     relative_achievable,
 )
@@ -63,7 +64,8 @@ class Numbers:
     moe_dispatch_bytes_per_token: float = 0.0
     # The fraction of expert_matmul_flops_per_s the MoE kernel's grouped GEMMs reach at large token counts for this
     # accelerator, MoE kernel type (Deployment.expert_kernel) and expert shape, sliced as Deployment.moe_tp says
-    # (catalog moe_gemm_efficiency: NVIDIA's TensorRT-LLM MoE tables; 1.0 where unmeasured): small experts run far
+    # (catalog moe_gemm_efficiency: NVIDIA's TensorRT-LLM MoE tables; an untimed shape the nearest timed set's,
+    # Deployment.expert_timing; 1.0 without timings of the kernel type on the accelerator): small experts run far
     # below the dense rate (B200 NVFP4, Qwen3-30B-A3B's 2048 × 768 experts: 0.26; Mixtral's 4096 × 14336: 1.0, in
     # eighths on 8 GPUs 0.52); gpt-oss's MXFP4 experts 0.45 of the bf16 rate on an H200 (W4A16), 0.70 of the FP8
     # rate on a B200 (W4A8).
@@ -187,6 +189,23 @@ class Deployment:
             kernel = "fp8-block"
         return kernel, MOE_KERNEL_RATES.get(kernel, kernel)
 
+    @cached_property
+    def expert_timing(self) -> tuple[float, int, str]:
+        """The MoE kernel's large-M efficiency η for the routed experts, the slicing NVIDIA timed it at (0: not timed)
+        and, where these experts were not timed on this accelerator but others were in the same kernel type, the
+        nearest timed set's shape whose η stands in (catalog.moe_nearest_timing; slicing then 1); (1.0, 0, "") for a
+        dense model or an accelerator without timings of the kernel type."""
+        m = self.model
+        if not m.is_moe:
+            return 1.0, 0, ""
+        shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
+        kernel = self.expert_kernel[0]
+        eta, timed = moe_gemm_timing(self.gpu.id, kernel, *shape, self.moe_tp)
+        if timed:
+            return eta, timed, ""
+        nearest = moe_nearest_timing(self.gpu.id, kernel, *shape, self.moe_tp)
+        return (nearest[0], 1, nearest[1]) if nearest else (1.0, 0, "")
+
     def moe_kernel_note(self) -> str:
         """One line on the measured MoE kernel efficiency the routed experts run at (plan and simulate print it);
         "" for a dense model."""
@@ -195,10 +214,15 @@ class Deployment:
             return ""
         shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
         kernel, rate_compute = self.expert_kernel
-        eta, timed = moe_gemm_timing(self.gpu.id, kernel, *shape, self.moe_tp)
+        eta, timed, nearest = self.expert_timing
         split = "whole experts on each GPU" if self.moe_tp == 1 else f"each GPU runs 1/{self.moe_tp} of every expert"
         where = f"{self.gpu.id} in {kernel}"
         dense = "dense GEMM rate" if rate_compute == self.matmul_compute else f"{rate_compute} GEMM rate"
+        if nearest:
+            return (
+                f"MoE kernel: routed experts run at {eta:.2f} of the {dense} ({split}; no NVIDIA timing of these "
+                f"experts on {where}: the nearest timed set's, {nearest}; docs/cost-model.md)"
+            )
         if not timed:
             return (
                 f"MoE kernel: no NVIDIA timing of these experts on {where} ({split}): they run at the dense GEMM rate"
@@ -387,8 +411,7 @@ class Deployment:
         _, attn_scale = relative_achievable(gpu, attn_compute)
         matmul_flops_per_s = gpu.flops_per_s(compute) * flops_scale * _efficiency(prof, compute)
         expert_kernel, expert_compute = self.expert_kernel
-        shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
-        eta, timed = moe_gemm_timing(gpu.id, expert_kernel, *shape, self.moe_tp) if m.is_moe else (1.0, 0)
+        eta, timed, _ = self.expert_timing
         expert_flops_per_s = (  # the kernel's own compute type's rate where it differs and NVIDIA timed it
             gpu.flops_per_s(expert_compute)
             * relative_achievable(gpu, expert_compute)[1]
