@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -327,24 +328,38 @@ def test_a_split_row_with_a_tensor_parallel_slicing_is_an_error_and_the_smallest
 
 def test_the_nearest_timed_expert_set_is_nearest_in_size_width_and_routed_share() -> None:
     """nearest_moe_timing picks, among one kernel type's timings, the set nearest in log hidden size, log expert
-    width per GPU and log routed share; a thinner slice of a wider expert is a candidate; another kernel type's
-    timings are not; none timed gives None."""
+    width per GPU and log routed share, each of which alone can decide; a thinner slice of a wider expert is a
+    candidate, and so is a query's own slicing; another kernel type's timings are not; none timed gives None."""
     from tokenomy.catalog.accelerators import nearest_moe_timing
 
-    timed = {
-        ("fp8", 4096, 1536, 8, 128): {1: 0.71, 4: 0.31},
-        ("fp8", 4096, 14336, 2, 8): {1: 0.96},
-        ("fp4", 4096, 2048, 8, 256): {1: 0.50},
-    }
-    # Qwen3-like width and share, a little wider: the 128-expert set, whole
-    assert nearest_moe_timing(timed, "fp8", 4096, 2048, 8, 128) == (0.71, "hidden=4096 inter=1536 topk=8 experts=128")
-    # a Mixtral-like set: the 8-expert one
-    assert nearest_moe_timing(timed, "fp8", 4096, 16384, 2, 8)[0] == 0.96
-    # experts a quarter as wide as the 128-expert set's, at its routed share: its quarter slices
-    near = nearest_moe_timing(timed, "fp8", 4096, 384, 8, 128)
-    assert near == (0.31, "hidden=4096 inter=1536 topk=8 experts=128 in 1/4 slices")
+    qwen, mixtral = ("fp8", 4096, 1536, 8, 128), ("fp8", 4096, 14336, 2, 8)
+    timed = {qwen: {1: 0.71, 4: 0.31}, mixtral: {1: 0.96}, ("fp4", 4096, 2048, 8, 256): {1: 0.50}}
+    assert nearest_moe_timing(timed, "fp8", 4096, 2048, 8, 128) == (0.71, (qwen, 1))  # a little wider: Qwen3's set
+    assert nearest_moe_timing(timed, "fp8", 4096, 16384, 2, 8) == (0.96, (mixtral, 1))
+    # a quarter as wide at Qwen3's routed share: its quarter slices; the same set run in quarters: the same answer
+    assert nearest_moe_timing(timed, "fp8", 4096, 384, 8, 128) == (0.31, (qwen, 4))
+    assert nearest_moe_timing(timed, "fp8", 4096, 1540, 8, 128, moe_tp=4) == (0.31, (qwen, 4))
+    # width and share held, the hidden size decides; width and size held, the routed share decides
+    by_size = {("bf16", 2048, 1024, 8, 64): {1: 0.2}, ("bf16", 8192, 1024, 8, 64): {1: 0.9}}
+    assert nearest_moe_timing(by_size, "bf16", 7000, 1024, 8, 64)[0] == 0.9
+    assert nearest_moe_timing(by_size, "bf16", 2500, 1024, 8, 64)[0] == 0.2
+    by_share = {("bf16", 4096, 1024, 1, 128): {1: 0.3}, ("bf16", 4096, 1024, 8, 32): {1: 0.8}}
+    assert nearest_moe_timing(by_share, "bf16", 4096, 1024, 4, 16)[0] == 0.8
+    assert nearest_moe_timing(by_share, "bf16", 4096, 1024, 1, 256)[0] == 0.3
     assert nearest_moe_timing(timed, "fp4", 4096, 1536, 8, 128)[0] == 0.50  # only its own kernel type's timings
     assert nearest_moe_timing(timed, "bf16", 4096, 1536, 8, 128) is None
+
+
+def test_experts_timed_only_in_thinner_slices_take_their_widest_slice_not_another_set() -> None:
+    """A set NVIDIA timed only sliced (L40S, 8192 × 5120 experts, 22 of 512, FP8 from halves on) run whole takes its
+    own halves' figure, a lower bound from the same experts, before any other set however near."""
+    from tokenomy.catalog.accelerators import moe_gemm_timing, moe_nearest_timing
+
+    shape = (8192, 5120, 22, 512)
+    assert moe_gemm_timing("L40S", "fp8", *shape) == (1.0, 0)
+    halves = moe_gemm_efficiency("L40S", "fp8", *shape, moe_tp=2)
+    eta, text = moe_nearest_timing("L40S", "fp8", *shape)
+    assert eta == halves and "these experts' own, timed only in 1/2 slices" in text
 
 
 def test_an_untimed_expert_shape_takes_the_nearest_timed_sets_efficiency_not_the_dense_rate() -> None:
@@ -363,3 +378,32 @@ def test_an_untimed_expert_shape_takes_the_nearest_timed_sets_efficiency_not_the
     assert block.expert_timing[2] == "" and block.numbers().expert_gemm_efficiency < eta
     mi300x = dep("deepseek-v3", "MI300X", "fp8")
     assert mi300x.expert_timing == (1.0, 0, "") and "no NVIDIA timing" in mi300x.moe_kernel_note()
+    # a GH200 takes the H100's tables for the stand-in too
+    h100_eta, h100_set = moe_nearest_timing("H100-SXM", "fp8", *DEEPSEEK_V3)
+    # fp16 runs bf16's kernels, int8 FP8's (their tables)
+    assert moe_nearest_timing("H200-SXM", "fp16", *DEEPSEEK_V3) == moe_nearest_timing("H200-SXM", "bf16", *DEEPSEEK_V3)
+    assert moe_nearest_timing("H200-SXM", "int8", *DEEPSEEK_V3) == (eta, shape)
+    assert dep("deepseek-v3", "GH200", "fp8").expert_timing == (h100_eta, 1, h100_set)
+
+
+def test_plan_names_the_nearest_set_of_sliced_experts_and_its_kernel_rate() -> None:
+    """DeepSeek-V3 in FP8 on 8 H200 under vLLM (tensor-parallel MoE: eighths of each expert): the plan note names the
+    nearest timed set's eighths. An untimed gpt-oss-style MXFP4 set on a B200 under TensorRT-LLM counts its stand-in η
+    at the FP8 rate of the W4A8 kernel it runs, as the timed gpt-oss sets do, not at the dense bf16 rate."""
+    from tokenomy.catalog.accelerators import moe_nearest_timing
+
+    result = CliRunner().invoke(
+        app, ["plan", "--model", "deepseek-v3", "--gpu", "H200-SXM", "--precision", "fp8", "--tp", "8", "--gpus",
+              "8", "--engine", "vllm", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (note,) = [n for n in json.loads(result.stdout)["notes"] if n.startswith("MoE kernel")]
+    eta, text = moe_nearest_timing("H200-SXM", "fp8", *DEEPSEEK_V3, moe_tp=8)
+    assert text.endswith("in 1/8 slices") and f"run at {eta:.2f} of the dense GEMM rate" in note and text in note
+    arch = load_model("gpt-oss-20b")
+    wider = dataclasses.replace(arch, n_experts=48)  # no NVIDIA timing of 48 such experts
+    gpu, prof = load_accelerator("B200"), load_profile("tensorrt-llm")
+    d = Deployment(wider, gpu, 1, 1, "native", "fp8", prof)
+    n = d.numbers()
+    assert d.expert_kernel == ("mxfp4-w4a8", "fp8") and d.expert_timing[2]
+    assert n.expert_gemm_efficiency < 1.0 and n.expert_matmul_flops_per_s > n.matmul_flops_per_s

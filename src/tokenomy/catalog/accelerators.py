@@ -334,12 +334,25 @@ def moe_split_stand_in(gpu_id: str, compute: str, hidden: int, inter: int, topk:
 def moe_nearest_timing(
     gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int, moe_tp: int = 1
 ) -> tuple[float, str] | None:
-    """For an expert set NVIDIA did not time on this accelerator in this MoE kernel type (a user's config.json,
-    DeepSeek-V3 in per-tensor FP8): nearest_moe_timing over the accelerator's own timings (MOE_TABLE_STAND_INS for
-    a chip measured under another id); None where it has no timing of the kernel type at all."""
+    """For an expert set NVIDIA did not time on this accelerator in this MoE kernel type at this slicing or a wider
+    one (a user's config.json, DeepSeek-V3 in per-tensor FP8): nearest_moe_timing over the accelerator's own timings
+    (MOE_TABLE_STAND_INS for a chip measured under another id), its description saying where a whole set's figure is
+    itself an expert-parallel split's; None where it has no timing of the kernel type at all."""
     rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
-    timed = rates.moe_gemm_efficiency if rates else {}
-    return nearest_moe_timing(timed, _SAME_RATE.get(compute, compute), hidden, inter, topk, experts, moe_tp)
+    if rates is None:
+        return None
+    kernel = _SAME_RATE.get(compute, compute)
+    found = nearest_moe_timing(rates.moe_gemm_efficiency, kernel, hidden, inter, topk, experts, moe_tp)
+    if found is None:
+        return None
+    eta, (key, tp) = found
+    _, h, i, k, e = key
+    text = f"hidden={h} inter={i} topk={k} experts={e}" + (f" in 1/{tp} slices" if tp > 1 else "")
+    if key[1:] == (hidden, inter, topk, experts):
+        text = f"these experts' own, timed only in 1/{tp} slices (a thinner slice runs no faster)"
+    elif tp == 1 and key in rates.moe_split_stand_ins:
+        text += f" (its {rates.moe_split_stand_ins[key]}-way expert-parallel split's figure)"
+    return eta, text
 
 
 def nearest_moe_timing(
@@ -350,22 +363,27 @@ def nearest_moe_timing(
     topk: int,
     experts: int,
     moe_tp: int = 1,
-) -> tuple[float, str] | None:
-    """The η of the timed expert set of kernel type `kernel` nearest to this one, and that set's shape; None if
-    none is timed. Near is Euclidean in log hidden size, log of the expert width each GPU runs (inter / slicing)
-    and log of the routed share topk / experts (a GEMM's size and its tokens per expert at a given step: what
-    the timed η grows with), every timed slicing a candidate (benchmarks/moe_nearest_shape.py scores it)."""
+) -> tuple[float, tuple[tuple[str, int, int, int, int], int]] | None:
+    """The η of the timed expert set of kernel type `kernel` nearest to this one, with that set's key and slicing;
+    None if none is timed. The set's own timings at thinner slicings come first where there are any (a thinner slice
+    runs no more efficiently, so its widest timed one is a lower bound from the same experts); otherwise near is
+    Euclidean in log hidden size, log of the expert width each GPU runs (inter / slicing) and log of the routed
+    share topk / experts (a GEMM's size and its tokens per expert at a given step: what the timed η grows with),
+    every timed slicing a candidate (benchmarks/moe_nearest_shape.py scores it)."""
 
     def distance(key: tuple[str, int, int, int, int], tp: int) -> float:
         _, h, i, k, e = key
         return math.hypot(math.log(h / hidden), math.log(i * moe_tp / (tp * inter)), math.log(k * experts / (e * topk)))
 
     candidates = [(key, tp, eta) for key, by_tp in timed.items() if key[0] == kernel for tp, eta in by_tp.items()]
+    own = [c for c in candidates if c[0][1:] == (hidden, inter, topk, experts)]
+    if own:
+        key, tp, eta = min(own, key=lambda c: c[1])
+        return eta, (key, tp)
     if not candidates:
         return None
     key, tp, eta = min(candidates, key=lambda c: distance(c[0], c[1]))
-    _, h, i, k, e = key
-    return eta, f"hidden={h} inter={i} topk={k} experts={e}" + (f" in 1/{tp} slices" if tp > 1 else "")
+    return eta, (key, tp)
 
 
 def moe_gemm_timing(

@@ -71,7 +71,8 @@ class Numbers:
     # rate on a B200 (W4A8).
     expert_gemm_efficiency: float = 1.0
     # The GEMM rate that η is a fraction of: the dense matmuls' (matmul_flops_per_s), but the FP8 rate for W4A8
-    # MXFP4 experts beside bf16 attention (a timed kernel only: an untimed one runs at the dense rate), FLOP/s.
+    # MXFP4 experts beside bf16 attention (where the kernel or its nearest timed set's stand-in was timed; a kernel
+    # type never timed on the accelerator runs at the dense rate), FLOP/s.
     expert_matmul_flops_per_s: float = 0.0
     # Expert parallelism (Deployment.expert_parallel): the ranks the routed experts are spread over (1: tensor
     # parallel MoE), the MoE layers, and the expected remote ranks one token's k experts live on.
@@ -412,7 +413,7 @@ class Deployment:
         matmul_flops_per_s = gpu.flops_per_s(compute) * flops_scale * _efficiency(prof, compute)
         expert_kernel, expert_compute = self.expert_kernel
         eta, timed, _ = self.expert_timing
-        expert_flops_per_s = (  # the kernel's own compute type's rate where it differs and NVIDIA timed it
+        expert_flops_per_s = (  # the kernel's own type's rate where it differs and NVIDIA timed it (or a nearest set)
             gpu.flops_per_s(expert_compute)
             * relative_achievable(gpu, expert_compute)[1]
             * _efficiency(prof, expert_compute)
