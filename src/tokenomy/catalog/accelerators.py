@@ -347,9 +347,11 @@ def moe_nearest_timing(
         return None
     eta, (key, tp) = found
     _, h, i, k, e = key
-    text = f"hidden={h} inter={i} topk={k} experts={e}" + (f" in 1/{tp} slices" if tp > 1 else "")
+    text = f"the nearest timed set's, hidden={h} inter={i} topk={k} experts={e}" + (
+        f" in 1/{tp} slices" if tp > 1 else ""
+    )
     if key[1:] == (hidden, inter, topk, experts):
-        text = f"these experts' own, timed only in 1/{tp} slices (a thinner slice runs no faster)"
+        text = f"their own 1/{tp} slices' (timed only so thin; a thinner slice runs no faster)"
     elif tp == 1 and key in rates.moe_split_stand_ins:
         text += f" (its {rates.moe_split_stand_ins[key]}-way expert-parallel split's figure)"
     return eta, text

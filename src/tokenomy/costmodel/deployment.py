@@ -221,8 +221,8 @@ class Deployment:
         dense = "dense GEMM rate" if rate_compute == self.matmul_compute else f"{rate_compute} GEMM rate"
         if nearest:
             return (
-                f"MoE kernel: routed experts run at {eta:.2f} of the {dense} ({split}; no NVIDIA timing of these "
-                f"experts on {where}: the nearest timed set's, {nearest}; docs/cost-model.md)"
+                f"MoE kernel: routed experts run at {eta:.2f} of the {dense} ({split}; NVIDIA did not time these "
+                f"experts so on {where}: {nearest} figure; docs/cost-model.md)"
             )
         if not timed:
             return (
