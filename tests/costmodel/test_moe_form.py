@@ -118,10 +118,12 @@ def test_expert_parallel_trades_all_reduces_for_a_smaller_all_to_all_and_replica
     assert ep_.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
 
 
-def test_the_attention_dp_recipe_takes_attention_dps_memory_but_tensor_parallel_steps() -> None:
+def test_the_attention_dp_recipe_takes_attention_dps_memory_and_exchanges_but_tensor_parallel_steps() -> None:
     """Under the profile's attention-DP recipe a MoE replica holds what attention DP holds (the non-expert weights on
     every GPU, each GPU only its own sequences' KV: Qwen3-30B-A3B's 4 KV heads over 8 GPUs stored once, not twice)
-    and schedules per rank, while its steps read, compute and communicate as tensor parallelism's."""
+    and schedules per rank; its steps read and compute as tensor parallelism's, and communicate as attention DP does:
+    an all-gather before each MoE layer and a reduce-scatter after it (half an all-reduce's volume each), nothing
+    around the attention layers, which are whole on every rank."""
     tp_ = ep_dep("qwen3-30b-a3b", 8, False)
     recipe = replace(tp_, profile=tp_.profile.with_values(moe_attention_dp=True))
     ep_ = ep_dep("qwen3-30b-a3b", 8, True)
@@ -131,4 +133,12 @@ def test_the_attention_dp_recipe_takes_attention_dps_memory_but_tensor_parallel_
     assert recipe.max_seqs == 8 * tp_.max_seqs and recipe.token_budget == 8 * tp_.token_budget
     a, b = recipe.numbers(), tp_.numbers()
     assert (a.dense_bytes, a.allreduce_bytes_per_token, a.ep) == (b.dense_bytes, b.allreduce_bytes_per_token, 1)
-    assert recipe.step_cost().comm_s_per_token == pytest.approx(tp_.step_cost().comm_s_per_token)
+    # every Qwen3 layer is MoE: two half-volume exchanges per layer against two all-reduces, the same latencies
+    assert recipe.step_cost().comm_s_per_token == pytest.approx(tp_.step_cost().comm_s_per_token / 2)
+    assert recipe.step_cost().comm_fixed_s == pytest.approx(tp_.step_cost().comm_fixed_s)
+    # Maverick's MoE layers are every other one: a quarter of the volume, half the latencies
+    mav_tp = ep_dep("llama-4-maverick-17b-128e", 8, False)
+    mav = replace(mav_tp, profile=mav_tp.profile.with_values(moe_attention_dp=True))
+    assert mav.attention_dp_ranks == 8
+    assert mav.step_cost().comm_s_per_token == pytest.approx(mav_tp.step_cost().comm_s_per_token / 4)
+    assert mav.step_cost().comm_fixed_s == pytest.approx(mav_tp.step_cost().comm_fixed_s / 2)
