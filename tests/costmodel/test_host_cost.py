@@ -91,7 +91,6 @@ def test_a_decode_step_pays_the_host_cost_of_every_sequence_it_carries(monkeypat
     free = dict(allreduce_latency_s=0.0, comm_efficiency=1e12)
     split = _dep("qwen3-30b-a3b", PYTHON.with_values(**free), tp=4)
     cpp_tp4 = _dep("qwen3-30b-a3b", PYTHON.for_engine_version("v0.17").with_values(**free), tp=4)
-    assert split.step_cost().comm_fixed_s == 0.0 and split.step_cost().comm_s_per_token < 1e-15
     split_s = float(decode_step_seconds(split, seqs, ctx))
     cpp_tp4_s = float(decode_step_seconds(cpp_tp4, seqs, ctx))
     assert split_s - cpp_tp4_s == pytest.approx(seqs * (30e-6 / 4 - 6e-6), rel=1e-6)

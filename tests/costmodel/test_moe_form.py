@@ -142,3 +142,20 @@ def test_the_attention_dp_recipe_takes_attention_dps_memory_and_exchanges_but_te
     assert mav.attention_dp_ranks == 8
     assert mav.step_cost().comm_s_per_token == pytest.approx(mav_tp.step_cost().comm_s_per_token / 4)
     assert mav.step_cost().comm_fixed_s == pytest.approx(mav_tp.step_cost().comm_fixed_s / 2)
+
+
+def test_the_attention_dp_exchanges_count_moe_layers_only_and_leave_dense_models_tensor_parallel() -> None:
+    """A dense model has no attention-DP ranks, so the recipe leaves its two all-reduces per layer as they were; a
+    model whose first layers are dense (DeepSeek-V3: 3 of 61) exchanges around its MoE layers only."""
+    for model in ("llama-3.1-70b", "deepseek-v3"):
+        plain = ep_dep(model, 8, False)
+        recipe = replace(plain, profile=plain.profile.with_values(moe_attention_dp=True))
+        a, b = plain.step_cost(), recipe.step_cost()
+        n = plain.model
+        if not n.is_moe:
+            assert recipe.attention_dp_ranks == 1 and b.comm_fixed_s == a.comm_fixed_s > 0
+            assert b.comm_s_per_token == a.comm_s_per_token > 0
+            continue
+        assert (n.n_layers, n.n_moe_layers) == (61, 58) and recipe.attention_dp_ranks == 8
+        assert b.comm_fixed_s == pytest.approx(a.comm_fixed_s * 58 / 61)
+        assert b.comm_s_per_token == pytest.approx(a.comm_s_per_token / 2 * 58 / 61)

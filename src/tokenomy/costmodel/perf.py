@@ -35,7 +35,8 @@ A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memor
 limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU, but its
 steps read weights and compute split tp-ways; each MoE layer gathers every rank's hidden states before the experts
 and scatters the sums back after them (an all-gather and a reduce-scatter: 2 × (tp − 1)/tp × hidden × 2 bytes per
-token per MoE layer at the link rate, two latencies), and the attention layers, whole on each rank, exchange nothing
+token per MoE layer at the link rate, two latencies; TensorRT-LLM gathers FP8 and NVFP4 inputs already quantized, which
+refitted worse: README), and the attention and dense MLP layers, whole on each rank, exchange nothing
 (the all-to-all form made NVLink MoE rows too fast; two all-reduces on every layer, the form before, left
 cross-validated offline throughput 10.2–10.6% median against 9.1–9.3%: README, cross-validated accuracy).
 Every function broadcasts over numpy arrays of batch sizes and context lengths.
