@@ -84,11 +84,12 @@ def test_a_decode_step_pays_the_host_cost_of_every_sequence_it_carries(monkeypat
     cpp_s = float(decode_step_seconds(_dep("qwen3-30b-a3b", PYTHON.for_engine_version("v0.17")), seqs, ctx))
     assert python_s - cpp_s == pytest.approx(seqs * (30e-6 - 6e-6), rel=1e-9)
     # on 4 GPUs the C++ executor's MoE is tensor-parallel, whose sliced experts run at their own measured kernel
-    # efficiency (Deployment.moe_tp) and which all-reduces around every layer where attention DP gathers and
-    # scatters around the MoE layers: with the table switched off and free collectives only the host cost differs
+    # efficiency (Deployment.moe_tp), which reads 1/4 of the attention weights where attention DP reads them whole,
+    # and which all-reduces around every layer where attention DP gathers and scatters around the MoE layers: with
+    # the table switched off, free memory reads and free collectives only the host cost differs
     monkeypatch.setattr(deployment, "moe_gemm_timing", lambda *args: (1.0, 0))
     monkeypatch.setattr(deployment, "moe_nearest_timing", lambda *args: None)
-    free = dict(allreduce_latency_s=0.0, comm_efficiency=1e12)
+    free = dict(allreduce_latency_s=0.0, comm_efficiency=1e12, bw_efficiency=1e12)
     split = _dep("qwen3-30b-a3b", PYTHON.with_values(**free), tp=4)
     cpp_tp4 = _dep("qwen3-30b-a3b", PYTHON.for_engine_version("v0.17").with_values(**free), tp=4)
     split_s = float(decode_step_seconds(split, seqs, ctx))

@@ -118,12 +118,13 @@ def test_expert_parallel_trades_all_reduces_for_a_smaller_all_to_all_and_replica
     assert ep_.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
 
 
-def test_the_attention_dp_recipe_takes_attention_dps_memory_and_exchanges_but_tensor_parallel_steps() -> None:
+def test_the_attention_dp_recipe_takes_attention_dps_memory_reads_and_exchanges_with_tensor_parallel_flops() -> None:
     """Under the profile's attention-DP recipe a MoE replica holds what attention DP holds (the non-expert weights on
-    every GPU, each GPU only its own sequences' KV: Qwen3-30B-A3B's 4 KV heads over 8 GPUs stored once, not twice)
-    and schedules per rank; its steps read and compute as tensor parallelism's, and communicate as attention DP does:
-    an all-gather before each MoE layer and a reduce-scatter after it (half an all-reduce's volume each), nothing
-    around the attention layers, which are whole on every rank."""
+    every GPU, each GPU only its own sequences' KV: Qwen3-30B-A3B's 4 KV heads over 8 GPUs stored once, not twice),
+    schedules per rank and reads what it holds (the non-expert weights whole, as explicit expert parallelism does); its
+    FLOPs split as tensor parallelism's, and it communicates as attention DP does: an all-gather before each MoE layer
+    and a reduce-scatter after it (half an all-reduce's volume each), nothing around the attention layers, which are
+    whole on every rank."""
     tp_ = ep_dep("qwen3-30b-a3b", 8, False)
     recipe = replace(tp_, profile=tp_.profile.with_values(moe_attention_dp=True))
     ep_ = ep_dep("qwen3-30b-a3b", 8, True)
@@ -132,7 +133,10 @@ def test_the_attention_dp_recipe_takes_attention_dps_memory_and_exchanges_but_te
     assert recipe.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
     assert recipe.max_seqs == 8 * tp_.max_seqs and recipe.token_budget == 8 * tp_.token_budget
     a, b = recipe.numbers(), tp_.numbers()
-    assert (a.dense_bytes, a.allreduce_bytes_per_token, a.ep) == (b.dense_bytes, b.allreduce_bytes_per_token, 1)
+    assert a.dense_bytes == pytest.approx(ep_.numbers().dense_bytes) and a.dense_bytes > b.dense_bytes
+    assert a.dense_bytes == pytest.approx(b.dense_bytes + 7 / 8 * recipe.replicated_bytes)
+    assert (a.expert_bytes, a.matmul_flops_per_token) == (b.expert_bytes, b.matmul_flops_per_token)
+    assert (a.allreduce_bytes_per_token, a.ep) == (b.allreduce_bytes_per_token, 1)
     # every Qwen3 layer is MoE: two half-volume exchanges per layer against two all-reduces, the same latencies
     assert recipe.step_cost().comm_s_per_token == pytest.approx(tp_.step_cost().comm_s_per_token / 2)
     assert recipe.step_cost().comm_fixed_s == pytest.approx(tp_.step_cost().comm_fixed_s)

@@ -428,9 +428,10 @@ class Deployment:
             else 0.0
         )
         ep = self.ep
-        # expert parallel: every GPU reads the replicated weights whole, the rest (lm_head) split over tp
+        # attention DP (with or without explicit expert parallelism): every GPU holds the replicated weights whole and
+        # so reads them whole every step; the rest (embedding, lm_head) split over tp
         split = dense_bytes - self.replicated_bytes
-        dense_per_gpu = self.replicated_bytes + split / tp if ep > 1 else dense_bytes / tp
+        dense_per_gpu = self.replicated_bytes + split / tp if self.attention_dp_ranks > 1 else dense_bytes / tp
         # expected distinct ranks among ep that a token's k experts sit on (experts spread evenly), less its own
         remote = (ep - 1) * (1 - (1 - 1 / ep) ** m.experts_per_token) if ep > 1 else 0.0
         return Numbers(

@@ -32,8 +32,10 @@ runs attention and the other non-expert layers on its own share of the sequences
 c = (ep − 1)·(1 − (1 − 1/ep)^k) remote ranks (distinct ranks its k experts sit on, less its own) × hidden × 2
 bytes each way at the link rate, and no tensor-parallel all-reduce. Load imbalance between ranks is not modelled.
 A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memory layout and per-rank scheduler
-limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU, but its
-steps read weights and compute split tp-ways; each MoE layer gathers every rank's hidden states before the experts
+limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU; each GPU
+reads the weights it holds whole (attention, dense MLPs, shared experts: Deployment.replicated_bytes) whole every
+step, as under expert parallelism, and the experts, embedding and lm_head split tp-ways, while its FLOPs stay split
+tp-ways (whole layers over 1/tp of the sequences); each MoE layer gathers every rank's hidden states before the experts
 and scatters the sums back after them (an all-gather and a reduce-scatter: 2 × (tp − 1)/tp × hidden × 2 bytes per
 token per MoE layer at the link rate, two latencies; TensorRT-LLM gathers FP8 and NVFP4 inputs already quantized, which
 refitted worse: README), and the attention and dense MLP layers, whole on each rank, exchange nothing
