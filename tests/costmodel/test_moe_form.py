@@ -121,10 +121,10 @@ def test_expert_parallel_trades_all_reduces_for_a_smaller_all_to_all_and_replica
 def test_the_attention_dp_recipe_takes_attention_dps_memory_reads_and_exchanges_with_tensor_parallel_flops() -> None:
     """Under the profile's attention-DP recipe a MoE replica holds what attention DP holds (the non-expert weights on
     every GPU, each GPU only its own sequences' KV: Qwen3-30B-A3B's 4 KV heads over 8 GPUs stored once, not twice),
-    schedules per rank and reads what it holds (the non-expert weights whole, as explicit expert parallelism does); its
-    FLOPs split as tensor parallelism's, and it communicates as attention DP does: an all-gather before each MoE layer
-    and a reduce-scatter after it (half an all-reduce's volume each), nothing around the attention layers, which are
-    whole on every rank."""
+    schedules per rank and reads the attention and other replicated weights in full, as explicit expert parallelism
+    does; its FLOPs split as tensor parallelism's, and it communicates as attention DP does: an all-gather before each
+    MoE layer and a reduce-scatter after it (half an all-reduce's volume each), nothing around the attention layers,
+    which are whole on every rank."""
     tp_ = ep_dep("qwen3-30b-a3b", 8, False)
     recipe = replace(tp_, profile=tp_.profile.with_values(moe_attention_dp=True))
     ep_ = ep_dep("qwen3-30b-a3b", 8, True)

@@ -429,7 +429,7 @@ class Deployment:
         )
         ep = self.ep
         # attention DP (with or without explicit expert parallelism): every GPU holds the replicated weights whole and
-        # so reads them whole every step; the rest (embedding, lm_head) split over tp
+        # so reads them in full every step; the rest (lm_head and a tied embedding) split over tp
         split = dense_bytes - self.replicated_bytes
         dense_per_gpu = self.replicated_bytes + split / tp if self.attention_dp_ranks > 1 else dense_bytes / tp
         # expected distinct ranks among ep that a token's k experts sit on (experts spread evenly), less its own

@@ -33,14 +33,15 @@ c = (ep − 1)·(1 − (1 − 1/ep)^k) remote ranks (distinct ranks its k expert
 bytes each way at the link rate, and no tensor-parallel all-reduce. Load imbalance between ranks is not modelled.
 A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memory layout and per-rank scheduler
 limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU; each GPU
-reads the weights it holds whole (attention, dense MLPs, shared experts: Deployment.replicated_bytes) whole every
-step, as under expert parallelism, and the experts, embedding and lm_head split tp-ways, while its FLOPs stay split
-tp-ways (whole layers over 1/tp of the sequences); each MoE layer gathers every rank's hidden states before the experts
-and scatters the sums back after them (an all-gather and a reduce-scatter: 2 × (tp − 1)/tp × hidden × 2 bytes per
-token per MoE layer at the link rate, two latencies; TensorRT-LLM gathers FP8 and NVFP4 inputs already quantized, which
-refitted worse: README), and the attention and dense MLP layers, whole on each rank, exchange nothing
-(the all-to-all form made NVLink MoE rows too fast; two all-reduces on every layer, the form before, left
-cross-validated offline throughput 10.2–10.6% median against 9.1–9.3%: README, cross-validated accuracy).
+reads the attention, dense-MLP and shared-expert weights it holds whole (Deployment.replicated_bytes) in full every
+step, as under expert parallelism, and the experts and lm_head (and a tied embedding) split tp-ways, while its
+FLOPs stay split tp-ways (whole layers over 1/tp of the sequences); each MoE layer gathers every rank's hidden states
+before the experts and scatters the sums back after them (an all-gather and a reduce-scatter: 2 × (tp − 1)/tp ×
+hidden × 2 bytes per token per MoE layer at the link rate, two latencies; TensorRT-LLM gathers FP8 and NVFP4 inputs
+already quantized, which refitted worse: README), and the attention and dense MLP layers, whole on each rank,
+exchange nothing (the all-to-all form made NVLink MoE rows too fast; split reads and two all-reduces on every layer,
+the form before, left cross-validated offline throughput 10.2–10.6% median against 8.8–9.1%: README,
+cross-validated accuracy).
 Every function broadcasts over numpy arrays of batch sizes and context lengths.
 """
 

@@ -53,9 +53,10 @@ class EngineProfile:
     # cost splits over tp, each GPU's MoE kernel runs whole experts (Deployment.moe_tp = 1), each GPU holds the
     # non-expert weights whole and its own sequences' KV (Deployment.attention_dp_ranks: replicated_bytes, KV per
     # GPU), and each rank's scheduler takes max_num_seqs and max_num_batched_tokens for its own share
-    # (Deployment.max_seqs, token_budget). Each GPU reads the weights it holds whole every step (Numbers.dense_bytes),
-    # its FLOPs stay split tp-ways, and it exchanges hidden states only around the MoE layers, an all-gather before and
-    # a reduce-scatter after each (StepCost; an all-to-all form made NVLink rows too fast: README).
+    # (Deployment.max_seqs, token_budget). Each GPU reads the attention, dense-MLP and shared-expert weights it holds
+    # whole in full every step (Deployment.replicated_bytes, Numbers.dense_bytes), its FLOPs stay split tp-ways, and
+    # it exchanges hidden states only around the MoE layers, an all-gather before and a reduce-scatter after each
+    # (StepCost; an all-to-all form made NVLink rows too fast: README).
     moe_attention_dp: bool = False
     # MXFP4 experts (gpt-oss) run with MXFP8 activations on accelerators with FP4 tensor cores (W4A8: TensorRT-LLM's
     # Blackwell kernels); otherwise with bf16 activations (Deployment.expert_kernel).
