@@ -428,10 +428,9 @@ class Deployment:
             else 0.0
         )
         ep = self.ep
-        # attention DP (with or without explicit expert parallelism): every GPU holds the replicated weights whole and
-        # so reads them in full every step; the rest (lm_head and a tied embedding) split over tp
-        split = dense_bytes - self.replicated_bytes
-        dense_per_gpu = self.replicated_bytes + split / tp if self.attention_dp_ranks > 1 else dense_bytes / tp
+        # under attention DP (with or without explicit expert parallelism) every GPU holds the replicated weights whole
+        # and so reads them in full every step (replicated_bytes, 0 without it); the rest split over tp
+        dense_per_gpu = self.replicated_bytes + (dense_bytes - self.replicated_bytes) / tp
         # expected distinct ranks among ep that a token's k experts sit on (experts spread evenly), less its own
         remote = (ep - 1) * (1 - (1 - 1 / ep) ** m.experts_per_token) if ep > 1 else 0.0
         return Numbers(
