@@ -96,6 +96,27 @@ def _profile_for(row: Measurement, profile: EngineProfile | None) -> EngineProfi
     return chosen.for_engine_version(row.engine_version)
 
 
+# Dataset `uniform:F`: isl and osl are maxima, and each request's lengths are independent uniform integers from
+# int(F·isl) to isl and int(F·osl) to osl (vLLM's older benchmark_serving `--dataset-name random
+# --random-range-ratio F`, as SemiAnalysis InferenceX runs it with F = 0.8; newer vLLM draws from L·(1 − F) to
+# L·(1 + F) instead).
+UNIFORM_DATASET = "uniform:"
+
+
+def uniform_lengths(dataset: str, isl: int | None, osl: int | None) -> tuple[str, str] | str:
+    """The simulator's length forms ('uniform:MIN:MAX') for dataset 'uniform:F', or why the row cannot have them."""
+    text = dataset[len(UNIFORM_DATASET) :]
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = math.nan
+    if not 0 < fraction <= 1:
+        return f"dataset '{dataset}': give uniform:F with 0 < F <= 1 (the shortest length as a share of isl/osl)"
+    if not isl or not osl:
+        return f"dataset '{dataset}' without isl/osl (its maximum lengths)"
+    return f"uniform:{max(int(fraction * isl), 1)}:{isl}", f"uniform:{max(int(fraction * osl), 1)}:{osl}"
+
+
 def _predict_online(row: Measurement, profile: EngineProfile | None) -> Prediction:
     """A rate- or concurrency-load row, through the simulator (Poisson arrivals, fixed or ShareGPT lengths)."""
     if row.metric not in SIM_METRICS and row.metric not in THROUGHPUT_METRICS:
@@ -106,6 +127,10 @@ def _predict_online(row: Measurement, profile: EngineProfile | None) -> Predicti
         lengths = (str(row.isl), str(row.osl))
     elif row.dataset == "sharegpt":
         lengths = ("sharegpt", "sharegpt")
+    elif row.dataset.startswith(UNIFORM_DATASET):
+        lengths = uniform_lengths(row.dataset, row.isl, row.osl)
+        if isinstance(lengths, str):
+            return Prediction(None, lengths)
     else:
         return Prediction(None, f"no length distribution known for dataset '{row.dataset}'")
     if not row.load_value or row.load_value <= 0:

@@ -1,0 +1,164 @@
+"""Turn a SemiAnalysis InferenceX benchmark snapshot (the JSON its API serves) into a tokenomy measurement CSV.
+
+InferenceX runs DeepSeek-R1 (and others) nightly on one node at fixed concurrencies with random prompts, each
+request's input and output lengths uniform from 0.8× to 1× the nominal isl/osl and every output generated to its
+length (`--random-range-ratio 0.8 --ignore-eos`), and publishes mean/median/p90 TTFT, TPOT, ITL and per-GPU
+throughput per point. This keeps the points tokenomy's profiles model as they ran, one row per metric:
+
+* single node, no speculative decoding, no disaggregated prefill; the engine image named (its tag is the version);
+* an accelerator in the catalogue (H200, B200, MI300X, MI325X) and an engine with a profile (sglang, tensorrt-llm);
+* the parallel layout the engine's profile runs: SGLang tensor parallel throughout (no expert parallelism, no DP
+  attention: its profile has no such recipe), TensorRT-LLM ≥ 1.0 with attention DP and whole experts per GPU
+  (ep = tp: the profile's `moe_attention_dp` recipe); other layouts are counted and dropped, with the reason.
+
+Rows: mean TTFT, mean TPOT (not ITL: SGLang's `--stream-interval` sends several tokens per chunk, so the client's
+ITL counts chunks; TPOT = (E2E − TTFT)/(output tokens − 1) does not depend on it) and output throughput of the whole
+node (the snapshot's per-GPU figure × tp: its GPU count field counts tp × ep for expert-parallel runs on one 8-GPU
+node, which Little's law on its own figures rules out). DeepSeek-R1 has DeepSeek-V3's architecture, so the rows name
+the catalogue's `deepseek-v3`; FP8 is DeepSeek's block-scaled FP8, FP4 NVIDIA's NVFP4 checkpoint.
+
+Run: python scripts/import_inferencex.py SNAPSHOT.json OUT.csv   (prints what it kept and dropped, with reasons)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenomy.calibrate.measurements import COLUMNS
+
+SNAPSHOT = (
+    "vngcloud/InferenceX-app@528c4146b8f502fcbce8df7870a935a970cbae25:packages/app/cypress/fixtures/api/benchmarks.json"
+)
+ACCELERATORS = {"h200": "H200-SXM", "b200": "B200", "mi300x": "MI300X", "mi325x": "MI325X"}
+ENGINES = {"sglang": "sglang", "trt": "tensorrt-llm"}
+MODELS = {"dsr1": "deepseek-v3"}
+PRECISIONS = {"fp8": "fp8-block", "fp4": "nvfp4"}
+# KV cache type as the launch scripts set it (SemiAnalysisAI/InferenceX benchmarks/single_node/dsr1_*.sh, 2026-02 to
+# 2026-05): SGLang `--kv-cache-dtype fp8_e4m3` on B200, MI300X and MI325X, none on H200 (the engine's default);
+# TensorRT-LLM `kv_cache_config.dtype: fp8`.
+KV_PRECISIONS = {
+    ("sglang", "b200"): "fp8",
+    ("sglang", "mi300x"): "fp8",
+    ("sglang", "mi325x"): "fp8",
+    ("trt", "b200"): "fp8",
+}
+DATASET = "uniform:0.8"  # calibrate/predict.py: uniform_lengths (InferenceX's --random-range-ratio 0.8)
+# (metric, snapshot key, unit); output throughput is the per-GPU figure × tp
+METRICS = (("mean_ttft", "mean_ttft", "s"), ("mean_tpot", "mean_tpot", "s"), ("output_throughput", None, "tokens/s"))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One benchmark point of the snapshot that tokenomy can predict as it ran."""
+
+    engine: str
+    version: str
+    accelerator: str
+    tp: int
+    precision: str
+    isl: int
+    osl: int
+    concurrency: int
+    kv_precision: str
+    metrics: dict[str, float]
+    source: str
+
+
+def why_dropped(item: dict) -> str:
+    """Why a snapshot point is not kept ('' when it is)."""
+    if item.get("is_multinode") or item.get("disagg"):
+        return "multi-node or disaggregated prefill"
+    if item.get("spec_method") not in (None, "", "none"):
+        return f"speculative decoding ({item['spec_method']})"
+    if not item.get("image"):
+        return "no engine image named (version unknown)"
+    if item.get("framework") not in ENGINES:
+        return f"engine '{item.get('framework')}' has no tokenomy profile"
+    if item.get("hardware") not in ACCELERATORS:
+        return f"accelerator '{item.get('hardware')}' not in the catalogue"
+    if item.get("model") not in MODELS or item.get("precision") not in PRECISIONS:
+        return f"model/precision '{item.get('model')}/{item.get('precision')}' not mapped"
+    tp, ep, dpa = item["decode_tp"], item["decode_ep"], bool(item["decode_dp_attention"])
+    if item["framework"] == "sglang" and (ep > 1 or dpa):
+        return "SGLang with expert parallelism or DP attention (its profile runs tensor-parallel MoE)"
+    if item["framework"] == "trt" and not (dpa and ep == tp):
+        return "TensorRT-LLM without attention DP and whole experts per GPU (its profile's MoE recipe)"
+    return ""
+
+
+def point(item: dict) -> Point:
+    """The kept point of a snapshot item (why_dropped returned '')."""
+    tp, m = item["decode_tp"], item["metrics"]
+    values = {name: (m[key] if key else m["output_tput_per_gpu"] * tp) for name, key, _ in METRICS}
+    return Point(
+        engine=ENGINES[item["framework"]],
+        version=item["image"].rsplit(":", 1)[-1],
+        accelerator=ACCELERATORS[item["hardware"]],
+        tp=tp,
+        precision=PRECISIONS[item["precision"]],
+        isl=item["isl"],
+        osl=item["osl"],
+        concurrency=item["conc"],
+        kv_precision=KV_PRECISIONS.get((item["framework"], item["hardware"]), "auto"),
+        metrics=values,
+        source=f"SemiAnalysis InferenceX API snapshot ({SNAPSHOT}); image {item['image']}; run {item['run_url']}; "
+        f"{item.get('date', '')}",
+    )
+
+
+def rows(points: list[Point]) -> list[dict[str, object]]:
+    """Measurement rows (one per metric) of the kept points, in a stable order."""
+    out: list[dict[str, object]] = []
+    key = lambda p: (p.engine, p.accelerator, p.precision, p.tp, p.isl, p.osl, p.concurrency, p.version)  # noqa: E731
+    for p in sorted(points, key=key):
+        for metric, _, unit in METRICS:
+            out.append(
+                {
+                    "id": f"ix{len(out):04d}",
+                    "source": p.source,
+                    "engine": p.engine,
+                    "engine_version": p.version,
+                    "model": "deepseek-v3",
+                    "gpu": p.accelerator,
+                    "num_gpus": p.tp,
+                    "tp": p.tp,
+                    "pp": 1,
+                    "precision": p.precision,
+                    "kv_precision": p.kv_precision,
+                    "isl": p.isl,
+                    "osl": p.osl,
+                    "dataset": DATASET,
+                    "load_kind": "concurrency",
+                    "load_value": p.concurrency,
+                    "metric": metric,
+                    "value": f"{p.metrics[metric]:.6g}",
+                    "unit": unit,
+                    "scope": "core",
+                }
+            )
+    return out
+
+
+def main(snapshot: Path, out: Path) -> None:
+    items = json.loads(snapshot.read_text())
+    reasons = Counter(why_dropped(i) for i in items)
+    kept = [point(i) for i in items if not why_dropped(i)]
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows(kept))
+    print(f"{len(items)} points in {snapshot.name}: kept {len(kept)} ({3 * len(kept)} rows) -> {out}")
+    for reason, n in reasons.most_common():
+        if reason:
+            print(f"  dropped {n}: {reason}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python scripts/import_inferencex.py SNAPSHOT.json OUT.csv")
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,109 @@
+"""scripts/import_inferencex.py: keeps the InferenceX points the profiles model as they ran (one row per metric,
+the whole node's throughput, the image tag as version, lengths uniform from 0.8×) and counts every other point
+under its reason."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tokenomy.calibrate.measurements import read_measurement_file, read_measurements
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "import_inferencex.py"
+METRICS = {"mean_ttft": 0.2, "mean_tpot": 0.01, "output_tput_per_gpu": 100.0, "mean_itl": 0.3}
+
+
+def _item(**changes: object) -> dict:
+    item = {
+        "hardware": "h200",
+        "framework": "sglang",
+        "model": "dsr1",
+        "precision": "fp8",
+        "spec_method": "none",
+        "disagg": False,
+        "is_multinode": False,
+        "decode_tp": 8,
+        "decode_ep": 1,
+        "decode_dp_attention": False,
+        "num_decode_gpu": 8,
+        "isl": 1024,
+        "osl": 8192,
+        "conc": 16,
+        "image": "lmsysorg/sglang:v0.5.9-cu130",
+        "metrics": METRICS,
+        "date": "2026-03-01",
+        "run_url": "https://github.com/SemiAnalysisAI/InferenceX/actions/runs/1",
+    }
+    item.update(changes)
+    return item
+
+
+@pytest.fixture
+def script():
+    spec = importlib.util.spec_from_file_location("import_inferencex", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(script, tmp_path: Path, capsys):
+    snapshot = tmp_path / "snap.json"
+    items = [
+        _item(),
+        # TensorRT-LLM's attention-DP recipe on one node: the snapshot counts tp × ep GPUs, the node has tp
+        _item(
+            framework="trt",
+            hardware="b200",
+            precision="fp4",
+            decode_ep=8,
+            decode_dp_attention=True,
+            num_decode_gpu=64,
+            image="nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc14",
+        ),
+        _item(is_multinode=True),
+        _item(spec_method="mtp"),
+        _item(image=None),
+        _item(framework="atom"),
+        _item(hardware="mi355x"),
+        _item(decode_ep=8),
+        _item(framework="trt", decode_ep=8, decode_dp_attention=False),
+    ]
+    snapshot.write_text(json.dumps(items))
+    out = tmp_path / "rows.csv"
+    script.main(snapshot, out)
+    rows = read_measurements(out)
+    assert len(rows) == 6 and {r.metric for r in rows} == {"mean_ttft", "mean_tpot", "output_throughput"}
+    by_engine = {(r.engine, r.metric): r for r in rows}
+    trt = by_engine[("tensorrt-llm", "output_throughput")]
+    assert (trt.num_gpus, trt.tp, trt.value, trt.engine_version) == (8, 8, 800.0, "1.3.0rc14")
+    assert trt.gpu == "B200" and trt.precision == "nvfp4" and trt.model == "deepseek-v3"
+    sg = by_engine[("sglang", "mean_tpot")]
+    assert (sg.engine_version, sg.gpu, sg.precision, sg.value) == ("v0.5.9-cu130", "H200-SXM", "fp8-block", 0.01)
+    assert (sg.dataset, sg.load_kind, sg.load_value, sg.isl, sg.osl) == ("uniform:0.8", "concurrency", 16, 1024, 8192)
+    assert "actions/runs/1" in sg.source and "lmsysorg/sglang:v0.5.9-cu130" in sg.source
+    printed = capsys.readouterr().out
+    assert "kept 2 (6 rows)" in printed
+    for reason in (
+        "multi-node",
+        "speculative decoding (mtp)",
+        "no engine image",
+        "engine 'atom'",
+        "accelerator 'mi355x'",
+        "SGLang with expert parallelism",
+        "TensorRT-LLM without attention DP",
+    ):
+        assert f"dropped 1: {reason}" in printed
+
+
+def test_the_held_out_file_parses_whole_and_every_row_names_its_run_and_image():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "inferencex_deepseek_r1.csv"
+    report = read_measurement_file(path)
+    assert not report.broken and len(report.rows) == 129
+    assert all("actions/runs/" in r.source and "image " in r.source for r in report.rows)
+    assert {r.dataset for r in report.rows} == {"uniform:0.8"} and {r.load_kind for r in report.rows} == {"concurrency"}
