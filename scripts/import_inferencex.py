@@ -5,11 +5,14 @@ request's input and output lengths uniform from 0.8× to 1× the nominal isl/osl
 length (`--random-range-ratio 0.8 --ignore-eos`), and publishes mean/median/p90 TTFT, TPOT, ITL and per-GPU
 throughput per point. This keeps the points tokenomy's profiles model as they ran, one row per metric:
 
-* single node, no speculative decoding, no disaggregated prefill; the engine image named (its tag is the version);
+* single node, no speculative decoding, no disaggregated prefill; the engine image named with a tag (the version);
+* run from 2026-01-21 on, when the client began sending 2 × concurrency warm-up requests before timing
+  (SemiAnalysisAI/InferenceX d053ae24: `--num-warmups`); earlier points timed a cold engine's first requests;
 * an accelerator in the catalogue (H200, B200, MI300X, MI325X) and an engine with a profile (sglang, tensorrt-llm);
 * the parallel layout the engine's profile runs: SGLang tensor parallel throughout (no expert parallelism, no DP
-  attention: its profile has no such recipe), TensorRT-LLM ≥ 1.0 with attention DP and whole experts per GPU
-  (ep = tp: the profile's `moe_attention_dp` recipe); other layouts are counted and dropped, with the reason.
+  attention: its profile has no such recipe), TensorRT-LLM from v0.19 (its PyTorch backend) with attention DP and
+  whole experts per GPU (ep = tp: the profile's `moe_attention_dp` recipe); other layouts are counted and dropped,
+  with the reason.
 
 Rows: mean TTFT, mean TPOT (not ITL: SGLang's `--stream-interval` sends several tokens per chunk, so the client's
 ITL counts chunks; TPOT = (E2E − TTFT)/(output tokens − 1) does not depend on it) and output throughput of the whole
@@ -28,8 +31,11 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenomy.calibrate.measurements import COLUMNS
+from tokenomy.catalog.profiles import load_profile
+from tokenomy.costmodel.profile import version_before
 
 SNAPSHOT = (
     "vngcloud/InferenceX-app@528c4146b8f502fcbce8df7870a935a970cbae25:packages/app/cypress/fixtures/api/benchmarks.json"
@@ -47,6 +53,7 @@ KV_PRECISIONS = {
     ("sglang", "mi325x"): "fp8",
     ("trt", "b200"): "fp8",
 }
+WARMUPS_SINCE = "2026-01-21"  # SemiAnalysisAI/InferenceX d053ae24: the client sends 2 × concurrency warm-up requests
 DATASET = "uniform:0.8"  # calibrate/predict.py: uniform_lengths (InferenceX's --random-range-ratio 0.8)
 # (metric, snapshot key, unit); output throughput is the per-GPU figure × tp
 METRICS = (("mean_ttft", "mean_ttft", "s"), ("mean_tpot", "mean_tpot", "s"), ("output_throughput", None, "tokens/s"))
@@ -69,14 +76,22 @@ class Point:
     source: str
 
 
-def why_dropped(item: dict) -> str:
+def image_tag(image: str | None) -> str:
+    """The tag of an engine image ('lmsysorg/sglang:v0.5.9-cu130' -> 'v0.5.9-cu130'), '' without one."""
+    name = (image or "").rsplit("/", 1)[-1]
+    return name.split(":", 1)[1] if ":" in name else ""
+
+
+def why_dropped(item: dict[str, Any]) -> str:
     """Why a snapshot point is not kept ('' when it is)."""
     if item.get("is_multinode") or item.get("disagg"):
         return "multi-node or disaggregated prefill"
     if item.get("spec_method") not in (None, "", "none"):
         return f"speculative decoding ({item['spec_method']})"
-    if not item.get("image"):
-        return "no engine image named (version unknown)"
+    if not image_tag(item.get("image")):
+        return "no tagged engine image named (version unknown)"
+    if str(item.get("date") or "") < WARMUPS_SINCE:
+        return f"run before {WARMUPS_SINCE}, when the client began warm-up requests"
     if item.get("framework") not in ENGINES:
         return f"engine '{item.get('framework')}' has no tokenomy profile"
     if item.get("hardware") not in ACCELERATORS:
@@ -86,18 +101,19 @@ def why_dropped(item: dict) -> str:
     tp, ep, dpa = item["decode_tp"], item["decode_ep"], bool(item["decode_dp_attention"])
     if item["framework"] == "sglang" and (ep > 1 or dpa):
         return "SGLang with expert parallelism or DP attention (its profile runs tensor-parallel MoE)"
-    if item["framework"] == "trt" and not (dpa and ep == tp):
-        return "TensorRT-LLM without attention DP and whole experts per GPU (its profile's MoE recipe)"
+    since = load_profile("tensorrt-llm").python_executor_since  # the recipe runs from the PyTorch backend on
+    if item["framework"] == "trt" and (not (dpa and ep == tp) or version_before(image_tag(item["image"]), since)):
+        return f"TensorRT-LLM before {since} or without attention DP and whole experts per GPU (its profile's recipe)"
     return ""
 
 
-def point(item: dict) -> Point:
+def point(item: dict[str, Any]) -> Point:
     """The kept point of a snapshot item (why_dropped returned '')."""
     tp, m = item["decode_tp"], item["metrics"]
     values = {name: (m[key] if key else m["output_tput_per_gpu"] * tp) for name, key, _ in METRICS}
     return Point(
         engine=ENGINES[item["framework"]],
-        version=item["image"].rsplit(":", 1)[-1],
+        version=image_tag(item["image"]),
         accelerator=ACCELERATORS[item["hardware"]],
         tp=tp,
         precision=PRECISIONS[item["precision"]],
@@ -111,11 +127,15 @@ def point(item: dict) -> Point:
     )
 
 
+def _order(p: Point) -> tuple[str, str, str, int, int, int, int, str]:
+    """Rows in file order: engine, accelerator, precision, tp, shape, concurrency, version."""
+    return (p.engine, p.accelerator, p.precision, p.tp, p.isl, p.osl, p.concurrency, p.version)
+
+
 def rows(points: list[Point]) -> list[dict[str, object]]:
     """Measurement rows (one per metric) of the kept points, in a stable order."""
     out: list[dict[str, object]] = []
-    key = lambda p: (p.engine, p.accelerator, p.precision, p.tp, p.isl, p.osl, p.concurrency, p.version)  # noqa: E731
-    for p in sorted(points, key=key):
+    for p in sorted(points, key=_order):
         for metric, _, unit in METRICS:
             out.append(
                 {

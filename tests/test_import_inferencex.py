@@ -7,7 +7,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -17,7 +20,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "import_inferencex.py
 METRICS = {"mean_ttft": 0.2, "mean_tpot": 0.01, "output_tput_per_gpu": 100.0, "mean_itl": 0.3}
 
 
-def _item(**changes: object) -> dict:
+def _item(**changes: object) -> dict[str, Any]:
     item = {
         "hardware": "h200",
         "framework": "sglang",
@@ -43,7 +46,7 @@ def _item(**changes: object) -> dict:
 
 
 @pytest.fixture
-def script():
+def script() -> Iterator[ModuleType]:
     spec = importlib.util.spec_from_file_location("import_inferencex", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -52,7 +55,9 @@ def script():
     del sys.modules[spec.name]
 
 
-def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(script, tmp_path: Path, capsys):
+def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     snapshot = tmp_path / "snap.json"
     items = [
         _item(),
@@ -72,7 +77,14 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(s
         _item(framework="atom"),
         _item(hardware="mi355x"),
         _item(decode_ep=8),
+        _item(decode_dp_attention=True),
         _item(framework="trt", decode_ep=8, decode_dp_attention=False),
+        _item(framework="trt", decode_dp_attention=True),
+        _item(
+            framework="trt", decode_ep=8, decode_dp_attention=True, image="nvcr.io/nvidia/tensorrt-llm/release:0.18.0"
+        ),
+        _item(image="lmsysorg/sglang"),
+        _item(date="2026-01-20"),
     ]
     snapshot.write_text(json.dumps(items))
     out = tmp_path / "rows.csv"
@@ -82,28 +94,31 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(s
     by_engine = {(r.engine, r.metric): r for r in rows}
     trt = by_engine[("tensorrt-llm", "output_throughput")]
     assert (trt.num_gpus, trt.tp, trt.value, trt.engine_version) == (8, 8, 800.0, "1.3.0rc14")
-    assert trt.gpu == "B200" and trt.precision == "nvfp4" and trt.model == "deepseek-v3"
+    assert trt.gpu == "B200" and trt.precision == "nvfp4" and trt.model == "deepseek-v3" and trt.kv_precision == "fp8"
     sg = by_engine[("sglang", "mean_tpot")]
     assert (sg.engine_version, sg.gpu, sg.precision, sg.value) == ("v0.5.9-cu130", "H200-SXM", "fp8-block", 0.01)
     assert (sg.dataset, sg.load_kind, sg.load_value, sg.isl, sg.osl) == ("uniform:0.8", "concurrency", 16, 1024, 8192)
     assert "actions/runs/1" in sg.source and "lmsysorg/sglang:v0.5.9-cu130" in sg.source
+    assert sg.kv_precision == "auto"  # SGLang on H200 ran its default KV type
     printed = capsys.readouterr().out
     assert "kept 2 (6 rows)" in printed
-    for reason in (
-        "multi-node",
-        "speculative decoding (mtp)",
-        "no engine image",
-        "engine 'atom'",
-        "accelerator 'mi355x'",
-        "SGLang with expert parallelism",
-        "TensorRT-LLM without attention DP",
-    ):
-        assert f"dropped 1: {reason}" in printed
+    counts = {
+        "multi-node": 1,
+        "speculative decoding (mtp)": 1,
+        "no tagged engine image": 2,
+        "run before 2026-01-21": 1,
+        "engine 'atom'": 1,
+        "accelerator 'mi355x'": 1,
+        "SGLang with expert parallelism or DP attention": 2,
+        "TensorRT-LLM before v0.19 or without attention DP": 3,
+    }
+    for reason, n in counts.items():
+        assert f"dropped {n}: {reason}" in printed
 
 
-def test_the_held_out_file_parses_whole_and_every_row_names_its_run_and_image():
+def test_the_held_out_file_parses_whole_and_every_row_names_its_run_and_image() -> None:
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "inferencex_deepseek_r1.csv"
     report = read_measurement_file(path)
-    assert not report.broken and len(report.rows) == 129
+    assert not report.broken and len(report.rows) == 123
     assert all("actions/runs/" in r.source and "image " in r.source for r in report.rows)
     assert {r.dataset for r in report.rows} == {"uniform:0.8"} and {r.load_kind for r in report.rows} == {"concurrency"}

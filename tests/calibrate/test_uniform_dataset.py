@@ -4,37 +4,41 @@
 import pytest
 
 from tests.calibrate.measurement_rows import measurement
+from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.predict import predict, uniform_lengths
 
 
-def test_uniform_lengths_run_from_the_fraction_of_each_maximum_to_the_maximum():
+def test_uniform_lengths_run_from_the_fraction_of_each_maximum_to_the_maximum() -> None:
     assert uniform_lengths("uniform:0.8", 1024, 8192) == ("uniform:819:1024", "uniform:6553:8192")
     assert uniform_lengths("uniform:1", 100, 10) == ("uniform:100:100", "uniform:10:10")
+    assert uniform_lengths("uniform:0.01", 50, 8) == ("uniform:1:50", "uniform:1:8")  # at least one token
 
 
 @pytest.mark.parametrize("dataset", ["uniform:", "uniform:0", "uniform:1.5", "uniform:x", "uniform:-0.2"])
-def test_a_fraction_outside_0_to_1_is_a_reason_naming_the_dataset(dataset: str):
+def test_a_fraction_outside_0_to_1_is_a_reason_naming_the_dataset(dataset: str) -> None:
     why = uniform_lengths(dataset, 1024, 1024)
     assert isinstance(why, str) and dataset in why and "0 < F <= 1" in why
 
 
-def _load_row(dataset: str, isl: int, osl: int, metric: str = "mean_tpot"):
+def _load_row(dataset: str, isl: int | None, osl: int | None, metric: str = "mean_tpot") -> Measurement:
     return measurement(
         dataset=dataset, isl=isl, osl=osl, load_kind="concurrency", load_value=16.0, metric=metric, unit="s"
     )
 
 
-@pytest.mark.parametrize("metric", ["mean_tpot", "output_throughput"])
-def test_uniform_lengths_predict_between_their_shortest_and_longest_fixed_lengths(metric: str):
-    shortest = predict(_load_row("fixed", 819, 1638, metric)).value
-    longest = predict(_load_row("fixed", 1024, 2048, metric)).value
-    spread = predict(_load_row("uniform:0.8", 1024, 2048, metric)).value
-    assert shortest is not None and longest is not None and spread is not None
-    assert min(shortest, longest) < spread < max(shortest, longest)
+@pytest.mark.parametrize("metric", ["mean_tpot", "mean_ttft", "output_throughput"])
+def test_a_fraction_of_1_is_the_fixed_lengths_and_a_smaller_one_changes_the_prediction(metric: str) -> None:
+    fixed = predict(_load_row("fixed", 1024, 2048, metric)).value
+    assert fixed is not None
+    assert predict(_load_row("uniform:1", 1024, 2048, metric)).value == pytest.approx(fixed, rel=1e-12)
+    spread = predict(_load_row("uniform:0.5", 1024, 2048, metric)).value
+    assert spread is not None and spread != pytest.approx(fixed, rel=1e-3)
 
 
-def test_a_uniform_row_with_a_bad_fraction_or_offline_is_skipped_with_its_reason():
+def test_a_uniform_row_with_a_bad_fraction_no_lengths_or_offline_is_skipped_with_its_reason() -> None:
     bad = predict(_load_row("uniform:2", 1024, 1024))
-    assert bad.value is None and "uniform:2" in bad.skipped_reason
+    assert bad.value is None and "'uniform:2'" in bad.skipped_reason and "0 < F <= 1" in bad.skipped_reason
+    unbounded = predict(_load_row("uniform:0.8", None, None))
+    assert unbounded.value is None and "without isl/osl" in unbounded.skipped_reason
     offline = predict(measurement(dataset="uniform:0.8"))
     assert offline.value is None and "uniform:0.8" in offline.skipped_reason

@@ -118,7 +118,7 @@ def uniform_lengths(dataset: str, isl: int | None, osl: int | None) -> tuple[str
 
 
 def _predict_online(row: Measurement, profile: EngineProfile | None) -> Prediction:
-    """A rate- or concurrency-load row, through the simulator (Poisson arrivals, fixed or ShareGPT lengths)."""
+    """A rate- or concurrency-load row, through the simulator (Poisson arrivals; fixed, ShareGPT or uniform lengths)."""
     if row.metric not in SIM_METRICS and row.metric not in THROUGHPUT_METRICS:
         return Prediction(None, f"metric '{row.metric}' under {row.load_kind} load is not predicted")
     if row.dataset in ("", "fixed"):

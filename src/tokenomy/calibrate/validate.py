@@ -53,8 +53,7 @@ def _safe_predict(row: Measurement, profile: EngineProfile | None) -> Prediction
 
 
 def _lengths(row: Measurement) -> str:
-    """isl/osl for fixed lengths (with the dataset for a distribution they bound), else the dataset name (never
-    'None/None')."""
+    """isl/osl (and the dataset when they bound a distribution), else the dataset name; never 'None/None'."""
     if row.isl and row.osl:
         return f"{row.isl}/{row.osl}" + (f" {row.dataset}" if row.dataset not in ("", "fixed") else "")
     return row.dataset or "lengths not given"

@@ -109,7 +109,7 @@ class EngineProfile:
         bundle = bundle_prefix(version)
         if bundle:
             version, since = version.strip()[len(bundle) :], BUNDLE_PYTHON_EXECUTOR_SINCE[bundle]
-        if not _version_before(version, since):
+        if not version_before(version, since):
             return self
         return replace(self, python_executor_seq_overhead_s=0.0, moe_attention_dp=False)
 
@@ -143,7 +143,7 @@ def bundle_prefix(version: str) -> str:
     return next((p for p in BUNDLE_PYTHON_EXECUTOR_SINCE if version.strip().lower().startswith(p)), "")
 
 
-def _version_before(version: str, since: str) -> bool:
+def version_before(version: str, since: str) -> bool:
     """Whether release `version` ('v0.17', '0.19.0rc1') precedes `since`, by its leading dotted numbers."""
 
     def numbers(text: str) -> tuple[int, ...]:
