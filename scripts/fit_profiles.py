@@ -12,7 +12,8 @@ overhead where they identify it; vLLM's rows ran V0 multi-step scheduling, which
 model, so they only validate (calibrate/fit.py: fit_engine_profiles, OWN_ROW_FITS). vLLM on AMD GPUs is its own
 profile, vllm-rocm (catalog/profiles.py VENDOR_PROFILES): it starts from the borrowed values and refits what the
 ROCm vLLM offline rows (measurements_rocm_vllm.csv) identify (OWN_OFFLINE_FITS); every cross-validation fold refits
-it too, so holding out the AMD family leaves it the borrowed values.
+it too, so holding out the AMD family leaves it the borrowed values. SGLang on AMD, sglang-rocm, has no rows of its
+own: it takes vllm-rocm's device efficiencies and SGLang's host costs (ROCM_BUILDS).
 
 Then leave-one-group-out cross-validation (engine version, accelerator family, model family) refits
 without each group and predicts it; the out-of-sample log residuals, pooled over the three groupings,
@@ -32,14 +33,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tokenomy.calibrate.fit import OTHER_ENGINES, fit_engine_profiles, parameter_lines
+from tokenomy.calibrate.fit import OTHER_ENGINES, ROCM_BUILDS, fit_engine_profiles, parameter_lines
 from tokenomy.calibrate.measurements import read_measurements, shipped_measurement_files
 from tokenomy.calibrate.validate import CrossValidation, cross_validate, cv_report, metric_loads
 from tokenomy.catalog.models import DATA_DIR
 from tokenomy.catalog.profiles import PROFILE_DIR, load_profile, save_profile
 from tokenomy.costmodel.intervals import RESIDUALS_FILE, build_residual_table
 
-ENGINES = ("tensorrt-llm", *OTHER_ENGINES)
+ENGINES = ("tensorrt-llm", *OTHER_ENGINES, *ROCM_BUILDS)
 
 
 def cv_from_report(path: str, rows: list) -> CrossValidation:

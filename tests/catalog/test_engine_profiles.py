@@ -33,7 +33,7 @@ def test_each_engine_has_its_documented_kv_page_size():
     assert [load_profile(e).kv_block_tokens for e in GPU_ENGINES] == [16, 1, 32]
 
 
-@pytest.mark.parametrize("name", ["vllm", "vllm-rocm", "sglang", "tensorrt-llm", "generic"])
+@pytest.mark.parametrize("name", ["vllm", "vllm-rocm", "sglang", "sglang-rocm", "tensorrt-llm", "generic"])
 def test_every_numeric_field_of_a_gpu_profile_has_a_source(name):
     raw = _raw(name)
     numbers = [k for k in NUMERIC if k in raw]

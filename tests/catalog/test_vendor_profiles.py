@@ -6,13 +6,14 @@ import re
 
 from typer.testing import CliRunner
 
-from tokenomy.calibrate.fit import fit_inputs
-from tokenomy.calibrate.measurements import Measurement, read_measurements
+from tokenomy.calibrate.fit import HOST_COSTS, fit_engine_profiles, fit_inputs, vendor_build
+from tokenomy.calibrate.measurements import Measurement, read_measurements, shipped_measurement_files
 from tokenomy.calibrate.predict import predict
 from tokenomy.calibrate.validate import cross_validate
 from tokenomy.catalog.models import DATA_DIR
 from tokenomy.catalog.profiles import engine_profile, load_profile, profile_name_for, profile_notes
 from tokenomy.cli.main import app
+from tokenomy.costmodel.profile import FITTED
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
 
 runner = CliRunner()
@@ -30,7 +31,8 @@ def test_vllm_on_an_amd_gpu_resolves_to_vllm_rocm_and_on_nvidia_to_vllm():
     assert profile_name_for("vllm", "MI300X") == "vllm-rocm"
     assert profile_name_for("vLLM", "MI325X") == "vllm-rocm"
     assert profile_name_for("vllm", "H100-SXM") == "vllm"
-    assert profile_name_for("sglang", "MI300X") == "sglang"  # only engines with a vendor build are redirected
+    assert profile_name_for("tensorrt-llm", "MI300X") == "tensorrt-llm"  # only engines with a vendor build move
+    assert profile_name_for("sglang", "MI325X") == "sglang-rocm" and profile_name_for("sglang", "B200") == "sglang"
     assert resolve(DeploymentSpec(model="llama-3.1-8b", gpu="MI300X", engine="vllm")).deployment.profile.name == (
         "vllm-rocm"
     )
@@ -132,3 +134,39 @@ def test_calibrate_engine_vllm_rocm_fits_the_vllm_rows_run_on_amd(tmp_path):
     n_rows = len(read_measurements(rocm))
     assert f"on {n_rows} rows" in " ".join(result.output.split())  # the rows say engine vllm, gpu MI300X
     assert json.loads(out.read_text())["name"] == "vllm-rocm"
+
+
+def test_sglang_on_amd_runs_rocm_device_efficiencies_with_sglangs_host_costs_and_settings():
+    build, rocm, sglang = load_profile("sglang-rocm"), load_profile("vllm-rocm"), load_profile("sglang")
+    assert build.fit == {} and build.borrows_from == "vllm-rocm"
+    assert set(build.borrowed) == set(FITTED) - set(HOST_COSTS)
+    assert all(getattr(build, k) == getattr(rocm, k) for k in build.borrowed)
+    assert all(getattr(build, k) == getattr(sglang, k) for k in HOST_COSTS)
+    settings = ("gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "kv_block_tokens", "kv_admission")
+    assert all(getattr(build, k) == getattr(sglang, k) for k in settings)
+    assert build.bw_efficiency < sglang.bw_efficiency  # the ROCm rows fit a lower rate than TensorRT-LLM's
+    notes = _plan("sglang", "MI300X")["notes"]
+    rocm_note = (
+        "SGLang on ROCm: profile sglang-rocm, device efficiencies from the vllm-rocm fit, host costs from sglang"
+    )
+    assert f"{rocm_note} (no rows of its own)" in notes
+    assert any("borrows" in n and "vllm-rocm" in n for n in notes)
+
+
+def test_the_fit_builds_sglang_rocm_from_the_fitted_vllm_rocm_and_sglang():
+    everything = [r for path in shipped_measurement_files() for r in read_measurements(path)]
+    trt = [r for r in everything if r.engine == "tensorrt-llm" and r.load_kind == "offline"][:12]
+    rocm = [r for r in everything if r.gpu == "MI300X" and r.load_kind == "offline"][:12]
+    rows = [*trt, *rocm, *(r for r in everything if r.engine == "sglang")]
+    bases = {n: load_profile(n) for n in ("tensorrt-llm", "vllm-rocm", "sglang", "sglang-rocm")}
+    marked = {**bases, "sglang-rocm": bases["sglang-rocm"].with_values(bw_efficiency=0.123, step_overhead_s=9.0)}
+    fitted = fit_engine_profiles(rows, marked)
+    build = fitted["sglang-rocm"]
+    assert build.bw_efficiency == fitted["vllm-rocm"].bw_efficiency != 0.123  # the fit's value, not the file's
+    assert build.step_overhead_s == fitted["sglang"].step_overhead_s != 9.0
+    assert build.max_num_seqs == bases["sglang-rocm"].max_num_seqs
+
+
+def test_the_shipped_sglang_rocm_is_built_from_the_shipped_vllm_rocm_and_sglang():
+    shipped = load_profile("sglang-rocm")
+    assert shipped == vendor_build(shipped, load_profile("sglang"), load_profile("vllm-rocm"))

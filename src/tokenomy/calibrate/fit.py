@@ -247,6 +247,35 @@ OWN_ROW_FITS = ("sglang",)
 OWN_OFFLINE_FITS = ("vllm-rocm",)
 
 
+# Vendor builds with no rows of their own (catalog.profiles.VENDOR_PROFILES): profile -> (the engine whose host costs
+# it keeps, the profile whose device efficiencies it takes). SGLang's ROCm build runs its own scheduler on the kernels
+# vLLM's ROCm build also calls (hipBLASLt GEMMs, AMD's AITER attention and MoE), so it takes what the ROCm vLLM rows
+# fitted for the device, as the NVIDIA profiles take TensorRT-LLM's.
+ROCM_BUILDS = {"sglang-rocm": ("sglang", "vllm-rocm")}
+HOST_COSTS = ("step_overhead_s", "seq_overhead_s")  # the engine's own step loop, on its host
+
+
+def vendor_build(base: EngineProfile, engine: EngineProfile, device: EngineProfile) -> EngineProfile:
+    """`base` (a vendor build's profile: its scheduler and memory settings) with `engine`'s host costs and `device`'s
+    device efficiencies (every other FITTED value)."""
+    device_keys = [k for k in FITTED if k not in HOST_COSTS]
+    sources = {
+        **base.sources,
+        **{k: f"{device.name}'s value: {device.sources.get(k, device.fitted_on)}" for k in device_keys},
+        **{k: f"{engine.name}'s value: {engine.sources.get(k, engine.fitted_on)}" for k in HOST_COSTS},
+    }
+    return replace(
+        base,
+        **{k: getattr(device, k) for k in device_keys},
+        **{k: getattr(engine, k) for k in HOST_COSTS},
+        fitted_on=f"device efficiencies from the {device.name} fit, host costs from {engine.name} (no rows of its own)",
+        fit={},
+        borrows_from=device.name,
+        borrowed=device_keys,
+        sources=sources,
+    )
+
+
 def _own_offline(rows: list[Measurement], profile: str) -> list[Measurement]:
     """The offline and fixed-batch rows run with `profile` (profile_name_for), if it is one of OWN_OFFLINE_FITS."""
     if profile not in OWN_OFFLINE_FITS:
@@ -260,11 +289,16 @@ def _engine_rows(rows: list[Measurement], engine: str) -> list[Measurement]:
     return [r for r in rows if r.engine == engine and not bundle_prefix(r.engine_version)]
 
 
+def _own_rows(rows: list[Measurement], profile: str) -> list[Measurement]:
+    """The rows of engine `profile` itself (_engine_rows) that run with that profile (not a vendor build's)."""
+    return [r for r in _engine_rows(rows, profile) if profile_name_for(r.engine, r.gpu) == profile]
+
+
 def fit_inputs(rows: list[Measurement]) -> frozenset[str]:
     """Ids of the rows fit_engine_profiles uses (its result depends on nothing else): TensorRT-LLM's own (not a
     bundle's), OWN_ROW_FITS' and OWN_OFFLINE_FITS' offline rows."""
     own = {r.id for name in OWN_OFFLINE_FITS for r in _own_offline(rows, name)}
-    engines = [r for name in ("tensorrt-llm", *OWN_ROW_FITS) for r in _engine_rows(rows, name)]
+    engines = [*_engine_rows(rows, "tensorrt-llm"), *(r for name in OWN_ROW_FITS for r in _own_rows(rows, name))]
     return frozenset({r.id for r in engines} | own)
 
 
@@ -272,7 +306,8 @@ def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]
     """The shipped fitting recipe: TensorRT-LLM's parameters on its own rows (offline, then step overhead on its
     online rows), starting from the documented defaults; the other engines borrow its efficiencies and keep their
     own scheduler and memory settings (their few rows are online runs that cannot identify the fitted parameters);
-    OWN_OFFLINE_FITS profiles (vllm-rocm) then refit what their own offline rows identify."""
+    OWN_OFFLINE_FITS profiles (vllm-rocm) then refit what their own offline rows identify, and ROCM_BUILDS
+    (sglang-rocm) take those device efficiencies with their engine's host costs."""
     trt = prior_profile(bases["tensorrt-llm"])
     trt_rows = _engine_rows(rows, trt.name)
     fitted = fit_step_overhead(fit_profile(trt, trt_rows), trt_rows)
@@ -289,11 +324,14 @@ def fit_engine_profiles(rows: list[Measurement], bases: dict[str, EngineProfile]
                 borrows_from=trt.name,
                 borrowed=list(FITTED),
             )
-            own = _engine_rows(rows, name) if name in OWN_ROW_FITS else []
+            own = _own_rows(rows, name) if name in OWN_ROW_FITS else []
             out[name] = _refit_own_step_overhead(borrowed, own) if own else borrowed
             offline = _own_offline(rows, name)
             if offline and any(predict(r, borrowed).value is not None for r in offline):
                 out[name] = _refit_own_offline(borrowed, offline)
+    for name, (engine, device) in ROCM_BUILDS.items():
+        if name in bases and engine in out and device in out:
+            out[name] = vendor_build(bases[name], out[engine], out[device])
     return out
 
 

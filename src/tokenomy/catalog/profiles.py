@@ -13,9 +13,12 @@ from tokenomy.costmodel.profile import EngineProfile
 PROFILE_DIR = DATA_DIR / "profiles"
 # Engines that are a different build on one accelerator vendor, with their own profile there: (engine, catalogue
 # vendor) -> (profile, what the note calls it, what its fit rows are). vLLM on AMD is AMD's ROCm/vllm build (its own
-# hipBLASLt GEMMs and AITER attention/MoE kernels), fitted on the ROCm vLLM rows (measurements_rocm_vllm.csv).
+# hipBLASLt GEMMs and AITER attention/MoE kernels), fitted on the ROCm vLLM rows (measurements_rocm_vllm.csv). SGLang
+# on AMD is its ROCm build, which calls the same kinds of kernels (hipBLASLt, AITER); with no ROCm SGLang rows shipped,
+# its device efficiencies are vllm-rocm's fitted ones and its host costs SGLang's (calibrate/fit.py: ROCM_BUILDS).
 VENDOR_PROFILES: dict[tuple[str, str], tuple[str, str, str]] = {
     ("vllm", "AMD"): ("vllm-rocm", "vLLM on ROCm", "ROCm vLLM rows"),
+    ("sglang", "AMD"): ("sglang-rocm", "SGLang on ROCm", "ROCm SGLang rows"),
 }
 
 
@@ -75,7 +78,9 @@ def profile_notes(profile: EngineProfile) -> list[str]:
     """What plan and simulate print about the profile: which vendor build it is (VENDOR_PROFILES) and how many rows
     fitted it, and one line when it borrows another engine's fitted parameters."""
     notes = [
-        f"{label}: profile {name}, fitted on {profile.fit.get('rows', 0)} {rows}"
+        f"{label}: profile {name}, fitted on {profile.fit['rows']} {rows}"
+        if profile.fit.get("rows")
+        else f"{label}: profile {name}, {profile.fitted_on}"
         for name, label, rows in VENDOR_PROFILES.values()
         if profile.name == name
     ]
