@@ -1,8 +1,9 @@
 """An independent check on a source the project never fits or calibrates on: SemiAnalysis InferenceX's DeepSeek-R1
 points (benchmarks/data/inferencex_deepseek_r1.csv, made by scripts/import_inferencex.py; SOURCES.md), SGLang on
-H200, B200, MI300X and MI325X and TensorRT-LLM on B200 at fixed concurrencies of 1–128 with random 1k/1k, 1k/8k and
-8k/1k prompts. The file lives outside the catalogue, so no profile fit, cross-validation or residual band has seen
-a row of it: its errors and 80 % interval coverage are out of sample for the parameters and the bands alike.
+H200, B200, B300, MI300X, MI325X and MI355X and TensorRT-LLM on B200 at fixed concurrencies of 1–128 with random
+1k/1k, 1k/8k and 8k/1k prompts. The file lives outside the catalogue, so no profile fit, cross-validation or residual
+band has seen a row of it: its errors and 80 % interval coverage are out of sample for the parameters and the bands
+alike.
 
 Prints, with the shipped profiles, median / p90 APE and coverage per metric, then the geometric mean of predicted /
 measured per engine, accelerator and metric (above 1: predicted too high). Last line:

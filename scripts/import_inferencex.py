@@ -8,7 +8,8 @@ throughput per point. This keeps the points tokenomy's profiles model as they ra
 * single node, no speculative decoding, no disaggregated prefill; the engine image named with a tag (the version);
 * run from 2026-01-21 on, when the client began sending 2 × concurrency warm-up requests before timing
   (SemiAnalysisAI/InferenceX d053ae24: `--num-warmups`); earlier points timed a cold engine's first requests;
-* an accelerator in the catalogue (H200, B200, MI300X, MI325X) and an engine with a profile (sglang, tensorrt-llm);
+* an accelerator in the catalogue (H200, B200, B300, MI300X, MI325X, MI355X) and an engine with a profile (sglang,
+  tensorrt-llm);
 * the parallel layout the engine's profile runs: SGLang tensor parallel throughout (no expert parallelism, no DP
   attention: its profile has no such recipe), TensorRT-LLM from v0.19 (its PyTorch backend) with attention DP and
   whole experts per GPU (ep = tp: the profile's `moe_attention_dp` recipe); other layouts are counted and dropped,
@@ -18,7 +19,8 @@ Rows: mean TTFT, mean TPOT (not ITL: SGLang's `--stream-interval` sends several 
 ITL counts chunks; TPOT = (E2E − TTFT)/(output tokens − 1) does not depend on it) and output throughput of the whole
 node (the snapshot's per-GPU figure × tp: its GPU count field counts tp × ep for expert-parallel runs on one 8-GPU
 node, which Little's law on its own figures rules out). DeepSeek-R1 has DeepSeek-V3's architecture, so the rows name
-the catalogue's `deepseek-v3`; FP8 is DeepSeek's block-scaled FP8, FP4 NVIDIA's NVFP4 checkpoint.
+the catalogue's `deepseek-v3`; FP8 is DeepSeek's block-scaled FP8, FP4 NVIDIA's NVFP4 checkpoint on NVIDIA GPUs and
+AMD's MXFP4 one on AMD GPUs.
 
 Run: python scripts/import_inferencex.py SNAPSHOT.json OUT.csv   (prints what it kept and dropped, with reasons)
 """
@@ -40,17 +42,23 @@ from tokenomy.costmodel.profile import version_before
 SNAPSHOT = (
     "vngcloud/InferenceX-app@528c4146b8f502fcbce8df7870a935a970cbae25:packages/app/cypress/fixtures/api/benchmarks.json"
 )
-ACCELERATORS = {"h200": "H200-SXM", "b200": "B200", "mi300x": "MI300X", "mi325x": "MI325X"}
+ACCELERATORS = {
+    "h200": "H200-SXM",
+    "b200": "B200",
+    "b300": "B300",
+    "mi300x": "MI300X",
+    "mi325x": "MI325X",
+    "mi355x": "MI355X",
+}
 ENGINES = {"sglang": "sglang", "trt": "tensorrt-llm"}
 MODELS = {"dsr1": "deepseek-v3"}
-PRECISIONS = {"fp8": "fp8-block", "fp4": "nvfp4"}
+# DeepSeek's own block-scaled FP8; FP4 is NVIDIA's NVFP4 checkpoint on NVIDIA GPUs and AMD's MXFP4 one on AMD GPUs
+PRECISIONS = {("fp8", False): "fp8-block", ("fp4", False): "nvfp4", ("fp8", True): "fp8-block", ("fp4", True): "mxfp4"}
 # KV cache type as the launch scripts set it (SemiAnalysisAI/InferenceX benchmarks/single_node/dsr1_*.sh, 2026-02 to
-# 2026-05): SGLang `--kv-cache-dtype fp8_e4m3` on B200, MI300X and MI325X, none on H200 (the engine's default);
-# TensorRT-LLM `kv_cache_config.dtype: fp8`.
+# 2026-05; B300 and MI355X as at 843c6254): SGLang `--kv-cache-dtype fp8_e4m3` on B200, B300 and the AMD GPUs, none
+# on H200 (the engine's default); TensorRT-LLM `kv_cache_config.dtype: fp8`.
 KV_PRECISIONS = {
-    ("sglang", "b200"): "fp8",
-    ("sglang", "mi300x"): "fp8",
-    ("sglang", "mi325x"): "fp8",
+    **{("sglang", gpu): "fp8" for gpu in ("b200", "b300", "mi300x", "mi325x", "mi355x")},
     ("trt", "b200"): "fp8",
 }
 WARMUPS_SINCE = "2026-01-21"  # SemiAnalysisAI/InferenceX d053ae24: the client sends 2 × concurrency warm-up requests
@@ -96,7 +104,7 @@ def why_dropped(item: dict[str, Any]) -> str:
         return f"engine '{item.get('framework')}' has no tokenomy profile"
     if item.get("hardware") not in ACCELERATORS:
         return f"accelerator '{item.get('hardware')}' not in the catalogue"
-    if item.get("model") not in MODELS or item.get("precision") not in PRECISIONS:
+    if item.get("model") not in MODELS or item.get("precision") not in ("fp8", "fp4"):
         return f"model/precision '{item.get('model')}/{item.get('precision')}' not mapped"
     tp, ep, dpa = item["decode_tp"], item["decode_ep"], bool(item["decode_dp_attention"])
     if item["framework"] == "sglang" and (ep > 1 or dpa):
@@ -116,7 +124,7 @@ def point(item: dict[str, Any]) -> Point:
         version=image_tag(item["image"]),
         accelerator=ACCELERATORS[item["hardware"]],
         tp=tp,
-        precision=PRECISIONS[item["precision"]],
+        precision=PRECISIONS[(item["precision"], item["hardware"].startswith("mi"))],
         isl=item["isl"],
         osl=item["osl"],
         concurrency=item["conc"],

@@ -71,11 +71,12 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
             num_decode_gpu=64,
             image="nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc14",
         ),
+        _item(hardware="mi355x", precision="fp4", image="lmsysorg/sglang:v0.5.12-rocm700-mi35x"),
         _item(is_multinode=True),
         _item(spec_method="mtp"),
         _item(image=None),
         _item(framework="atom"),
-        _item(hardware="mi355x"),
+        _item(hardware="mi250x"),
         _item(decode_ep=8),
         _item(decode_dp_attention=True),
         _item(framework="trt", decode_ep=8, decode_dp_attention=False),
@@ -90,8 +91,10 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
     out = tmp_path / "rows.csv"
     script.main(snapshot, out)
     rows = read_measurements(out)
-    assert len(rows) == 6 and {r.metric for r in rows} == {"mean_ttft", "mean_tpot", "output_throughput"}
-    by_engine = {(r.engine, r.metric): r for r in rows}
+    assert len(rows) == 9 and {r.metric for r in rows} == {"mean_ttft", "mean_tpot", "output_throughput"}
+    (amd,) = [r for r in rows if r.gpu == "MI355X" and r.metric == "mean_tpot"]
+    assert (amd.precision, amd.kv_precision, amd.engine_version) == ("mxfp4", "fp8", "v0.5.12-rocm700-mi35x")
+    by_engine = {(r.engine, r.metric): r for r in rows if r.gpu != "MI355X"}
     trt = by_engine[("tensorrt-llm", "output_throughput")]
     assert (trt.num_gpus, trt.tp, trt.value, trt.engine_version) == (8, 8, 800.0, "1.3.0rc14")
     assert trt.gpu == "B200" and trt.precision == "nvfp4" and trt.model == "deepseek-v3" and trt.kv_precision == "fp8"
@@ -101,14 +104,14 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
     assert "actions/runs/1" in sg.source and "lmsysorg/sglang:v0.5.9-cu130" in sg.source
     assert sg.kv_precision == "auto"  # SGLang on H200 ran its default KV type
     printed = capsys.readouterr().out
-    assert "kept 2 (6 rows)" in printed
+    assert "kept 3 (9 rows)" in printed
     counts = {
         "multi-node": 1,
         "speculative decoding (mtp)": 1,
         "no tagged engine image": 2,
         "run before 2026-01-21": 1,
         "engine 'atom'": 1,
-        "accelerator 'mi355x'": 1,
+        "accelerator 'mi250x'": 1,
         "SGLang with expert parallelism or DP attention": 2,
         "TensorRT-LLM before v0.19 or without attention DP": 3,
     }
@@ -119,6 +122,6 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
 def test_the_held_out_file_parses_whole_and_every_row_names_its_run_and_image() -> None:
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "inferencex_deepseek_r1.csv"
     report = read_measurement_file(path)
-    assert not report.broken and len(report.rows) == 123
+    assert not report.broken and len(report.rows) == 195
     assert all("actions/runs/" in r.source and "image " in r.source for r in report.rows)
     assert {r.dataset for r in report.rows} == {"uniform:0.8"} and {r.load_kind for r in report.rows} == {"concurrency"}

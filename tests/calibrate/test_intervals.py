@@ -36,6 +36,9 @@ from tokenomy.costmodel.intervals import (
         ("A100-SXM-80GB", "ampere"),
         ("L40S", "ada"),
         ("MI300X", "amd-cdna3"),
+        ("MI325X", "amd-cdna3"),
+        ("MI355X", "amd-cdna4"),
+        ("B300", "blackwell"),
         ("my-host", "my-host"),
     ],
 )

@@ -75,6 +75,7 @@ _ACCELERATOR_FAMILIES = (
     (r"^(gb200|gb300|b200|b300|b100)", "blackwell"),
     (r"^(a100|a800|a10|a30|a40)", "ampere"),
     (r"^(l40|l4|rtx[-_ ]?4090|rtx[-_ ]?6000[-_ ]?ada)", "ada"),
+    (r"^mi35", "amd-cdna4"),
     (r"^mi3", "amd-cdna3"),
     (r"^gaudi", "gaudi"),
     (r"^tpu", "tpu"),
