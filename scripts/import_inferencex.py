@@ -55,8 +55,9 @@ MODELS = {"dsr1": "deepseek-v3"}
 # DeepSeek's own block-scaled FP8; FP4 is NVIDIA's NVFP4 checkpoint on NVIDIA GPUs and AMD's MXFP4 one on AMD GPUs
 PRECISIONS = {("fp8", False): "fp8-block", ("fp4", False): "nvfp4", ("fp8", True): "fp8-block", ("fp4", True): "mxfp4"}
 # KV cache type as the launch scripts set it (SemiAnalysisAI/InferenceX benchmarks/single_node/dsr1_*.sh, 2026-02 to
-# 2026-05; B300 and MI355X as at 843c6254): SGLang `--kv-cache-dtype fp8_e4m3` on B200, B300 and the AMD GPUs, none
-# on H200 (the engine's default); TensorRT-LLM `kv_cache_config.dtype: fp8`.
+# 2026-05; B300 and MI355X in benchmarks/single_node/fixed_seq_len/ as at 843c6254): SGLang `--kv-cache-dtype
+# fp8_e4m3` on B200, B300 and the AMD GPUs, none on H200 (the engine's default); TensorRT-LLM `kv_cache_config.dtype:
+# fp8`.
 KV_PRECISIONS = {
     **{("sglang", gpu): "fp8" for gpu in ("b200", "b300", "mi300x", "mi325x", "mi355x")},
     ("trt", "b200"): "fp8",

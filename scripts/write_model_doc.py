@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tokenomy.catalog.accelerators import (
+    KERNEL_RATE_STAND_INS,
     KERNEL_RATES_FILE,
     REFERENCE_ACCELERATOR,
     accelerators,
@@ -169,7 +170,10 @@ def _accelerator_section() -> list[str]:
         "(`accelerators.yaml`, each entry's `sources`): the best STREAM kernel and the best vendor-BLAS GEMM per",
         "compute type. The scale a is an accelerator's fraction over the reference's, kernel rates where both have",
         "them (one harness on both; an FP4 rate against the reference's FP8), else microbenchmarks, else 1",
-        "(`catalog/accelerators.py: relative_achievable`). Host factor: how much slower the host CPU runs PyTorch",
+        "(`catalog/accelerators.py: relative_achievable`); an untimed part of a timed architecture takes the timed",
+        "one's kernel scale times their microbenchmark ratio (`KERNEL_RATE_STAND_INS`: "
+        + ", ".join(f"{a} from {b}" for a, b in KERNEL_RATE_STAND_INS.items())
+        + "). Host factor: how much slower the host CPU runs PyTorch",
         "host work than a DGX H100's Xeon (it multiplies the Python executor's cost per sequence).",
         "",
         "| accelerator | kernel rates: bandwidth, GEMM by compute type | microbenchmarks: bandwidth, GEMM"

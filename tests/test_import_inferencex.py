@@ -72,6 +72,7 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
             image="nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc14",
         ),
         _item(hardware="mi355x", precision="fp4", image="lmsysorg/sglang:v0.5.12-rocm700-mi35x"),
+        _item(hardware="b300", image="lmsysorg/sglang:v0.5.12-cu130", conc=32),
         _item(is_multinode=True),
         _item(spec_method="mtp"),
         _item(image=None),
@@ -91,10 +92,12 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
     out = tmp_path / "rows.csv"
     script.main(snapshot, out)
     rows = read_measurements(out)
-    assert len(rows) == 9 and {r.metric for r in rows} == {"mean_ttft", "mean_tpot", "output_throughput"}
+    assert len(rows) == 12 and {r.metric for r in rows} == {"mean_ttft", "mean_tpot", "output_throughput"}
     (amd,) = [r for r in rows if r.gpu == "MI355X" and r.metric == "mean_tpot"]
     assert (amd.precision, amd.kv_precision, amd.engine_version) == ("mxfp4", "fp8", "v0.5.12-rocm700-mi35x")
-    by_engine = {(r.engine, r.metric): r for r in rows if r.gpu != "MI355X"}
+    (b300,) = [r for r in rows if r.gpu == "B300" and r.metric == "mean_tpot"]
+    assert (b300.precision, b300.kv_precision, b300.load_value) == ("fp8-block", "fp8", 32)
+    by_engine = {(r.engine, r.metric): r for r in rows if r.gpu not in ("MI355X", "B300")}
     trt = by_engine[("tensorrt-llm", "output_throughput")]
     assert (trt.num_gpus, trt.tp, trt.value, trt.engine_version) == (8, 8, 800.0, "1.3.0rc14")
     assert trt.gpu == "B200" and trt.precision == "nvfp4" and trt.model == "deepseek-v3" and trt.kv_precision == "fp8"
@@ -104,7 +107,7 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
     assert "actions/runs/1" in sg.source and "lmsysorg/sglang:v0.5.9-cu130" in sg.source
     assert sg.kv_precision == "auto"  # SGLang on H200 ran its default KV type
     printed = capsys.readouterr().out
-    assert "kept 3 (9 rows)" in printed
+    assert "kept 4 (12 rows)" in printed
     counts = {
         "multi-node": 1,
         "speculative decoding (mtp)": 1,

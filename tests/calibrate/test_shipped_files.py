@@ -61,6 +61,15 @@ def test_a_broken_row_in_any_shipped_file_is_named_with_its_file(tmp_path: Path,
     assert "measurements_rocm.csv" in result.output and "value" in result.output
 
 
+def test_sglang_rows_on_amd_fit_nothing_and_on_nvidia_fit_sglangs_step_overhead():
+    nvidia = changed_row(
+        NVIDIA, id="sg1", engine="sglang", load_kind="rate", load_value="4", metric="mean_itl", value="12", unit="ms"
+    )
+    amd = changed_row(nvidia, id="sg-amd", gpu="MI300X")  # SGLang's ROCm build: sglang-rocm, which no row fits
+    rows = read_measurement_files([_write(f"{HEADER}\n{NVIDIA}\n{nvidia}\n{amd}\n")]).rows
+    assert fit_inputs(rows) == frozenset({"n1", "sg1"})
+
+
 def test_rocm_vllm_offline_rows_are_fit_inputs_and_its_online_rows_are_not():
     online = changed_row(AMD, id="amd2", load_kind="rate", load_value="4", metric="mean_itl", value="12", unit="ms")
     rows = read_measurement_files([_write(f"{HEADER}\n{NVIDIA}\n{AMD}\n{online}\n")]).rows

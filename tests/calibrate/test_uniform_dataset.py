@@ -6,6 +6,7 @@ import pytest
 from tests.calibrate.measurement_rows import measurement
 from tokenomy.calibrate.measurements import Measurement
 from tokenomy.calibrate.predict import predict, uniform_lengths
+from tokenomy.calibrate.validate import validate
 
 
 def test_uniform_lengths_run_from_the_fraction_of_each_maximum_to_the_maximum() -> None:
@@ -42,3 +43,11 @@ def test_a_uniform_row_with_a_bad_fraction_no_lengths_or_offline_is_skipped_with
     assert unbounded.value is None and "without isl/osl" in unbounded.skipped_reason
     offline = predict(measurement(dataset="uniform:0.8"))
     assert offline.value is None and "uniform:0.8" in offline.skipped_reason
+
+
+def test_validate_names_a_uniform_rows_lengths_with_its_dataset() -> None:
+    row = _load_row("uniform:0.8", 1024, 2048)
+    (record,) = validate([row])["rows"]
+    assert record["lengths"] == "1024/2048 uniform:0.8"
+    (fixed,) = validate([_load_row("fixed", 1024, 2048)])["rows"]
+    assert fixed["lengths"] == "1024/2048"

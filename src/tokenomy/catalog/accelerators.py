@@ -298,9 +298,15 @@ def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None
 # engine's MXFP4 × bf16 kernel on FP4 tensor cores, has no timing (Deployment.expert_kernel).
 MOE_KERNEL_RATES = {"fp8-block": "fp8", "mxfp4-w4a16": "bf16", "mxfp4-w4a8": "fp8", "mxfp4-bf16": "bf16"}
 
-# Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100): their MoE kernels take
-# its efficiencies, each a fraction of the accelerator's own dense rate.
-MOE_TABLE_STAND_INS = {"GH200": "H100-SXM", "H100-PCIe": "H100-SXM"}
+# Accelerators without NVIDIA's MoE kernel tables that carry a measured one's chip (GH100) or architecture (B300's
+# Blackwell Ultra, a labelled proxy: B200): their MoE kernels take its efficiencies, each a fraction of the
+# accelerator's own dense rate.
+MOE_TABLE_STAND_INS = {"GH200": "H100-SXM", "H100-PCIe": "H100-SXM", "B300": "B200"}
+# Accelerators NVIDIA timed no kernels on whose architecture a timed one shares (a labelled proxy): their kernel
+# fractions of datasheet peak are the stand-in's, times the ratio of the two parts' published microbenchmark
+# fractions from one harness (`achievable_*`; B300 / B200 = Azure's GB300 / GB200 cuBLASLt runs: FP8 1.14, FP4 0.75),
+# where both have them. B300's FP4 peak is 1.56× B200's on paper, 1.13× in Azure's GEMM runs.
+KERNEL_RATE_STAND_INS = {"B300": "B200"}
 
 
 def moe_gemm_efficiency(
@@ -408,6 +414,9 @@ def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[flo
     reference's same type, else its fp8 (a low-precision rate against the reference's: the H100 has no FP4).
     None where either lacks the figure."""
     rates, ref_rates = kernel_rates().get(gpu.id), kernel_rates().get(ref.id)
+    stand_in = _catalogue(None).get(KERNEL_RATE_STAND_INS.get(gpu.id, ""))
+    if rates is None and stand_in is not None:
+        return _stand_in_scale(gpu, stand_in, ref, compute)
     if rates is None or ref_rates is None:
         return None, None
     bw = None
@@ -423,6 +432,22 @@ def _kernel_scale(gpu: Accelerator, ref: Accelerator, compute: str) -> tuple[flo
     gemm = (rates.gemm_tflops[key] / gpu.dense_tflops[key]) / (
         ref_rates.gemm_tflops[ref_key] / ref.dense_tflops[ref_key]
     )
+    return bw, gemm
+
+
+def _stand_in_scale(
+    gpu: Accelerator, stand_in: Accelerator, ref: Accelerator, compute: str
+) -> tuple[float | None, float | None]:
+    """_kernel_scale of `stand_in` (KERNEL_RATE_STAND_INS) carried to `gpu`: each scale times gpu's microbenchmark
+    fraction over the stand-in's (bandwidth; GEMM at the first compute type of `compute`, then
+    TFLOPS_FRACTION_FALLBACK, both have), unchanged where they share none."""
+    bw, gemm = _kernel_scale(stand_in, ref, compute)
+    if bw is not None and gpu.achievable_bandwidth_fraction and stand_in.achievable_bandwidth_fraction:
+        bw *= gpu.achievable_bandwidth_fraction / stand_in.achievable_bandwidth_fraction
+    mine, theirs = gpu.achievable_tflops_fraction, stand_in.achievable_tflops_fraction
+    common = next((k for k in (compute, *TFLOPS_FRACTION_FALLBACK) if k in mine and k in theirs), None)
+    if gemm is not None and common:
+        gemm *= mine[common] / theirs[common]
     return bw, gemm
 
 

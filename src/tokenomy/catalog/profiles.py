@@ -90,6 +90,6 @@ def profile_notes(profile: EngineProfile) -> list[str]:
     return [
         *notes,
         f"engine profile '{profile.name}' borrows {borrowed} from the {profile.borrows_from} fit "
-        f"(its own published measurements do not fit them: see the profile's notes); its scheduler and memory "
+        f"(its own published measurements, if any, do not fit them: see the profile's notes); its scheduler and memory "
         "settings are its own",
     ]

@@ -275,7 +275,8 @@ def calibrate(
     except CatalogError as exc:
         fail(str(exc))
         return
-    # a row counts for the profile its engine runs with on its accelerator (vllm rows on MI300X: vllm-rocm)
+    # a row counts for the profile its engine runs with on its accelerator (vllm rows on MI300X: vllm-rocm; sglang
+    # rows there: sglang-rocm)
     chosen = read.rows if all_engines else [r for r in read.rows if profile_name_for(r.engine, r.gpu) == base.name]
     fitted = _fit_profile(base, chosen, [str(p) for p in read.broken], file.name)
     _write_profile(fitted, output)

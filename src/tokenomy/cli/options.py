@@ -26,7 +26,13 @@ Tp = Annotated[int | None, typer.Option(help="tensor-parallel degree (default: s
 Pp = Annotated[int, typer.Option(help="pipeline-parallel degree")]
 Precision = Annotated[str, typer.Option(help="weights: native, bf16, fp8, int4, ...")]
 KvPrecision = Annotated[str, typer.Option(help="KV cache: auto, bf16, fp8, int8, fp4")]
-Engine = Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file")]
+Engine = Annotated[
+    str,
+    typer.Option(
+        help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file (vllm and sglang on an AMD GPU: "
+        "their ROCm builds, vllm-rocm and sglang-rocm)"
+    ),
+]
 AcceleratorsFile = Annotated[Path | None, typer.Option("--accelerators", help="extra accelerators YAML")]
 Gpus = Annotated[int | None, typer.Option(help="GPUs in total (replicas = gpus / (tp × pp))")]
 MaxContext = Annotated[int, typer.Option(help="static reservation length (default min(model max, 32768))")]

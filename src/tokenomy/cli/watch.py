@@ -155,7 +155,13 @@ def report_dict(r: IntervalReport) -> dict[str, Any]:
 # ---------------------------------------------------------------- options (one line each in the command)
 
 Urls = Annotated[list[str], typer.Argument(help="engine base URLs or /metrics URLs, e.g. http://127.0.0.1:8000")]
-Engine = Annotated[str, typer.Option(help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file")]
+Engine = Annotated[
+    str,
+    typer.Option(
+        help="engine profile: vllm, sglang, tensorrt-llm, generic, or a JSON file (vllm and sglang on an AMD GPU: "
+        "their ROCm builds, vllm-rocm and sglang-rocm)"
+    ),
+]
 Interval = Annotated[float, typer.Option(help="seconds between scrapes")]
 Iterations = Annotated[int, typer.Option(help="stop after N intervals (0: until Ctrl-C)")]
 Isl = Annotated[int, typer.Option(help="prompt tokens per request where the engine does not say")]

@@ -13,6 +13,7 @@ from functools import cached_property
 
 from tokenomy.catalog.accelerators import (
     MOE_KERNEL_RATES,
+    MOE_TABLE_STAND_INS,
     Accelerator,
     moe_gemm_timing,
     moe_nearest_timing,
@@ -217,7 +218,8 @@ class Deployment:
         kernel, rate_compute = self.expert_kernel
         eta, timed, nearest = self.expert_timing
         split = "whole experts on each GPU" if self.moe_tp == 1 else f"each GPU runs 1/{self.moe_tp} of every expert"
-        where = f"{self.gpu.id} in {kernel}"
+        timed_on = MOE_TABLE_STAND_INS.get(self.gpu.id, self.gpu.id)
+        where = f"{timed_on} in {kernel}" + (f", standing in for {self.gpu.id}" if timed_on != self.gpu.id else "")
         dense = "dense GEMM rate" if rate_compute == self.matmul_compute else f"{rate_compute} GEMM rate"
         if nearest:
             return (
