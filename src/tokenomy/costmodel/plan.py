@@ -197,6 +197,17 @@ def warnings(d: Deployment, workload: Workload) -> list[str]:
         )
     if d.tp > 1 and d.model.n_kv_heads % d.tp and not d.model.uses_mla:
         out.append(f"tp={d.tp} does not divide {d.model.n_kv_heads} KV heads: KV heads are replicated")
+    compute = d.fmt.compute
+    if compute in ("fp8", "int8", "fp4") and d.matmul_compute != compute:
+        out.append(
+            f"{d.gpu.id} has no {compute} matrix units: {d.fmt.name} weights are dequantised and run "
+            f"{d.matmul_compute} matmuls (weight-only; memory as {d.fmt.name}, compute as {d.matmul_compute})"
+        )
+    if d.fmt.name == "nvfp4" and d.gpu.vendor != "NVIDIA" and d.gpu.supports("fp4"):
+        out.append(
+            f"nvfp4 is NVIDIA's FP4 format; {d.gpu.id} runs MX formats on its FP4 units, so the figures are FP4 "
+            "matmuls at its FP4 rate: --precision mxfp4 names what it runs"
+        )
     return out
 
 
