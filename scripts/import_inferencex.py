@@ -62,6 +62,8 @@ KV_PRECISIONS = {
     **{("sglang", gpu): "fp8" for gpu in ("b200", "b300", "mi300x", "mi325x", "mi355x")},
     ("trt", "b200"): "fp8",
 }
+# Fields a point needs beyond the filters' own: its layout, shape, load and figures.
+REQUIRED = ("decode_tp", "decode_ep", "decode_dp_attention", "isl", "osl", "conc", "metrics", "run_url")
 WARMUPS_SINCE = "2026-01-21"  # SemiAnalysisAI/InferenceX d053ae24: the client sends 2 × concurrency warm-up requests
 DATASET = "uniform:0.8"  # calibrate/predict.py: uniform_lengths (InferenceX's --random-range-ratio 0.8)
 # (metric, snapshot key, unit); output throughput is the per-GPU figure × tp
@@ -91,8 +93,18 @@ def image_tag(image: str | None) -> str:
     return name.split(":", 1)[1] if ":" in name else ""
 
 
-def why_dropped(item: dict[str, Any]) -> str:
-    """Why a snapshot point is not kept ('' when it is)."""
+def why_dropped(item: Any, recipe_since: str) -> str:
+    """Why a snapshot point is not kept ('' when it is); `recipe_since`: the TensorRT-LLM release its profile's
+    attention-DP recipe runs from."""
+    if not isinstance(item, dict):
+        return f"not a JSON object but {type(item).__name__}"
+    missing = [k for k in REQUIRED if k not in item] + [
+        f"metrics.{k}"
+        for k in ("mean_ttft", "mean_tpot", "output_tput_per_gpu")
+        if k not in (item.get("metrics") or {})
+    ]
+    if missing:
+        return f"missing field {missing[0]}"
     if item.get("is_multinode") or item.get("disagg"):
         return "multi-node or disaggregated prefill"
     if item.get("spec_method") not in (None, "", "none"):
@@ -110,9 +122,13 @@ def why_dropped(item: dict[str, Any]) -> str:
     tp, ep, dpa = item["decode_tp"], item["decode_ep"], bool(item["decode_dp_attention"])
     if item["framework"] == "sglang" and (ep > 1 or dpa):
         return "SGLang with expert parallelism or DP attention (its profile runs tensor-parallel MoE)"
-    since = load_profile("tensorrt-llm").python_executor_since  # the recipe runs from the PyTorch backend on
-    if item["framework"] == "trt" and (not (dpa and ep == tp) or version_before(image_tag(item["image"]), since)):
-        return f"TensorRT-LLM before {since} or without attention DP and whole experts per GPU (its profile's recipe)"
+    if item["framework"] == "trt" and (
+        not (dpa and ep == tp) or version_before(image_tag(item["image"]), recipe_since)
+    ):
+        return (
+            f"TensorRT-LLM before {recipe_since} or without attention DP and whole experts per GPU "
+            "(its profile's recipe)"
+        )
     return ""
 
 
@@ -173,10 +189,25 @@ def rows(points: list[Point]) -> list[dict[str, object]]:
     return out
 
 
+def read_snapshot(snapshot: Path) -> list[Any]:
+    """The snapshot's list of points; a file that is missing, not JSON or not a list ends the run with a message."""
+    try:
+        items = json.loads(snapshot.read_text())
+    except OSError as exc:
+        sys.exit(f"error: {snapshot}: cannot read it ({exc.strerror or exc})")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        sys.exit(f"error: {snapshot}: not JSON ({exc})")
+    if not isinstance(items, list):
+        sys.exit(f"error: {snapshot}: expected a JSON list of benchmark points, got a {type(items).__name__}")
+    return items
+
+
 def main(snapshot: Path, out: Path) -> None:
-    items = json.loads(snapshot.read_text())
-    reasons = Counter(why_dropped(i) for i in items)
-    kept = [point(i) for i in items if not why_dropped(i)]
+    items = read_snapshot(snapshot)
+    since = load_profile("tensorrt-llm").python_executor_since  # the recipe runs from its PyTorch backend on
+    why = [why_dropped(i, since) for i in items]
+    reasons = Counter(why)
+    kept = [point(i) for i, reason in zip(items, why, strict=True) if not reason]
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,37 @@ def test_the_held_out_file_parses_whole_and_every_row_names_its_run_and_image() 
     assert not report.broken and len(report.rows) == 195
     assert all("actions/runs/" in r.source and "image " in r.source for r in report.rows)
     assert {r.dataset for r in report.rows} == {"uniform:0.8"} and {r.load_kind for r in report.rows} == {"concurrency"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read it"),
+        ("{not json", "not JSON"),
+        ('{"points": []}', "expected a JSON list of benchmark points, got a dict"),
+    ],
+)
+def test_a_missing_malformed_or_wrong_shaped_snapshot_ends_with_a_message_naming_it(
+    content: str | None, message: str, tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "snap.json"
+    if content is not None:
+        snapshot.write_text(content)
+    out = tmp_path / "rows.csv"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(snapshot), str(out)], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert str(snapshot) in done.stderr and message in done.stderr and not out.exists()
+
+
+def test_a_point_missing_a_field_or_not_an_object_is_dropped_with_its_reason(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_tpot = _item()
+    no_tpot["metrics"] = {k: v for k, v in METRICS.items() if k != "mean_tpot"}
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_text(json.dumps([_item(), no_tpot, {k: v for k, v in _item().items() if k != "conc"}, 7]))
+    script.main(snapshot, tmp_path / "rows.csv")
+    printed = capsys.readouterr().out
+    assert "kept 1 (3 rows)" in printed
+    for reason in ("missing field metrics.mean_tpot", "missing field conc", "not a JSON object but int"):
+        assert f"dropped 1: {reason}" in printed
