@@ -25,6 +25,7 @@ REQUIRED = [
     "qwen2.5-7b",
     "qwen2.5-72b",
     "qwen3-8b",
+    "qwen3-14b",
     "qwen3-32b",
     "qwen3-30b-a3b",
     "qwen3-235b-a22b",

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import least_squares, minimize_scalar
 
 from tokenomy.calibrate.measurements import Measurement
-from tokenomy.calibrate.predict import predict
+from tokenomy.calibrate.predict import ONLINE_LOADS, predict
 from tokenomy.catalog.profiles import profile_name_for
 from tokenomy.costmodel.profile import FITTED, EngineProfile, bundle_prefix
 
@@ -55,7 +55,10 @@ PRIORS = {"moe_gemm_half_tokens": 32.0, "moe_permute_passes": 4.0}
 IDENTIFIABLE_SENSITIVITY = 0.05
 # The online step-overhead search: objective gains below this (median |log error|) do not identify it.
 ONLINE_MIN_GAIN = 0.005
-ONLINE_LOADS = ("rate", "concurrency")
+# Loads whose latency rows fit the per-step overhead (fit_step_overhead): a Poisson rate or a closed loop. A burst
+# (calibrate/predict.py ONLINE_LOADS) is an online load too, so its rows never enter the offline fit, but its latency
+# is the queue of hundreds of requests sent at once, not a step's fixed cost: it validates, it does not fit.
+STEP_OVERHEAD_LOADS = ("rate", "concurrency")
 OTHER_ENGINES = ("vllm", "vllm-rocm", "sglang", "generic")
 
 
@@ -185,7 +188,9 @@ def fit_step_overhead(base: EngineProfile, rows: list[Measurement]) -> EnginePro
     between the best point's neighbours, on the median absolute log error). Without online rows,
     or when the best overhead beats the prior by less than ONLINE_MIN_GAIN, `base`'s value stays.
     """
-    online = [r for r in rows if r.load_kind in ONLINE_LOADS and r.metric.endswith(("_itl", "_ttft")) and r.value > 0]
+    online = [
+        r for r in rows if r.load_kind in STEP_OVERHEAD_LOADS and r.metric.endswith(("_itl", "_ttft")) and r.value > 0
+    ]
     online = [r for r in online if predict(r, base).value is not None]
     params = dict(base.fit.get("parameters", {}))
     if not online:
@@ -223,7 +228,7 @@ def fit_step_overhead(base: EngineProfile, rows: list[Measurement]) -> EnginePro
 def calibrate_profile(base: EngineProfile, rows: list[Measurement]) -> EngineProfile:
     """`tokenomy calibrate`: fit_profile on the offline rows, then the step overhead on the online latency rows."""
     fitted = fit_profile(base, rows)
-    if "online_rows" in fitted.fit or not any(r.load_kind in ONLINE_LOADS for r in rows):
+    if "online_rows" in fitted.fit or not any(r.load_kind in STEP_OVERHEAD_LOADS for r in rows):
         return fitted
     return fit_step_overhead(fitted, rows)
 

@@ -33,7 +33,7 @@ COLUMNS = (
     "unit",
     "scope",
 )
-LOAD_KINDS = ("offline", "rate", "concurrency", "batch")
+LOAD_KINDS = ("offline", "burst", "rate", "concurrency", "batch")
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 
 

@@ -36,6 +36,9 @@ SIM_METRICS = {
     "median_e2e": ("e2e_s", "p50"),
 }
 SIM_REQUESTS = 500  # requests per simulated load point (the TensorRT-LLM online runs used 500)
+# Loads the simulator predicts: Poisson rate, closed-loop concurrency, and a burst (load_value requests sent at once
+# to a server running its own defaults, as `vllm bench serve` does at its default request rate, inf).
+ONLINE_LOADS = ("burst", "rate", "concurrency")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def uniform_lengths(dataset: str, isl: int | None, osl: int | None) -> tuple[str
 
 
 def _predict_online(row: Measurement, profile: EngineProfile | None) -> Prediction:
-    """A rate- or concurrency-load row, through the simulator (Poisson arrivals; fixed, ShareGPT or uniform lengths)."""
+    """A rate-, concurrency- or burst-load row, through the simulator (Poisson arrivals, a closed loop, or
+    load_value requests at once; fixed, ShareGPT or uniform lengths)."""
     if row.metric not in SIM_METRICS and row.metric not in THROUGHPUT_METRICS:
         return Prediction(None, f"metric '{row.metric}' under {row.load_kind} load is not predicted")
     if row.dataset in ("", "fixed"):
@@ -143,7 +147,14 @@ def _predict_online(row: Measurement, profile: EngineProfile | None) -> Predicti
         return Prediction(None, "model does not fit this deployment in the cost model")
     replicas = max(row.num_gpus // d.n_gpus, 1)
     per_replica = row.load_value / replicas
-    load = {"rate": per_replica} if row.load_kind == "rate" else {"concurrency": max(int(round(per_replica)), 1)}
+    if row.load_kind == "burst":
+        if not float(row.load_value).is_integer():
+            return Prediction(None, f"burst load_value counts the requests sent at once, got {row.load_value:g}")
+        load: dict[str, float] = {"burst": max(int(per_replica), 1)}
+    elif row.load_kind == "rate":
+        load = {"rate": per_replica}
+    else:
+        load = {"concurrency": max(int(round(per_replica)), 1)}
     summary = _simulated(d, lengths, tuple(load.items()))
     if row.metric in SIM_METRICS:
         key, stat = SIM_METRICS[row.metric]
@@ -162,7 +173,9 @@ def _simulated(d: Deployment, lengths: tuple[str, str], load: tuple) -> dict:
     # The profile's values (not its id: a fit creates and drops thousands of them) are part of the key.
     key = (d.profile, d.model.id, d.gpu.id, d.tp, d.pp, d.precision, d.kv_precision, lengths, load)
     if key not in _SIM_CACHE:
-        spec = WorkloadSpec(isl=lengths[0], osl=lengths[1], num_requests=SIM_REQUESTS, seed=0, **dict(load))
+        given = dict(load)
+        burst = int(given.pop("burst", 0))  # a burst: that many requests, all at t=0 (no rate, no concurrency)
+        spec = WorkloadSpec(isl=lengths[0], osl=lengths[1], num_requests=burst or SIM_REQUESTS, seed=0, **given)
         w = build_workload(spec)
         summary = simulate(d, w).summary()
         summary["mean_input_tokens"] = float(w.input_tokens.mean())
@@ -175,7 +188,7 @@ def predict(row: Measurement, profile: EngineProfile | None = None) -> Predictio
     """Predicted value of a row in its base unit (s, tokens/s, req/s), or the reason it is skipped."""
     if row.load_kind not in LOAD_KINDS:
         return Prediction(None, f"load kind '{row.load_kind}' is not one of {', '.join(LOAD_KINDS)}")
-    if row.load_kind in ("rate", "concurrency"):
+    if row.load_kind in ONLINE_LOADS:
         return _predict_online(row, profile)
     if row.isl is None or row.osl is None or row.isl <= 0 or row.osl <= 0:
         return Prediction(None, f"dataset '{row.dataset or '(none)'}' has no fixed isl/osl")

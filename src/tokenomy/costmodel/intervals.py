@@ -119,9 +119,9 @@ def metric_kind(metric: str) -> str:
     return metric
 
 
-# Throughput measured under a request rate or a fixed concurrency pools apart from the offline figure plan reports
-# and its band describes (metric `output_throughput@load`; its metric kind is still throughput).
-UNDER_LOAD = ("rate", "concurrency")
+# Throughput measured under a burst, a request rate or a fixed concurrency pools apart from the offline figure plan
+# reports and its band describes (metric `output_throughput@load`; its metric kind is still throughput).
+UNDER_LOAD = ("burst", "rate", "concurrency")
 
 
 def residual_metric(metric: str, load_kind: str) -> str:
