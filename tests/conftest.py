@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.fixture
@@ -20,3 +26,23 @@ def twin() -> Iterator[Callable[..., str]]:
             return stack.enter_context(running_twin(**kwargs))
 
         yield start
+
+
+@pytest.fixture
+def script_module() -> Iterator[Callable[[str], ModuleType]]:
+    """Factory: `script_module("import_gpustack")` loads scripts/<name>.py as a module, registered in sys.modules
+    (dataclasses look their module up there) until teardown."""
+    loaded: list[str] = []
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        loaded.append(name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -4,10 +4,9 @@ lengths) and counts every other result under its reason."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -70,13 +69,8 @@ SHAREGPT = _result(1000, 215312, 195544)
 
 
 @pytest.fixture
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("import_gpustack", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def script(script_module: Callable[[str], ModuleType]) -> ModuleType:
+    return script_module("import_gpustack")
 
 
 def test_kept_results_become_one_row_per_metric_and_every_other_is_counted_under_its_reason(

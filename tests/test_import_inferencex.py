@@ -4,11 +4,10 @@ under its reason."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,13 +46,8 @@ def _item(**changes: object) -> dict[str, Any]:
 
 
 @pytest.fixture
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("import_inferencex", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def script(script_module: Callable[[str], ModuleType]) -> ModuleType:
+    return script_module("import_inferencex")
 
 
 def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
