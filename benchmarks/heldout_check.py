@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from tokenomy.calibrate.measurements import read_measurements
 from tokenomy.calibrate.validate import validate
+from tokenomy.catalog.errors import CatalogError
 
 CHECKS = {"inferencex": "inferencex_deepseek_r1.csv", "gpustack": "gpustack_serving.csv"}
 DATA = Path(__file__).parent / "data"
@@ -33,7 +35,10 @@ DATA = Path(__file__).parent / "data"
 
 def main(check: str) -> None:
     path = DATA / CHECKS[check]
-    report = validate(read_measurements(path))
+    try:
+        report = validate(read_measurements(path))
+    except CatalogError as exc:
+        sys.exit(f"error: {exc}")
     print(f"{len(report['rows'])} rows of {path.name}; skipped: {dict(report['skipped_reasons']) or 'none'}")
     for load, s in report["loads"].items():
         cover = "—" if s.get("coverage_80") is None else f"{s['coverage_80']:.0%}"

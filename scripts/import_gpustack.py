@@ -56,7 +56,7 @@ CHECKPOINTS = {
 # (pattern over the page's hardware line, catalogue accelerator); an A100 named without its memory is ambiguous.
 ACCELERATORS = (
     (r"H100 SXM|H100 80GB HBM3", "H100-SXM"),
-    (r"H200", "H200-SXM"),
+    (r"H200 SXM|H200x8", "H200-SXM"),  # an HGX board of eight is SXM; a bare 'H200' may be the NVL card
     (r"A100 SXM 80GB", "A100-SXM-80GB"),
 )
 ENGINE_NAMES = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "tensorrt-llm"}
@@ -74,9 +74,11 @@ RESULT_KEYS = {
     "Mean TTFT (ms)": "mean_ttft",
     "Mean TPOT (ms)": "mean_tpot",
     "Mean ITL (ms)": "mean_itl",
+    "Mean Latency(s)": "mean_latency",  # printed by another client, whose concurrency line is not its setting
 }
 METRICS = (("output_throughput", "tokens/s"), ("mean_ttft", "ms"), ("mean_tpot", "ms"), ("mean_itl", "ms"))
 RANDOM_CASES = ((32000, 100), (4000, 200), (2000, 100), (128, 4))  # the pages' random datasets (isl, osl)
+RUN_REQUESTS = (100, 500, 1000)  # `--num-prompts` of the pages' runs: fewer successful requests means some failed
 SHAREGPT_MEAN_INPUT = (150.0, 300.0)  # tokens per prompt of the client's ShareGPT sample (215 for 1,000 prompts)
 
 
@@ -88,6 +90,7 @@ class Page:
     gpu: str  # catalogue id, or "" with `why` set
     engines: dict[str, str] = field(default_factory=dict)  # engine -> version
     why: str = ""
+    model: str = ""  # the model the page is about ('Qwen3-32B'), as its "### Model" section names it
 
 
 @dataclass
@@ -100,23 +103,30 @@ class Result:
     label: str  # the comment line above the block ('# random 4K input'), lower case, or ''
     values: dict[str, float]
     line: int
+    header: bool = True  # False: a block without vllm bench's "Serving Benchmark Result" header
+
+    @property
+    def command_model(self) -> str:
+        """The model path the serving command names ('' if none)."""
+        s = serving(self.command)
+        return "" if isinstance(s, str) else s.checkpoint
 
 
 def read_page(path: Path, name: str) -> tuple[Page, list[Result]]:
     """The page's setup and every result block in it, in order."""
     lines = path.read_text().splitlines()
-    page = Page(name, "")
+    page = Page(name, "", model=_after_heading(lines, "### Model").strip())
     hardware = _after_heading(lines, "### Hardware")
     match = next((gpu for pat, gpu in ACCELERATORS if re.search(pat, hardware)), None)
     if match is None:
-        page.why = f"accelerator '{hardware.strip()}' is not a catalogue one named with its memory"
+        page.why = f"accelerator '{hardware.strip()}' is not a catalogue one named with its form factor and memory"
     page.gpu = match or ""
-    for line in lines:
+    for line in _section_lines(lines, "### Engine Version"):
         m = re.match(r"\s*-\s*(vLLM|SGLang|TensorRT-LLM)\s*:?\s*(v?[\w.]+)", line)
         if m:
             page.engines.setdefault(ENGINE_NAMES[m.group(1).lower()], m.group(2))
     results: list[Result] = []
-    section, command, label, block, in_command = "", "", "", None, False
+    section, command, label, block, header, in_command = "", "", "", None, True, False
     for i, raw in enumerate(lines, start=1):
         text = raw.strip()
         if text.startswith("#") and not raw.startswith(" "):
@@ -128,24 +138,37 @@ def read_page(path: Path, name: str) -> tuple[Page, list[Result]]:
         if in_command:
             if text.startswith("```") and command:
                 in_command = False
-            elif text and not text.startswith("```"):
+            elif text.startswith("export "):  # an environment setting on its own line: it precedes the command
+                command = f"{text[len('export ') :].strip()} {command}".strip()
+            elif text and not text.startswith(("```", "#")):  # a comment in the script is not part of the command
                 command = f"{command} {text.rstrip(chr(92)).strip()}".strip()
             continue
         if text.startswith("#") and block is None:
             label = text.lstrip("# ").strip().lower()
         elif "Serving Benchmark Result" in text:
-            block = {}
-        elif block is not None and ":" in text and not text.startswith("="):
+            block, header = {}, True
+        elif block is None and text.startswith("Successful requests"):  # a result without vllm bench's header
+            block, header = {}, False
+        if block is not None and ":" in text and not text.startswith("="):
             key, _, value = text.rpartition(":")
             if key.strip() in RESULT_KEYS:
                 try:
                     block[RESULT_KEYS[key.strip()]] = float(value)
                 except ValueError:
                     pass
-        elif block is not None and text.startswith("=") and block:
-            results.append(Result(page, section, command, label, block, i))
+        elif block is not None and (text.startswith("=") or text.startswith("```")) and block:
+            results.append(Result(page, section, command, label, block, i, header))
             block = None
     return page, results
+
+
+def _section_lines(lines: list[str], heading: str) -> list[str]:
+    """The lines under a heading, up to the next heading."""
+    if heading not in (line.strip() for line in lines):
+        return []
+    start = [line.strip() for line in lines].index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
+    return lines[start:end]
 
 
 def _after_heading(lines: list[str], heading: str) -> str:
@@ -166,6 +189,7 @@ class Serving:
     tp: int
     pp: int
     kv_precision: str
+    checkpoint: str  # the path the command names ('Qwen/Qwen3-32B-FP8')
 
 
 def serving(command: str) -> Serving | str:
@@ -215,7 +239,7 @@ def serving(command: str) -> Serving | str:
     if name not in CHECKPOINTS:
         return f"model '{model}' is not in the catalogue"
     catalogue_model, precision = CHECKPOINTS[name]
-    return Serving(engine, catalogue_model, quant or precision, tp, pp, kv)
+    return Serving(engine, catalogue_model, quant or precision, tp, pp, kv, model)
 
 
 def lengths(r: Result) -> tuple[str, int | None, int | None] | str:
@@ -223,8 +247,8 @@ def lengths(r: Result) -> tuple[str, int | None, int | None] | str:
     n, inputs, outputs = r.values["requests"], r.values["input_tokens"], r.values["output_tokens"]
     per_input = inputs / n
     for isl, osl in RANDOM_CASES:
-        if abs(per_input - isl) <= 0.02 * isl + 2:
-            if abs(outputs - n * osl) > 0.002 * n * osl:
+        if abs(per_input - isl) <= 0.02 * isl + 2:  # the client re-tokenises random prompts: a few tokens either way
+            if outputs != n * osl:
                 return f"random {isl}/{osl}: outputs ended at end of sequence ({outputs:.0f} of {n * osl:.0f} tokens)"
             return "fixed", isl, osl
     if "sharegpt" in r.label or SHAREGPT_MEAN_INPUT[0] <= per_input <= SHAREGPT_MEAN_INPUT[1]:
@@ -236,6 +260,10 @@ def why_dropped(r: Result) -> str:
     """Why a result cannot be a row ('' when it can)."""
     if r.page.why:
         return r.page.why
+    if not r.header:
+        return "a result block without vllm bench's header (another client's output, or a truncated one)"
+    if "mean_latency" in r.values:
+        return "a result of another client (request latency and P95 columns; its concurrency line is not the load)"
     missing = [k for k in ("requests", "input_tokens", "output_tokens", "output_throughput") if k not in r.values]
     if missing:
         return f"result block without {', '.join(missing)}"
@@ -251,6 +279,17 @@ def why_dropped(r: Result) -> str:
         return s
     if s.engine not in r.page.engines:
         return f"the page names no {s.engine} version"
+    named = [engine for engine in ENGINE_NAMES.values() if engine in r.section.lower()]
+    if named and s.engine not in named:  # a page copied from another one's layout: which engine ran is not known
+        return f"section '{r.section}' is about {' and '.join(named)} but its serving command runs {s.engine}"
+    checkpoint = r.command_model.rstrip("/").split("/")[-1].lower()
+    page_model = r.page.model.split("/")[-1].lower()
+    if page_model and not checkpoint.startswith(page_model):
+        return f"serving command's model '{r.command_model}' is not the page's model '{r.page.model}'"
+    n = r.values["requests"]
+    if n not in RUN_REQUESTS:
+        why = "no successful requests" if n <= 0 else f"{n:.0f} successful requests: some of the run's requests failed"
+        return f"{why} (the pages' runs send {', '.join(str(k) for k in RUN_REQUESTS)})"
     found = lengths(r)
     return found if isinstance(found, str) else ""
 
@@ -317,10 +356,13 @@ def main(pages_dir: Path, out: Path, commit: str) -> None:
     why = [why_dropped(r) for r in results]
     kept = [r for r, reason in zip(results, why, strict=True) if not reason]
     table = rows(kept, commit)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(table)
+    try:
+        with out.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(table)
+    except OSError as exc:
+        sys.exit(f"error: {out}: cannot write it ({exc.strerror or exc})")
     print(f"{len(results)} result blocks in {pages_dir}: kept {len(kept)} ({len(table)} rows) -> {out}")
     for reason, n in Counter(w for w in why if w).most_common():
         print(f"  dropped {n}: {reason}")

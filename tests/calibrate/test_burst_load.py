@@ -47,6 +47,11 @@ def test_a_burst_without_a_whole_number_of_requests_is_skipped_with_its_reason(
     assert got.value is None and why in got.skipped_reason
 
 
+def test_a_burst_over_several_replicas_is_skipped_with_its_reason() -> None:
+    got = predict(_burst(1000, num_gpus=8))
+    assert got.value is None and "a burst over 8 replicas" in got.skipped_reason
+
+
 def test_a_bursts_throughput_pools_with_throughput_under_load() -> None:
     assert residual_metric("output_throughput", "burst") == "output_throughput@load"
     assert residual_metric("mean_ttft", "burst") == "mean_ttft"
@@ -57,7 +62,7 @@ def test_burst_rows_fit_neither_the_offline_parameters_nor_the_step_overhead() -
     base = load_profile("tensorrt-llm")
     bursts = [_burst(200, value=50.0, id=f"b{i}") for i in range(3)]
     bursts += [_burst(200, "mean_ttft", value=0.01, id=f"t{i}") for i in range(3)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"no measurement rows .* \(6 burst rows validate only: they fit nothing\)"):
         fit_profile(base, bursts)  # no offline row to fit: the bursts are not taken as offline
     kept = fit_step_overhead(base, bursts)
     assert kept.step_overhead_s == base.step_overhead_s

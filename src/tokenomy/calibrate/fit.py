@@ -126,7 +126,9 @@ def fit_profile(base: EngineProfile, rows: list[Measurement]) -> EngineProfile:
     if not usable:
         fitted = fit_step_overhead(base.with_values(fit={}), rows)
         if "online_rows" not in fitted.fit:
-            raise ValueError("no measurement rows the cost model can predict for this engine")
+            bursts = sum(r.load_kind == "burst" for r in rows)
+            also = f" ({bursts} burst rows validate only: they fit nothing)" if bursts else ""
+            raise ValueError(f"no measurement rows the cost model can predict for this engine{also}")
         return fitted.with_values(
             fit={**fitted.fit, "rows": fitted.fit["online_rows"], "median_ape": fitted.fit["online_median_ape"]}
         )

@@ -150,7 +150,9 @@ def _predict_online(row: Measurement, profile: EngineProfile | None) -> Predicti
     if row.load_kind == "burst":
         if not float(row.load_value).is_integer():
             return Prediction(None, f"burst load_value counts the requests sent at once, got {row.load_value:g}")
-        load: dict[str, float] = {"burst": max(int(per_replica), 1)}
+        if replicas > 1:  # how a router splits them, and when the last replica finishes, is not given
+            return Prediction(None, f"a burst over {replicas} replicas (num_gpus / (tp·pp)) is not predicted")
+        load: dict[str, float] = {"burst": int(row.load_value)}
     elif row.load_kind == "rate":
         load = {"rate": per_replica}
     else:
