@@ -51,7 +51,10 @@ def main(check: str) -> None:
     for (engine, gpu, model, load, metric), logs in sorted(ratios.items()):
         ratio = math.exp(sum(logs) / len(logs))
         print(f"  {engine:13s} {gpu:13s} {model:16s} {load:11s} {metric:18s} n {len(logs):2d}  pred/meas {ratio:.2f}")
-    print(f"{check}_output_throughput_median: {100 * report['metrics']['output_throughput']['median_ape']:.1f} %")
+    throughput = report["metrics"].get("output_throughput", {}).get("median_ape")
+    if throughput is None:
+        sys.exit(f"error: {path}: no output_throughput row was predicted")
+    print(f"{check}_output_throughput_median: {100 * throughput:.1f} %")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import re
 import shlex
 import sys
@@ -77,8 +78,17 @@ RESULT_KEYS = {
     "Mean Latency(s)": "mean_latency",  # printed by another client, whose concurrency line is not its setting
 }
 METRICS = (("output_throughput", "tokens/s"), ("mean_ttft", "ms"), ("mean_tpot", "ms"), ("mean_itl", "ms"))
+METRIC_KEYS = tuple(metric for metric, _ in METRICS)
 RANDOM_CASES = ((32000, 100), (4000, 200), (2000, 100), (128, 4))  # the pages' random datasets (isl, osl)
-RUN_REQUESTS = (100, 500, 1000)  # `--num-prompts` of the pages' runs: fewer successful requests means some failed
+# `--num-prompts` of the pages' runs per dataset (isl of a random one; 0: ShareGPT) and load: fewer successful
+# requests means some failed. ShareGPT at a fixed concurrency sends 100.
+RUN_REQUESTS = {(0, "burst"): 1000, (0, "concurrency"): 100, (32000, "burst"): 100, (4000, "burst"): 500,
+                (2000, "burst"): 500, (128, "burst"): 1000}  # fmt: skip
+ENGINE_WORDS = (  # how a section heading names an engine; the client 'vllm bench' names none
+    (r"\bvllm\b(?! bench)", "vllm"),
+    (r"\bsglang\b", "sglang"),
+    (r"\b(tensorrt-llm|trt-llm|trtllm)\b", "tensorrt-llm"),
+)
 SHAREGPT_MEAN_INPUT = (150.0, 300.0)  # tokens per prompt of the client's ShareGPT sample (215 for 1,000 prompts)
 
 
@@ -115,7 +125,7 @@ class Result:
 def read_page(path: Path, name: str) -> tuple[Page, list[Result]]:
     """The page's setup and every result block in it, in order."""
     lines = path.read_text().splitlines()
-    page = Page(name, "", model=_after_heading(lines, "### Model").strip())
+    page = Page(name, "", model=_after_heading(lines, "### Model"))
     hardware = _after_heading(lines, "### Hardware")
     match = next((gpu for pat, gpu in ACCELERATORS if re.search(pat, hardware)), None)
     if match is None:
@@ -172,11 +182,9 @@ def _section_lines(lines: list[str], heading: str) -> list[str]:
 
 
 def _after_heading(lines: list[str], heading: str) -> str:
-    """The first non-empty line after a heading, or ''."""
-    for i, line in enumerate(lines):
-        if line.strip() == heading:
-            return next((x for x in lines[i + 1 :] if x.strip()), "")
-    return ""
+    """The first non-empty line under a heading (a Markdown link's text), or '' when the next heading comes first."""
+    text = next((x.strip() for x in _section_lines(lines, heading) if x.strip()), "")
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,7 @@ def serving(command: str) -> Serving | str:
         value = inline if eq else (rest[k + 1] if k + 1 < len(rest) else "")
         k += 1 if eq else 2
         if flag in TP_FLAGS + PP_FLAGS:
-            if not value.isdigit() or int(value) < 1:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
                 return f"serving flag {flag}: '{value}' is not a positive whole number"
             tp, pp = (int(value), pp) if flag in TP_FLAGS else (tp, int(value))
         elif flag in MODEL_FLAGS:
@@ -269,17 +277,23 @@ def why_dropped(r: Result) -> str:
         return f"result block without {', '.join(missing)}"
     if not r.command:
         return "no serving command above the result block"
-    batch = re.fullmatch(r"bs=(\d+)", r.label)  # the latency pages' '# BS=4': the client's --max-concurrency
-    if batch and float(batch.group(1)) != r.values.get("concurrency"):
-        return f"'# {r.label}' above a result at concurrency {r.values.get('concurrency')}"
+    concurrency = r.values.get("concurrency")
+    if concurrency is not None and (not math.isfinite(concurrency) or concurrency < 1 or concurrency % 1):
+        return f"concurrency {concurrency:g} is not a whole number of requests"
+    batch = re.search(r"(?:bs=|batch size )(\d+)", r.label)  # '# BS=4', '# ShareGPT batch size 4': the client's
+    if batch and float(batch.group(1)) != concurrency:  # --max-concurrency
+        return f"'# {r.label}' above a result at concurrency {concurrency}"
     if r.label and not batch and not r.label.startswith(("random", "sharegpt")):
         return f"a variant noted above its result ('# {r.label}')"
+    bad = [k for k in METRIC_KEYS if k in r.values and not (math.isfinite(r.values[k]) and r.values[k] > 0)]
+    if bad:
+        return f"{', '.join(bad)} not a positive number"
     s = serving(r.command)
     if isinstance(s, str):
         return s
     if s.engine not in r.page.engines:
         return f"the page names no {s.engine} version"
-    named = [engine for engine in ENGINE_NAMES.values() if engine in r.section.lower()]
+    named = [engine for pattern, engine in ENGINE_WORDS if re.search(pattern, r.section.lower())]
     if named and s.engine not in named:  # a page copied from another one's layout: which engine ran is not known
         return f"section '{r.section}' is about {' and '.join(named)} but its serving command runs {s.engine}"
     checkpoint = r.command_model.rstrip("/").split("/")[-1].lower()
@@ -287,11 +301,15 @@ def why_dropped(r: Result) -> str:
     if page_model and not checkpoint.startswith(page_model):
         return f"serving command's model '{r.command_model}' is not the page's model '{r.page.model}'"
     n = r.values["requests"]
-    if n not in RUN_REQUESTS:
-        why = "no successful requests" if n <= 0 else f"{n:.0f} successful requests: some of the run's requests failed"
-        return f"{why} (the pages' runs send {', '.join(str(k) for k in RUN_REQUESTS)})"
+    if n <= 0:
+        return "no successful requests"
     found = lengths(r)
-    return found if isinstance(found, str) else ""
+    if isinstance(found, str):
+        return found
+    sent = RUN_REQUESTS.get((found[1] or 0, "concurrency" if concurrency else "burst"))
+    if sent is not None and n != sent:
+        return f"{n:.0f} successful requests of the {sent} such runs send: some failed"
+    return ""
 
 
 def rows(results: list[Result], commit: str) -> list[dict[str, object]]:
@@ -354,6 +372,12 @@ def main(pages_dir: Path, out: Path, commit: str) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             sys.exit(f"error: {path}: cannot read it ({exc})")
     why = [why_dropped(r) for r in results]
+    seen: dict[tuple[str, str, tuple[tuple[str, float], ...]], int] = {}
+    for i, r in enumerate(results):  # a page that prints one run twice (its summary and its own section)
+        key = (r.page.path, r.command, tuple(sorted(r.values.items())))
+        if not why[i] and key in seen:
+            why[i] = f"the same run printed again (line {results[seen[key]].line} of its page)"
+        seen.setdefault(key, i)
     kept = [r for r, reason in zip(results, why, strict=True) if not reason]
     table = rows(kept, commit)
     try:

@@ -63,6 +63,7 @@ def _page(hardware: str, *sections: str, model: str = "Qwen3-14B") -> str:
         "- vLLM: v0.11.0",
         "- SGLang: v0.5.3",
         "## Experiment Results",
+        "- TensorRT-LLM: 2659 tok/s",  # a summary bullet, not a version
         "### 1. Choosing the Inference Engine",
     ]
     return "\n".join(head + list(sections))
@@ -114,6 +115,10 @@ def test_kept_results_become_one_row_per_metric_and_every_other_is_counted_under
                 _result(1000, 400000, 199000, "ShareGPT"),  # ShareGPT by its label, though 400 tokens in
             ),
             _section("export VLLM_USE_DEEP_GEMM=0\n    vllm serve Qwen/Qwen3-14B", SHAREGPT),
+            _section("vllm serve Qwen/Qwen3-14B --max-model-len 32768", SHAREGPT),  # the first run, printed again
+            _section("vllm serve Qwen/Qwen3-14B", _result(100, 23260, 22061, "ShareGPT batch size 8", concurrency=4)),
+            _section("vllm serve Qwen/Qwen3-14B", _result(100, 23260, 22061, concurrency=4).replace(" 4\n", " inf\n")),
+            _section("vllm serve Qwen/Qwen3-14B", SHAREGPT.replace("1000.5", "0.0")),
             _section(
                 "vllm serve Qwen/Qwen3-14B",
                 SHAREGPT.replace("    Mean TTFT", "    Mean Latency(s):  84.22\n    Mean TTFT"),
@@ -152,10 +157,14 @@ def test_kept_results_become_one_row_per_metric_and_every_other_is_counted_under
     assert "`vllm serve Qwen/Qwen3-14B --quantization fp8 -pp 2 --trust-remote-code`" in continued.source
     assert not any("references" in r.source for r in rows)
     printed = capsys.readouterr().out
-    assert "24 result blocks" in printed and "kept 5 (20 rows)" in printed
+    assert "28 result blocks" in printed and "kept 5 (20 rows)" in printed
     for reason in (
-        "984 successful requests: some of the run's requests failed (the pages' runs send 100, 500, 1000)",
-        "no successful requests (the pages' runs send 100, 500, 1000)",
+        "984 successful requests of the 1000 such runs send: some failed",
+        "no successful requests",
+        "the same run printed again (line ",
+        "'# sharegpt batch size 8' above a result at concurrency 4.0",
+        "concurrency inf is not a whole number of requests",
+        "output_throughput not a positive number",
         "random 2000/100: outputs ended at end of sequence (49999 of 50000 tokens)",
         "serving command's model 'Qwen/Qwen3-32B' is not the page's model 'Qwen3-14B'",
         "section '2. Quantization in TensorRT-LLM' is about tensorrt-llm but its serving command runs sglang",
@@ -180,7 +189,7 @@ def test_kept_results_become_one_row_per_metric_and_every_other_is_counted_under
 def test_the_held_out_file_parses_whole_and_every_row_names_its_page_line_and_command() -> None:
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "gpustack_serving.csv"
     report = read_measurement_file(path)
-    assert not report.broken and len(report.rows) == 220
+    assert not report.broken and len(report.rows) == 216
     assert all("docs/performance-lab/" in r.source and "(line " in r.source and "`" in r.source for r in report.rows)
     assert {r.load_kind for r in report.rows} == {"burst", "concurrency"}
     assert {r.engine for r in report.rows} == {"vllm", "sglang", "tensorrt-llm"}

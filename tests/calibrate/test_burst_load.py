@@ -47,9 +47,17 @@ def test_a_burst_without_a_whole_number_of_requests_is_skipped_with_its_reason(
     assert got.value is None and why in got.skipped_reason
 
 
-def test_a_burst_over_several_replicas_is_skipped_with_its_reason() -> None:
-    got = predict(_burst(1000, num_gpus=8))
-    assert got.value is None and "a burst over 8 replicas" in got.skipped_reason
+@pytest.mark.parametrize(("num_gpus", "tp"), [(8, 1), (12, 8)])
+def test_a_burst_over_more_gpus_than_one_replica_is_skipped_with_its_reason(num_gpus: int, tp: int) -> None:
+    got = predict(_burst(1000, num_gpus=num_gpus, tp=tp, model="llama-3.1-70b"))
+    assert (
+        got.value is None and f"a burst over {num_gpus} GPUs where one replica spans tp·pp = {tp}" in got.skipped_reason
+    )
+
+
+def test_a_burst_too_large_to_simulate_is_skipped_with_its_reason() -> None:
+    got = predict(_burst(1e9))
+    assert got.value is None and "at most 100,000 simulated" in got.skipped_reason
 
 
 def test_a_bursts_throughput_pools_with_throughput_under_load() -> None:

@@ -39,6 +39,7 @@ SIM_REQUESTS = 500  # requests per simulated load point (the TensorRT-LLM online
 # Loads the simulator predicts: Poisson rate, closed-loop concurrency, and a burst (load_value requests sent at once
 # to a server running its own defaults, as `vllm bench serve` does at its default request rate, inf).
 ONLINE_LOADS = ("burst", "rate", "concurrency")
+MAX_BURST_REQUESTS = 100_000  # a burst's requests are simulated one by one: more would take minutes per row
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,11 @@ def _predict_online(row: Measurement, profile: EngineProfile | None) -> Predicti
     if row.load_kind == "burst":
         if not float(row.load_value).is_integer():
             return Prediction(None, f"burst load_value counts the requests sent at once, got {row.load_value:g}")
-        if replicas > 1:  # how a router splits them, and when the last replica finishes, is not given
-            return Prediction(None, f"a burst over {replicas} replicas (num_gpus / (tp·pp)) is not predicted")
+        if row.num_gpus != d.n_gpus:  # how a router splits them, and when the last replica finishes, is not given
+            why = f"a burst over {row.num_gpus} GPUs where one replica spans tp·pp = {d.n_gpus} is not predicted"
+            return Prediction(None, why)
+        if row.load_value > MAX_BURST_REQUESTS:
+            return Prediction(None, f"a burst of {row.load_value:g} requests: at most {MAX_BURST_REQUESTS:,} simulated")
         load: dict[str, float] = {"burst": int(row.load_value)}
     elif row.load_kind == "rate":
         load = {"rate": per_replica}
