@@ -60,7 +60,6 @@ ACCELERATORS = (
     (r"H200 SXM|H200x8", "H200-SXM"),  # an HGX board of eight is SXM; a bare 'H200' may be the NVL card
     (r"A100 SXM 80GB", "A100-SXM-80GB"),
 )
-ENGINE_NAMES = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "tensorrt-llm"}
 TP_FLAGS = ("-tp", "--tensor-parallel-size", "--tp-size", "--tp", "--tp_size")
 PP_FLAGS = ("-pp", "--pipeline-parallel-size", "--pp-size", "--pp_size")
 MODEL_FLAGS = ("--model-path", "--model")
@@ -115,12 +114,6 @@ class Result:
     line: int
     header: bool = True  # False: a block without vllm bench's "Serving Benchmark Result" header
 
-    @property
-    def command_model(self) -> str:
-        """The model path the serving command names ('' if none)."""
-        s = serving(self.command)
-        return "" if isinstance(s, str) else s.checkpoint
-
 
 def read_page(path: Path, name: str) -> tuple[Page, list[Result]]:
     """The page's setup and every result block in it, in order."""
@@ -134,7 +127,7 @@ def read_page(path: Path, name: str) -> tuple[Page, list[Result]]:
     for line in _section_lines(lines, "### Engine Version"):
         m = re.match(r"\s*-\s*(vLLM|SGLang|TensorRT-LLM)\s*:?\s*(v?[\w.]+)", line)
         if m:
-            page.engines.setdefault(ENGINE_NAMES[m.group(1).lower()], m.group(2))
+            page.engines.setdefault(m.group(1).lower(), m.group(2))
     results: list[Result] = []
     section, command, label, block, header, in_command = "", "", "", None, True, False
     for i, raw in enumerate(lines, start=1):
@@ -174,9 +167,7 @@ def read_page(path: Path, name: str) -> tuple[Page, list[Result]]:
 
 def _section_lines(lines: list[str], heading: str) -> list[str]:
     """The lines under a heading, up to the next heading."""
-    if heading not in (line.strip() for line in lines):
-        return []
-    start = [line.strip() for line in lines].index(heading) + 1
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == heading), len(lines))
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
     return lines[start:end]
 
@@ -264,8 +255,18 @@ def lengths(r: Result) -> tuple[str, int | None, int | None] | str:
     return f"input of {per_input:.0f} tokens per request matches no dataset the page names"
 
 
-def why_dropped(r: Result) -> str:
-    """Why a result cannot be a row ('' when it can)."""
+@dataclass(frozen=True)
+class Kept:
+    """A result as rows take it: the serving command as the profile runs it, and the lengths its requests had."""
+
+    serving: Serving
+    dataset: str  # 'fixed' or 'sharegpt'
+    isl: int | None
+    osl: int | None
+
+
+def judge(r: Result) -> Kept | str:
+    """The result as rows take it, or why it cannot be a row."""
     if r.page.why:
         return r.page.why
     if not r.header:
@@ -296,31 +297,28 @@ def why_dropped(r: Result) -> str:
     named = [engine for pattern, engine in ENGINE_WORDS if re.search(pattern, r.section.lower())]
     if named and s.engine not in named:  # a page copied from another one's layout: which engine ran is not known
         return f"section '{r.section}' is about {' and '.join(named)} but its serving command runs {s.engine}"
-    checkpoint = r.command_model.rstrip("/").split("/")[-1].lower()
+    checkpoint = s.checkpoint.rstrip("/").split("/")[-1].lower()
     page_model = r.page.model.split("/")[-1].lower()
     if page_model and not checkpoint.startswith(page_model):
-        return f"serving command's model '{r.command_model}' is not the page's model '{r.page.model}'"
+        return f"serving command's model '{s.checkpoint}' is not the page's model '{r.page.model}'"
     n = r.values["requests"]
     if n <= 0:
         return "no successful requests"
     found = lengths(r)
     if isinstance(found, str):
         return found
-    sent = RUN_REQUESTS.get((found[1] or 0, "concurrency" if concurrency else "burst"))
+    dataset, isl, osl = found
+    sent = RUN_REQUESTS.get((isl or 0, "concurrency" if concurrency else "burst"))
     if sent is not None and n != sent:
         return f"{n:.0f} successful requests of the {sent} such runs send: some failed"
-    return ""
+    return Kept(s, dataset, isl, osl)
 
 
-def rows(results: list[Result], commit: str) -> list[dict[str, object]]:
+def rows(kept: list[tuple[Result, Kept]], commit: str) -> list[dict[str, object]]:
     """Measurement rows (COLUMNS) of the results kept, one per metric they report."""
     out: list[dict[str, object]] = []
-    for r in results:
-        s = serving(r.command)
-        assert not isinstance(s, str)
-        found = lengths(r)
-        assert not isinstance(found, str)
-        dataset, isl, osl = found
+    for r, k in kept:
+        s, dataset, isl, osl = k.serving, k.dataset, k.isl, k.osl
         n = int(r.values["requests"])
         concurrency = r.values.get("concurrency")
         load = ("concurrency", int(concurrency)) if concurrency else ("burst", n)
@@ -371,14 +369,15 @@ def main(pages_dir: Path, out: Path, commit: str) -> None:
             results += read_page(path, f"{path.parent.name}/{path.name}")[1]
         except (OSError, UnicodeDecodeError) as exc:
             sys.exit(f"error: {path}: cannot read it ({exc})")
-    why = [why_dropped(r) for r in results]
+    verdicts = [judge(r) for r in results]
     seen: dict[tuple[str, str, tuple[tuple[str, float], ...]], int] = {}
     for i, r in enumerate(results):  # a page that prints one run twice (its summary and its own section)
         key = (r.page.path, r.command, tuple(sorted(r.values.items())))
-        if not why[i] and key in seen:
-            why[i] = f"the same run printed again (line {results[seen[key]].line} of its page)"
+        if isinstance(verdicts[i], Kept) and key in seen:
+            verdicts[i] = f"the same run printed again (line {results[seen[key]].line} of its page)"
         seen.setdefault(key, i)
-    kept = [r for r, reason in zip(results, why, strict=True) if not reason]
+    kept = [(r, v) for r, v in zip(results, verdicts, strict=True) if isinstance(v, Kept)]
+    why = [v for v in verdicts if isinstance(v, str)]
     table = rows(kept, commit)
     try:
         with out.open("w", newline="") as f:
@@ -388,7 +387,7 @@ def main(pages_dir: Path, out: Path, commit: str) -> None:
     except OSError as exc:
         sys.exit(f"error: {out}: cannot write it ({exc.strerror or exc})")
     print(f"{len(results)} result blocks in {pages_dir}: kept {len(kept)} ({len(table)} rows) -> {out}")
-    for reason, n in Counter(w for w in why if w).most_common():
+    for reason, n in Counter(why).most_common():
         print(f"  dropped {n}: {reason}")
 
 
