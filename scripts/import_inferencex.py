@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenomy.calibrate.measurements import COLUMNS
+from tokenomy.calibrate.measurements import COLUMNS, OPTIONAL_COLUMNS
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.profile import version_before
 
@@ -157,6 +157,12 @@ def _order(p: Point) -> tuple[str, str, str, int, int, int, int, str]:
     return (p.engine, p.accelerator, p.precision, p.tp, p.isl, p.osl, p.concurrency, p.version)
 
 
+# Engine settings the launch scripts set that the profiles model (the `settings` column, calibrate/predict.py
+# ROW_SETTINGS): TensorRT-LLM's runs balance new requests over the attention-DP ranks (attention_dp_config
+# enable_balance with timeout_iters 60, benchmarks/single_node/ at 843c6254).
+RUN_SETTINGS = {"tensorrt-llm": "attention_dp_balance=true"}
+
+
 def rows(points: list[Point]) -> list[dict[str, object]]:
     """Measurement rows (one per metric) of the kept points, in a stable order."""
     out: list[dict[str, object]] = []
@@ -184,6 +190,7 @@ def rows(points: list[Point]) -> list[dict[str, object]]:
                     "value": f"{p.metrics[metric]:.6g}",
                     "unit": unit,
                     "scope": "core",
+                    "settings": RUN_SETTINGS.get(p.engine, ""),
                 }
             )
     return out
@@ -209,7 +216,7 @@ def main(snapshot: Path, out: Path) -> None:
     reasons = Counter(why)
     kept = [point(i) for i, reason in zip(items, why, strict=True) if not reason]
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *OPTIONAL_COLUMNS])
         writer.writeheader()
         writer.writerows(rows(kept))
     print(f"{len(items)} points in {snapshot.name}: kept {len(kept)} ({3 * len(kept)} rows) -> {out}")

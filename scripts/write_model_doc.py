@@ -55,6 +55,12 @@ TERMS = (
     ),
     ("moe_gemm_half_tokens", "grouped-GEMM fill (MoE)", "+ experts touched × m½ padded rows of expert compute"),
     ("moe_permute_passes", "router / permute (MoE)", "+ passes × k × hidden × 2 B per token at the memory rate"),
+    (
+        "attention_dp_balance",
+        "busiest attention-DP rank",
+        "+ the compute of the ⌈K/R⌉ prompt chunks on one rank less its even 1/R share (false: the engine does not "
+        "balance prompts over the ranks)",
+    ),
     ("gpu_memory_utilization", "memory the engine may use", "KV = utilisation × memory − weights − activations …"),
     ("runtime_overhead_gb", "runtime reservation per GPU", "… − this per GPU (CUDA context, graphs, buffers)"),
     (

@@ -96,6 +96,8 @@ def test_kept_points_become_one_row_per_metric_with_the_whole_nodes_throughput(
     trt = by_engine[("tensorrt-llm", "output_throughput")]
     assert (trt.num_gpus, trt.tp, trt.value, trt.engine_version) == (8, 8, 800.0, "1.3.0rc14")
     assert trt.gpu == "B200" and trt.precision == "nvfp4" and trt.model == "deepseek-v3" and trt.kv_precision == "fp8"
+    # its launch scripts balance new requests over the attention-DP ranks; SGLang's set nothing the profiles model
+    assert trt.settings == "attention_dp_balance=true" and {r.settings for r in rows if r.engine == "sglang"} == {""}
     sg = by_engine[("sglang", "mean_tpot")]
     assert (sg.engine_version, sg.gpu, sg.precision, sg.value) == ("v0.5.9-cu130", "H200-SXM", "fp8-block", 0.01)
     assert (sg.dataset, sg.load_kind, sg.load_value, sg.isl, sg.osl) == ("uniform:0.8", "concurrency", 16, 1024, 8192)

@@ -1,6 +1,6 @@
 """The closed form (costmodel.perf.load_point / steady_state) against the simulator over the feature grid.
 
-Every case of `sim.consistency.GRID` (dense and MoE; tp and pp; static, continuous and chunked;
+Every case of `sim.consistency.GRID` (dense and MoE; tp and pp; attention DP; static, continuous and chunked;
 paged and contiguous; speculative decoding on and off; bf16 and fp8 KV) at 20% and 60% of the
 closed form's capacity and at twice it: capacity and mean TPOT within 10%, mean TTFT within 20%
 below saturation.
@@ -17,6 +17,7 @@ FEATURES = {
     "moe": lambda c: c.model.startswith("qwen3-30b"),
     "tp": lambda c: c.tp > 1,
     "pp": lambda c: c.pp > 1,
+    "attention DP": lambda c: c.deployment().attention_dp_ranks > 1,
     "static": lambda c: c.scheduler == "static",
     "continuous": lambda c: c.scheduler == "continuous",
     "chunked": lambda c: c.scheduler == "chunked",

@@ -415,16 +415,20 @@ def test_requests_that_can_never_fit_are_rejected_with_a_reason() -> None:
 
 
 def test_prefix_caching_on_the_mooncake_sample() -> None:
-    w = read_trace("mooncake-conv", time_scale=3)
+    """Caching the shared prefixes lowers mean TTFT where the KV cache holds the running requests (at 4× the trace's
+    spacing a handful of preemptions; at 3× the cached prefixes' blocks push the one-H100 replica into dozens of
+    recompute preemptions, and which way TTFT goes there depends on the profile's fitted step times)."""
+    w = read_trace("mooncake-conv", time_scale=4)
     on = simulate(d8(), w, ReplicaConfig(prefix_caching=True))
     off = simulate(d8(), w, ReplicaConfig(prefix_caching=False)).summary()
     s = on.summary()
     print(
-        f"\n  mooncake-conv x3: {s['prefix_cache_hit_tokens']} cached prompt tokens of {int(w.input_tokens.sum())}; "
+        f"\n  mooncake-conv x4: {s['prefix_cache_hit_tokens']} cached prompt tokens of {int(w.input_tokens.sum())}; "
         f"mean TTFT {s['ttft_s']['mean']:.3f} s with caching vs {off['ttft_s']['mean']:.3f} s without"
     )
     assert s["prefix_cache_hit_tokens"] > 0 and off["prefix_cache_hit_tokens"] == 0
     assert np.all(on.log.cached_tokens % w.prefix_block_tokens == 0)  # hits come in whole prefix blocks
+    assert s["requests"]["preempted"] <= 0.01 * s["requests"]["total"]
     assert s["ttft_s"]["mean"] < off["ttft_s"]["mean"]
 
 

@@ -33,6 +33,8 @@ COLUMNS = (
     "unit",
     "scope",
 )
+# Columns a file may add: `settings`, the engine settings its run set that the profiles model (predict.ROW_SETTINGS).
+OPTIONAL_COLUMNS = ("settings",)
 LOAD_KINDS = ("offline", "burst", "rate", "concurrency", "batch")
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 
@@ -61,6 +63,7 @@ class Measurement:
     source: str = ""
     engine_version: str = ""
     file: str = ""  # the file's name (rows of several shipped files are validated together)
+    settings: str = ""  # engine settings the run set that the profiles model, 'name=value; …' (predict.ROW_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ def _row(path: Path, line: int, row: dict, header: list[str]) -> Measurement | R
         file=path.name,
         source=row.get("source", "") or "",
         engine_version=(row.get("engine_version") or "").strip(),
+        settings=(row.get("settings") or "").strip(),
     )
 
 

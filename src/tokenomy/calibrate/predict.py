@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from dataclasses import dataclass
@@ -89,14 +90,40 @@ def _throughput(metric: str, out_tps: float, isl: int, osl: int) -> float:
     return out_tps / osl
 
 
+# Engine settings a row's run set (its `settings` column, 'name=value; …') that the profiles model, as the profile
+# field each sets: TensorRT-LLM's attention_dp_config.enable_balance (EngineProfile.attention_dp_balance).
+ROW_SETTINGS = {"attention_dp_balance": "attention_dp_balance"}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def row_settings(text: str) -> dict[str, bool] | str:
+    """The profile values a row's `settings` text sets ('attention_dp_balance=true'), or why it cannot be used."""
+    values: dict[str, bool] = {}
+    for item in (part.strip() for part in text.split(";")):
+        if not item:
+            continue
+        name, sep, value = (x.strip() for x in item.partition("="))
+        if name not in ROW_SETTINGS:
+            near = difflib.get_close_matches(name, ROW_SETTINGS, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(ROW_SETTINGS)})"
+            return f"setting '{name}' is not one the profiles model{hint}"
+        if not sep or value.lower() not in _TRUE + _FALSE:
+            return f"setting '{name}' takes true or false, got '{value}'"
+        values[ROW_SETTINGS[name]] = value.lower() in _TRUE
+    return values
+
+
 def _profile_for(row: Measurement, profile: EngineProfile | None) -> EngineProfile:
     """`profile`, else the one the row's engine runs with on its GPU (engine_profile: vllm on an AMD GPU is
     vllm-rocm), else generic for an engine the catalogue has no profile for; as the row's engine version ran
-    (EngineProfile.for_engine_version: TensorRT-LLM before v0.19 had the C++ executor)."""
+    (EngineProfile.for_engine_version: TensorRT-LLM before v0.19 had the C++ executor) with the settings its run
+    set (`row_settings`; predict skips a row whose settings cannot be read)."""
     try:
         chosen = profile or engine_profile(row.engine, row.gpu)
     except CatalogError:
         chosen = load_profile("generic")
+    settings = row_settings(row.settings)
+    chosen = chosen.with_values(**settings) if isinstance(settings, dict) and settings else chosen
     return chosen.for_engine_version(row.engine_version)
 
 
@@ -194,6 +221,9 @@ def predict(row: Measurement, profile: EngineProfile | None = None) -> Predictio
     """Predicted value of a row in its base unit (s, tokens/s, req/s), or the reason it is skipped."""
     if row.load_kind not in LOAD_KINDS:
         return Prediction(None, f"load kind '{row.load_kind}' is not one of {', '.join(LOAD_KINDS)}")
+    settings = row_settings(row.settings)
+    if isinstance(settings, str):
+        return Prediction(None, settings)
     if row.load_kind in ONLINE_LOADS:
         return _predict_online(row, profile)
     if row.isl is None or row.osl is None or row.isl <= 0 or row.osl <= 0:

@@ -30,7 +30,15 @@ Expert parallelism (Deployment.expert_parallel, ep = tp GPUs; TensorRT-LLM's att
 runs attention and the other non-expert layers on its own share of the sequences with those weights whole, holds
 1/ep of the experts whole, and exchanges tokens twice per MoE layer (dispatch and combine all-to-all): per token,
 c = (ep − 1)·(1 − (1 − 1/ep)^k) remote ranks (distinct ranks its k experts sit on, less its own) × hidden × 2
-bytes each way at the link rate, and no tensor-parallel all-reduce. Load imbalance between ranks is not modelled.
+bytes each way at the link rate, and no tensor-parallel all-reduce.
+Under attention DP a prompt chunk runs its attention and non-expert layers on its own sequence's rank alone, and every
+rank waits for the busiest one at the next MoE layer's exchange: a step's K chunks sit whole on the R ranks, at least
+⌈K/R⌉ on the busiest (as evenly as whole chunks allow), so the step pays that rank's chunk compute less the even 1/R
+share the roofline already counts (`StepCost.rank_excess_s`; decodes spread evenly; a full step, every rank at its own
+budget, is even). TensorRT-LLM does not hold prompts back to balance them over the ranks unless
+attention_dp_config.enable_balance is set (default off; EngineProfile.attention_dp_balance: then no excess once the
+replica holds a sequence per rank; a lone prompt still runs on its own rank, and the wait for the others is not
+modelled). Load imbalance of the routed experts between ranks is not modelled.
 A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memory layout and per-rank scheduler
 limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU; each GPU
 reads the attention, dense-MLP and shared-expert weights it holds whole (Deployment.replicated_bytes) in full every
@@ -170,6 +178,14 @@ class StepCost:
         self.step_overhead_s = prof.step_overhead_s  # scheduling and sampling, once per engine step
         self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
         self.seq_s = prof.host_seq_overhead_s(d.attention_dp_ranks, d.gpu.host_overhead_factor)
+        # attention DP: one rank's compute per prompt token and attention pair (its non-expert layers whole), 0 without
+        self.ranks = d.attention_dp_ranks
+        self.balanced = prof.attention_dp_balance  # prompts held back until every rank has one (module docstring)
+        whole = float(self.ranks) if self.ranks > 1 else 0.0
+        non_expert_flops = n.matmul_flops_per_token - n.experts_per_token * n.expert_flops_per_token
+        self.rank_s_per_token = whole * non_expert_flops / n.matmul_flops_per_s
+        self.rank_full_s_per_pair = whole * self.attn_full_s_per_pair
+        self.rank_window_s_per_pair = whole * self.attn_window_s_per_pair
         self.comm_fixed_s = 0.0
         self.comm_s_per_token = 0.0
         if n.ep > 1:  # dispatch + combine all-to-all per MoE layer, each rank sending its own tokens' copies
@@ -226,13 +242,33 @@ class StepCost:
             t_comp = t_comp + self.attn_window_s_per_pair * np.minimum(attn_pairs, new_tokens * self.window_tokens)
         return t_mem, t_comp
 
-    def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs):  # noqa: ANN001, ANN201 (float or array)
-        """Time of one step computing `new_tokens` tokens of `seqs` sequences.
+    def rank_compute_s(self, prompt_tokens, prompt_pairs):  # noqa: ANN001, ANN201 (float or array)
+        """Attention DP: one rank's compute for prompt chunks of `prompt_tokens` tokens and `prompt_pairs` attention
+        pairs computed on that rank alone (non-expert matmuls and attention; sliding layers capped at the window)."""
+        t = self.rank_s_per_token * prompt_tokens + self.rank_full_s_per_pair * prompt_pairs
+        if self.window_tokens:
+            t = t + self.rank_window_s_per_pair * np.minimum(prompt_pairs, prompt_tokens * self.window_tokens)
+        return t
+
+    def rank_excess_s(self, busiest_tokens, busiest_pairs, prompt_tokens, prompt_pairs, seqs):  # noqa: ANN001, ANN201
+        """Attention DP: what the busiest rank's prompt chunks (busiest_tokens, busiest_pairs) add to a step of `seqs`
+        sequences over the even 1/R split of all its chunks (prompt_tokens, prompt_pairs) that `seconds` counts (module
+        docstring); 0 without attention DP, and 0 where the engine balances prompts and holds a sequence per rank."""
+        if not self.rank_s_per_token:
+            return 0.0
+        busiest = self.rank_compute_s(busiest_tokens, busiest_pairs)
+        excess = busiest - self.rank_compute_s(prompt_tokens, prompt_pairs) / self.ranks
+        return np.where(np.asarray(seqs) >= self.ranks, 0.0, excess) if self.balanced else excess
+
+    def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs, rank_excess_s=0.0):  # noqa: ANN001, ANN201
+        """Time of one step computing `new_tokens` tokens of `seqs` sequences (float or array).
 
         kv_tokens: cached tokens the step reads, summed over its sequences; attn_pairs: (query,
-        key) pairs its attention computes. Sliding-window layers cap both at the window.
+        key) pairs its attention computes. Sliding-window layers cap both at the window. rank_excess_s: the busiest
+        attention-DP rank's compute beyond an even split (`rank_excess_s`), part of the compute time.
         """
         t_mem, t_comp = self.roof_terms(new_tokens, seqs, kv_tokens, attn_pairs)
+        t_comp = t_comp + rank_excess_s
         k = self.k
         t_roof = t_mem + t_comp if k == 1.0 else (t_mem**k + t_comp**k) ** (1.0 / k)
         return self.rest_seconds(new_tokens, seqs) + t_roof
@@ -303,9 +339,13 @@ def prefill_seconds(d: Deployment, prompt_tokens: ArrayLike, batch: ArrayLike = 
     budget = d.profile.max_num_batched_tokens * ranks
     chunks = np.maximum(np.ceil(total / budget), 1.0)
     chunk = total / chunks
-    # Each chunk's tokens attend on average to half their own prompt; it samples one token per prompt.
+    # Each chunk's tokens attend on average to half their own prompt; it samples one token per prompt. Under
+    # attention DP the chunk's prompts sit on `ranks` ranks, each computing its part alone (StepCost.rank_excess_s).
     seqs_per_chunk = np.maximum(chunk / np.maximum(prompt, 1.0), 1.0)
-    t = step_seconds(d, chunk, seqs_per_chunk, 0.0, prompt / 2)
+    cost = d.step_cost()
+    pairs = chunk * prompt / 2
+    excess = cost.rank_excess_s(chunk / ranks, pairs / ranks, chunk, pairs, np.asarray(batch, dtype=float))
+    t = cost.seconds(chunk, seqs_per_chunk, 0.0, pairs, excess)
     return chunks * t
 
 
@@ -347,11 +387,32 @@ class SteadyState:
     residual_s: Array  # mean rest of the step in flight an arrival finds: E[T²] / (2·E[T])
 
 
+def chunks_rank_excess_s(
+    cost: StepCost, chunks: ArrayLike, chunk: ArrayLike, done: ArrayLike, seqs: ArrayLike
+) -> Array:
+    """Attention DP: what the busiest rank adds to a step of `seqs` sequences with `chunks` prompt chunks of `chunk`
+    tokens each following `done` computed ones, ⌈chunks/R⌉ of them on it (StepCost.rank_excess_s; 0 without)."""
+    if not cost.rank_s_per_token:
+        return np.zeros_like(np.asarray(chunks, dtype=float))
+    c = np.asarray(chunks, dtype=float)
+    on_busiest = np.ceil(c / cost.ranks - 1e-9)
+    pairs_each = np.asarray(chunk, dtype=float) * (np.asarray(done, dtype=float) + np.asarray(chunk, dtype=float) / 2)
+    return cost.rank_excess_s(on_busiest * chunk, on_busiest * pairs_each, c * chunk, c * pairs_each, seqs)
+
+
 def _micro_batch_s(
-    d: Deployment, rules: Scheduling, rows: Array, ctx: float, chunks: Array, chunk: Array, done: Array
+    d: Deployment,
+    rules: Scheduling,
+    rows: Array,
+    ctx: float,
+    chunks: Array,
+    chunk: Array,
+    done: Array,
+    even_ranks: bool = False,
 ) -> Array:
     """One micro-batch through the whole model: `rows` decoding sequences of `ctx` context (γ+1 verify
-    tokens each with a draft) plus `chunks` prompt chunks of `chunk` tokens following `done` computed ones."""
+    tokens each with a draft) plus `chunks` prompt chunks of `chunk` tokens following `done` computed ones, on the
+    attention-DP ranks as evenly as whole chunks allow (`even_ranks`: evenly, as when every rank fills its budget)."""
     cost = d.step_cost()
     spec = rules.spec
     per_seq = spec.draft_tokens + 1 if spec else 1
@@ -359,7 +420,8 @@ def _micro_batch_s(
     seqs = rows + chunks
     kv = rows * ctx + chunks * done
     pairs = rows * per_seq * ctx + chunks * chunk * (done + chunk / 2)
-    t = np.where(seqs > 0, cost.seconds(new, np.maximum(seqs, 1e-9), kv, pairs), 0.0)
+    excess = 0.0 if even_ranks else chunks_rank_excess_s(cost, chunks, chunk, done, seqs)
+    t = np.where(seqs > 0, cost.seconds(new, np.maximum(seqs, 1e-9), kv, pairs, excess), 0.0)
     if spec is not None:
         draft = spec.draft.step_cost()
         t = t + np.where(rows > 0, spec.draft_tokens * (draft.seconds(rows, rows, kv, kv) - draft.step_overhead_s), 0)
@@ -506,7 +568,7 @@ def steady_state(
     # a full step: decodes plus prompt tokens to the budget, in chunks of at most the room
     room = np.maximum(budget - rows * per_seq, 1.0)
     full_chunks = np.maximum(room / np.minimum(chunk, room), 1.0)
-    t_full_mb = _micro_batch_s(d, rules, rows, ctx, full_chunks, room / full_chunks, done)
+    t_full_mb = _micro_batch_s(d, rules, rows, ctx, full_chunks, room / full_chunks, done, even_ranks=True)
     t_full = _round_s(d, pp, [(t_full_mb, rows + full_chunks, zero + pp)])  # every micro-batch fills its budget
     step = np.where(full, t_full, (1 - w) * t_lo + w * t_hi)
     residual = np.where(full, t_full, (1 - w) * t_lo**2 + w * t_hi**2) / (2 * step)

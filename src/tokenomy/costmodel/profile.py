@@ -58,6 +58,10 @@ class EngineProfile:
     # it exchanges hidden states only around the MoE layers, an all-gather before and a reduce-scatter after each
     # (StepCost; an all-to-all form made NVLink rows too fast: README).
     moe_attention_dp: bool = False
+    # Attention DP holds a new request's prompt back until every rank can take one in the same step (TensorRT-LLM's
+    # attention_dp_config.enable_balance, off by default; NVIDIA's DeepSeek-R1 recipes set it): the ranks then compute
+    # their prompt chunks side by side, and no step waits for one rank's chunk (costmodel/perf.py: StepCost).
+    attention_dp_balance: bool = False
     # MXFP4 experts (gpt-oss) run with MXFP8 activations on accelerators with FP4 tensor cores (W4A8: TensorRT-LLM's
     # Blackwell kernels); otherwise with bf16 activations (Deployment.expert_kernel).
     mxfp4_moe_mxfp8_activations: bool = False

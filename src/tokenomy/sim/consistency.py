@@ -1,6 +1,6 @@
 """The closed form against the simulator over the feature grid: the same replica asked two ways.
 
-Each case is one replica (dense or MoE; tp or pp; static, continuous or chunked; paged or
+Each case is one replica (dense or MoE; tp or pp; attention DP or not; static, continuous or chunked; paged or
 contiguous KV; speculative decoding on or off; bf16 or fp8 KV) serving requests of fixed prompt
 length (output lengths ±25% around their mean except under static batching, so that finishing
 times do not lock into cohorts) under Poisson arrivals at fractions of the closed form's capacity. The closed form is
@@ -44,13 +44,15 @@ class Case:
     max_num_seqs: int = 32
     isl: int = 512
     osl: int = 128
+    engine: str = "vllm"  # tensorrt-llm: its MoE recipe runs attention DP over the tp GPUs
 
     @property
     def name(self) -> str:
         spec = " spec" if self.spec else ""
+        engine = "" if self.engine == "vllm" else f" {self.engine}"
         return (
             f"{self.model} tp{self.tp}pp{self.pp} {self.scheduler} {self.kv} kv-{self.kv_precision}{spec}"
-            f" {self.isl}/{self.osl}"
+            f" {self.isl}/{self.osl}{engine}"
         )
 
     def deployment(self) -> Deployment:
@@ -62,7 +64,7 @@ class Case:
             pp=self.pp,
             precision="bf16",
             kv_precision=self.kv_precision,
-            engine="vllm",
+            engine=self.engine,
             max_context=4096 if self.kv == "contiguous" else 0,
         )
         return resolve(spec).deployment
@@ -96,6 +98,7 @@ GRID = (
     Case("qwen3-30b-a3b", tp=2, scheduler="static"),
     Case("qwen3-30b-a3b", pp=2, kv="contiguous"),
     Case("qwen3-30b-a3b", spec=True, kv_precision="fp8", isl=1024, osl=256),
+    Case("qwen3-30b-a3b", tp=4, kv_precision="fp8", isl=2048, engine="tensorrt-llm"),
 )
 
 

@@ -36,13 +36,14 @@ class Executor:
         else:
             new, seqs, kv_tokens, pairs = self._step_terms(b, ctx, chunks)
             cost = self.cost.seconds
-            t = cost(new, seqs, kv_tokens, pairs)
+            excess = self._rank_excess_s(chunks)
+            t = cost(new, seqs, kv_tokens, pairs, excess)
             if spec and b:
                 t += self._draft_seconds(b, ctx)
             if chunks:
                 share = 1.0
                 if b:  # a mixed step: charge prompts by what each part would cost alone
-                    t_pf = cost(new - b * per_seq, len(chunks), kv_tokens - ctx, pairs - ctx * per_seq)
+                    t_pf = cost(new - b * per_seq, len(chunks), kv_tokens - ctx, pairs - ctx * per_seq, excess)
                     share = t_pf / (t_pf + cost(b * per_seq, b, ctx, ctx * per_seq))
                 self.stats.prefill_s += t * share
         if b_live and batch.paged:
@@ -74,6 +75,21 @@ class Executor:
             pairs += n * (seq.ctx + n / 2)
         return new, seqs, kv_tokens, pairs
 
+    def _rank_excess_s(self, chunks: list[tuple[Seq, int]]) -> float:
+        """Attention DP: what the busiest rank's prompt chunks add to the step (StepCost.rank_excess_s), the chunks
+        placed whole on the ranks as evenly as they allow (largest first onto the least loaded rank); 0 without."""
+        cost = self.cost
+        if not chunks or not cost.rank_s_per_token:
+            return 0.0
+        loads = [(0.0, 0.0)] * cost.ranks  # (tokens, attention pairs) per rank
+        for n, c in sorted(((n, seq.ctx) for seq, n in chunks), reverse=True):
+            j = min(range(len(loads)), key=lambda i: loads[i][0])
+            loads[j] = (loads[j][0] + n, loads[j][1] + n * (c + n / 2))
+        busiest = max(loads)
+        held = len(self.batch.seqs) + len(self.prefilling) + len(self.waiting)  # a balancing engine waits for R
+        total_tokens, total_pairs = sum(t for t, _ in loads), sum(p for _, p in loads)
+        return float(cost.rank_excess_s(busiest[0], busiest[1], total_tokens, total_pairs, held))
+
     def _draft_seconds(self, b: int, ctx: float) -> float:
         """The draft model's γ decode steps for `b` rows holding `ctx` tokens, less its per-step overhead."""
         return self.config.spec.draft_tokens * (
@@ -85,7 +101,7 @@ class Executor:
         new, seqs, kv_tokens, pairs = self._step_terms(b, ctx, chunks)
         if not seqs:
             return 0.0
-        t = self.cost.seconds(new, seqs, kv_tokens, pairs)
+        t = self.cost.seconds(new, seqs, kv_tokens, pairs, self._rank_excess_s(chunks))
         if self.config.spec and b:
             t += self._draft_seconds(b, ctx)
         return t
