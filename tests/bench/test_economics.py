@@ -19,7 +19,7 @@ from tokenomy.bench.economics import (
 )
 from tokenomy.bench.measurements import append_measurements, measurement_rows
 from tokenomy.bench.metrics import run_arrays
-from tokenomy.calibrate.measurements import read_measurements
+from tokenomy.calibrate.measurements import COLUMNS, read_measurements
 from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.errors import CatalogError
 from tokenomy.costmodel.resolve import DeploymentSpec, resolve
@@ -121,6 +121,22 @@ def test_measurement_rows_are_in_deployment_time_and_read_back(tmp_path: Path) -
     assert {r.metric for r in read} == set(by)
     ttft = next(r for r in read if r.metric == "mean_ttft")
     assert (ttft.model, ttft.isl, ttft.osl, ttft.load_kind, ttft.value) == ("llama-3.1-8b", 256, 64, "rate", 0.02)
+
+
+def test_bench_rows_append_under_the_files_own_header(tmp_path: Path) -> None:
+    """A file with the optional `settings` column takes bench rows with it empty; a file whose header lacks a
+    column is refused with its name rather than given rows whose fields shifted."""
+    rows = measurement_rows(bench_like_summary(speedup=10.0), "bench-1")
+    with_settings = tmp_path / "settings.csv"
+    with_settings.write_text(",".join([*COLUMNS, "settings"]) + "\n")
+    append_measurements(rows, with_settings)
+    read = read_measurements(with_settings)
+    assert len(read) == len(rows) and {r.settings for r in read} == {""}
+    short = tmp_path / "short.csv"
+    short.write_text("id,model,gpu,metric,value\n")
+    with pytest.raises(CatalogError, match="lacks column"):
+        append_measurements(rows, short)
+    assert short.read_text() == "id,model,gpu,metric,value\n"
 
 
 def test_measurement_rows_need_a_catalogue_deployment() -> None:

@@ -6,14 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tokenomy.advise.closedform import _chunk_steps
 from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import chunks_rank_excess_s, prefill_seconds, single_stream
+from tokenomy.costmodel.perf import (
+    chunks_rank_excess_s,
+    poisson_rank_excess_s,
+    prefill_seconds,
+    queued_ttft_s,
+    single_stream,
+)
 from tokenomy.sim.kvcache import Seq
 from tokenomy.sim.metrics import RequestLog
 from tokenomy.sim.replica import Replica, ReplicaConfig
+from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import Workload
 
 
@@ -96,3 +104,53 @@ def test_a_balancing_engine_waits_for_no_rank_once_every_rank_has_a_sequence() -
     unbalanced = deployment("qwen3-30b-a3b", 4, True).step_cost()
     assert lone > 0
     assert lone == pytest.approx(float(chunks_rank_excess_s(unbalanced, np.array(1.0), 1024.0, 0.0, 1.0)))
+
+
+def test_every_ttft_path_prices_a_lone_prompt_on_its_rank_alike() -> None:
+    """plan's single stream, the router's and fleet's queued TTFT, advise's chunk steps and the simulator give one
+    4,096-token Maverick prompt on 8 attention-DP ranks the same first-token time."""
+    d = deployment("llama-4-maverick-17b-128e", 8, True)
+    plan_ttft, _ = single_stream(d, 4096, 16)
+    queued = queued_ttft_s(d.step_cost(), d.token_budget, 0, 0.0, 4096)
+    steps, step_s = _chunk_steps(d, np.array([0.0]), 4096.0, 0.0)
+    sim = simulate(d, Workload(np.zeros(1), np.array([4096]), np.array([16]), name="one")).summary()
+    assert queued == pytest.approx(plan_ttft, rel=0.02)
+    assert float(steps[0] * step_s[0]) == pytest.approx(plan_ttft, rel=0.02)
+    assert sim["ttft_s"]["mean"] == pytest.approx(plan_ttft, rel=0.05)
+    tensor_parallel = deployment("llama-4-maverick-17b-128e", 8, False)
+    assert plan_ttft > 1.3 * single_stream(tensor_parallel, 4096, 16)[0]
+
+
+def test_nine_prompts_on_eight_ranks_wait_for_the_rank_with_two() -> None:
+    """A batch's prompts sit whole on the ranks: nine on eight put two on one, which the others wait for."""
+    d = deployment("llama-4-maverick-17b-128e", 8, True)
+    one, eight, nine = (float(prefill_seconds(d, 4096, b)) for b in (1, 8, 9))
+    assert nine - eight > 0.5 * one  # about one more prompt's time on the busiest rank, not 1/8 of one
+
+
+def test_the_busiest_rank_is_the_one_with_the_most_compute_not_tokens() -> None:
+    """A 500-token chunk deep into a 30,000-token prompt costs its rank more attention than a fresh 600-token one:
+    the simulator's step waits for that rank, and never comes out faster than an even split."""
+    d = deployment("qwen3-30b-a3b", 4, True)
+    w = Workload(np.zeros(2), np.full(2, 40000), np.full(2, 8), name="t")
+    replica = Replica(d, ReplicaConfig(), RequestLog.for_workload(w))
+    fresh, deep = Seq(0, 40000, 8), Seq(1, 40000, 8)
+    deep.ctx = 30000
+    cost = d.step_cost()
+    excess = replica._rank_excess_s([(fresh, 600), (deep, 500)])
+    deep_s = cost.rank_compute_s(500.0, 500 * (30000 + 250))
+    assert deep_s > cost.rank_compute_s(600.0, 600 * 300)
+    total = cost.rank_compute_s(1100.0, 600 * 300 + 500 * (30000 + 250))
+    assert excess == pytest.approx(deep_s - total / 4) and excess > 0
+
+
+def test_independent_arrivals_share_steps_so_their_mean_excess_is_below_one_chunk_per_step() -> None:
+    """Requests arriving independently put K ~ Poisson(k) prompt chunks in a step, often two side by side on two
+    ranks: the mean excess is below the k·(1 − 1/R) of every chunk in a step of its own, and near it as k → 0."""
+    cost = deployment("qwen3-30b-a3b", 4, True).step_cost()
+    lone = cost.rank_compute_s(2048.0, 2048.0 * 1024) * 3 / 4
+    for k in (0.6, 2.0):
+        mean = float(poisson_rank_excess_s(cost, np.array(k), 2048.0, 0.0, 1.0))
+        assert 0 < mean < min(k, 1.0) * lone
+    tiny = float(poisson_rank_excess_s(cost, np.array(0.01), 2048.0, 0.0, 1.0))
+    assert tiny == pytest.approx(0.01 * lone, rel=0.02)

@@ -30,7 +30,14 @@ import numpy as np
 from scipy.special import gammaln, ndtri, pdtr
 
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import Scheduling, max_batch, prompt_room, steady_state, step_seconds
+from tokenomy.costmodel.perf import (
+    Scheduling,
+    chunks_rank_excess_s,
+    max_batch,
+    prompt_room,
+    steady_state,
+    step_seconds,
+)
 
 OPERATING_FRACTIONS = np.geomspace(1 / 256, 1.0, 33)  # operating occupancies as fractions of the slots
 
@@ -104,7 +111,9 @@ def _chunk_steps(d: Deployment, n: np.ndarray, prompt_tokens: float, ctx: float)
     per_step = np.maximum(prompt_room(d, d.token_budget, rows), 1.0)
     chunk = np.minimum(prompt_tokens, per_step)
     keys = (rows * ctx + chunk * chunk / 2) / (rows + chunk)
-    return np.ceil(prompt_tokens / per_step), step_seconds(d, chunk + rows, rows + 1, ctx * rows / (rows + 1), keys)
+    step = step_seconds(d, chunk + rows, rows + 1, ctx * rows / (rows + 1), keys)
+    # under attention DP the prompt's chunk runs on its own rank alone (costmodel.perf.chunks_rank_excess_s)
+    return np.ceil(prompt_tokens / per_step), step + chunks_rank_excess_s(d.step_cost(), 1.0, chunk, 0.0, n + 1)
 
 
 def replica_curves(

@@ -91,10 +91,18 @@ def _load_value(load: dict[str, Any], speedup: float) -> str:
 
 
 def append_measurements(rows: list[dict[str, str]], path: Path) -> None:
-    """Append rows to a measurement CSV, writing the header when the file is new or empty."""
+    """Append rows to a measurement CSV under its own header (a column the rows lack, such as `settings`, left
+    empty), writing the header when the file is new or empty."""
     new = not path.exists() or path.stat().st_size == 0
+    fields = list(COLUMNS)
+    if not new:
+        with path.open(newline="") as fh:
+            fields = [h.strip() for h in next(csv.reader(fh), [])] or fields
+        missing = [c for c in COLUMNS if c not in fields]
+        if missing:  # appending would drop those fields of every row
+            raise CatalogError(f"{path}: line 1: the header lacks column(s) {', '.join(missing)}; not appended to")
     with path.open("a", newline="") as fh:
-        out = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        out = csv.DictWriter(fh, fieldnames=fields, restval="")
         if new:
             out.writeheader()
         out.writerows(rows)

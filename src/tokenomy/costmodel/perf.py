@@ -35,7 +35,7 @@ Under attention DP a prompt chunk runs its attention and non-expert layers on it
 rank waits for the busiest one at the next MoE layer's exchange: a step's K chunks sit whole on the R ranks, at least
 ⌈K/R⌉ on the busiest (as evenly as whole chunks allow), so the step pays that rank's chunk compute less the even 1/R
 share the roofline already counts (`StepCost.rank_excess_s`; decodes spread evenly; a full step, every rank at its own
-budget, is even). TensorRT-LLM does not hold prompts back to balance them over the ranks unless
+budget, is even; requests arriving independently bring K ~ Poisson(k) chunks a step, `poisson_rank_excess_s`). TensorRT-LLM does not hold prompts back to balance them over the ranks unless
 attention_dp_config.enable_balance is set (default off; EngineProfile.attention_dp_balance: then no excess once the
 replica holds a sequence per rank; a lone prompt still runs on its own rank, and the wait for the others is not
 modelled). Load imbalance of the routed experts between ranks is not modelled.
@@ -257,7 +257,7 @@ class StepCost:
         if not self.rank_s_per_token:
             return 0.0
         busiest = self.rank_compute_s(busiest_tokens, busiest_pairs)
-        excess = busiest - self.rank_compute_s(prompt_tokens, prompt_pairs) / self.ranks
+        excess = np.maximum(busiest - self.rank_compute_s(prompt_tokens, prompt_pairs) / self.ranks, 0.0)
         return np.where(np.asarray(seqs) >= self.ranks, 0.0, excess) if self.balanced else excess
 
     def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs, rank_excess_s=0.0):  # noqa: ANN001, ANN201
@@ -340,11 +340,14 @@ def prefill_seconds(d: Deployment, prompt_tokens: ArrayLike, batch: ArrayLike = 
     chunks = np.maximum(np.ceil(total / budget), 1.0)
     chunk = total / chunks
     # Each chunk's tokens attend on average to half their own prompt; it samples one token per prompt. Under
-    # attention DP the chunk's prompts sit on `ranks` ranks, each computing its part alone (StepCost.rank_excess_s).
+    # attention DP the prompts sit whole on the ranks, ⌈batch/R⌉ on the busiest, each rank computing its own alone
+    # (StepCost.rank_excess_s).
     seqs_per_chunk = np.maximum(chunk / np.maximum(prompt, 1.0), 1.0)
     cost = d.step_cost()
     pairs = chunk * prompt / 2
-    excess = cost.rank_excess_s(chunk / ranks, pairs / ranks, chunk, pairs, np.asarray(batch, dtype=float))
+    b = np.maximum(np.asarray(batch, dtype=float), 1.0)
+    busiest = np.ceil(b / d.attention_dp_ranks - 1e-9) / b  # the busiest rank's share of the prompts
+    excess = cost.rank_excess_s(chunk * busiest, pairs * busiest, chunk, pairs, b)
     t = cost.seconds(chunk, seqs_per_chunk, 0.0, pairs, excess)
     return chunks * t
 
@@ -400,6 +403,23 @@ def chunks_rank_excess_s(
     return cost.rank_excess_s(on_busiest * chunk, on_busiest * pairs_each, c * chunk, c * pairs_each, seqs)
 
 
+def poisson_rank_excess_s(cost: StepCost, k: ArrayLike, chunk: ArrayLike, done: ArrayLike, held: ArrayLike) -> Array:
+    """Attention DP: the mean busiest-rank excess of a step whose prompt chunks arrive independently, K ~ Poisson(k)
+    of `chunk` tokens after `done`: E[⌈K/R⌉ − K/R] of one rank's chunk compute (StepCost.rank_excess_s; K = R·j
+    wait for nobody). Independent arrivals put two chunks in one step as often as a Poisson count does, where the
+    ⌊k⌋ / ⌈k⌉ mixture of the closed form would give every chunk a step of its own."""
+    if not cost.rank_s_per_token:
+        return np.zeros_like(np.asarray(k, dtype=float))
+    mean = np.asarray(k, dtype=float)
+    top = int(np.max(mean) + 10 * np.sqrt(np.max(mean)) + 20)
+    ks = np.arange(top + 1, dtype=float)
+    log_p = ks[:, None] * np.log(np.maximum(mean, 1e-300)) - mean - np.array([math.lgamma(x + 1) for x in ks])[:, None]
+    spread = (np.ceil(ks / cost.ranks - 1e-9) - ks / cost.ranks)[:, None]
+    share = np.sum(np.exp(log_p) * spread, axis=0).reshape(mean.shape)
+    pairs = np.asarray(chunk, dtype=float) * (np.asarray(done, dtype=float) + np.asarray(chunk, dtype=float) / 2)
+    return cost.rank_excess_s(share * chunk, share * pairs, 0.0 * chunk, 0.0 * pairs, held)
+
+
 def _micro_batch_s(
     d: Deployment,
     rules: Scheduling,
@@ -409,10 +429,12 @@ def _micro_batch_s(
     chunk: Array,
     done: Array,
     even_ranks: bool = False,
+    held: ArrayLike = 0.0,
 ) -> Array:
     """One micro-batch through the whole model: `rows` decoding sequences of `ctx` context (γ+1 verify
     tokens each with a draft) plus `chunks` prompt chunks of `chunk` tokens following `done` computed ones, on the
-    attention-DP ranks as evenly as whole chunks allow (`even_ranks`: evenly, as when every rank fills its budget)."""
+    attention-DP ranks as evenly as whole chunks allow (`even_ranks`: evenly, as when every rank fills its budget; an
+    engine that balances prompts over the ranks does so once the replica holds `held` ≥ R requests)."""
     cost = d.step_cost()
     spec = rules.spec
     per_seq = spec.draft_tokens + 1 if spec else 1
@@ -420,7 +442,7 @@ def _micro_batch_s(
     seqs = rows + chunks
     kv = rows * ctx + chunks * done
     pairs = rows * per_seq * ctx + chunks * chunk * (done + chunk / 2)
-    excess = 0.0 if even_ranks else chunks_rank_excess_s(cost, chunks, chunk, done, seqs)
+    excess = 0.0 if even_ranks else chunks_rank_excess_s(cost, chunks, chunk, done, held)
     t = np.where(seqs > 0, cost.seconds(new, np.maximum(seqs, 1e-9), kv, pairs, excess), 0.0)
     if spec is not None:
         draft = spec.draft.step_cost()
@@ -443,14 +465,22 @@ def _round_s(d: Deployment, pp: float, parts: list[tuple[Array, Array, Array]]) 
 
 
 def _chunk_round_s(
-    d: Deployment, rules: Scheduling, pp: float, b: Array, c: Array, ctx: float, chunk: Array, done: Array
+    d: Deployment,
+    rules: Scheduling,
+    pp: float,
+    b: Array,
+    c: Array,
+    ctx: float,
+    chunk: Array,
+    done: Array,
+    even_ranks: bool = False,
 ) -> Array:
     """A round of `b` requests, `c` of them prompt chunks: ⌈c/pp⌉ chunks ride each of min(c, pp) micro-batches
     beside their share of the b − c decodes (`_largest_micro_batch`), the other micro-batches decode only."""
     zero = np.zeros_like(b)
     rows = _largest_micro_batch(np.maximum(b - c, 0), pp)
     per_mb = np.ceil(c / pp)
-    with_chunks = _micro_batch_s(d, rules, rows, ctx, per_mb, chunk, done)
+    with_chunks = _micro_batch_s(d, rules, rows, ctx, per_mb, chunk, done, even_ranks, held=b)
     decode_only = _micro_batch_s(d, rules, rows, ctx, zero, zero, zero)
     n_chunked = np.minimum(c, pp)
     n_decode = np.maximum(_micro_batches(np.maximum(b - c, 0), pp) - n_chunked, 0)
@@ -510,7 +540,7 @@ def steady_state(
         # fewer requests than stages: one whole prompt in each of b micro-batches
         per_mb, prompts_mb = np.where(b < pp, isl, per_mb), np.where(b < pp, 1.0, prompts_mb)
         m = _micro_batches(b, pp)
-        t_pf_mb = _micro_batch_s(d, rules, zero, ctx, prompts_mb, per_mb / prompts_mb, zero)
+        t_pf_mb = _micro_batch_s(d, rules, zero, ctx, prompts_mb, per_mb / prompts_mb, zero, held=b)
         t_pf = rounds * _round_s(d, pp, [(t_pf_mb, prompts_mb, m)])
         rows = _largest_micro_batch(b, pp)
         t_dec = _round_s(d, pp, [(_micro_batch_s(d, rules, rows, ctx, zero, zero, zero), rows, m)])
@@ -525,7 +555,7 @@ def steady_state(
         fit = max(math.floor(budget / isl), 1) * pp
         prompts = np.minimum(np.maximum(r, 1.0), fit)  # per prefill round
         per_mb = np.ceil(prompts / pp)
-        t_pf_mb = _micro_batch_s(d, rules, zero, ctx, per_mb, zero + isl, zero)
+        t_pf_mb = _micro_batch_s(d, rules, zero, ctx, per_mb, zero + isl, zero, held=b)
         t_pf = _round_s(d, pp, [(t_pf_mb, per_mb, np.ceil(prompts / per_mb))])
         rows = _largest_micro_batch(b, pp)
         t_dec = _round_s(d, pp, [(_micro_batch_s(d, rules, rows, ctx, zero, zero, zero), rows, _micro_batches(b, pp))])
@@ -556,13 +586,25 @@ def steady_state(
         # chunks spread over the micro-batches: each carries ⌊k/pp⌋ or ⌈k/pp⌉ beside its share of the decodes
         lo, hi, w = _mixture(np.where(full, 0.0, k / pp))
         rows_lo, rows_hi = np.maximum(b / pp - lo, 0), np.maximum(b / pp - hi, 0)
-        t_lo = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_lo, ctx, lo, chunk, done), rows_lo + lo, m)])
-        t_hi = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_hi, ctx, hi, chunk, done), rows_hi + hi, m)])
+        t_lo = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_lo, ctx, lo, chunk, done, held=b), rows_lo + lo, m)])
+        t_hi = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_hi, ctx, hi, chunk, done, held=b), rows_hi + hi, m)])
         lo, hi = lo * pp, hi * pp  # as chunks per round, for the decode weights below
     else:
         # ⌈c/pp⌉ chunks in each of min(c, pp) micro-batches, the others decoding only (`_chunk_round_s`)
         lo, hi, w = _mixture(np.where(full, 0.0, k))
         t_lo, t_hi = (_chunk_round_s(d, rules, pp, b, c, ctx, chunk, done) for c in (lo, hi))
+    t_chunk = np.where(full, 0.0, t_hi)  # a prompt's chunk shares its step with ⌈k⌉ − 1 others, on its own rank
+    if not cohorts and pp == 1 and not spread and d.step_cost().rank_s_per_token:
+        # requests arriving independently: the steps' mean attention-DP excess is a Poisson count's
+        # (`poisson_rank_excess_s`), not the mixture's, which gives every chunk a step of its own; the chunk steps
+        # keep their share of it
+        even_lo, even_hi = (_chunk_round_s(d, rules, pp, b, c, ctx, chunk, done, even_ranks=True) for c in (lo, hi))
+        mixed = (1 - w) * (t_lo - even_lo) + w * (t_hi - even_hi)
+        poisson = poisson_rank_excess_s(d.step_cost(), np.where(full, 0.0, k), chunk, done, b)
+        scale = np.where(mixed > 0, poisson / np.maximum(mixed, 1e-300), 1.0)
+        extra = np.where(mixed > 0, 0.0, poisson)  # no chunk step in the mixture carries it: every step does
+        t_lo = even_lo + scale * (t_lo - even_lo) + extra
+        t_hi = even_hi + scale * (t_hi - even_hi) + extra
     m_dec = _micro_batches(r * n_d, pp)
     t_dec = _round_s(d, pp, [(_micro_batch_s(d, rules, rows, ctx, zero, zero, zero), rows, m_dec)])
     # a full step: decodes plus prompt tokens to the budget, in chunks of at most the room
@@ -572,7 +614,7 @@ def steady_state(
     t_full = _round_s(d, pp, [(t_full_mb, rows + full_chunks, zero + pp)])  # every micro-batch fills its budget
     step = np.where(full, t_full, (1 - w) * t_lo + w * t_hi)
     residual = np.where(full, t_full, (1 - w) * t_lo**2 + w * t_hi**2) / (2 * step)
-    t_chunk = np.where(full, t_full, t_hi)  # a prompt's chunk shares its step with ⌈k⌉ − 1 others
+    t_chunk = np.where(full, t_full, t_chunk)
     r_s = r / step
     share = np.clip((step - t_dec) / step, 0.0, 1.0)
     # TPOT: the steps a decoding request is in, weighted by how many decode in each (not its own prompt's)
@@ -773,5 +815,8 @@ def queued_ttft_s(
     room = max(budget_tokens - rows * tokens_per_seq, 1)
     chunk = min(queued_prompt_tokens, room)
     ctx = running_context_tokens * rows / running_seqs if running_seqs else 0.0
-    step = cost.seconds(chunk + rows * tokens_per_seq, rows + 1, ctx, ctx * tokens_per_seq + chunk * chunk / 2)
+    # attention DP: the queued prompts fill one rank's part of the room before the next (a lone prompt: its own rank)
+    busiest = max(min(chunk, room / cost.ranks), chunk / cost.ranks)
+    excess = cost.rank_excess_s(busiest, busiest * busiest / 2, chunk, chunk * chunk / 2, running_seqs + 1)
+    step = cost.seconds(chunk + rows * tokens_per_seq, rows + 1, ctx, ctx * tokens_per_seq + chunk * chunk / 2, excess)
     return math.ceil(queued_prompt_tokens / (pp * room)) * step

@@ -99,6 +99,7 @@ GRID = (
     Case("qwen3-30b-a3b", pp=2, kv="contiguous"),
     Case("qwen3-30b-a3b", spec=True, kv_precision="fp8", isl=1024, osl=256),
     Case("qwen3-30b-a3b", tp=4, kv_precision="fp8", isl=2048, engine="tensorrt-llm"),
+    Case("qwen3-30b-a3b", tp=4, kv_precision="fp8", isl=16384, osl=256, engine="tensorrt-llm"),
 )
 
 

@@ -81,14 +81,15 @@ class Executor:
         cost = self.cost
         if not chunks or not cost.rank_s_per_token:
             return 0.0
-        loads = [(0.0, 0.0)] * cost.ranks  # (tokens, attention pairs) per rank
-        for n, c in sorted(((n, seq.ctx) for seq, n in chunks), reverse=True):
+        work = sorted(((cost.rank_compute_s(n, n * (seq.ctx + n / 2)), n, seq.ctx) for seq, n in chunks), reverse=True)
+        loads = [(0.0, 0.0, 0.0)] * cost.ranks  # (compute s, tokens, attention pairs) per rank
+        for s, n, c in work:
             j = min(range(len(loads)), key=lambda i: loads[i][0])
-            loads[j] = (loads[j][0] + n, loads[j][1] + n * (c + n / 2))
-        busiest = max(loads)
-        held = len(self.batch.seqs) + len(self.prefilling) + len(self.waiting)  # a balancing engine waits for R
-        total_tokens, total_pairs = sum(t for t, _ in loads), sum(p for _, p in loads)
-        return float(cost.rank_excess_s(busiest[0], busiest[1], total_tokens, total_pairs, held))
+            loads[j] = (loads[j][0] + s, loads[j][1] + n, loads[j][2] + n * (c + n / 2))
+        _, tokens, pairs = max(loads)
+        held = len(self.batch.seqs) + len(self.prefilling)  # requests in the engine: a balancing one waits for R
+        total_tokens, total_pairs = sum(x[1] for x in loads), sum(x[2] for x in loads)
+        return float(cost.rank_excess_s(tokens, pairs, total_tokens, total_pairs, held))
 
     def _draft_seconds(self, b: int, ctx: float) -> float:
         """The draft model's γ decode steps for `b` rows holding `ctx` tokens, less its per-step overhead."""
