@@ -96,8 +96,11 @@ ROW_SETTINGS = {"attention_dp_balance": "attention_dp_balance"}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+@lru_cache(maxsize=256)
 def row_settings(text: str) -> dict[str, bool] | str:
-    """The profile values a row's `settings` text sets ('attention_dp_balance=true'), or why it cannot be used."""
+    """The profile values a row's `settings` text sets ('attention_dp_balance=true'), or why it cannot be used
+    (cached: predict reads it twice per row, and a fit predicts each row thousands of times; callers do not mutate
+    the dict)."""
     values: dict[str, bool] = {}
     for item in (part.strip() for part in text.split(";")):
         if not item:

@@ -35,10 +35,11 @@ Under attention DP a prompt chunk runs its attention and non-expert layers on it
 rank waits for the busiest one at the next MoE layer's exchange: a step's K chunks sit whole on the R ranks, at least
 ⌈K/R⌉ on the busiest (as evenly as whole chunks allow), so the step pays that rank's chunk compute less the even 1/R
 share the roofline already counts (`StepCost.rank_excess_s`; decodes spread evenly; a full step, every rank at its own
-budget, is even; requests arriving independently bring K ~ Poisson(k) chunks a step, `poisson_rank_excess_s`). TensorRT-LLM does not hold prompts back to balance them over the ranks unless
-attention_dp_config.enable_balance is set (default off; EngineProfile.attention_dp_balance: then no excess once the
-replica holds a sequence per rank; a lone prompt still runs on its own rank, and the wait for the others is not
-modelled). Load imbalance of the routed experts between ranks is not modelled.
+budget, is even; requests arriving independently bring K ~ Poisson(k) chunks a step, `poisson_rank_excess_s`).
+TensorRT-LLM does not hold prompts back to balance them over the ranks unless attention_dp_config.enable_balance is
+set (default off; EngineProfile.attention_dp_balance: then no excess once the replica holds a sequence per rank; a
+lone prompt still runs on its own rank, and the wait for the others is not modelled). Load imbalance of the routed
+experts between ranks is not modelled.
 A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memory layout and per-rank scheduler
 limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU; each GPU
 reads the attention, dense-MLP and shared-expert weights it holds whole (Deployment.replicated_bytes) in full every
