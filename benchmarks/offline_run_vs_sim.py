@@ -1,5 +1,6 @@
 """The offline-run closed form against the simulator, on the shipped TensorRT-LLM offline rows that give their run's
-request count (`load_value`): both predict the same run of N fixed-length requests queued at once.
+request count (`load_value`), in every shipped measurement file: both predict the same run of N fixed-length requests
+queued at once.
 
 `costmodel/perf.py: offline_run_tokens_per_s` (cohorts of the batch that fits, a thin last one, prompts spread over
 a pipeline's micro-batches) against `sim.run.simulate` on the same deployment, limits and N. Prints the ratio's
@@ -13,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokenomy.calibrate.measurements import read_measurements
+from tokenomy.calibrate.measurements import read_measurements, shipped_measurement_files
 from tokenomy.calibrate.predict import _profile_for, row_deployment
-from tokenomy.catalog.models import DATA_DIR
 from tokenomy.costmodel.deployment import offline_deployment
 from tokenomy.costmodel.perf import max_batch, offline_run_tokens_per_s
 from tokenomy.sim.replica import ReplicaConfig
@@ -26,8 +26,10 @@ from tokenomy.sim.workload import Workload
 def main() -> None:
     ratios: dict[str, list[float]] = {"single-stage": [], "pipelined": []}
     errors: dict[str, list[float]] = {"closed form": [], "simulator": []}
-    for row in read_measurements(DATA_DIR / "measurements.csv"):
-        if row.load_kind != "offline" or row.metric != "output_throughput" or not row.load_value:
+    rows = [row for path in shipped_measurement_files() for row in read_measurements(path)]
+    for row in rows:
+        offline = row.load_kind == "offline" and row.metric == "output_throughput" and row.load_value
+        if row.engine != "tensorrt-llm" or not offline:
             continue
         d = row_deployment(row, _profile_for(row, None))
         if not d.memory.fits or max_batch(offline_deployment(d, row.isl, row.osl), row.isl, row.osl) < 1:

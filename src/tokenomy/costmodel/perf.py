@@ -35,7 +35,8 @@ Under attention DP a prompt chunk runs its attention and non-expert layers on it
 rank waits for the busiest one at the next MoE layer's exchange: a step's K chunks sit whole on the R ranks, at least
 ⌈K/R⌉ on the busiest (as evenly as whole chunks allow), so the step pays that rank's chunk compute less the even 1/R
 share the roofline already counts (`StepCost.rank_excess_s`; decodes spread evenly; a full step, every rank at its own
-budget, is even; requests arriving independently bring K ~ Poisson(k) chunks a step, `poisson_rank_excess_s`).
+budget, is even; requests arriving independently bring K ~ Poisson(k) chunks a step, `poisson_rank_excess_s`; an
+offline run's cohort, a request per rank or more, prefills on every rank at once and is even too, `steady_state`).
 TensorRT-LLM does not hold prompts back to balance them over the ranks unless attention_dp_config.enable_balance is
 set (default off; EngineProfile.attention_dp_balance: then no excess once the replica holds a sequence per rank; a
 lone prompt still runs on its own rank, and the wait for the others is not modelled). Load imbalance of the routed
@@ -251,15 +252,24 @@ class StepCost:
             t = t + self.rank_window_s_per_pair * np.minimum(prompt_pairs, prompt_tokens * self.window_tokens)
         return t
 
-    def rank_excess_s(self, busiest_tokens, busiest_pairs, prompt_tokens, prompt_pairs, seqs):  # noqa: ANN001, ANN201
+    def rank_excess_s(  # noqa: ANN201
+        self,
+        busiest_tokens,
+        busiest_pairs,
+        prompt_tokens,
+        prompt_pairs,
+        seqs,
+        together: bool = False,  # noqa: ANN001
+    ):
         """Attention DP: what the busiest rank's prompt chunks (busiest_tokens, busiest_pairs) add to a step of `seqs`
         sequences over the even 1/R split of all its chunks (prompt_tokens, prompt_pairs) that `seconds` counts (module
-        docstring); 0 without attention DP, and 0 where the engine balances prompts and holds a sequence per rank."""
+        docstring); 0 without attention DP, and 0 where the replica holds a sequence per rank and either the engine
+        balances prompts or the prompts come `together` (a cohort admitted at once: every rank prefills its own)."""
         if not self.rank_s_per_token:
             return 0.0
         busiest = self.rank_compute_s(busiest_tokens, busiest_pairs)
         excess = np.maximum(busiest - self.rank_compute_s(prompt_tokens, prompt_pairs) / self.ranks, 0.0)
-        return np.where(np.asarray(seqs) >= self.ranks, 0.0, excess) if self.balanced else excess
+        return np.where(np.asarray(seqs) >= self.ranks, 0.0, excess) if self.balanced or together else excess
 
     def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs, rank_excess_s=0.0):  # noqa: ANN001, ANN201
         """Time of one step computing `new_tokens` tokens of `seqs` sequences (float or array).
@@ -392,16 +402,17 @@ class SteadyState:
 
 
 def chunks_rank_excess_s(
-    cost: StepCost, chunks: ArrayLike, chunk: ArrayLike, done: ArrayLike, seqs: ArrayLike
+    cost: StepCost, chunks: ArrayLike, chunk: ArrayLike, done: ArrayLike, seqs: ArrayLike, together: bool = False
 ) -> Array:
     """Attention DP: what the busiest rank adds to a step of `seqs` sequences with `chunks` prompt chunks of `chunk`
-    tokens each following `done` computed ones, ⌈chunks/R⌉ of them on it (StepCost.rank_excess_s; 0 without)."""
+    tokens each following `done` computed ones, ⌈chunks/R⌉ of them on it (StepCost.rank_excess_s, `together`
+    passed on; 0 without)."""
     if not cost.rank_s_per_token:
         return np.zeros_like(np.asarray(chunks, dtype=float))
     c = np.asarray(chunks, dtype=float)
     on_busiest = np.ceil(c / cost.ranks - 1e-9)
     pairs_each = np.asarray(chunk, dtype=float) * (np.asarray(done, dtype=float) + np.asarray(chunk, dtype=float) / 2)
-    return cost.rank_excess_s(on_busiest * chunk, on_busiest * pairs_each, c * chunk, c * pairs_each, seqs)
+    return cost.rank_excess_s(on_busiest * chunk, on_busiest * pairs_each, c * chunk, c * pairs_each, seqs, together)
 
 
 def poisson_rank_excess_s(cost: StepCost, k: ArrayLike, chunk: ArrayLike, done: ArrayLike, held: ArrayLike) -> Array:
@@ -431,11 +442,13 @@ def _micro_batch_s(
     done: Array,
     even_ranks: bool = False,
     held: ArrayLike = 0.0,
+    together: bool = False,
 ) -> Array:
     """One micro-batch through the whole model: `rows` decoding sequences of `ctx` context (γ+1 verify
     tokens each with a draft) plus `chunks` prompt chunks of `chunk` tokens following `done` computed ones, on the
     attention-DP ranks as evenly as whole chunks allow (`even_ranks`: evenly, as when every rank fills its budget; an
-    engine that balances prompts over the ranks does so once the replica holds `held` ≥ R requests)."""
+    engine that balances prompts over the ranks, or prompts admitted `together` as a cohort, spread evenly once the
+    replica holds `held` ≥ R requests)."""
     cost = d.step_cost()
     spec = rules.spec
     per_seq = spec.draft_tokens + 1 if spec else 1
@@ -443,7 +456,7 @@ def _micro_batch_s(
     seqs = rows + chunks
     kv = rows * ctx + chunks * done
     pairs = rows * per_seq * ctx + chunks * chunk * (done + chunk / 2)
-    excess = 0.0 if even_ranks else chunks_rank_excess_s(cost, chunks, chunk, done, held)
+    excess = 0.0 if even_ranks else chunks_rank_excess_s(cost, chunks, chunk, done, held, together)
     t = np.where(seqs > 0, cost.seconds(new, np.maximum(seqs, 1e-9), kv, pairs, excess), 0.0)
     if spec is not None:
         draft = spec.draft.step_cost()
@@ -475,13 +488,15 @@ def _chunk_round_s(
     chunk: Array,
     done: Array,
     even_ranks: bool = False,
+    together: bool = False,
 ) -> Array:
     """A round of `b` requests, `c` of them prompt chunks: ⌈c/pp⌉ chunks ride each of min(c, pp) micro-batches
-    beside their share of the b − c decodes (`_largest_micro_batch`), the other micro-batches decode only."""
+    beside their share of the b − c decodes (`_largest_micro_batch`), the other micro-batches decode only
+    (`together`: a cohort's prompts, `_micro_batch_s`)."""
     zero = np.zeros_like(b)
     rows = _largest_micro_batch(np.maximum(b - c, 0), pp)
     per_mb = np.ceil(c / pp)
-    with_chunks = _micro_batch_s(d, rules, rows, ctx, per_mb, chunk, done, even_ranks, held=b)
+    with_chunks = _micro_batch_s(d, rules, rows, ctx, per_mb, chunk, done, even_ranks, held=b, together=together)
     decode_only = _micro_batch_s(d, rules, rows, ctx, zero, zero, zero)
     n_chunked = np.minimum(c, pp)
     n_decode = np.maximum(_micro_batches(np.maximum(b - c, 0), pp) - n_chunked, 0)
@@ -521,7 +536,8 @@ def steady_state(
     pp micro-batches a round lasts as long as its slowest or as a stage's load, every micro-batch's host work and
     its share of their GPU work, whichever is longer (`pipeline_round_s`); the chunks ride ⌈k/pp⌉ to a
     micro-batch; `cohorts` (fixed-length requests admitted together, as an offline run's are) spreads them over
-    all the micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each. When the budget
+    all the micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each, and over the attention-DP ranks evenly once the batch has a
+    request per rank (every rank prefills its own share of the cohort, as the simulator runs it). When the budget
     cannot hold r·isl prompt tokens a step, every step is full and r = pp·B / (n_d·(γ+1) + isl).
     continuous: prompts run in prefill-only steps between decode steps; static: a batch prefills,
     then decodes until its last request ends (fixed lengths: all end together).
@@ -587,13 +603,15 @@ def steady_state(
         # chunks spread over the micro-batches: each carries ⌊k/pp⌋ or ⌈k/pp⌉ beside its share of the decodes
         lo, hi, w = _mixture(np.where(full, 0.0, k / pp))
         rows_lo, rows_hi = np.maximum(b / pp - lo, 0), np.maximum(b / pp - hi, 0)
-        t_lo = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_lo, ctx, lo, chunk, done, held=b), rows_lo + lo, m)])
-        t_hi = _round_s(d, pp, [(_micro_batch_s(d, rules, rows_hi, ctx, hi, chunk, done, held=b), rows_hi + hi, m)])
+        t_lo, t_hi = (
+            _round_s(d, pp, [(_micro_batch_s(d, rules, rws, ctx, c, chunk, done, held=b, together=True), rws + c, m)])
+            for rws, c in ((rows_lo, lo), (rows_hi, hi))
+        )
         lo, hi = lo * pp, hi * pp  # as chunks per round, for the decode weights below
     else:
         # ⌈c/pp⌉ chunks in each of min(c, pp) micro-batches, the others decoding only (`_chunk_round_s`)
         lo, hi, w = _mixture(np.where(full, 0.0, k))
-        t_lo, t_hi = (_chunk_round_s(d, rules, pp, b, c, ctx, chunk, done) for c in (lo, hi))
+        t_lo, t_hi = (_chunk_round_s(d, rules, pp, b, c, ctx, chunk, done, together=cohorts) for c in (lo, hi))
     t_chunk = np.where(full, 0.0, t_hi)  # a prompt's chunk shares its step with ⌈k⌉ − 1 others, on its own rank
     if not cohorts and pp == 1 and not spread and d.step_cost().rank_s_per_token:
         # requests arriving independently: the steps' mean attention-DP excess is a Poisson count's
