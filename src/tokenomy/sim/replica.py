@@ -108,7 +108,7 @@ class Replica(Scheduler, Executor, FastMode):
                 "continuous": self._schedule_continuous,
                 "chunked": self._schedule_chunked,
             }[config.scheduler]
-        total_blocks = int(d.memory.kv_capacity_tokens // config.block_tokens) if d.memory.fits else 0
+        total_blocks = int(self._kv_pool_tokens() // config.block_tokens) if d.memory.fits else 0
         if config.kv == "paged":
             full_length = (config.kv_admission or prof.kv_admission) == "full_length"
             self.kv: PagedKV | ContiguousKV = PagedKV(total_blocks, config.block_tokens, full_length=full_length)
@@ -128,6 +128,14 @@ class Replica(Scheduler, Executor, FastMode):
         self.on_finish: Callable[[int, float], None] | None = None
 
     # ---- requests in -------------------------------------------------------------------------
+
+    def _kv_pool_tokens(self) -> int:
+        """Tokens the KV pool holds: the memory plan's, and with sliding-window layers (which keep at most their window)
+        as many as requests of the workload's mean length fit (`Deployment.kv_capacity_tokens_at`, the length the
+        closed forms size a batch at; blocks stay counted per token, so a request far from the mean is approximate)."""
+        lengths = self.log.input_tokens + self.log.output_tokens
+        mean = float(lengths.mean()) if len(lengths) else 0.0
+        return self.d.kv_capacity_tokens_at(mean) if mean > 0 else self.d.memory.kv_capacity_tokens
 
     def _longest_request_tokens(self) -> int:
         """Input + output tokens of the longest request that can ever run here (−1: none can)."""
