@@ -59,8 +59,8 @@ TERMS = (
         "attention_dp_balance",
         "busiest attention-DP rank",
         "+ the compute of the ⌈K/R⌉ prompt chunks on one rank less its even 1/R share (false: the engine does not "
-        "balance prompts over the ranks; an offline run's cohort, a request per rank or more, prefills on every rank "
-        "evenly)",
+        "balance prompts over the ranks; an offline run's cohort of b requests prefills on every rank at once, "
+        "⌈b/R⌉ of them on the busiest)",
     ),
     ("gpu_memory_utilization", "memory the engine may use", "KV = utilisation × memory − weights − activations …"),
     ("runtime_overhead_gb", "runtime reservation per GPU", "… − this per GPU (CUDA context, graphs, buffers)"),

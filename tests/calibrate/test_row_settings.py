@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tokenomy.calibrate.measurements import COLUMNS, read_measurement_file
 from tokenomy.calibrate.predict import predict, row_settings
 from tokenomy.catalog.models import DATA_DIR
@@ -43,7 +45,9 @@ def test_a_balanced_attention_dp_run_waits_for_no_single_rank() -> None:
         free = predict(measurement(**online)).value
         balanced = predict(measurement(**online, settings=balance)).value
         assert free and balanced and balanced < 0.9 * free
-    assert predict(measurement(**shape, settings=balance)).value == predict(measurement(**shape)).value
+    # offline, a cohort of B requests puts ⌈B/8⌉ on the busiest rank, B/8 on average: balancing changes < 0.1%
+    offline = predict(measurement(**shape)).value
+    assert predict(measurement(**shape, settings=balance)).value == pytest.approx(offline, rel=1e-3)
     dense = predict(measurement(engine_version="v1.0")).value
     assert dense == predict(measurement(engine_version="v1.0", settings=balance)).value
 

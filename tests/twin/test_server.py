@@ -68,7 +68,9 @@ def test_streaming_chat_matches_openai_with_usage(twin: Twin) -> None:
     lateness, variation = stats["emission_lateness_s"], stats["emission_delay_variation_s"]
     # one write per step, except that steps already overdue (0.1 ms each here) share their stream's write
     assert 1 <= lateness["count"] <= 12 and lateness["jitter_p99"] >= 0
-    assert variation["count"] == lateness["count"] - 1 and variation["p99"] >= 0
+    # under load every step may be overdue and share one write: then there is no gap between writes to summarise
+    assert variation["count"] == lateness["count"] - 1
+    assert variation["count"] == 0 or variation["p99"] >= 0
 
 
 def test_streaming_completion_without_usage(twin: Twin) -> None:

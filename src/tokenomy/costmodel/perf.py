@@ -36,7 +36,7 @@ rank waits for the busiest one at the next MoE layer's exchange: a step's K chun
 ⌈K/R⌉ on the busiest (as evenly as whole chunks allow), so the step pays that rank's chunk compute less the even 1/R
 share the roofline already counts (`StepCost.rank_excess_s`; decodes spread evenly; a full step, every rank at its own
 budget, is even; requests arriving independently bring K ~ Poisson(k) chunks a step, `poisson_rank_excess_s`; an
-offline run's cohort, a request per rank or more, prefills on every rank at once and is even too, `steady_state`).
+offline run's cohort of b requests prefills on every rank at once, the busiest holding ⌈b/R⌉ of them, `steady_state`).
 TensorRT-LLM does not hold prompts back to balance them over the ranks unless attention_dp_config.enable_balance is
 set (default off; EngineProfile.attention_dp_balance: then no excess once the replica holds a sequence per rank; a
 lone prompt still runs on its own rank, and the wait for the others is not modelled). Load imbalance of the routed
@@ -252,24 +252,15 @@ class StepCost:
             t = t + self.rank_window_s_per_pair * np.minimum(prompt_pairs, prompt_tokens * self.window_tokens)
         return t
 
-    def rank_excess_s(  # noqa: ANN201
-        self,
-        busiest_tokens,
-        busiest_pairs,
-        prompt_tokens,
-        prompt_pairs,
-        seqs,
-        together: bool = False,  # noqa: ANN001
-    ):
+    def rank_excess_s(self, busiest_tokens, busiest_pairs, prompt_tokens, prompt_pairs, seqs):  # noqa: ANN001, ANN201
         """Attention DP: what the busiest rank's prompt chunks (busiest_tokens, busiest_pairs) add to a step of `seqs`
         sequences over the even 1/R split of all its chunks (prompt_tokens, prompt_pairs) that `seconds` counts (module
-        docstring); 0 without attention DP, and 0 where the replica holds a sequence per rank and either the engine
-        balances prompts or the prompts come `together` (a cohort admitted at once: every rank prefills its own)."""
+        docstring); 0 without attention DP, and 0 where the engine balances prompts and holds a sequence per rank."""
         if not self.rank_s_per_token:
             return 0.0
         busiest = self.rank_compute_s(busiest_tokens, busiest_pairs)
         excess = np.maximum(busiest - self.rank_compute_s(prompt_tokens, prompt_pairs) / self.ranks, 0.0)
-        return np.where(np.asarray(seqs) >= self.ranks, 0.0, excess) if self.balanced or together else excess
+        return np.where(np.asarray(seqs) >= self.ranks, 0.0, excess) if self.balanced else excess
 
     def seconds(self, new_tokens, seqs, kv_tokens, attn_pairs, rank_excess_s=0.0):  # noqa: ANN001, ANN201
         """Time of one step computing `new_tokens` tokens of `seqs` sequences (float or array).
@@ -405,14 +396,20 @@ def chunks_rank_excess_s(
     cost: StepCost, chunks: ArrayLike, chunk: ArrayLike, done: ArrayLike, seqs: ArrayLike, together: bool = False
 ) -> Array:
     """Attention DP: what the busiest rank adds to a step of `seqs` sequences with `chunks` prompt chunks of `chunk`
-    tokens each following `done` computed ones, ⌈chunks/R⌉ of them on it (StepCost.rank_excess_s, `together`
-    passed on; 0 without)."""
+    tokens each following `done` computed ones, ⌈chunks/R⌉ of them on it (StepCost.rank_excess_s; 0 without).
+    `together`: the chunks are a cohort's, every request prefilling in the same steps on its own rank, so the busiest
+    rank holds ⌈b/R⌉ of the b = seqs requests and that share of the chunks (as `prefill_seconds` counts a batch): none
+    beyond the even split when b is a multiple of R."""
     if not cost.rank_s_per_token:
         return np.zeros_like(np.asarray(chunks, dtype=float))
     c = np.asarray(chunks, dtype=float)
-    on_busiest = np.ceil(c / cost.ranks - 1e-9)
+    if together:
+        b = np.maximum(np.asarray(seqs, dtype=float), 1.0)
+        on_busiest = c * np.ceil(b / cost.ranks - 1e-9) / b
+    else:
+        on_busiest = np.ceil(c / cost.ranks - 1e-9)
     pairs_each = np.asarray(chunk, dtype=float) * (np.asarray(done, dtype=float) + np.asarray(chunk, dtype=float) / 2)
-    return cost.rank_excess_s(on_busiest * chunk, on_busiest * pairs_each, c * chunk, c * pairs_each, seqs, together)
+    return cost.rank_excess_s(on_busiest * chunk, on_busiest * pairs_each, c * chunk, c * pairs_each, seqs)
 
 
 def poisson_rank_excess_s(cost: StepCost, k: ArrayLike, chunk: ArrayLike, done: ArrayLike, held: ArrayLike) -> Array:
@@ -447,8 +444,8 @@ def _micro_batch_s(
     """One micro-batch through the whole model: `rows` decoding sequences of `ctx` context (γ+1 verify
     tokens each with a draft) plus `chunks` prompt chunks of `chunk` tokens following `done` computed ones, on the
     attention-DP ranks as evenly as whole chunks allow (`even_ranks`: evenly, as when every rank fills its budget; an
-    engine that balances prompts over the ranks, or prompts admitted `together` as a cohort, spread evenly once the
-    replica holds `held` ≥ R requests)."""
+    engine that balances prompts over the ranks does so once the replica holds `held` ≥ R requests; prompts admitted
+    `together` as a cohort of `held` requests sit as those requests do, ⌈held/R⌉ on the busiest rank)."""
     cost = d.step_cost()
     spec = rules.spec
     per_seq = spec.draft_tokens + 1 if spec else 1
@@ -536,8 +533,9 @@ def steady_state(
     pp micro-batches a round lasts as long as its slowest or as a stage's load, every micro-batch's host work and
     its share of their GPU work, whichever is longer (`pipeline_round_s`); the chunks ride ⌈k/pp⌉ to a
     micro-batch; `cohorts` (fixed-length requests admitted together, as an offline run's are) spreads them over
-    all the micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each, and over the attention-DP ranks evenly once the batch has a
-    request per rank (every rank prefills its own share of the cohort, as the simulator runs it). When the budget
+    all the micro-batches instead, ⌊k/pp⌋ or ⌈k/pp⌉ each, and over the attention-DP ranks as the cohort's requests sit
+    (every rank prefills its own share of the cohort in the same steps, ⌈b/R⌉ requests' on the busiest, as the
+    simulator runs it; even when b is a multiple of R). When the budget
     cannot hold r·isl prompt tokens a step, every step is full and r = pp·B / (n_d·(γ+1) + isl).
     continuous: prompts run in prefill-only steps between decode steps; static: a batch prefills,
     then decodes until its last request ends (fixed lengths: all end together).

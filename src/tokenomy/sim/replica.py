@@ -130,12 +130,20 @@ class Replica(Scheduler, Executor, FastMode):
     # ---- requests in -------------------------------------------------------------------------
 
     def _kv_pool_tokens(self) -> int:
-        """Tokens the KV pool holds: the memory plan's, and with sliding-window layers (which keep at most their window)
-        as many as requests of the workload's mean length fit (`Deployment.kv_capacity_tokens_at`, the length the
-        closed forms size a batch at; blocks stay counted per token, so a request far from the mean is approximate)."""
+        """Tokens the KV pool holds: the memory plan's, and on paged KV with sliding-window layers (which keep at most
+        their window) as many as the workload's requests fit at their mix of lengths: the pool's bytes over their
+        token-weighted mean KV bytes per token (`Deployment.kv_bytes_per_token`; for one length what
+        `Deployment.kv_capacity_tokens_at` gives, as the closed forms size a batch). Blocks stay counted per token, so
+        a phase of requests far from the mix is approximate; contiguous reservations keep the memory plan's count, as
+        `replica_slots` does."""
+        d, full = self.d, self.d.memory.kv_capacity_tokens
         lengths = self.log.input_tokens + self.log.output_tokens
-        mean = float(lengths.mean()) if len(lengths) else 0.0
-        return self.d.kv_capacity_tokens_at(mean) if mean > 0 else self.d.memory.kv_capacity_tokens
+        if self.config.kv != "paged" or not d.model.n_sliding_layers or int(lengths.sum()) <= 0:
+            return full
+        values, counts = np.unique(lengths, return_counts=True)
+        tokens = values * counts
+        per_token = np.array([d.kv_bytes_per_token(float(v)) for v in values])
+        return int(full * d.kv_bytes_per_token() * tokens.sum() / float((per_token * tokens).sum()))
 
     def _longest_request_tokens(self) -> int:
         """Input + output tokens of the longest request that can ever run here (−1: none can)."""
