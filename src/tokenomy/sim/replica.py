@@ -137,8 +137,10 @@ class Replica(Scheduler, Executor, FastMode):
         a phase of requests far from the mix is approximate; contiguous reservations keep the memory plan's count, as
         `replica_slots` does."""
         d, full = self.d, self.d.memory.kv_capacity_tokens
+        if self.config.kv != "paged" or not d.model.n_sliding_layers:
+            return full  # every replica of a fleet asks: no pass over the log where windows play no part
         lengths = self.log.input_tokens + self.log.output_tokens
-        if self.config.kv != "paged" or not d.model.n_sliding_layers or int(lengths.sum()) <= 0:
+        if int(lengths.sum()) <= 0:
             return full
         values, counts = np.unique(lengths, return_counts=True)
         tokens = values * counts
