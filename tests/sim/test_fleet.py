@@ -14,7 +14,9 @@ from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.sim.fleet import POLICIES, ApiTier, Fleet, GpuTier, compare_day, simulate_fleet
+from tokenomy.sim.fleet import POLICIES, ApiTier, Fleet, GpuTier, Router, compare_day, simulate_fleet
+from tokenomy.sim.metrics import RequestLog
+from tokenomy.sim.replica import Replica
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import Workload, daily_profile_arrivals, parse_lengths, poisson_arrivals
 
@@ -167,3 +169,31 @@ def test_route_to_an_unknown_tier_is_refused() -> None:
         Fleet((api,), {"chat": ("api",)})
     with pytest.raises(ValueError, match="unknown policy 'random'"):
         GpuTier("gpu", d8(), policy="random")
+
+
+def test_a_tier_sizes_a_sliding_window_kv_pool_by_the_requests_routed_to_it() -> None:
+    """gpt-oss-120b (sliding-window layers keep 128 tokens) in two tiers: short chats on one, long generations on the
+    other. Each tier's KV pool holds its own requests' mix of lengths, as a replica given only those requests does,
+    not the whole day's mix (the short tier's pool is smaller than the whole log's would make it)."""
+    d = Deployment(
+        load_model("gpt-oss-120b"), load_accelerator("H200-SXM"), 1, 1, "mxfp4-experts", "auto", load_profile("vllm")
+    )
+    assert d.model.n_sliding_layers
+    n = 400
+    classes = np.array(["chat", "long"] * (n // 2), dtype=object)
+    isl = np.where(classes == "chat", 200, 1024)
+    osl = np.where(classes == "chat", 100, 8192)
+    w = Workload(np.arange(n) * 0.01, isl, osl, classes=classes)
+    fleet = Fleet((GpuTier("short", d), GpuTier("long", d)), {"chat": ("short",), "long": ("long",), "*": ("short",)})
+    router = Router(fleet, RequestLog.for_workload(w), w, seed=0)
+    pools = {name: rs[0].kv.total_blocks for name, rs in router.replicas.items()}
+
+    def alone(mask: np.ndarray | None) -> int:
+        sub = w if mask is None else Workload(w.arrival_s[mask], isl[mask], osl[mask])
+        return Replica(d, router.replicas["short"][0].config, RequestLog.for_workload(sub)).kv.total_blocks
+
+    short, long, whole = alone(classes == "chat"), alone(classes == "long"), alone(None)
+    print(f"\n  KV blocks: short tier {pools['short']:,} (alone {short:,}), long tier {pools['long']:,} "
+          f"(alone {long:,}), whole log {whole:,}")  # fmt: skip
+    assert pools == {"short": short, "long": long}
+    assert short < whole < long

@@ -96,6 +96,16 @@ def predicted_ttft_s(r: Replica, input_tokens: int) -> float:
     return queued_ttft_s(r.cost, r.budget, len(r.batch.seqs), r.batch.ctx_sum, queued, r.pp, r.per_seq)
 
 
+def tier_share(fleet: Fleet, workload: Workload, tier_name: str) -> np.ndarray | None:
+    """The requests a tier can be sent (their class's route names it, first or on spill), as a boolean mask over the
+    workload; None when that is every request. A replica sizes a sliding-window KV pool by their lengths."""
+    if workload.classes is None:
+        return None if tier_name in fleet.route("*") else np.zeros(len(workload), dtype=bool)
+    routed = {str(c): tier_name in fleet.route(str(c)) for c in np.unique(workload.classes)}
+    mask = np.array([routed[str(c)] for c in workload.classes], dtype=bool)
+    return None if mask.all() else mask
+
+
 class Router:
     """Sends each request to the first tier on its route that can take it in time."""
 
@@ -110,8 +120,10 @@ class Router:
         for tier in fleet.tiers:
             if isinstance(tier, GpuTier):
                 self.replicas[tier.name] = []
+                share = tier_share(fleet, workload, tier.name)
                 for _ in range(tier.replicas):
-                    self.replicas[tier.name].append(Replica(tier.deployment, tier.config, log, index, seed + index))
+                    replica = Replica(tier.deployment, tier.config, log, index, seed + index, share)
+                    self.replicas[tier.name].append(replica)
                     index += 1
         self.round_robin = dict.fromkeys(self.replicas, 0)
         self.api_recent: dict[str, deque[float]] = {t.name: deque() for t in fleet.tiers if isinstance(t, ApiTier)}

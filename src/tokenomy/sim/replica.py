@@ -81,11 +81,20 @@ class ReplicaConfig:
 class Replica(Scheduler, Executor, FastMode):
     """A replica's queues, KV cache and clock; `run_until(t)` executes steps until its clock reaches t."""
 
-    def __init__(self, d: Deployment, config: ReplicaConfig, log: RequestLog, index: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        d: Deployment,
+        config: ReplicaConfig,
+        log: RequestLog,
+        index: int = 0,
+        seed: int = 0,
+        share: np.ndarray | None = None,
+    ):
         self.d = d
         self.config = config
         self.log = log
         self.index = index
+        self.share = share  # the log's requests this replica may serve (a fleet tier's routes); None: all of them
         self.cost = d.step_cost()
         self.draft_cost = config.spec.draft.step_cost() if config.spec else None
         self.fast = not config.exact and config.spec is None  # spans of identical decode steps allowed
@@ -133,13 +142,15 @@ class Replica(Scheduler, Executor, FastMode):
         """Tokens the KV pool holds: the memory plan's, and on paged KV with sliding-window layers (which keep at most
         their window) as many as the workload's requests fit at their mix of lengths: the pool's bytes over their
         token-weighted mean KV bytes per token (`Deployment.kv_bytes_per_token`; for one length what
-        `Deployment.kv_capacity_tokens_at` gives, as the closed forms size a batch). Blocks stay counted per token, so
-        a phase of requests far from the mix is approximate; contiguous reservations keep the memory plan's count, as
-        `replica_slots` does."""
+        `Deployment.kv_capacity_tokens_at` gives, as the closed forms size a batch), in a fleet the requests its tier
+        can be routed (`share`). Blocks stay counted per token, so a phase of requests far from the mix is
+        approximate; contiguous reservations keep the memory plan's count, as `replica_slots` does."""
         d, full = self.d, self.d.memory.kv_capacity_tokens
         if self.config.kv != "paged" or not d.model.n_sliding_layers:
             return full  # every replica of a fleet asks: no pass over the log where windows play no part
         lengths = self.log.input_tokens + self.log.output_tokens
+        if self.share is not None:
+            lengths = lengths[self.share]
         if int(lengths.sum()) <= 0:
             return full
         values, counts = np.unique(lengths, return_counts=True)
