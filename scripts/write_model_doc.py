@@ -37,6 +37,7 @@ TERMS = (
     ("overlap_k", "memory–compute overlap", "t_roof = (t_mem^k + t_comp^k)^(1/k); 1 adds them, ∞ is the max"),
     ("step_overhead_s", "fixed cost per step", "+ c once per forward step (scheduling, sampling, launch)"),
     ("layer_overhead_s", "fixed cost per layer", "+ c × layers per step (kernel launches, norms)"),
+    ("moe_layer_overhead_s", "fixed cost per MoE layer", "+ c × MoE layers per step (the fused MoE op's floor)"),
     ("seq_overhead_s", "host cost per sequence (C++ executor)", "+ c × sequences in the step"),
     (
         "python_executor_seq_overhead_s",
@@ -124,7 +125,8 @@ def rendered() -> str:
         "",
         "One forward step of a replica (a decode step, a prefill chunk, or both) takes",
         "",
-        "    t = step_overhead + layers × layer_overhead + sequences × host cost per sequence",
+        "    t = step_overhead + layers × layer_overhead + MoE layers × MoE layer overhead",
+        "        + sequences × host cost per sequence",
         "        + (t_mem^k + t_comp^k)^(1/k) + collectives (tensor-parallel all-reduces; under attention DP an",
         "          all-gather and a reduce-scatter around each MoE layer; under expert parallelism two all-to-alls)",
         "",

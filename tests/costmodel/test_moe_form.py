@@ -43,11 +43,29 @@ def test_grouped_gemm_efficiency_rises_with_tokens_per_expert() -> None:
 def test_the_moe_terms_leave_dense_models_unchanged(model: str) -> None:
     base = load_profile("tensorrt-llm")
     off = dep(model, base.with_values(**OFF))
-    on = dep(model, base.with_values(moe_gemm_half_tokens=256.0, moe_permute_passes=16.0))
+    on = dep(model, base.with_values(moe_gemm_half_tokens=256.0, moe_permute_passes=16.0, moe_layer_overhead_s=1e-3))
     batch = np.array([1, 8, 64, 512], dtype=float)
     assert on.numbers().expert_flops_per_token == 0.0 and on.numbers().moe_dispatch_bytes_per_token == 0.0
     np.testing.assert_array_equal(decode_step_seconds(on, batch, 1024.0), decode_step_seconds(off, batch, 1024.0))
     np.testing.assert_array_equal(prefill_seconds(on, 4096.0, 4), prefill_seconds(off, 4096.0, 4))
+
+
+def test_each_moe_layer_adds_its_fused_op_floor_to_a_step_whatever_its_tokens() -> None:
+    """A step of Qwen3-30B-A3B (48 MoE layers) pays moe_layer_overhead_s once per MoE layer: 48 × 26 us = 1.25 ms at
+    one token and at 4,096 alike; a share of a batch-one decode step (NVIDIA's MoE kernel timings at 1-16 tokens sit
+    ~26 us above the roofline per layer) that fades at prefill sizes."""
+    base = load_profile("tensorrt-llm")
+    assert base.moe_layer_overhead_s == pytest.approx(26e-6)
+    without = dep("qwen3-30b-a3b", base.with_values(moe_layer_overhead_s=0.0))
+    with_floor = dep("qwen3-30b-a3b", base)
+    layers = with_floor.model.n_moe_layers
+    assert layers == 48
+    for batch in (1.0, 4096.0):
+        extra = float(decode_step_seconds(with_floor, batch, 512.0) - decode_step_seconds(without, batch, 512.0))
+        assert extra == pytest.approx(layers * 26e-6, rel=1e-9)
+    one = float(decode_step_seconds(without, 1.0, 512.0))
+    big = float(decode_step_seconds(without, 4096.0, 512.0))
+    assert layers * 26e-6 / one > 0.1 > layers * 26e-6 / big
 
 
 def test_a_batch_one_decode_of_a_128_expert_top_8_model_costs_more_than_the_old_form() -> None:

@@ -26,6 +26,9 @@ models (the first and third also for a profile that leaves them at 0; the second
   - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
     passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
     expert parallelism each rank permutes its own share of the tokens).
+  And each MoE layer's fused op costs a fixed `moe_layer_overhead_s` per step on top of the per-layer overhead (its
+  routing, permute set-up and grouped-GEMM launches: NVIDIA's timings of TensorRT-LLM's MoE kernel at 1-16 tokens
+  sit a median 26 us above the terms above; benchmarks/moe_layer_vs_aic.py).
 Expert parallelism (Deployment.expert_parallel, ep = tp GPUs; TensorRT-LLM's attention DP + EP): each GPU
 runs attention and the other non-expert layers on its own share of the sequences with those weights whole, holds
 1/ep of the experts whole, and exchanges tokens twice per MoE layer (dispatch and combine all-to-all): per token,
@@ -179,6 +182,7 @@ class StepCost:
         self.k = 1.0 if abs(prof.overlap_k - 1.0) < 1e-9 else prof.overlap_k  # a fitted 1.0000000000000002 adds
         self.step_overhead_s = prof.step_overhead_s  # scheduling and sampling, once per engine step
         self.fixed_s = prof.step_overhead_s + n.n_layers * prof.layer_overhead_s
+        self.fixed_s += n.n_moe_layers * prof.moe_layer_overhead_s
         self.seq_s = prof.host_seq_overhead_s(d.attention_dp_ranks, d.gpu.host_overhead_factor)
         # attention DP: one rank's compute per prompt token and attention pair (its non-expert layers whole), 0 without
         self.ranks = d.attention_dp_ranks
