@@ -3,7 +3,8 @@
 NVIDIA AIConfigurator ships TensorRT-LLM MoE timings per accelerator (`systems/data/<system>/moe/trtllm/*/
 moe_perf.parquet`: hidden size, expert intermediate size, top-k, experts, MoE tp and ep, tokens, latency). For every
 catalogue MoE model whose expert shape NVIDIA timed, each timed expert-parallel run (moe tp 1, ep = N: whole experts,
-as TensorRT-LLM's attention-DP + EP recipe runs them on N GPUs) is set beside the cost model's time for the same
+as TensorRT-LLM's attention-DP + EP recipe runs them on N GPUs, and as the tensorrt-llm profile's attention-DP recipe
+holds them on a tp = N deployment) is set beside the cost model's time for the same
 layer: the tensorrt-llm profile, the deployment on N GPUs of that accelerator in the matching precision, the MoE part
 of a step of T tokens (`costmodel/perf.py` StepCost: the touched experts' weight reads, the router/permute passes, the
 experts' compute at their kernel's efficiency and the grouped-GEMM padding; no all-gather, which NVIDIA times
@@ -64,6 +65,8 @@ PRECISIONS = {
 # rows run (2, 4, 8 GPUs).
 TOKEN_BINS = ((1, 16), (17, 128), (129, 512), (513, 4096), (4097, 10**9))
 EP_SIZES = (2, 4, 8)
+# The accelerators whose 1-16-token timings gave the profile's moe_layer_overhead_s (the RTX PRO 6000 is kept out).
+FLOOR_SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm", "gb200")
 
 # Runs under --aic-python: every balanced expert-parallel timing (moe tp 1), newest engine version per point.
 READER = """
@@ -95,14 +98,13 @@ def aic_timings(python: str) -> list[dict]:
 
 
 def moe_layer_s(d: Deployment, tokens: int) -> float:
-    """The cost model's time for one MoE layer of a step of `tokens` tokens (the MoE terms of StepCost, per layer,
-    memory and compute added as the profile's overlap_k = 1 does, plus the per-layer and per-MoE-layer overheads)."""
+    """The cost model's time for one MoE layer of a step of `tokens` tokens: StepCost.moe_terms plus the routed
+    experts' FLOPs at the dense rate, per MoE layer, memory and compute added as the profile's overlap_k = 1 does,
+    plus the per-layer and per-MoE-layer overheads."""
     cost, n, prof = d.step_cost(), d.numbers(), d.profile
-    touched = cost.n_experts * (1.0 - cost.expert_miss**tokens)
-    memory = touched * cost.expert_s + cost.dispatch_s_per_token * tokens
-    dense_rate = d.model.experts_per_token * n.expert_flops_per_token / n.matmul_flops_per_s
-    compute = tokens * (dense_rate + cost.expert_gemm_s_per_token) + touched * cost.expert_pad_s
-    return (memory + compute) / n.n_moe_layers + prof.layer_overhead_s + prof.moe_layer_overhead_s
+    memory, compute = cost.moe_terms(tokens)
+    dense_s = tokens * d.model.experts_per_token * n.expert_flops_per_token / n.matmul_flops_per_s
+    return (memory + compute + dense_s) / n.n_moe_layers + prof.layer_overhead_s + prof.moe_layer_overhead_s
 
 
 def shapes() -> dict[tuple[int, int, int, int], str]:
@@ -122,6 +124,7 @@ def main() -> None:
     by_shape = shapes()
     profile = load_profile("tensorrt-llm")
     ratios: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    floor_gaps_us: list[float] = []  # measured − modelled without the MoE layer's fixed cost, at 1-16 tokens
     models: dict[str, set[str]] = defaultdict(set)
     deployments: dict[tuple, Deployment | None] = {}
     for t in aic_timings(args.aic_python):
@@ -141,6 +144,9 @@ def main() -> None:
         if d is None or d.expert_kernel[0] != kernel:
             continue
         ratio = moe_layer_s(d, t["tokens"]) / (t["latency_ms"] * 1e-3)
+        if t["tokens"] <= TOKEN_BINS[0][1] and t["system"] in FLOOR_SYSTEMS:
+            without = moe_layer_s(d, t["tokens"]) - d.profile.moe_layer_overhead_s
+            floor_gaps_us.append((t["latency_ms"] * 1e-3 - without) * 1e6)
         b = next(i for i, (lo, hi) in enumerate(TOKEN_BINS) if lo <= t["tokens"] <= hi)
         ratios[(SYSTEMS[t["system"]], t["dtype"])][b].append(ratio)
         models[model_id].add(t["dtype"])
@@ -155,6 +161,12 @@ def main() -> None:
             errors += [abs(math.log(x)) for x in v]
             cells += f"{np.median(v):6.2f} ({len(v):2d})" if v else f"{'-':>11s}"
         print(f"{accel:14s} {dtype:18s}{cells}")
+    if floor_gaps_us:
+        q25, q50, q75 = np.percentile(floor_gaps_us, [25, 50, 75])
+        print(f"measured − modelled without the MoE layer's fixed cost at {TOKEN_BINS[0][0]}-{TOKEN_BINS[0][1]} tokens "
+              f"on {', '.join(SYSTEMS[s] for s in FLOOR_SYSTEMS)}: median {q50:.1f} us (interquartile {q25:.1f}-"
+              f"{q75:.1f} us, {len(floor_gaps_us)} timings; the profile's moe_layer_overhead_s: "
+              f"{profile.moe_layer_overhead_s * 1e6:.0f} us)")  # fmt: skip
     print("expert shapes: " + "; ".join(f"{m} ({', '.join(sorted(k))})" for m, k in sorted(models.items())))
     if not errors:
         raise SystemExit("error: no AIConfigurator MoE timing matched a catalogue model's expert shape")

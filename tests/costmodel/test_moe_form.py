@@ -94,8 +94,12 @@ def test_the_permute_cost_grows_with_the_tokens_of_a_step_and_the_padding_with_t
 def test_a_fit_starts_the_moe_terms_from_their_documented_priors() -> None:
     prior = prior_profile(load_profile("tensorrt-llm"))
     assert {k: getattr(prior, k) for k in PRIORS} == PRIORS
-    # a profile that does not name the fill and permute terms leaves them off
+    # a profile that does not name the fill and permute terms or the MoE layer's fixed cost leaves them off (a
+    # profile file written before them predicts as it did); the shipped GPU profiles name the fixed cost
     assert EngineProfile().moe_gemm_half_tokens == 0.0 and EngineProfile().moe_permute_passes == 0.0
+    assert EngineProfile().moe_layer_overhead_s == 0.0
+    assert EngineProfile.from_dict({"name": "old"}).moe_layer_overhead_s == 0.0
+    assert prior.moe_layer_overhead_s == load_profile("tensorrt-llm").moe_layer_overhead_s == pytest.approx(26e-6)
 
 
 def ep_dep(model: str, tp: int, expert_parallel: bool, gpu: str = "H200-SXM") -> Deployment:

@@ -14,7 +14,7 @@ from tokenomy.catalog.accelerators import load_accelerator
 from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.sim.fleet import POLICIES, ApiTier, Fleet, GpuTier, Router, compare_day, simulate_fleet
+from tokenomy.sim.fleet import POLICIES, ApiTier, Fleet, GpuTier, Router, compare_day, simulate_fleet, tier_share
 from tokenomy.sim.metrics import RequestLog
 from tokenomy.sim.replica import Replica
 from tokenomy.sim.run import simulate
@@ -169,6 +169,19 @@ def test_route_to_an_unknown_tier_is_refused() -> None:
         Fleet((api,), {"chat": ("api",)})
     with pytest.raises(ValueError, match="unknown policy 'random'"):
         GpuTier("gpu", d8(), policy="random")
+
+
+def test_a_tiers_share_is_the_requests_whose_route_names_it_first_or_on_spill() -> None:
+    """tier_share: a class's route, its class missing from the routes taking the "*" route, no classes at all taking
+    "*" for every request; None where a tier can be sent every request, all False where none."""
+    fleet = Fleet((GpuTier("a", d8()), GpuTier("b", d8()), GpuTier("c", d8())), {"chat": ("a", "b"), "*": ("b",)})
+    w = Workload(np.arange(4) * 0.1, [10] * 4, [10] * 4, classes=["chat", "other", "chat", "unrouted"])
+    assert tier_share(fleet, w, "a").tolist() == [True, False, True, False]
+    assert tier_share(fleet, w, "b") is None
+    assert tier_share(fleet, w, "c").tolist() == [False] * 4
+    plain = Workload(np.arange(4) * 0.1, [10] * 4, [10] * 4)
+    assert tier_share(fleet, plain, "a").tolist() == [False] * 4
+    assert tier_share(fleet, plain, "b") is None
 
 
 def test_a_tier_sizes_a_sliding_window_kv_pool_by_the_requests_routed_to_it() -> None:

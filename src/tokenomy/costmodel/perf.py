@@ -5,10 +5,11 @@ A step reads the weights it touches plus the KV cache of its sequences (memory t
 t = (t_mem^k + t_comp^k)^(1/k) with k fitted per engine (k=1 adds them, k→∞ is the classic
 roofline max), plus fixed per-step and per-layer overheads and tensor-parallel all-reduces
 (ring all-reduce: 2·(tp−1)/tp · bytes / link bandwidth + latency, two per layer, Megatron-LM),
-and fixed costs per step, per sequence (scheduling, sampling) and per layer.
+and fixed costs per step, per sequence (scheduling, sampling), per layer and per MoE layer (below).
 MoE layers read only the experts a step touches: E·(1 − (1 − k/E)^tokens) of E. As MoE executes (grouped
-GEMM over the touched experts, CUTLASS/TensorRT-LLM/vLLM fused-MoE style), three further terms, all 0 for dense
-models (the first and third also for a profile that leaves them at 0; the second applies under every profile):
+GEMM over the touched experts, CUTLASS/TensorRT-LLM/vLLM fused-MoE style), three further terms and a fixed cost,
+all 0 for dense models (the first and third, and the fixed cost, also for a profile that leaves them at 0; the second
+applies under every profile):
   - grouped-GEMM efficiency falls when each touched expert gets few tokens: with m = tokens·k / E_touched rows
     per expert, an expert's GEMMs run at m / (m + m½) of the dense rate (m½: profile `moe_gemm_half_tokens`,
     a saturating tile-fill form), so expert compute tokens·k·F_e / (R·eff) = tokens·k·F_e / R
@@ -240,13 +241,20 @@ class StepCost:
         if self.matmul_step_s:
             t_comp = t_comp + self.matmul_step_s
         if self.n_experts:
-            touched = self.n_experts * (1.0 - self.expert_miss**new_tokens)
-            t_mem = t_mem + touched * self.expert_s + self.dispatch_s_per_token * new_tokens
-            t_comp = t_comp + touched * self.expert_pad_s + self.expert_gemm_s_per_token * new_tokens
+            moe_mem, moe_comp = self.moe_terms(new_tokens)
+            t_mem, t_comp = t_mem + moe_mem, t_comp + moe_comp
         if self.window_tokens:
             t_mem = t_mem + self.kv_window_s_per_token * np.minimum(kv_tokens, seqs * self.window_tokens)
             t_comp = t_comp + self.attn_window_s_per_pair * np.minimum(attn_pairs, new_tokens * self.window_tokens)
         return t_mem, t_comp
+
+    def moe_terms(self, new_tokens):  # noqa: ANN001, ANN201 (float or array)
+        """The MoE terms a step of `new_tokens` tokens adds to the memory and compute times, over every MoE layer
+        (module docstring): the touched experts' weights and the permute passes; the grouped-GEMM padding and the
+        experts' kernel-rate difference (their FLOPs at the dense rate are in matmul_s_per_token)."""
+        touched = self.n_experts * (1.0 - self.expert_miss**new_tokens)
+        t_mem = touched * self.expert_s + self.dispatch_s_per_token * new_tokens
+        return t_mem, touched * self.expert_pad_s + self.expert_gemm_s_per_token * new_tokens
 
     def rank_compute_s(self, prompt_tokens, prompt_pairs):  # noqa: ANN001, ANN201 (float or array)
         """Attention DP: one rank's compute for prompt chunks of `prompt_tokens` tokens and `prompt_pairs` attention

@@ -101,7 +101,7 @@ def tier_share(fleet: Fleet, workload: Workload, tier_name: str) -> np.ndarray |
     workload; None when that is every request. A replica sizes a sliding-window KV pool by their lengths."""
     if workload.classes is None:
         return None if tier_name in fleet.route("*") else np.zeros(len(workload), dtype=bool)
-    routed = {str(c): tier_name in fleet.route(str(c)) for c in np.unique(workload.classes)}
+    routed = {c: tier_name in fleet.route(c) for c in {str(c) for c in workload.classes}}
     mask = np.array([routed[str(c)] for c in workload.classes], dtype=bool)
     return None if mask.all() else mask
 

@@ -1,7 +1,8 @@
 """Online refit of an engine profile's per-step overheads from observed ITL (no I/O).
 
 The cost model's step time is additive in the profile's overheads (costmodel/perf.py, StepCost.seconds):
-t = step_overhead_s + n_layers·layer_overhead_s + seq_overhead_s·seqs + roofline(…). At an observed load the
+t = step_overhead_s + n_layers·layer_overhead_s + n_moe_layers·moe_layer_overhead_s + seq_overhead_s·seqs
++ roofline(…). At an observed load the
 ITL is the mean of such steps a decoding request sits in (steady_state's tpot_s), so y = ITL_observed −
 ITL_predicted(step and sequence overheads = 0) = step_overhead_s + seq_overhead_s·x, with x the sequences in
 those steps (found exactly as the ITL difference of seq_overhead_s = 1 s and 0).
@@ -79,7 +80,7 @@ class OverheadRefit:
             return None
         prof = self.d.profile
         x = np.array([p.x_seqs for p in self.points])
-        y = np.array([p.y_s for p in self.points])  # the per-layer overhead stays as profiled (kept in `bare`)
+        y = np.array([p.y_s for p in self.points])  # per-layer and per-MoE-layer overheads stay as profiled (`bare`)
         seq_s, fitted = prof.sequence_cost_s(self.d.gpu.host_overhead_factor), ("step_overhead_s",)
         step_s = float(np.mean(y - seq_s * x))
         spread = (x.max() - x.min()) / max(x.mean(), 1e-12)
