@@ -91,7 +91,10 @@ for system in sys.argv[1:]:
 
 def aic_timings(python: str) -> list[dict]:
     """NVIDIA's expert-parallel MoE timings for the accelerators in SYSTEMS, read by `python`."""
-    done = subprocess.run([python, "-c", READER, *SYSTEMS], capture_output=True, text=True, timeout=300)
+    try:
+        done = subprocess.run([python, "-c", READER, *SYSTEMS], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SystemExit(f"error: --aic-python {python}: cannot run it ({exc})") from None
     if done.returncode != 0:
         raise SystemExit(f"error: {python} could not read AIConfigurator's MoE tables:\n{done.stderr[-2000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
