@@ -1,17 +1,22 @@
-"""One MoE layer's time: tokenomy's cost model against NVIDIA's own timings of TensorRT-LLM's MoE kernel.
+"""One MoE layer's time: tokenomy's cost model against NVIDIA's own timings of an engine's MoE kernels.
 
-NVIDIA AIConfigurator ships TensorRT-LLM MoE timings per accelerator (`systems/data/<system>/moe/trtllm/*/
-moe_perf.parquet`: hidden size, expert intermediate size, top-k, experts, MoE tp and ep, tokens, latency). For every
+NVIDIA AIConfigurator ships MoE timings per accelerator and engine (`systems/data/<system>/moe/<trtllm|vllm|sglang>/*/
+moe_perf.parquet`: hidden size, expert intermediate size, top-k, experts, MoE tp and ep, tokens, kernel, latency;
+TensorRT-LLM's fused MoE op, vLLM's and SGLang's fused-MoE kernels, each kernel an engine version ships for a type
+timed apart). `--engine` picks the engine's tables and its profile (default tensorrt-llm). For every
 catalogue MoE model whose expert shape NVIDIA timed, each timed expert-parallel run (moe tp 1, ep = N: whole experts,
 as TensorRT-LLM's attention-DP + EP recipe runs them on N GPUs, and as the tensorrt-llm profile's attention-DP recipe
 holds them on a tp = N deployment) is set beside the cost model's time for the same
-layer: the tensorrt-llm profile, the deployment on N GPUs of that accelerator in the matching precision, the MoE part
+layer: the engine's profile, the deployment on N GPUs of that accelerator in the matching precision, the MoE part
 of a step of T tokens (`costmodel/perf.py` StepCost: the touched experts' weight reads, the router/permute passes, the
 experts' compute at their kernel's efficiency and the grouped-GEMM padding; no all-gather, which NVIDIA times
 apart) divided over the MoE layers, plus the profile's per-layer overhead and its per-MoE-layer overhead
-(`moe_layer_overhead_s`). That last one is the median gap these same timings at 1-16 tokens showed without it (on
-H100, H200, B200, GB200), so the 1-16 column is in sample for those four; the other columns and the RTX PRO 6000
-are not.
+(`moe_layer_overhead_s`). That last one is the median gap TensorRT-LLM's timings at 1-16 tokens showed without it (on
+H100, H200, B200, GB200), so for tensorrt-llm the 1-16 column is in sample for those four; the other columns and the
+RTX PRO 6000 are not. Every GPU profile holds that 26 us: vLLM's and SGLang's own kernels sit a median 31 and 44 us
+above their profiles' MoE layer without it (`--engine vllm|sglang`), but with those values the held-out InferenceX and
+GPUStack checks (benchmarks/heldout_check.py) got worse, output throughput 11.1 -> 17.7 % and 25.9 -> 27.2 % median,
+as did this comparison's own median error for those engines (29.8 -> 31.4 %, 32.8 -> 34.4 %), so they were not kept.
 
 Prints the median model / measured per accelerator and kernel type in bins of T (up to a few hundred tokens: decode,
 where the layer streams its experts' weights; thousands: prefill, where it computes); the last line is
@@ -22,7 +27,8 @@ least squares on log error over H100, H200, B200, GB200) they would be 28 us, 2 
 priors' 32 and 4, median |log error| 0.23 -> 0.17 on those four and 0.245 -> 0.214 on the RTX PRO 6000 kept out; the
 shipped profile keeps the priors (README, MoE kernel floor).
 
-Run: python benchmarks/moe_layer_vs_aic.py --aic-python PATH   (PATH: a Python with aiconfigurator, pandas, pyarrow;
+Run: python benchmarks/moe_layer_vs_aic.py --aic-python PATH [--engine vllm|sglang]
+(PATH: a Python with aiconfigurator, pandas, pyarrow;
 e.g. `python3 -m venv V && V/bin/pip install "aiconfigurator==0.12.*" pandas pyarrow`; about 10 s)
 """
 
@@ -68,20 +74,25 @@ EP_SIZES = (2, 4, 8)
 # The accelerators whose 1-16-token timings gave the profile's moe_layer_overhead_s (the RTX PRO 6000 is kept out).
 FLOOR_SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm", "gb200")
 
-# Runs under --aic-python: every balanced expert-parallel timing (moe tp 1), newest engine version per point.
+# tokenomy engine -> AIConfigurator's directory of that engine's tables
+FRAMEWORKS = {"tensorrt-llm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
+
+# Runs under --aic-python (argv: the engine's directory, then the systems): every balanced expert-parallel timing
+# (moe tp 1), newest engine version per point and kernel.
 READER = """
 import glob, json, os, sys
 import pandas as pd
 import aiconfigurator_core
 root = os.path.join(os.path.dirname(aiconfigurator_core.__file__), "systems", "data")
-for system in sys.argv[1:]:
-    files = sorted(glob.glob(os.path.join(root, system, "moe", "trtllm", "*", "moe_perf.parquet")))
+for system in sys.argv[2:]:
+    files = sorted(glob.glob(os.path.join(root, system, "moe", sys.argv[1], "*", "moe_perf.parquet")))
     if not files:
         continue
     df = pd.concat([pd.read_parquet(f) for f in files])
     df = df[(df.distribution == "balanced") & (df.moe_tp_size == 1) & (df.moe_ep_size > 1)]
     df = df.sort_values("version").groupby(
-        ["moe_dtype", "hidden_size", "inter_size", "topk", "num_experts", "moe_ep_size", "num_tokens"]).tail(1)
+        ["moe_dtype", "kernel_source", "hidden_size", "inter_size", "topk", "num_experts", "moe_ep_size", "num_tokens"]
+    ).tail(1)
     for r in df.itertuples():
         print(json.dumps({"system": system, "version": r.version, "dtype": r.moe_dtype, "hidden": int(r.hidden_size),
                           "inter": int(r.inter_size), "topk": int(r.topk), "experts": int(r.num_experts),
@@ -89,10 +100,11 @@ for system in sys.argv[1:]:
 """
 
 
-def aic_timings(python: str) -> list[dict]:
-    """NVIDIA's expert-parallel MoE timings for the accelerators in SYSTEMS, read by `python`."""
+def aic_timings(python: str, engine: str) -> list[dict]:
+    """NVIDIA's expert-parallel timings of `engine`'s MoE kernels for the accelerators in SYSTEMS, read by `python`."""
     try:
-        done = subprocess.run([python, "-c", READER, *SYSTEMS], capture_output=True, text=True, timeout=300)
+        argv = [python, "-c", READER, FRAMEWORKS[engine], *SYSTEMS]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SystemExit(f"error: --aic-python {python}: cannot run it ({exc})") from None
     if done.returncode != 0:
@@ -123,14 +135,15 @@ def shapes() -> dict[tuple[int, int, int, int], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aic-python", default=sys.executable, help="a Python with aiconfigurator, pandas, pyarrow")
+    parser.add_argument("--engine", default="tensorrt-llm", choices=sorted(FRAMEWORKS), help="whose MoE kernels")
     args = parser.parse_args()
     by_shape = shapes()
-    profile = load_profile("tensorrt-llm")
+    profile = load_profile(args.engine)
     ratios: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     floor_gaps_us: list[float] = []  # measured − modelled without the MoE layer's fixed cost, at 1-16 tokens
     models: dict[str, set[str]] = defaultdict(set)
     deployments: dict[tuple, Deployment | None] = {}
-    for t in aic_timings(args.aic_python):
+    for t in aic_timings(args.aic_python, args.engine):
         model_id = by_shape.get((t["hidden"], t["inter"], t["topk"], t["experts"]))
         precision, kernel = PRECISIONS.get(t["dtype"], (None, None))
         if model_id is None or precision is None or t["ep"] not in EP_SIZES:
@@ -154,7 +167,8 @@ def main() -> None:
         ratios[(SYSTEMS[t["system"]], t["dtype"])][b].append(ratio)
         models[model_id].add(t["dtype"])
     bins = "".join(f"{f'{lo}-{hi}' if hi < 10**9 else f'>{lo - 1}':>11s}" for lo, hi in TOKEN_BINS)
-    print(f"model / NVIDIA, median per token bin (ep {', '.join(map(str, EP_SIZES))}; points in brackets)")
+    eps = ", ".join(map(str, EP_SIZES))
+    print(f"{args.engine}: model / NVIDIA, median per token bin (ep {eps}; points in brackets)")
     print(f"{'accelerator':14s} {'MoE kernel':18s}{bins}")
     errors: list[float] = []
     for (accel, dtype), by_bin in sorted(ratios.items()):
