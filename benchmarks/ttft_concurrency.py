@@ -30,9 +30,11 @@ VARIANTS: tuple[tuple[str, dict[str, object]], ...] = (
     ("on-demand KV", {"kv_admission": "on_demand"}),
 )
 # Requests per simulated run at concurrency c: k·c (k waves of sessions; k = 1: every session starts at t = 0 and the
-# run ends with the first wave) or a fixed count; the shipped predictions run SIM_REQUESTS.
+# run ends with the first wave; k = 3: NIM's benchmarking guide's AIPerf recipe, `--request-count` 3 × concurrency
+# with no warm-up inside the run, docs.nvidia.com/nim/benchmarking/llm/latest/quickstart.html) or a fixed count; the
+# shipped predictions run SIM_REQUESTS.
 RUN_LENGTHS: tuple[tuple[str, int | None, int | None], ...] = (
-    *((f"{k} x concurrency", k, None) for k in (1, 2, 5, 20)),
+    *((f"{k} x concurrency", k, None) for k in (1, 2, 3, 5, 20)),
     *((f"{n} requests", None, n) for n in (2000,)),
 )
 
