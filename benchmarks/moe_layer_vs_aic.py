@@ -13,10 +13,10 @@ experts' compute at their kernel's efficiency and the grouped-GEMM padding; no a
 apart) divided over the MoE layers, plus the profile's per-layer overhead and its per-MoE-layer overhead
 (`moe_layer_overhead_s`). That last one is the median gap TensorRT-LLM's timings at 1-16 tokens showed without it (on
 H100, H200, B200, GB200), so for tensorrt-llm the 1-16 column is in sample for those four; the other columns and the
-RTX PRO 6000 are not. Every GPU profile holds that 26 us: vLLM's and SGLang's own kernels sit a median 31 and 44 us
+RTX PRO 6000 are not. Every GPU profile holds that 26 us: vLLM's and SGLang's own kernels sit a median 29 and 44 us
 above their profiles' MoE layer without it (`--engine vllm|sglang`), but with those values the held-out InferenceX and
-GPUStack checks (benchmarks/heldout_check.py) got worse, output throughput 11.1 -> 17.7 % and 25.9 -> 27.2 % median,
-as did this comparison's own median error for those engines (29.8 -> 31.4 %, 32.8 -> 34.4 %), so they were not kept.
+GPUStack checks (benchmarks/heldout_check.py) got worse, output throughput 11.1 -> 17.7 % and 25.9 -> 27.0 % median,
+as did this comparison's own median error for those engines (29.3 -> 30.4 %, 32.8 -> 34.4 %), so they were not kept.
 
 Prints the median model / measured per accelerator and kernel type in bins of T (up to a few hundred tokens: decode,
 where the layer streams its experts' weights; thousands: prefill, where it computes); the last line is
@@ -29,7 +29,7 @@ shipped profile keeps the priors (README, MoE kernel floor).
 
 Run: python benchmarks/moe_layer_vs_aic.py --aic-python PATH [--engine vllm|sglang]
 (PATH: a Python with aiconfigurator, pandas, pyarrow;
-e.g. `python3 -m venv V && V/bin/pip install "aiconfigurator==0.12.*" pandas pyarrow`; about 10 s)
+e.g. `python3 -m venv V && V/bin/pip install "aiconfigurator==0.12.*" pandas pyarrow`; about 3 s)
 """
 
 from __future__ import annotations
@@ -78,21 +78,23 @@ FLOOR_SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm", "gb200")
 FRAMEWORKS = {"tensorrt-llm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
 
 # Runs under --aic-python (argv: the engine's directory, then the systems): every balanced expert-parallel timing
-# (moe tp 1), newest engine version per point and kernel.
+# (moe tp 1) of the newest engine version that timed the point, each of that version's kernels apart (vLLM renamed
+# its kernels between versions, so the version is chosen per point before the kernels are told apart).
 READER = """
-import glob, json, os, sys
+import glob, json, os, re, sys
 import pandas as pd
 import aiconfigurator_core
 root = os.path.join(os.path.dirname(aiconfigurator_core.__file__), "systems", "data")
+point = ["moe_dtype", "hidden_size", "inter_size", "topk", "num_experts", "moe_ep_size", "num_tokens"]
 for system in sys.argv[2:]:
     files = sorted(glob.glob(os.path.join(root, system, "moe", sys.argv[1], "*", "moe_perf.parquet")))
     if not files:
         continue
     df = pd.concat([pd.read_parquet(f) for f in files])
     df = df[(df.distribution == "balanced") & (df.moe_tp_size == 1) & (df.moe_ep_size > 1)]
-    df = df.sort_values("version").groupby(
-        ["moe_dtype", "kernel_source", "hidden_size", "inter_size", "topk", "num_experts", "moe_ep_size", "num_tokens"]
-    ).tail(1)
+    rank = df.version.map(lambda v: tuple(int(x) for x in re.findall(r"[0-9]+", v)))  # 0.5.10 after 0.5.6.post2
+    df = df[rank == rank.groupby([df[c] for c in point]).transform("max")]
+    df = df.groupby(point + ["kernel_source"]).tail(1)
     for r in df.itertuples():
         print(json.dumps({"system": system, "version": r.version, "dtype": r.moe_dtype, "hidden": int(r.hidden_size),
                           "inter": int(r.inter_size), "topk": int(r.topk), "experts": int(r.num_experts),
