@@ -292,6 +292,42 @@ def _add_kernel_rate(table: dict[str, KernelRates], row: dict[str, str]) -> None
                 rates.moe_split_stand_ins.pop(key, None)
 
 
+MOE_IMBALANCE_FILE = "moe_routing_imbalance.csv"
+
+
+@cache
+def moe_imbalance_table() -> dict[float, dict[int, dict[int, float]]]:
+    """NVIDIA's timings of TensorRT-LLM's MoE op under power-law routing over balanced, by exponent, expert count and
+    expert-parallel size (data/moe_routing_imbalance.csv, written by scripts/moe_imbalance_aic.py); {} without it."""
+    path = DATA_DIR / MOE_IMBALANCE_FILE
+    table: dict[float, dict[int, dict[int, float]]] = {}
+    if not path.is_file():
+        return table
+    with open(path, newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                table.setdefault(float(row["alpha"]), {}).setdefault(int(row["experts"]), {})[int(row["ep"])] = float(
+                    row["ratio"]
+                )
+            except (KeyError, ValueError, TypeError) as exc:
+                raise CatalogError(
+                    f"{path}:{line}: cannot read {exc}; rewrite the file with scripts/moe_imbalance_aic.py"
+                ) from exc
+    return table
+
+
+def moe_routing_imbalance(alpha: float, experts: int, ep: int) -> float:
+    """How much longer the busiest GPU's grouped GEMMs take under power-law routing of exponent `alpha` than under
+    balanced routing, for `experts` whole experts over `ep` GPUs (moe_imbalance_table: the timed exponent, expert count
+    and ep nearest on a log scale); 1.0 for alpha 0 (balanced) or without the table."""
+    table = moe_imbalance_table()
+    if alpha <= 0 or not table or experts <= 0:
+        return 1.0
+    by_experts = table[min(table, key=lambda a: abs(a - alpha))]
+    by_ep = by_experts[min(by_experts, key=lambda e: abs(math.log(e / experts)))]
+    return by_ep[min(by_ep, key=lambda e: abs(math.log(e / max(ep, 1))))]
+
+
 # MoE kernel types of kernel_rates.csv other than a plain compute type -> the compute type whose GEMM rate their
 # efficiency is a fraction of: block-scaled FP8 on the FP8 tensor cores; MXFP4 weights with bf16 activations
 # (W4A16: Hopper's Triton kernel) or MXFP8 ones (W4A8: Blackwell's) at their activations' rate; `mxfp4-bf16`, another

@@ -17,6 +17,7 @@ from tokenomy.catalog.accelerators import (
     Accelerator,
     moe_gemm_timing,
     moe_nearest_timing,
+    moe_routing_imbalance,
     moe_split_stand_in,
     relative_achievable,
 )
@@ -71,6 +72,11 @@ class Numbers:
     # eighths on 8 GPUs 0.52); gpt-oss's MXFP4 experts 0.45 of the bf16 rate on an H200 (W4A16), 0.70 of the FP8
     # rate on a B200 (W4A8).
     expert_gemm_efficiency: float = 1.0
+    # How much longer the routed experts' grouped GEMMs take on the busiest GPU under the profile's uneven routing
+    # (EngineProfile.moe_routing_alpha) than under balanced routing: catalog moe_routing_imbalance for the model's
+    # expert count over the GPUs holding whole experts (tp under expert parallelism or the attention-DP recipe, else
+    # 1); 1.0 for balanced routing and dense models.
+    expert_imbalance: float = 1.0
     # The GEMM rate that η is a fraction of: the dense matmuls' (matmul_flops_per_s), but the FP8 rate for W4A8
     # MXFP4 experts beside bf16 attention (where the kernel or its nearest timed set's stand-in was timed; a kernel
     # type never timed on the accelerator runs at the dense rate), FLOP/s.
@@ -458,6 +464,11 @@ class Deployment:
             matmul_step_s=matmul_step_s,
             expert_flops_per_token=2 * p.routed_experts / m.n_experts / tp if m.is_moe else 0.0,
             expert_gemm_efficiency=eta,
+            expert_imbalance=(
+                moe_routing_imbalance(prof.moe_routing_alpha, m.n_experts, tp if self.moe_tp == 1 else 1)
+                if m.is_moe
+                else 1.0
+            ),
             expert_matmul_flops_per_s=expert_flops_per_s,
             moe_dispatch_bytes_per_token=(
                 m.n_moe_layers * m.experts_per_token * m.hidden_size * ACTIVATION_BYTES / tp if m.is_moe else 0.0

@@ -23,7 +23,12 @@ applies under every profile):
     0.26), and under tensor-parallel MoE at the slice each GPU runs (Deployment.moe_tp: Mixtral 8x7B's experts in
     eighths on H100 FP8 at 0.68, whole at 0.96): each routed copy's F_e costs F_e·(1/(η·R_e) − 1/R) more compute
     than at the dense rate, a saving where η·R_e > R (the measured slope is the whole fused op's, so at large token
-    counts it holds the permute passes below too, which are then counted twice);
+    counts it holds the permute passes below too, which are then counted twice); under uneven routing (profile
+    `moe_routing_alpha`: expert loads a power law of that exponent, as NVIDIA AIConfigurator assumes) the busiest GPU's
+    grouped GEMMs take φ times as long and every GPU waits for it, so that compute is φ·F_e/(η·R_e) (φ: NVIDIA's
+    timings of the op under power-law over balanced routing at large token counts for the model's expert count and the
+    GPUs holding whole experts, catalog moe_routing_imbalance; Qwen3 MoE's 128 experts over 8 GPUs at α = 1.2: 1.77,
+    over 1: 1.10);
   - router, permute and unpermute move each token's k routed hidden-state copies: `moe_permute_passes`
     passes of k × hidden × 2 bytes per MoE layer per token, at the memory rate, shared by the tp ranks (with
     expert parallelism each rank permutes its own share of the tokens).
@@ -165,10 +170,11 @@ class StepCost:
         self.dispatch_s_per_token = prof.moe_permute_passes * n.moe_dispatch_bytes_per_token / n.bytes_per_s
         # the routed experts' FLOPs, counted at the dense rate in matmul_s_per_token, run at η of their kernel's rate:
         # the difference on top (negative where that rate beats the dense one: W4A8 experts beside bf16 attention)
+        # and, under uneven routing, the busiest GPU's share of them takes n.expert_imbalance times as long
         self.expert_gemm_s_per_token = (
             d.model.experts_per_token
             * n.expert_flops_per_token
-            * (1.0 / (n.expert_gemm_efficiency * expert_rate) - 1.0 / n.matmul_flops_per_s)
+            * (n.expert_imbalance / (n.expert_gemm_efficiency * expert_rate) - 1.0 / n.matmul_flops_per_s)
             if n.n_experts
             else 0.0
         )

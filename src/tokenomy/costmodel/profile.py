@@ -73,6 +73,12 @@ class EngineProfile:
     # cover; interquartile range 15-47 us; AIConfigurator 0.12's moe_perf tables, benchmarks/moe_layer_vs_aic.py): a
     # documented prior, not fitted. 0 here, like the other MoE terms, so a profile written before it predicts as it did.
     moe_layer_overhead_s: float = 0.0
+    # Expert routing as uneven as a power law of this exponent (0: balanced, the form before it): with whole experts
+    # over ep GPUs the busiest GPU's grouped GEMMs take longer and every GPU waits for it, by the ratio NVIDIA's
+    # timings of TensorRT-LLM's MoE op under power-law over balanced routing give for the model's expert count and ep
+    # (catalog moe_routing_imbalance; costmodel/perf.py StepCost). The shipped GPU profiles hold 1.2, the exponent
+    # NVIDIA AIConfigurator estimates MoE models at (its sdk/models/moe.py; 1.01 for DeepSeek's): a documented prior.
+    moe_routing_alpha: float = 0.0
     overlap_k: float = 2.0  # memory/compute overlap: step = (mem^k + comp^k)^(1/k); 1 additive, inf max
     allreduce_latency_s: float = 8e-6  # per tensor-parallel all-reduce
     comm_efficiency: float = 0.7  # achieved / peak interconnect bandwidth in all-reduce
