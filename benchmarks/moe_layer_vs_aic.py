@@ -3,20 +3,21 @@
 NVIDIA AIConfigurator ships MoE timings per accelerator and engine (`systems/data/<system>/moe/<trtllm|vllm|sglang>/*/
 moe_perf.parquet`: hidden size, expert intermediate size, top-k, experts, MoE tp and ep, tokens, kernel, latency;
 TensorRT-LLM's fused MoE op, vLLM's and SGLang's fused-MoE kernels, each kernel an engine version ships for a type
-timed apart). `--engine` picks the engine's tables and its profile (default tensorrt-llm). For every
-catalogue MoE model whose expert shape NVIDIA timed, each timed expert-parallel run (moe tp 1, ep = N: whole experts,
-as TensorRT-LLM's attention-DP + EP recipe runs them on N GPUs, and as the tensorrt-llm profile's attention-DP recipe
-holds them on a tp = N deployment) is set beside the cost model's time for the same
-layer: the engine's profile, the deployment on N GPUs of that accelerator in the matching precision, the MoE part
-of a step of T tokens (`costmodel/perf.py` StepCost: the touched experts' weight reads, the router/permute passes, the
-experts' compute at their kernel's efficiency and the grouped-GEMM padding; no all-gather, which NVIDIA times
-apart) divided over the MoE layers, plus the profile's per-layer overhead and its per-MoE-layer overhead
-(`moe_layer_overhead_s`). That last one is the median gap TensorRT-LLM's timings at 1-16 tokens showed without it (on
-H100, H200, B200, GB200), so for tensorrt-llm the 1-16 column is in sample for those four; the other columns and the
-RTX PRO 6000 are not. Every GPU profile holds that 26 us: vLLM's and SGLang's own kernels sit a median 29 and 44 us
-above their profiles' MoE layer without it (`--engine vllm|sglang`), but with those values the held-out InferenceX and
-GPUStack checks (benchmarks/heldout_check.py) got worse, output throughput 11.1 -> 17.7 % and 25.9 -> 27.0 % median,
-as did this comparison's own median error for those engines (29.3 -> 30.4 %, 32.8 -> 34.4 %), so they were not kept.
+timed apart). `--engine` picks the engine's tables and its profile (default tensorrt-llm). For every catalogue MoE
+model whose expert shape NVIDIA timed, each timed expert-parallel run (moe tp 1, ep = N: whole experts, as
+TensorRT-LLM's attention-DP + EP recipe runs them on N GPUs, and as the tensorrt-llm profile's attention-DP recipe
+holds them on a tp = N deployment) is set beside the cost model's time for the same layer: the engine's profile at
+balanced routing (moe_routing_alpha 0, as the compared timings are), the deployment on N GPUs of that accelerator in
+the matching precision, the MoE part of a step of T tokens (`costmodel/perf.py` StepCost: the touched experts' weight
+reads, the router/permute passes, the experts' compute at their kernel's efficiency and the grouped-GEMM padding; no
+all-gather, which NVIDIA times apart) divided over the MoE layers, plus the profile's per-layer overhead and its
+per-MoE-layer overhead (`moe_layer_overhead_s`). That last one is the median gap TensorRT-LLM's timings at 1-16 tokens
+showed without it (on H100, H200, B200, GB200), so for tensorrt-llm the 1-16 column is in sample for those four; the
+other columns and the RTX PRO 6000 are not. Every GPU profile holds that 26 us: vLLM's and SGLang's own kernels sit a
+median 29 and 44 us above their profiles' MoE layer without it (`--engine vllm|sglang`), but with those values the
+held-out InferenceX and GPUStack checks (benchmarks/heldout_check.py) got worse, output throughput 11.1 -> 17.7 % and
+25.9 -> 27.0 % median, as did this comparison's own median error for those engines (29.3 -> 30.4 %, 32.8 -> 34.4 %),
+so they were not kept (measured with the profile before uneven routing).
 
 Prints the median model / measured per accelerator and kernel type in bins of T (up to a few hundred tokens: decode,
 where the layer streams its experts' weights; thousands: prefill, where it computes); the last line is
@@ -140,7 +141,8 @@ def main() -> None:
     parser.add_argument("--engine", default="tensorrt-llm", choices=sorted(FRAMEWORKS), help="whose MoE kernels")
     args = parser.parse_args()
     by_shape = shapes()
-    profile = load_profile(args.engine)
+    # balanced routing, as the timings compared here are (moe_routing_alpha scales the experts' compute for uneven)
+    profile = load_profile(args.engine).with_values(moe_routing_alpha=0.0)
     ratios: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     floor_gaps_us: list[float] = []  # measured − modelled without the MoE layer's fixed cost, at 1-16 tokens
     models: dict[str, set[str]] = defaultdict(set)

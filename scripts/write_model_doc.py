@@ -38,6 +38,11 @@ TERMS = (
     ("step_overhead_s", "fixed cost per step", "+ c once per forward step (scheduling, sampling, launch)"),
     ("layer_overhead_s", "fixed cost per layer", "+ c × layers per step (kernel launches, norms)"),
     ("moe_layer_overhead_s", "fixed cost per MoE layer", "+ c × MoE layers per step (the fused MoE op's floor)"),
+    (
+        "moe_routing_alpha",
+        "uneven expert routing (power-law exponent)",
+        "routed experts' compute × φ(α, experts, GPUs holding whole experts), NVIDIA's power-law / balanced timings",
+    ),
     ("seq_overhead_s", "host cost per sequence (C++ executor)", "+ c × sequences in the step"),
     (
         "python_executor_seq_overhead_s",

@@ -185,3 +185,41 @@ def test_the_attention_dp_exchanges_count_moe_layers_only_and_leave_dense_models
         assert (n.n_layers, n.n_moe_layers) == (61, 58) and recipe.attention_dp_ranks == 8
         assert b.comm_fixed_s == pytest.approx(a.comm_fixed_s * 58 / 61)
         assert b.comm_s_per_token == pytest.approx(a.comm_s_per_token / 2 * 58 / 61)
+
+
+def test_uneven_routing_slows_the_busiest_gpus_experts_more_the_more_gpus_hold_them() -> None:
+    """Under power-law routing (moe_routing_alpha 1.2) NVIDIA's timings put the busiest GPU's grouped GEMMs at 1.10×
+    the balanced time for 128 whole experts on one GPU and 1.77× over eight: an 8,192-token step of Qwen3-235B-A22B on
+    8 H200s (the attention-DP recipe: whole experts) grows by k·F_e·(φ − 1)/(η·R_e) per token, a one-sequence decode
+    step (weight reads) by under 1%, and balanced routing (the default) or a dense model is unchanged."""
+    from tokenomy.catalog.accelerators import moe_routing_imbalance
+
+    assert moe_routing_imbalance(0.0, 128, 8) == 1.0 and EngineProfile().moe_routing_alpha == 0.0
+    assert (
+        1.0
+        < moe_routing_imbalance(1.2, 128, 1)
+        < moe_routing_imbalance(1.2, 128, 4)
+        < moe_routing_imbalance(1.2, 128, 8)
+    )
+    base = load_profile("tensorrt-llm").with_values(overlap_k=1.0)
+    assert base.moe_routing_alpha == 1.2
+
+    def on(model: str, gpus: int, alpha: float) -> Deployment:
+        prof = base.with_values(moe_routing_alpha=alpha)
+        return Deployment(load_model(model), load_accelerator("H200-SXM"), gpus, 1, "fp8", "fp8", prof)
+
+    uneven, even = on("qwen3-235b-a22b", 8, 1.2), on("qwen3-235b-a22b", 8, 0.0)
+    n = uneven.numbers()
+    assert n.expert_imbalance == pytest.approx(1.769) and even.numbers().expert_imbalance == 1.0
+    rate = n.expert_matmul_flops_per_s or n.matmul_flops_per_s
+    per_token = (
+        n.experts_per_token * n.expert_flops_per_token * (n.expert_imbalance - 1) / (n.expert_gemm_efficiency * rate)
+    )
+    tokens = 8192.0
+    extra = uneven.step_cost().seconds(tokens, 1.0, 0.0, 0.0) - even.step_cost().seconds(tokens, 1.0, 0.0, 0.0)
+    assert extra == pytest.approx(per_token * tokens, rel=1e-9) and extra > 0
+    decode = float(decode_step_seconds(uneven, 1, 1024.0)) / float(decode_step_seconds(even, 1, 1024.0))
+    assert 1.0 < decode < 1.01
+    assert on("qwen3-235b-a22b", 1, 1.2).numbers().expert_imbalance == pytest.approx(1.10)
+    dense = [float(decode_step_seconds(on("llama-3.1-70b", 8, a), 64, 1024.0)) for a in (0.0, 1.2)]
+    assert dense[0] == dense[1]
