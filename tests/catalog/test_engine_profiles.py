@@ -97,3 +97,22 @@ def test_simulate_json_carries_the_borrowing_note():
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     assert any("'sglang' borrows" in n for n in json.loads(result.stdout)["notes"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("moe_routing_alpha", "1.2", "field 'moe_routing_alpha': expected a number, got '1.2'"),
+        ("bw_efficiency", True, "field 'bw_efficiency': expected a number, got True"),
+        ("moe_attention_dp", 1, "field 'moe_attention_dp': expected true or false, got 1"),
+    ],
+)
+def test_a_profile_file_with_a_value_of_the_wrong_type_is_an_error_naming_the_file_and_field(
+    tmp_path, field, value, expected
+):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"name": "mine", field: value}))
+    result = CliRunner().invoke(app, ["plan", "--model", "llama-3.1-8b", "--gpu", "H100-SXM", "--engine", str(path)])
+    assert result.exit_code != 0
+    assert "mine.json" in result.output and expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output
