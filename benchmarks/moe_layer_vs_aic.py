@@ -93,7 +93,11 @@ for system in sys.argv[2:]:
         continue
     df = pd.concat([pd.read_parquet(f) for f in files])
     df = df[(df.distribution == "balanced") & (df.moe_tp_size == 1) & (df.moe_ep_size > 1)]
-    rank = df.version.map(lambda v: tuple(int(x) for x in re.findall(r"[0-9]+", v)))  # 0.5.10 after 0.5.6.post2
+    def release(v):  # 0.5.10 after 0.5.6.post2, 1.3.0 after 1.3.0rc23
+        m = re.match(r"v?([0-9]+(?:[.][0-9]+)*)(?:rc([0-9]+))?", v)
+        nums = tuple(int(x) for x in m.group(1).split(".")) if m else ()
+        return (nums, 0, int(m.group(2))) if m and m.group(2) else (nums, 1, 0)
+    rank = df.version.map(release)
     df = df[rank == rank.groupby([df[c] for c in point]).transform("max")]
     df = df.groupby(point + ["kernel_source"]).tail(1)
     for r in df.itertuples():

@@ -40,15 +40,22 @@ except ImportError as exc:
 
 SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm", "gb200")  # the datacenter parts with TensorRT-LLM MoE tables
 ALPHAS = {"power_law_1.01": 1.01, "power_law_1.2": 1.2}
-MOE_MIN_TOKENS = 8192  # tokens per MoE call from which the op is compute-bound
+MOE_MIN_TOKENS = 8192  # tokens per MoE call from which the op is compute-bound (the ratio still rises below it:
+# 128 experts over 8 GPUs at 1-4k tokens 1.37-1.55, at 8,192 or more 1.77; the cost model applies it to compute only,
+# which a step of a few hundred tokens barely has)
 OUT = Path(__file__).resolve().parents[1] / "src/tokenomy/catalog/data/moe_routing_imbalance.csv"
 FIELDS = ("alpha", "experts", "ep", "ratio", "timings", "source", "read_on")
 POINT = ["kernel_source", "moe_dtype", "hidden_size", "inter_size", "topk", "num_experts", "moe_ep_size", "num_tokens"]
 
 
-def version_key(name: str) -> tuple[int, ...]:
-    """A collection directory's engine release as numbers ('1.3.0rc20' -> (1, 3, 0, 20)), for ordering."""
-    return tuple(int(x) for x in re.findall(r"[0-9]+", name))
+def version_key(name: str) -> tuple[tuple[int, ...], int, int]:
+    """A collection directory's engine release for ordering: its release numbers, then a release candidate before the
+    final release ('1.3.0rc20' -> ((1, 3, 0), 0, 20), '1.3.0' -> ((1, 3, 0), 1, 0))."""
+    match = re.match(r"v?([0-9]+(?:\.[0-9]+)*)(?:rc([0-9]+))?", name)
+    if match is None:
+        return ((), 0, 0)
+    release = tuple(int(x) for x in match.group(1).split("."))
+    return (release, 0, int(match.group(2))) if match.group(2) else (release, 1, 0)
 
 
 def ratios(data: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -105,6 +105,8 @@ def test_simulate_json_carries_the_borrowing_note():
         ("moe_routing_alpha", "1.2", "field 'moe_routing_alpha': expected a number, got '1.2'"),
         ("bw_efficiency", True, "field 'bw_efficiency': expected a number, got True"),
         ("moe_attention_dp", 1, "field 'moe_attention_dp': expected true or false, got 1"),
+        ("python_executor_since", 1.15, "field 'python_executor_since': expected a string, got 1.15"),
+        ("max_num_seqs", 255.5, "field 'max_num_seqs': expected a whole number, got 255.5"),
     ],
 )
 def test_a_profile_file_with_a_value_of_the_wrong_type_is_an_error_naming_the_file_and_field(
@@ -116,3 +118,10 @@ def test_a_profile_file_with_a_value_of_the_wrong_type_is_an_error_naming_the_fi
     assert result.exit_code != 0
     assert "mine.json" in result.output and expected in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_a_profile_file_may_give_a_whole_number_where_a_fraction_is_allowed(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"name": "mine", "bw_efficiency": 1, "moe_routing_alpha": 1, "max_num_seqs": 128.0}))
+    profile = load_profile(str(path))
+    assert profile.bw_efficiency == 1 and profile.moe_routing_alpha == 1 and profile.max_num_seqs == 128

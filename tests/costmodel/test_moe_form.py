@@ -223,3 +223,20 @@ def test_uneven_routing_slows_the_busiest_gpus_experts_more_the_more_gpus_hold_t
     assert on("qwen3-235b-a22b", 1, 1.2).numbers().expert_imbalance == pytest.approx(1.10)
     dense = [float(decode_step_seconds(on("llama-3.1-70b", 8, a), 64, 1024.0)) for a in (0.0, 1.2)]
     assert dense[0] == dense[1]
+
+
+def test_the_gpus_holding_whole_experts_set_the_imbalance_and_an_untimed_exponent_interpolates() -> None:
+    """The ratio follows the GPUs that hold whole experts: eight under the attention-DP recipe or explicit expert
+    parallelism (1.77 for 128 experts), one where every GPU runs a slice of every expert (vLLM's tensor-parallel MoE:
+    the one-GPU 1.10); an exponent between balanced (0) and the timed ones lies between their ratios."""
+    from tokenomy.catalog.accelerators import moe_routing_imbalance
+
+    gpu, model = load_accelerator("H200-SXM"), load_model("qwen3-235b-a22b")
+    vllm = load_profile("vllm")
+    sliced = Deployment(model, gpu, 8, 1, "fp8", "fp8", vllm)
+    whole = Deployment(model, gpu, 8, 1, "fp8", "fp8", vllm, expert_parallel=True)
+    assert sliced.moe_tp == 8 and sliced.numbers().expert_imbalance == pytest.approx(1.10)
+    assert whole.moe_tp == 1 and whole.numbers().expert_imbalance == pytest.approx(1.769)
+    ratios = [moe_routing_imbalance(a, 128, 8) for a in (0.0, 0.5, 1.01, 1.1, 1.2, 3.0)]
+    assert ratios[0] == 1.0 and all(b >= a for a, b in zip(ratios, ratios[1:], strict=False))
+    assert ratios[1] < ratios[2] < ratios[3] < ratios[4] == ratios[5]

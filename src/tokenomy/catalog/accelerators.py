@@ -318,14 +318,23 @@ def moe_imbalance_table() -> dict[float, dict[int, dict[int, float]]]:
 
 def moe_routing_imbalance(alpha: float, experts: int, ep: int) -> float:
     """How much longer the busiest GPU's grouped GEMMs take under power-law routing of exponent `alpha` than under
-    balanced routing, for `experts` whole experts over `ep` GPUs (moe_imbalance_table: the timed exponent, expert count
-    and ep nearest on a log scale); 1.0 for alpha 0 (balanced) or without the table."""
+    balanced routing, for `experts` whole experts over `ep` GPUs (moe_imbalance_table: the expert count and ep nearest
+    on a log scale, ties to the larger; between timed exponents, and from balanced routing (alpha 0, ratio 1) to the
+    smallest, linear in alpha; past the largest, the largest's); 1.0 for alpha 0 or without the table."""
     table = moe_imbalance_table()
     if alpha <= 0 or not table or experts <= 0:
         return 1.0
-    by_experts = table[min(table, key=lambda a: abs(a - alpha))]
-    by_ep = by_experts[min(by_experts, key=lambda e: abs(math.log(e / experts)))]
-    return by_ep[min(by_ep, key=lambda e: abs(math.log(e / max(ep, 1))))]
+
+    def at(timed_alpha: float) -> float:
+        by_experts = table[timed_alpha]
+        by_ep = by_experts[min(sorted(by_experts, reverse=True), key=lambda e: abs(math.log(e / experts)))]
+        return by_ep[min(sorted(by_ep, reverse=True), key=lambda e: abs(math.log(e / max(ep, 1))))]
+
+    points = [(0.0, 1.0), *((a, at(a)) for a in sorted(table))]
+    if alpha >= points[-1][0]:
+        return points[-1][1]
+    (a0, r0), (a1, r1) = next((p, q) for p, q in zip(points, points[1:], strict=False) if p[0] <= alpha <= q[0])
+    return r0 + (r1 - r0) * (alpha - a0) / (a1 - a0)
 
 
 # MoE kernel types of kernel_rates.csv other than a plain compute type -> the compute type whose GEMM rate their

@@ -215,11 +215,25 @@ class Deployment:
         return (nearest[0], 1, nearest[1]) if nearest else (1.0, 0, "")
 
     def moe_kernel_note(self) -> str:
-        """One line on the measured MoE kernel efficiency the routed experts run at (plan and simulate print it);
-        "" for a dense model."""
+        """One line on the measured MoE kernel efficiency the routed experts run at, and the routing imbalance they
+        pay (plan and simulate print it); "" for a dense model."""
         m = self.model
         if not m.is_moe:
             return ""
+        note = self._moe_efficiency_note()
+        phi = self.numbers().expert_imbalance
+        if phi == 1.0:
+            return note
+        gpus = self.tp if self.moe_tp == 1 else 1
+        where = f"the busiest of {gpus} GPUs holding whole experts" if gpus > 1 else "each GPU's grouped GEMMs"
+        return (
+            f"{note}; expert loads a power law of exponent {self.profile.moe_routing_alpha:g} (moe_routing_alpha): "
+            f"{where} take {phi:.2f}× the balanced time (NVIDIA's timings)"
+        )
+
+    def _moe_efficiency_note(self) -> str:
+        """The kernel-efficiency part of moe_kernel_note."""
+        m = self.model
         shape = (m.hidden_size, m.expert_intermediate_size, m.experts_per_token, m.n_experts)
         kernel, rate_compute = self.expert_kernel
         eta, timed, nearest = self.expert_timing

@@ -49,7 +49,8 @@ offline run's cohort of b requests prefills on every rank at once, the busiest h
 TensorRT-LLM does not hold prompts back to balance them over the ranks unless attention_dp_config.enable_balance is
 set (default off; EngineProfile.attention_dp_balance: then no excess once the replica holds a sequence per rank; a
 lone prompt still runs on its own rank, and the wait for the others is not modelled). Load imbalance of the routed
-experts between ranks is not modelled.
+experts between ranks is the routing term above (moe_routing_alpha); the weight reads at decode sizes assume every
+touched expert is read, as under balanced routing.
 A profile's attention-DP recipe (EngineProfile.moe_attention_dp) takes the memory layout and per-rank scheduler
 limits of attention DP (Deployment.attention_dp_ranks: weights held, KV per GPU) and whole experts per GPU; each GPU
 reads the attention, dense-MLP and shared-expert weights it holds whole (Deployment.replicated_bytes) in full every

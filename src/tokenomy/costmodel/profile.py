@@ -152,15 +152,20 @@ class EngineProfile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineProfile:
         """A profile from its JSON fields (unknown keys ignored); TypeError naming a field whose value has the wrong
-        type (a number where a number belongs, true/false for a switch)."""
+        type (a number where a number belongs, a whole one for a count, true/false for a switch, a string for a
+        name)."""
         known = {f.name: f for f in fields(cls)}
         for key, value in data.items():
             default = known[key].default if key in known else None
             if isinstance(default, bool) and not isinstance(value, bool):
                 raise TypeError(f"field '{key}': expected true or false, got {value!r}")
+            if isinstance(default, str) and not isinstance(value, str):
+                raise TypeError(f"field '{key}': expected a string, got {value!r}")
             if isinstance(default, int | float) and not isinstance(default, bool):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise TypeError(f"field '{key}': expected a number, got {value!r}")
+                if isinstance(default, int) and not float(value).is_integer():
+                    raise TypeError(f"field '{key}': expected a whole number, got {value!r}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
