@@ -107,6 +107,7 @@ def test_simulate_json_carries_the_borrowing_note():
         ("moe_attention_dp", 1, "field 'moe_attention_dp': expected true or false, got 1"),
         ("python_executor_since", 1.15, "field 'python_executor_since': expected a string, got 1.15"),
         ("max_num_seqs", 255.5, "field 'max_num_seqs': expected a whole number, got 255.5"),
+        ("moe_routing_alpha", -1.2, "field 'moe_routing_alpha': a power-law exponent, 0 (balanced) or more, got -1.2"),
     ],
 )
 def test_a_profile_file_with_a_value_of_the_wrong_type_is_an_error_naming_the_file_and_field(
@@ -125,3 +126,17 @@ def test_a_profile_file_may_give_a_whole_number_where_a_fraction_is_allowed(tmp_
     path.write_text(json.dumps({"name": "mine", "bw_efficiency": 1, "moe_routing_alpha": 1, "max_num_seqs": 128.0}))
     profile = load_profile(str(path))
     assert profile.bw_efficiency == 1 and profile.moe_routing_alpha == 1 and profile.max_num_seqs == 128
+
+
+def test_an_unreadable_routing_imbalance_table_names_its_file_and_line(tmp_path, monkeypatch):
+    from tokenomy.catalog import accelerators
+    from tokenomy.catalog.errors import CatalogError
+
+    (tmp_path / accelerators.MOE_IMBALANCE_FILE).write_text("alpha,experts,ep,ratio\n1.2,128,8,1.769\n1.2,x,4,1.4\n")
+    monkeypatch.setattr(accelerators, "DATA_DIR", tmp_path)
+    accelerators.moe_imbalance_table.cache_clear()
+    try:
+        with pytest.raises(CatalogError, match=r"moe_routing_imbalance.csv:3: cannot read .*moe_imbalance_aic.py"):
+            accelerators.moe_imbalance_table()
+    finally:
+        accelerators.moe_imbalance_table.cache_clear()

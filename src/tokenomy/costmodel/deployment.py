@@ -157,6 +157,13 @@ class Deployment:
         return 1 if whole or not self.model.is_moe else self.tp
 
     @property
+    def whole_expert_gpus(self) -> int:
+        """GPUs the routed experts are spread over whole, whose busiest one every MoE layer waits for: tp where each
+        GPU holds whole experts (moe_tp 1: expert parallelism or the attention-DP recipe), else 1 (every GPU runs a
+        slice of every expert)."""
+        return self.tp if self.moe_tp == 1 else 1
+
+    @property
     def attention_dp_ranks(self) -> int:
         """Attention data-parallel ranks (tp for a MoE model under expert parallelism or the profile's recipe, else 1):
         each holds the non-expert weights whole and its own sequences' KV, and schedules its own batch."""
@@ -224,7 +231,7 @@ class Deployment:
         phi = self.numbers().expert_imbalance
         if phi == 1.0:
             return note
-        gpus = self.tp if self.moe_tp == 1 else 1
+        gpus = self.whole_expert_gpus
         where = f"the busiest of {gpus} GPUs holding whole experts" if gpus > 1 else "each GPU's grouped GEMMs"
         return (
             f"{note}; expert loads a power law of exponent {self.profile.moe_routing_alpha:g} (moe_routing_alpha): "
@@ -479,9 +486,7 @@ class Deployment:
             expert_flops_per_token=2 * p.routed_experts / m.n_experts / tp if m.is_moe else 0.0,
             expert_gemm_efficiency=eta,
             expert_imbalance=(
-                moe_routing_imbalance(prof.moe_routing_alpha, m.n_experts, tp if self.moe_tp == 1 else 1)
-                if m.is_moe
-                else 1.0
+                moe_routing_imbalance(prof.moe_routing_alpha, m.n_experts, self.whole_expert_gpus) if m.is_moe else 1.0
             ),
             expert_matmul_flops_per_s=expert_flops_per_s,
             moe_dispatch_bytes_per_token=(

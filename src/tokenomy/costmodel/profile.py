@@ -166,6 +166,9 @@ class EngineProfile:
                     raise TypeError(f"field '{key}': expected a number, got {value!r}")
                 if isinstance(default, int) and not float(value).is_integer():
                     raise TypeError(f"field '{key}': expected a whole number, got {value!r}")
+        alpha = data.get("moe_routing_alpha", 0)
+        if alpha < 0:
+            raise TypeError(f"field 'moe_routing_alpha': a power-law exponent, 0 (balanced) or more, got {alpha!r}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
