@@ -6,10 +6,11 @@ from tokenomy.catalog.accelerators import Accelerator, load_accelerator
 from tokenomy.catalog.models import load_model
 from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
-from tokenomy.costmodel.perf import decode_step_seconds, single_stream
+from tokenomy.costmodel.perf import decode_step_seconds, kv_read_bytes, single_stream
 from tokenomy.costmodel.spec import expected_tokens_per_step, speculative_decode
 
 VLLM = load_profile("vllm")
+TRT = load_profile("tensorrt-llm")
 
 
 def deploy(model: str, gpu: str = "H100-SXM", precision: str = "fp16", tp: int = 1, **kw) -> Deployment:
@@ -83,6 +84,22 @@ def test_sliding_window_layers_cap_kv_at_long_context():
     gemma = deploy("gemma-3-27b", precision="bf16", kv_precision="bf16", tp=2)
     full = gemma.kv_bytes_per_token()
     assert gemma.kv_bytes_per_token(32768) < 0.25 * full  # 52 of 62 layers keep 1024 tokens
+
+
+def test_llama4_chunked_layers_keep_every_tokens_kv_unless_the_engine_frees_them():
+    # Llama 4's chunked local attention: TensorRT-LLM (and SGLang by default) keep every token's KV in the chunked
+    # layers, so a long sequence costs the full KV per token; vLLM's hybrid KV manager frees past chunks. Either way a
+    # decode step reads only each chunked layer's current chunk.
+    kw = {"precision": "fp8", "kv_precision": "fp8", "tp": 4}
+    trt = Deployment(load_model("llama-4-scout-17b-16e"), load_accelerator("H200-SXM"), profile=TRT, **kw)
+    vllm = Deployment(load_model("llama-4-scout-17b-16e"), load_accelerator("H200-SXM"), profile=VLLM, **kw)
+    assert trt.model.chunked_attention and trt.model.sliding_window == 8192
+    assert not trt.profile.frees_chunked_attention_kv and vllm.profile.frees_chunked_attention_kv
+    assert trt.kv_bytes_per_token(32768) == trt.kv_bytes_per_token()
+    assert trt.kv_capacity_tokens_at(32768) == trt.memory.kv_capacity_tokens
+    assert vllm.kv_bytes_per_token(32768) < 0.5 * vllm.kv_bytes_per_token()  # 36 of 48 layers hold 8,192 tokens
+    per_token_all_layers = trt.kv_bytes_per_gpu_layer_token() * trt.model.n_layers
+    assert float(kv_read_bytes(trt.numbers(), 1, 32768)) < 0.5 * 32768 * per_token_all_layers
 
 
 def test_qwen3_uses_its_decoupled_head_dim():

@@ -16,7 +16,7 @@ from tokenomy.catalog.profiles import load_profile
 from tokenomy.costmodel.deployment import Deployment
 from tokenomy.sim.fleet import POLICIES, ApiTier, Fleet, GpuTier, Router, compare_day, simulate_fleet, tier_share
 from tokenomy.sim.metrics import RequestLog
-from tokenomy.sim.replica import Replica
+from tokenomy.sim.replica import Replica, ReplicaConfig
 from tokenomy.sim.run import simulate
 from tokenomy.sim.workload import Workload, daily_profile_arrivals, parse_lengths, poisson_arrivals
 
@@ -210,3 +210,19 @@ def test_a_tier_sizes_a_sliding_window_kv_pool_by_the_requests_routed_to_it() ->
           f"(alone {long:,}), whole log {whole:,}")  # fmt: skip
     assert pools == {"short": short, "long": long}
     assert short < whole < long
+
+
+def test_llama4_chunked_layers_size_the_kv_pool_at_full_length_on_tensorrt_llm() -> None:
+    """TensorRT-LLM keeps every token's KV in Llama 4's chunked local-attention layers (EngineProfile
+    .frees_chunked_attention_kv off): a replica given only 32k-token requests holds the memory plan's token count;
+    on vLLM, which frees past chunks, the same requests fit more tokens."""
+    pools = {}
+    for engine in ("tensorrt-llm", "vllm"):
+        d = Deployment(load_model("llama-4-scout-17b-16e"), load_accelerator("H200-SXM"), 4, 1, "fp8", "fp8",
+                       load_profile(engine))  # fmt: skip
+        assert d.memory.fits and d.model.chunked_attention
+        w = Workload(np.arange(8) * 0.1, [1024] * 8, [32768] * 8)
+        replica = Replica(d, ReplicaConfig(), RequestLog.for_workload(w))
+        pools[engine] = (replica.kv.total_blocks, d.memory.kv_capacity_tokens // replica.config.block_tokens)
+    assert pools["tensorrt-llm"][0] == pools["tensorrt-llm"][1]
+    assert pools["vllm"][0] > 2 * pools["vllm"][1]

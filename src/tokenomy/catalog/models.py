@@ -63,9 +63,13 @@ class ModelArch:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
-    # Sliding-window layers keep only the last `sliding_window` tokens in their KV cache.
+    # Sliding-window layers attend to (and read the KV of) at most the last `sliding_window` tokens and keep only those
+    # in the KV cache. `chunked_attention`: they are Llama 4's chunked local-attention layers (attending within
+    # `sliding_window`-token chunks), whose past chunks' KV only an engine whose profile says so frees
+    # (EngineProfile.frees_chunked_attention_kv); the others keep every token's KV.
     sliding_window: int = 0
     n_sliding_layers: int = 0
+    chunked_attention: bool = False
     native_precision: str = "bf16"
     extra_params: int = 0  # parameters outside the layers counted above (e.g. attention sinks)
     published: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -193,7 +197,11 @@ def arch_from_config(cfg: dict[str, Any], model_id: str, source: str = "config.j
     if chunk and model_type.startswith("llama4"):  # iRoPE: 3 of 4 layers attend within 8k-token chunks
         no_rope = cfg.get("no_rope_layers")
         n_chunked = sum(1 for x in no_rope if x) if isinstance(no_rope, list) and no_rope else n_layers - n_layers // 4
-        kw.update(sliding_window=_positive_int(chunk, source, "attention_chunk_size"), n_sliding_layers=n_chunked)
+        kw.update(
+            sliding_window=_positive_int(chunk, source, "attention_chunk_size"),
+            n_sliding_layers=n_chunked,
+            chunked_attention=True,
+        )
 
     quant = top.get("quantization_config") or {}
     if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4":

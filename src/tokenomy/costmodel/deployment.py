@@ -346,11 +346,18 @@ class Deployment:
         heads_per_gpu = math.ceil(m.n_kv_heads / self.tp)
         return 2 * heads_per_gpu * m.head_dim * b
 
+    @property
+    def windows_drop_kv(self) -> bool:
+        """Whether the model's windowed layers keep only their window's KV: sliding-window layers do; Llama 4's
+        chunked ones only where the engine frees past chunks (EngineProfile.frees_chunked_attention_kv)."""
+        m = self.model
+        return bool(m.n_sliding_layers) and (not m.chunked_attention or self.profile.frees_chunked_attention_kv)
+
     def kv_bytes_per_token(self, context_tokens: float | None = None) -> float:
-        """Average KV bytes per token of a sequence of `context_tokens` (sliding layers hold at most a window)."""
+        """Average KV bytes per token of a sequence of `context_tokens` (windowed layers that drop KV hold a window)."""
         m = self.model
         per_layer = self.kv_bytes_per_layer_token()
-        if not m.n_sliding_layers or context_tokens is None:
+        if not self.windows_drop_kv or context_tokens is None:
             return per_layer * m.n_layers
         window_share = min(1.0, m.sliding_window / max(context_tokens, 1))
         return per_layer * (m.n_full_layers + m.n_sliding_layers * window_share)
@@ -394,7 +401,7 @@ class Deployment:
         )
 
     def kv_capacity_tokens_at(self, context_tokens: float) -> int:
-        """KV capacity in tokens for sequences of a given length (more for sliding-window models)."""
+        """KV capacity in tokens for sequences of a given length (more where windowed layers drop KV)."""
         full = self.kv_bytes_per_token()
         return int(self.memory.kv_capacity_tokens * full / self.kv_bytes_per_token(context_tokens))
 

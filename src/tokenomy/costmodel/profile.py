@@ -65,6 +65,10 @@ class EngineProfile:
     # MXFP4 experts (gpt-oss) run with MXFP8 activations on accelerators with FP4 tensor cores (W4A8: TensorRT-LLM's
     # Blackwell kernels); otherwise with bf16 activations (Deployment.expert_kernel).
     mxfp4_moe_mxfp8_activations: bool = False
+    # Llama 4's chunked local-attention layers (ModelArch.chunked_attention) hold only their current chunk's KV: the
+    # engine frees past chunks' blocks (vLLM's hybrid KV cache manager, on for them by default since vllm#29627);
+    # off, every layer keeps every token's KV (TensorRT-LLM; SGLang, whose hybrid pool for them is opt-in).
+    frees_chunked_attention_kv: bool = False
     layer_overhead_s: float = 5e-6  # fixed cost per layer per step (kernel launches, norms)
     # Fixed cost of each MoE layer's fused MoE op per step, on top of layer_overhead_s (routing, permute/unpermute
     # set-up, the grouped-GEMM launches). The shipped GPU profiles hold 26 us, the median of what NVIDIA's timings of

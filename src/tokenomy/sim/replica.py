@@ -139,14 +139,15 @@ class Replica(Scheduler, Executor, FastMode):
     # ---- requests in -------------------------------------------------------------------------
 
     def _kv_pool_tokens(self) -> int:
-        """Tokens the KV pool holds: the memory plan's, and on paged KV with sliding-window layers (which keep at most
-        their window) as many as the workload's requests fit at their mix of lengths: the pool's bytes over their
-        token-weighted mean KV bytes per token (`Deployment.kv_bytes_per_token`; for one length what
-        `Deployment.kv_capacity_tokens_at` gives, as the closed forms size a batch), in a fleet the requests its tier
-        can be routed (`share`). Blocks stay counted per token, so a phase of requests far from the mix is
-        approximate; contiguous reservations keep the memory plan's count, as `replica_slots` does."""
+        """Tokens the KV pool holds: the memory plan's, and on paged KV with windowed layers that keep at most their
+        window (Deployment.windows_drop_kv: Llama 4's chunked ones only on an engine that frees them) as many as the
+        workload's requests fit at their mix of lengths: the pool's bytes over their token-weighted mean KV bytes per
+        token (`Deployment.kv_bytes_per_token`; for one length what `Deployment.kv_capacity_tokens_at` gives, as the
+        closed forms size a batch), in a fleet the requests its tier can be routed (`share`). Blocks stay counted per
+        token, so a phase of requests far from the mix is approximate; contiguous reservations keep the memory plan's
+        count, as `replica_slots` does."""
         d, full = self.d, self.d.memory.kv_capacity_tokens
-        if self.config.kv != "paged" or not d.model.n_sliding_layers:
+        if self.config.kv != "paged" or not d.windows_drop_kv:
             return full  # every replica of a fleet asks: no pass over the log where windows play no part
         lengths = self.log.input_tokens + self.log.output_tokens
         if self.share is not None:
