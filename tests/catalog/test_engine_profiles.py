@@ -105,6 +105,11 @@ def test_simulate_json_carries_the_borrowing_note():
         ("moe_routing_alpha", "1.2", "field 'moe_routing_alpha': expected a number, got '1.2'"),
         ("bw_efficiency", True, "field 'bw_efficiency': expected a number, got True"),
         ("moe_attention_dp", 1, "field 'moe_attention_dp': expected true or false, got 1"),
+        (
+            "frees_chunked_attention_kv",
+            "yes",
+            "field 'frees_chunked_attention_kv': expected true or false, got 'yes'",
+        ),
         ("python_executor_since", 1.15, "field 'python_executor_since': expected a string, got 1.15"),
         ("max_num_seqs", 255.5, "field 'max_num_seqs': expected a whole number, got 255.5"),
         ("moe_routing_alpha", -1.2, "field 'moe_routing_alpha': a power-law exponent, 0 (balanced) or more, got -1.2"),
