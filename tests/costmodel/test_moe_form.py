@@ -140,6 +140,44 @@ def test_expert_parallel_trades_all_reduces_for_a_smaller_all_to_all_and_replica
     assert ep_.kv_bytes_per_gpu_layer_token() == pytest.approx(tp_.kv_bytes_per_gpu_layer_token() / 2)
 
 
+def test_the_moe_layers_buffers_hold_k_routed_copies_of_every_token_the_layer_sees() -> None:
+    """TensorRT-LLM's MoE runner sizes its workspace for the k routed copies of each token, each with an input-side
+    buffer of max(hidden, inter) and an output-side one of max(2·inter, hidden) 16-bit values, and under attention DP
+    a layer sees every rank's tokens (moe_max_num_tokens = max_num_tokens x dp_size): the activation memory set aside
+    before the KV cache grows with top-k and ranks, and the KV cache shrinks by as much. Qwen3-30B-A3B: hidden 2048,
+    8 of 128 experts of width 768; 8,192 tokens per rank."""
+    tp_ = ep_dep("qwen3-30b-a3b", 8, False)
+    recipe = replace(tp_, profile=tp_.profile.with_values(moe_attention_dp=True))
+    one = ep_dep("qwen3-30b-a3b", 1, False)
+    assert tp_.profile.max_num_batched_tokens == 8192
+    # one GPU: 8,192 x 8 routed copies of max(2048, 768) + max(1536, 2048) values
+    assert one.moe_workspace_bytes() == 8192 * 8 * (2048 + 2048) * 2
+    # attention DP: 8 ranks' tokens, whole experts (inter 768 on each GPU), and each token's gathered input and
+    # combined output; 8x the tensor-parallel replica's buffers and more
+    assert recipe.moe_workspace_bytes() == 8 * 8192 * (8 * 4096 + 2 * 2048) * 2
+    assert recipe.moe_workspace_bytes() > 8 * tp_.moe_workspace_bytes()
+    # the KV cache gets what they leave: a smaller token budget leaves more of it
+    smaller_budget = replace(recipe, profile=recipe.profile.with_values(max_num_batched_tokens=1024))
+    freed = recipe.moe_workspace_bytes() - smaller_budget.moe_workspace_bytes()
+    assert smaller_budget.memory.kv_bytes - recipe.memory.kv_bytes >= 8 * freed * recipe.profile.gpu_memory_utilization
+    # an expert wider than twice the hidden size: the output-side buffer is the gated FC1 output (Maverick: hidden
+    # 5120, experts of width 8192, one per token, on one of 8 attention-DP ranks)
+    mav = replace(ep_dep("llama-4-maverick-17b-128e", 8, True), profile=load_profile("tensorrt-llm"))
+    assert mav.attention_dp_ranks == 8 and mav.moe_tp == 1
+    assert mav.moe_workspace_bytes() == mav.token_budget * (1 * (8192 + 16384) + 2 * 5120) * 2
+
+
+def test_a_dense_models_activation_memory_is_its_hidden_states_mlp_and_logits() -> None:
+    """A dense model has no MoE buffers; its step's peak is the rank's hidden states (4 x hidden), the MLP's gate and
+    up outputs split tp-ways and the logits (Llama 3.1 8B: hidden 4096, MLP 14336, vocabulary 128256)."""
+    for tp in (1, 2, 8):
+        d = ep_dep("llama-3.1-8b", tp, False)
+        tokens, seqs = d.profile.max_num_batched_tokens, d.profile.max_num_seqs
+        assert d.moe_workspace_bytes() == 0.0
+        expected = tokens * 2 * (4 * 4096 + 2 * 14336 / tp) + seqs * 128256 * 4 / tp
+        assert d.activation_bytes_per_gpu() == pytest.approx(expected)
+
+
 def test_the_attention_dp_recipe_takes_attention_dps_memory_reads_and_exchanges_with_tensor_parallel_flops() -> None:
     """Under the profile's attention-DP recipe a MoE replica holds what attention DP holds (the non-expert weights on
     every GPU, each GPU only its own sequences' KV: Qwen3-30B-A3B's 4 KV heads over 8 GPUs stored once, not twice),

@@ -363,13 +363,36 @@ class Deployment:
         return per_layer * (m.n_full_layers + m.n_sliding_layers * window_share)
 
     def activation_bytes_per_gpu(self) -> float:
-        """Peak activation memory of one forward step at the token budget (hidden states, MLP, logits)."""
+        """Peak activation memory of one forward step at the token budget: a rank's hidden states, the larger of a
+        dense MLP's gate and up outputs and the MoE layer's buffers (moe_workspace_bytes), and the logits."""
         m, prof = self.model, self.profile
-        tokens = prof.max_num_batched_tokens
-        width = m.expert_intermediate_size * max(m.experts_per_token, 1) if m.is_moe else m.intermediate_size
-        per_token = ACTIVATION_BYTES * (4 * m.hidden_size + 2 * width / self.tp)
-        logits = prof.max_num_seqs * m.vocab_size * 4 / self.tp
-        return tokens * per_token + logits
+        rank_tokens = prof.max_num_batched_tokens
+        has_dense_mlp = not m.is_moe or m.n_moe_layers < m.n_layers
+        mlp_tp = 1 if self.attention_dp_ranks > 1 else self.tp  # attention DP: dense MLPs run whole on each rank
+        dense_mlp_bytes = rank_tokens * ACTIVATION_BYTES * 2 * m.intermediate_size / mlp_tp if has_dense_mlp else 0.0
+        hidden_bytes = rank_tokens * ACTIVATION_BYTES * 4 * m.hidden_size
+        logits_bytes = prof.max_num_seqs * m.vocab_size * 4 / self.tp
+        return hidden_bytes + max(dense_mlp_bytes, self.moe_workspace_bytes()) + logits_bytes
+
+    # A MoE layer's buffers, as TensorRT-LLM's MoE runner sizes its workspace (cpp/tensorrt_llm/kernels/
+    # mixtureOfExperts/moe_kernels.cu, getWorkspaceDeviceBufferSizes): for each of the k routed copies of a token, one
+    # buffer shared by the permuted input, the FC1 result and the FC2 output (max(hidden, inter) values) and one shared
+    # by the gated FC1 output and the FC2 output (max(2·inter, hidden) values), inter the expert's intermediate columns
+    # on this GPU, in 16 bits; under attention DP a layer takes every rank's tokens at once (moe_max_num_tokens
+    # defaults to max_num_tokens × dp_size: no chunking) and holds their gathered inputs and combined outputs. vLLM's
+    # fused MoE keeps separate buffers, k·(hidden + 3·inter) values per token (fused_moe.py's intermediate caches);
+    # the one formula stands for both.
+    def moe_workspace_bytes(self) -> float:
+        """Per GPU, a MoE layer's buffers at the token budget as TensorRT-LLM's MoE runner sizes them (comment
+        above); 0 for a dense model."""
+        m = self.model
+        if not m.is_moe:
+            return 0.0
+        seen_tokens = self.token_budget  # every attention-DP rank's: moe_max_num_tokens = max_num_tokens × dp_size
+        h, inter_per_gpu = m.hidden_size, m.expert_intermediate_size / self.moe_tp
+        per_copy = max(h, inter_per_gpu) + max(2 * inter_per_gpu, h)  # input-side and output-side overlapped buffers
+        gathered = 2 * h if self.attention_dp_ranks > 1 else 0  # the all-gathered inputs and the combined outputs
+        return ACTIVATION_BYTES * seen_tokens * (m.experts_per_token * per_copy + gathered)
 
     @cached_property
     def memory(self) -> MemoryPlan:
