@@ -20,8 +20,9 @@ the profile's prior (docs/cost-model.md). Figures, not code, carry over; each ro
   adds (the slope from MOE_MIN_TOKENS tokens up), for a whole expert set on one GPU under balanced routing and for its
   tensor-parallel slices on 2, 4 and 8 GPUs (`moe_rows`); where the whole set was not timed on one GPU (gpt-oss-120b's
   128 experts on an H100), the smallest expert-parallel split that was (shape 'ep=N': each GPU holds 1/N of the
-  experts whole and computes topk/N of each token's copies). The slope is the whole fused MoE op's: its
-  permute/unpermute passes over the routed copies are in it.
+  experts whole and computes topk/N of each token's copies), and the 2-way split where it computes more than
+  MOE_SPLIT_FASTER times the whole set's routed copies per GPU at the largest token count both timed. The slope is
+  the whole fused MoE op's: its permute/unpermute passes over the routed copies are in it.
 
 Run with an interpreter that has aiconfigurator installed (it brings pandas and pyarrow):
     /path/to/aic-venv/bin/python scripts/kernel_rates_aic.py [--out PATH]
@@ -61,6 +62,12 @@ GEMM_DTYPES = {"bfloat16": ("bf16", 2.0), "fp8": ("fp8", 1.0), "nvfp4": ("fp4", 
 GEMV_MIN_BYTES = 512e6
 ALLREDUCE_MAX_ELEMENTS = 16384
 MOE_MIN_TOKENS = 4096  # tokens per MoE call from which its latency is taken as linear (compute-bound, large M)
+# A whole expert set whose 2-way expert split (the same per-expert GEMMs on half the experts, which cannot run them
+# faster) computes more than MOE_SPLIT_FASTER times its routed copies per GPU, at the largest token count both timed,
+# was timed with a slower kernel choice than the split: the split's η stands in. Over the 499 whole / split pairs of
+# AIConfigurator 0.12's newest tables the ratio is at most 1.24 or at least 1.87 (Llama 4 Scout's experts in FP8:
+# 1.9-4.9 on five systems; a 512-expert shape in BF16 on RTX PRO 6000); 1.5 lies in that gap.
+MOE_SPLIT_FASTER = 1.5
 MOE_TP_SIZES = (1, 2, 4, 8)  # tensor-parallel MoE: each GPU runs every expert's 1/moe_tp slice (inter / moe_tp)
 # MoE table dtype -> (kernel_rates.csv compute name, the GEMM table dtype whose best rate η is a fraction of: the
 # catalogue's MOE_KERNEL_RATES). Block-scaled FP8 (DeepSeek-V3's checkpoint) counts at the per-tensor FP8 rate;
@@ -178,11 +185,38 @@ def allreduce_rows(system: str, accel: str, data: Path, package: str) -> list[di
     ]
 
 
+def _latency_ms(grp: pd.DataFrame) -> pd.Series:
+    """A MoE table cell's median latency (ms) by token count, ascending."""
+    return grp.groupby("num_tokens").latency.median().sort_index()
+
+
+def _moe_eta(latency_ms: pd.Series, flops_per_token: float, rate_flop_s: float) -> float | None:
+    """η of one MoE table cell: flops_per_token at the dense rate over the latency one more token adds (least-squares
+    slope over MOE_MIN_TOKENS tokens and up); inf where the slope is not positive, None with under two such counts."""
+    big = latency_ms[latency_ms.index >= MOE_MIN_TOKENS]
+    if len(big) < 2:
+        return None
+    slope_s = np.polyfit(big.index.to_numpy(dtype=float), big.to_numpy() * 1e-3, 1)[0]
+    return flops_per_token / rate_flop_s / slope_s if slope_s > 0 else float("inf")
+
+
+def _split_speedup(whole_ms: pd.Series, half_ms: pd.Series) -> float:
+    """How many times more routed copies per GPU a 2-way expert split computes than its whole set, at the largest
+    token count both cells timed (each GPU of the split computes half the copies); 0 where they share none."""
+    shared = whole_ms.index.intersection(half_ms.index)
+    if shared.empty:
+        return 0.0
+    tokens = shared.max()
+    return float(whole_ms[tokens] / (2.0 * half_ms[tokens]))
+
+
 def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
     """Large-M grouped-GEMM efficiency per MoE kernel type and expert shape of one system's TensorRT-LLM MoE table:
     a whole expert set on one GPU (moe_tp_size = moe_ep_size = 1, balanced routing), its tensor-parallel slices
     (moe_tp_size = 2, 4, 8: each GPU runs every expert's inter / moe_tp columns; shape 'tp=N') and, where the whole
-    set was not timed, its smallest expert-parallel split (moe_ep_size = N: shape 'ep=N'); η = the FLOPs one more
+    set was not timed, its smallest expert-parallel split (moe_ep_size = N: shape 'ep=N') and, where the whole set
+    computed its routed copies per GPU over MOE_SPLIT_FASTER times slower than its 2-way split, that split; η = the
+    FLOPs one more
     token costs on one GPU (topk · 6 · hidden · inter / (moe_tp · ep)) at the same table release's best dense GEMM
     rate of the kernel's MOE_DTYPES type over the latency one more token adds (the least-squares slope over
     MOE_MIN_TOKENS tokens and up). A slope faster than the dense rate allows (η > 1: not compute-bound, the weight
@@ -209,18 +243,27 @@ def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
         sub = sliced[sliced.moe_dtype == moe_dtype]
         timed = [(key, 1, grp) for key, grp in sub.groupby([*shape_keys, "moe_tp_size"])]
         whole = {key[:4] for key, _, _ in timed if key[4] == 1}
-        for shape_key, by_shape in split[split.moe_dtype == moe_dtype].groupby(shape_keys):
+        splits = split[split.moe_dtype == moe_dtype]
+        for shape_key, by_shape in splits.groupby(shape_keys):
             if shape_key not in whole:  # the whole set untimed: its smallest expert-parallel split stands in
                 ep = int(by_shape.moe_ep_size.min())
                 timed.append(((*shape_key, 1), ep, by_shape[by_shape.moe_ep_size == ep]))
+        # iter(): a GroupBy's .keys is a list, which dict() would take for a mapping's
+        halves = dict(iter(splits[splits.moe_ep_size == 2].groupby(shape_keys)))
         for (hidden, inter, topk, experts, moe_tp), ep, grp in timed:
-            latency = grp.groupby("num_tokens").latency.median().sort_index()
-            big = latency[latency.index >= MOE_MIN_TOKENS]
-            if len(big) < 2:
+            latency = _latency_ms(grp)
+            eta = _moe_eta(latency, topk * 6.0 * hidden * (inter / moe_tp) / ep, rate)
+            half = halves.get((hidden, inter, topk, experts)) if (moe_tp, ep) == (1, 1) else None
+            if eta is not None and half is not None:
+                half_latency = _latency_ms(half)
+                half_eta = _moe_eta(half_latency, topk * 6.0 * hidden * inter / 2, rate)
+                if half_eta is not None and _split_speedup(latency, half_latency) > MOE_SPLIT_FASTER:
+                    # the whole set ran slower than its 2-way expert split, the same per-expert GEMMs on half the
+                    # experts: not the kernel the engine's autotuner picks; the split stands in
+                    ep, eta, latency, grp = 2, half_eta, half_latency, half
+            if eta is None:
                 continue
-            slope_s = np.polyfit(big.index.to_numpy(dtype=float), big.to_numpy() * 1e-3, 1)[0]
-            flops = topk * 6.0 * hidden * (inter / moe_tp) / ep
-            eta = flops / rate / slope_s if slope_s > 0 else float("inf")
+            big = latency[latency.index >= MOE_MIN_TOKENS]
             shape = (
                 f"hidden={hidden} inter={inter} topk={topk} experts={experts} "
                 f"tokens={int(big.index.min())}-{int(big.index.max())}"

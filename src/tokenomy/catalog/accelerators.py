@@ -236,7 +236,8 @@ class KernelRates:
     allreduce_latency_us: dict[int, float] = field(default_factory=dict)
     # large-M grouped-GEMM efficiency of an expert set on one GPU, by (MoE kernel type: a compute type, or
     # 'fp8-block', 'mxfp4-w4a16', 'mxfp4-w4a8'; hidden, inter, topk, experts), then by moe_tp: 1 the whole experts
-    # (or, where NVIDIA did not time the whole set on one GPU, its smallest expert-parallel split: shape 'ep=N'),
+    # (or, where NVIDIA did not time the whole set on one GPU, its smallest expert-parallel split, and where it timed
+    # the whole set slower than its 2-way split, that split: shape 'ep=N'),
     # > 1 each expert's 1/moe_tp slice (tensor-parallel MoE)
     moe_gemm_efficiency: dict[tuple[str, int, int, int, int], dict[int, float]] = field(default_factory=dict)
     # expert sets whose whole-set figure is an expert-parallel split's (the split's GPUs): see moe_split_stand_in
@@ -367,16 +368,17 @@ def moe_gemm_efficiency(
     accelerator, compute type or shape was not timed at all (a deployment then takes the nearest timed set's figure
     where the accelerator has timings of the kernel type: moe_nearest_timing, Deployment.expert_timing).
 
-    The timed figures are taken as they are, not smoothed: where a run is far slower than a thinner slicing of the
-    same experts (Llama 4 Scout in FP8 on an H100: 0.17 whole, 0.74 in quarters), NVIDIA's own Scout throughput
-    rows on H100 and H200 show the engine running that slow: lifting the whole experts to the quarters' 0.74 made
-    them 1.50× and 1.17× too fast in sample (from 1.12× and 0.87×)."""
+    The timed figures are taken as they are, not smoothed, but for one check when they are read from NVIDIA's
+    tables (scripts/kernel_rates_aic.py: MOE_SPLIT_FASTER): a whole set timed far slower than its own 2-way
+    expert-parallel split (the same per-expert GEMMs on half the experts: Llama 4 Scout in FP8 on an H100, 0.17
+    whole, the split 0.99) takes the split's figure."""
     return moe_gemm_timing(gpu_id, compute, hidden, inter, topk, experts, moe_tp)[0]
 
 
 def moe_split_stand_in(gpu_id: str, compute: str, hidden: int, inter: int, topk: int, experts: int) -> int:
     """GPUs of the expert-parallel split whose timing stands in for this whole expert set (NVIDIA did not time the
-    set on one GPU: gpt-oss-120b's 128 experts in W4A16 on an H100, timed from 2 GPUs up); 1 where it was."""
+    set on one GPU: gpt-oss-120b's 128 experts in W4A16 on an H100, timed from 2 GPUs up; or timed it far slower
+    than its 2-way split: Llama 4 Scout in FP8); 1 where its own timing holds."""
     rates = kernel_rates().get(MOE_TABLE_STAND_INS.get(gpu_id, gpu_id))
     key = (_SAME_RATE.get(compute, compute), hidden, inter, topk, experts)
     return rates.moe_split_stand_ins.get(key, 1) if rates else 1

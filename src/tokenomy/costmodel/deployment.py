@@ -261,7 +261,10 @@ class Deployment:
         untimed = "" if timed == self.moe_tp else f"; 1/{self.moe_tp} not timed, the {stand_in} figure"
         split_gpus = moe_split_stand_in(self.gpu.id, kernel, *shape) if timed == 1 else 1
         if split_gpus > 1:
-            untimed += f"; the whole set not timed on one GPU, its {split_gpus}-way expert-parallel split's figure"
+            untimed += (
+                f"; the whole set not timed on one GPU, or timed far slower than its split, its {split_gpus}-way "
+                "expert-parallel split's figure"
+            )
         return (
             f"MoE kernel: routed experts run at {eta:.2f} of the {dense} ({split}; NVIDIA's TensorRT-LLM "
             f"MoE timings on {where}{untimed}; docs/cost-model.md)"
