@@ -216,9 +216,8 @@ def moe_rows(system: str, accel: str, data: Path, package: str) -> list[dict]:
     (moe_tp_size = 2, 4, 8: each GPU runs every expert's inter / moe_tp columns; shape 'tp=N') and, where the whole
     set was not timed, its smallest expert-parallel split (moe_ep_size = N: shape 'ep=N') and, where the whole set
     computed its routed copies per GPU over MOE_SPLIT_FASTER times slower than its 2-way split, that split; η = the
-    FLOPs one more
-    token costs on one GPU (topk · 6 · hidden · inter / (moe_tp · ep)) at the same table release's best dense GEMM
-    rate of the kernel's MOE_DTYPES type over the latency one more token adds (the least-squares slope over
+    FLOPs one more token costs on one GPU (topk · 6 · hidden · inter / (moe_tp · ep)) at the same table release's best
+    dense GEMM rate of the kernel's MOE_DTYPES type over the latency one more token adds (the least-squares slope over
     MOE_MIN_TOKENS tokens and up). A slope faster than the dense rate allows (η > 1: not compute-bound, the weight
     reads still dominate) is written as 1.0, so that every shape NVIDIA timed has a row."""
     gemm = _table(data, system, "gemm", "gemm_perf.parquet")
